@@ -1,0 +1,305 @@
+// validate.c — every descriptor check, one message per failure; defaults; the workspace size.
+//
+// Nothing in the library reads a pointer of the problem before fa_validate has accepted it.
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "internal.h"
+
+/// Largest extent accepted: tile loops index rows and columns with int.
+#define FA_MAX_EXTENT ((int64_t)INT32_MAX)
+
+void fa_problem_init(fa_problem *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->scale = FA_SCALE_DEFAULT;
+    p->causal = FA_CAUSAL_NONE;
+}
+
+fa_strides fa_strides_bhld(int64_t heads, int64_t len, int64_t dim) {
+    return (fa_strides){.batch = heads * len * dim, .head = len * dim, .seq = dim};
+}
+
+fa_strides fa_strides_blhd(int64_t heads, int64_t len, int64_t dim) {
+    return (fa_strides){.batch = len * heads * dim, .head = dim, .seq = heads * dim};
+}
+
+const char *fa_version(void) { return "0.1.0"; }
+
+const char *fa_status_message(fa_status status) {
+    switch (status) {
+    case FA_OK: return "success";
+    case FA_ERR_NULL_POINTER: return "a required pointer is NULL";
+    case FA_ERR_INVALID_EXTENT: return "a shape extent is zero, negative or larger than 2^31-1";
+    case FA_ERR_HEAD_GROUPING: return "q_heads is not a multiple of kv_heads";
+    case FA_ERR_INVALID_STRIDE: return "strides are negative or make elements of a tensor overlap";
+    case FA_ERR_OVERLAP: return "an output buffer overlaps an input or the other output";
+    case FA_ERR_SIZE_OVERFLOW: return "a byte size does not fit in size_t";
+    case FA_ERR_INVALID_SCALE: return "scale is infinite";
+    case FA_ERR_INVALID_CAUSAL: return "causal is not a fa_causal value";
+    case FA_ERR_INVALID_THREADS: return "num_threads is negative";
+    case FA_ERR_WORKSPACE_TOO_SMALL: return "the workspace is smaller than fa_workspace_bytes";
+    case FA_ERR_OUT_OF_MEMORY: return "an allocation failed";
+    }
+    return "unknown status";
+}
+
+// Records a failure in `diag` (if any) and returns its status.
+static fa_status fail(fa_diagnostic *diag, fa_status status, fa_argument arg, int64_t v0,
+                      int64_t v1, int64_t v2, const char *fmt, ...) {
+    if (diag) {
+        diag->status = status;
+        diag->argument = arg;
+        diag->values[0] = v0;
+        diag->values[1] = v1;
+        diag->values[2] = v2;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(diag->message, sizeof diag->message, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+/// One tensor as the checks see it: up to four (extent, stride) dimensions, the last contiguous.
+typedef struct tensor_view {
+    const char *name;
+    fa_argument arg;
+    const void *base;
+    int64_t extent[4];
+    int64_t stride[4];
+    int rank;
+    int64_t span;        ///< elements from base to one past the last element
+    size_t span_bytes;   ///< the same in bytes
+} tensor_view;
+
+// Checks strides (non-negative; no two elements share an address) and computes the byte span.
+// Non-overlap: sorted by stride, every dimension of extent > 1 must step over the whole span of
+// the dimensions below it. This accepts [B,H,L,D], [B,L,H,D] and any other permutation or
+// padding, and rejects strides smaller than the extents they step over.
+static fa_status check_tensor(tensor_view *t, fa_diagnostic *diag) {
+    for (int i = 0; i < t->rank; i++) {
+        if (t->stride[i] < 0)
+            return fail(diag, FA_ERR_INVALID_STRIDE, t->arg, i, t->stride[i], 0,
+                        "%s: stride of dimension %d is negative (%lld)", t->name, i,
+                        (long long)t->stride[i]);
+    }
+    int order[4];
+    int n = 0;
+    for (int i = 0; i < t->rank; i++)
+        if (t->extent[i] > 1) order[n++] = i;
+    for (int a = 1; a < n; a++)  // insertion sort by stride (stable: inner dimensions first)
+        for (int b = a; b > 0 && t->stride[order[b]] < t->stride[order[b - 1]]; b--) {
+            int tmp = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = tmp;
+        }
+    int64_t span = 1;  // elements from the first to one past the last, over the dims so far
+    for (int a = 0; a < n; a++) {
+        const int i = order[a];
+        if (t->stride[i] < span)
+            return fail(diag, FA_ERR_INVALID_STRIDE, t->arg, i, t->stride[i], span,
+                        "%s: stride %lld of dimension %d is smaller than the %lld elements it "
+                        "steps over",
+                        t->name, (long long)t->stride[i], i, (long long)span);
+        int64_t step;
+        if (__builtin_mul_overflow(t->extent[i] - 1, t->stride[i], &step) ||
+            __builtin_add_overflow(span, step, &span))
+            return fail(diag, FA_ERR_SIZE_OVERFLOW, t->arg, 0, 0, 0,
+                        "%s: the element span overflows 64 bits", t->name);
+    }
+    size_t bytes;
+    if ((uint64_t)span > SIZE_MAX / sizeof(float) ||
+        __builtin_mul_overflow((size_t)span, sizeof(float), &bytes) ||
+        (uintptr_t)t->base > UINTPTR_MAX - bytes)
+        return fail(diag, FA_ERR_SIZE_OVERFLOW, t->arg, span, 0, 0,
+                    "%s: %lld elements do not fit in the address space", t->name,
+                    (long long)span);
+    t->span = span;
+    t->span_bytes = bytes;
+    return FA_OK;
+}
+
+static int ranges_overlap(const tensor_view *a, const tensor_view *b) {
+    const uintptr_t a0 = (uintptr_t)a->base, a1 = a0 + a->span_bytes;
+    const uintptr_t b0 = (uintptr_t)b->base, b1 = b0 + b->span_bytes;
+    return a0 < b1 && b0 < a1;
+}
+
+fa_forward_layout fa_forward_layout_for(const fa_shape *s, const fa_kernels *kr) {
+    fa_forward_layout l = {0};
+    const size_t per_align = FA_ALIGN / sizeof(float);
+    const size_t bq = (size_t)kr->block_q, bk = (size_t)kr->block_k;
+    const size_t dqk = (size_t)s->head_dim_qk, dv = (size_t)s->head_dim_v;
+    // Every head dim is < 2^31 and the blocks are small, so no product here overflows 64 bits;
+    // the per-thread total is still checked against SIZE_MAX by the caller.
+    size_t sizes[6] = {bq * dqk, dqk * bk, bq * bk, bq * dv, bq, bq};
+    size_t offsets[6];
+    size_t at = 0;
+    for (int i = 0; i < 6; i++) {
+        offsets[i] = at;
+        at += (sizes[i] + per_align - 1) / per_align * per_align;
+    }
+    l.q_tile = offsets[0];
+    l.kt_tile = offsets[1];
+    l.s_tile = offsets[2];
+    l.acc = offsets[3];
+    l.row_max = offsets[4];
+    l.row_sum = offsets[5];
+    l.per_thread_bytes = at * sizeof(float);
+    return l;
+}
+
+// Every extent in [1, 2^31−1], and q_heads a multiple of kv_heads.
+static fa_status check_extents(const fa_shape *s, fa_diagnostic *diag) {
+    const struct { const char *name; fa_argument arg; int64_t value; } extents[] = {
+        {"batch", FA_ARG_BATCH, s->batch},
+        {"q_heads", FA_ARG_Q_HEADS, s->q_heads},
+        {"kv_heads", FA_ARG_KV_HEADS, s->kv_heads},
+        {"q_len", FA_ARG_Q_LEN, s->q_len},
+        {"kv_len", FA_ARG_KV_LEN, s->kv_len},
+        {"head_dim_qk", FA_ARG_HEAD_DIM_QK, s->head_dim_qk},
+        {"head_dim_v", FA_ARG_HEAD_DIM_V, s->head_dim_v},
+    };
+    for (size_t i = 0; i < sizeof extents / sizeof extents[0]; i++) {
+        if (extents[i].value < 1 || extents[i].value > FA_MAX_EXTENT)
+            return fail(diag, FA_ERR_INVALID_EXTENT, extents[i].arg, extents[i].value, 0, 0,
+                        "shape.%s is %lld; it must be between 1 and %lld", extents[i].name,
+                        (long long)extents[i].value, (long long)FA_MAX_EXTENT);
+    }
+    if (s->q_heads % s->kv_heads != 0)
+        return fail(diag, FA_ERR_HEAD_GROUPING, FA_ARG_KV_HEADS, s->q_heads, s->kv_heads, 0,
+                    "shape.q_heads (%lld) is not a multiple of shape.kv_heads (%lld)",
+                    (long long)s->q_heads, (long long)s->kv_heads);
+    return FA_OK;
+}
+
+// The view of tensor `arg` of `s` with strides `st` at `base`.
+static tensor_view view_of(const fa_shape *s, fa_argument arg, fa_strides st, const void *base) {
+    tensor_view t = {0};
+    t.arg = arg;
+    t.base = base;
+    t.rank = 4;
+    int64_t heads = s->q_heads, len = s->q_len, dim = 1;
+    switch (arg) {
+    case FA_ARG_Q: t.name = "q"; dim = s->head_dim_qk; break;
+    case FA_ARG_K: t.name = "k"; heads = s->kv_heads; len = s->kv_len; dim = s->head_dim_qk; break;
+    case FA_ARG_V: t.name = "v"; heads = s->kv_heads; len = s->kv_len; dim = s->head_dim_v; break;
+    case FA_ARG_O: t.name = "o"; dim = s->head_dim_v; break;
+    default: t.name = "lse"; break;
+    }
+    const int64_t extent[4] = {s->batch, heads, len, dim};
+    const int64_t stride[4] = {st.batch, st.head, st.seq, 1};
+    memcpy(t.extent, extent, sizeof extent);
+    memcpy(t.stride, stride, sizeof stride);
+    return t;
+}
+
+fa_status fa_tensor_elements(const fa_shape *shape, fa_argument tensor, fa_strides strides,
+                             int64_t *elements, fa_diagnostic *diag) {
+    if (diag) memset(diag, 0, sizeof *diag);
+    if (!shape || !elements)
+        return fail(diag, FA_ERR_NULL_POINTER, FA_ARG_PROBLEM, 0, 0, 0,
+                    "fa_tensor_elements: shape or elements is NULL");
+    if (tensor != FA_ARG_Q && tensor != FA_ARG_K && tensor != FA_ARG_V && tensor != FA_ARG_O &&
+        tensor != FA_ARG_LSE)
+        return fail(diag, FA_ERR_NULL_POINTER, tensor, 0, 0, 0,
+                    "fa_tensor_elements: argument %d is not a tensor", (int)tensor);
+    fa_status st = check_extents(shape, diag);
+    if (st != FA_OK) return st;
+    tensor_view t = view_of(shape, tensor, strides, NULL);
+    st = check_tensor(&t, diag);
+    if (st != FA_OK) return st;
+    *elements = t.span;
+    return FA_OK;
+}
+
+fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r) {
+    if (diag) memset(diag, 0, sizeof *diag);
+    if (!p)
+        return fail(diag, FA_ERR_NULL_POINTER, FA_ARG_PROBLEM, 0, 0, 0,
+                    "problem: the descriptor pointer is NULL");
+    const fa_shape *s = &p->shape;
+    fa_status st = check_extents(s, diag);
+    if (st != FA_OK) return st;
+    if (isinf(p->scale))
+        return fail(diag, FA_ERR_INVALID_SCALE, FA_ARG_SCALE, 0, 0, 0,
+                    "scale is %s; it must be finite (NaN selects 1/sqrt(head_dim_qk))",
+                    p->scale > 0 ? "+inf" : "-inf");
+    if (p->causal != FA_CAUSAL_NONE && p->causal != FA_CAUSAL_BOTTOM_RIGHT &&
+        p->causal != FA_CAUSAL_TOP_LEFT)
+        return fail(diag, FA_ERR_INVALID_CAUSAL, FA_ARG_CAUSAL, (int64_t)p->causal, 0, 0,
+                    "causal is %d; it must be 0 (none), 1 (bottom-right) or 2 (top-left)",
+                    (int)p->causal);
+    if (p->num_threads < 0)
+        return fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
+                    "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);
+
+    const struct { const char *name; fa_argument arg; const void *ptr; } required[] = {
+        {"q", FA_ARG_Q, p->q}, {"k", FA_ARG_K, p->k}, {"v", FA_ARG_V, p->v}, {"o", FA_ARG_O, p->o},
+    };
+    for (size_t i = 0; i < 4; i++)
+        if (!required[i].ptr)
+            return fail(diag, FA_ERR_NULL_POINTER, required[i].arg, 0, 0, 0,
+                        "%s is NULL", required[i].name);
+
+    tensor_view views[5] = {
+        view_of(s, FA_ARG_Q, p->q_strides, p->q),
+        view_of(s, FA_ARG_K, p->k_strides, p->k),
+        view_of(s, FA_ARG_V, p->v_strides, p->v),
+        view_of(s, FA_ARG_O, p->o_strides, p->o),
+        view_of(s, FA_ARG_LSE, p->lse_strides, p->lse),
+    };
+    const int n_views = p->lse ? 5 : 4;
+    for (int i = 0; i < n_views; i++) {
+        st = check_tensor(&views[i], diag);
+        if (st != FA_OK) return st;
+    }
+    // Outputs (o, lse) may not share a byte with any input or with each other.
+    for (int out = 3; out < n_views; out++)
+        for (int other = 0; other < out; other++)
+            if (ranges_overlap(&views[out], &views[other]))
+                return fail(diag, FA_ERR_OVERLAP, views[out].arg, (int64_t)views[other].arg, 0, 0,
+                            "%s overlaps %s", views[out].name, views[other].name);
+
+    const int threads = fa_resolve_threads(p->num_threads);
+    if (p->workspace) {
+        size_t need = 0;
+        st = fa_workspace_bytes(p, &need);
+        if (st != FA_OK) return fail(diag, st, FA_ARG_WORKSPACE, 0, 0, 0,
+                                     "workspace: its size cannot be computed");
+        if (p->workspace_bytes < need)
+            return fail(diag, FA_ERR_WORKSPACE_TOO_SMALL, FA_ARG_WORKSPACE,
+                        (int64_t)p->workspace_bytes, (int64_t)need, 0,
+                        "workspace_bytes is %zu; this problem needs %zu", p->workspace_bytes,
+                        need);
+    }
+    if (r) {
+        r->scale = isnan(p->scale) ? 1.0f / sqrtf((float)s->head_dim_qk) : p->scale;
+        r->threads = threads;
+        r->group = s->q_heads / s->kv_heads;
+    }
+    return FA_OK;
+}
+
+fa_status fa_check(const fa_problem *p, fa_diagnostic *diag) {
+    return fa_validate(p, diag, NULL);
+}
+
+fa_status fa_workspace_bytes(const fa_problem *p, size_t *bytes) {
+    if (!p || !bytes) return FA_ERR_NULL_POINTER;
+    const fa_shape *s = &p->shape;
+    if (s->q_heads < 1 || s->head_dim_qk < 1 || s->head_dim_v < 1 ||
+        s->head_dim_qk > FA_MAX_EXTENT || s->head_dim_v > FA_MAX_EXTENT)
+        return FA_ERR_INVALID_EXTENT;
+    if (p->num_threads < 0) return FA_ERR_INVALID_THREADS;
+    const fa_forward_layout l = fa_forward_layout_for(s, fa_select_kernels());
+    const size_t threads = (size_t)fa_resolve_threads(p->num_threads);
+    size_t total;
+    if (__builtin_mul_overflow(l.per_thread_bytes, threads, &total) ||
+        __builtin_add_overflow(total, (size_t)FA_ALIGN, &total))  // slack to align the base
+        return FA_ERR_SIZE_OVERFLOW;
+    *bytes = total;
+    return FA_OK;
+}

@@ -1,0 +1,156 @@
+// flash_attention.h — the one public C header of swift-flash-attention.
+//
+// Exact attention on the CPU, float32:
+//
+//   O[b,h] = softmax(scale · Q[b,h] · K[b,g]ᵀ + causal mask) · V[b,g],   g = h / (Hq / Hkv)
+//
+// Q [B, Hq, Lq, Dqk]   K [B, Hkv, Lk, Dqk]   V [B, Hkv, Lk, Dv]   O [B, Hq, Lq, Dv]
+// LSE [B, Hq, Lq] (optional): natural log of each row's sum of exp of the scaled, masked scores.
+//
+// Every tensor is addressed by element strides for its batch, head and sequence dimensions;
+// the last (head) dimension is contiguous. [B,H,L,D] and [B,L,H,D] buffers both work as they are.
+//
+// fa_forward never materialises the Lq×Lk score matrix: it walks key/value blocks with an online
+// softmax (FlashAttention-2) and needs only a per-thread workspace (fa_workspace_bytes).
+// fa_naive_forward materialises the scores with cblas_sgemm; it is the baseline and second opinion.
+//
+// Every entry point validates the whole descriptor first and returns a status; a bad descriptor
+// never crashes and never writes anything. Calls are thread-safe: nothing is shared between calls.
+#ifndef FLASH_ATTENTION_H
+#define FLASH_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FA_VERSION_MAJOR 0
+#define FA_VERSION_MINOR 1
+#define FA_VERSION_PATCH 0
+
+/// Outcome of every call. FA_OK is zero; fa_status_message() describes each value.
+typedef enum fa_status {
+    FA_OK = 0,
+    FA_ERR_NULL_POINTER = 1,       ///< a required pointer (descriptor, q, k, v, o) is NULL
+    FA_ERR_INVALID_EXTENT = 2,     ///< a shape extent is zero, negative or too large
+    FA_ERR_HEAD_GROUPING = 3,      ///< q_heads is not a multiple of kv_heads
+    FA_ERR_INVALID_STRIDE = 4,     ///< strides are negative, or make elements of a tensor overlap
+    FA_ERR_OVERLAP = 5,            ///< an output buffer overlaps an input or the other output
+    FA_ERR_SIZE_OVERFLOW = 6,      ///< a byte size does not fit in size_t
+    FA_ERR_INVALID_SCALE = 7,      ///< scale is infinite (NaN means "default")
+    FA_ERR_INVALID_CAUSAL = 8,     ///< causal is not one of fa_causal
+    FA_ERR_INVALID_THREADS = 9,    ///< num_threads is negative
+    FA_ERR_WORKSPACE_TOO_SMALL = 10, ///< a caller workspace smaller than fa_workspace_bytes
+    FA_ERR_OUT_OF_MEMORY = 11,     ///< an allocation failed
+} fa_status;
+
+/// Which argument a diagnostic is about.
+typedef enum fa_argument {
+    FA_ARG_NONE = 0,
+    FA_ARG_PROBLEM,
+    FA_ARG_BATCH, FA_ARG_Q_HEADS, FA_ARG_KV_HEADS, FA_ARG_Q_LEN, FA_ARG_KV_LEN,
+    FA_ARG_HEAD_DIM_QK, FA_ARG_HEAD_DIM_V,
+    FA_ARG_Q, FA_ARG_K, FA_ARG_V, FA_ARG_O, FA_ARG_LSE,
+    FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE,
+} fa_argument;
+
+/// Causal masking. Bottom-right (FlashAttention ≥ 2.1): query i sees keys j ≤ i + Lk − Lq.
+/// Top-left (PyTorch is_causal): query i sees keys j ≤ i. The two agree when Lq = Lk.
+typedef enum fa_causal {
+    FA_CAUSAL_NONE = 0,
+    FA_CAUSAL_BOTTOM_RIGHT = 1,
+    FA_CAUSAL_TOP_LEFT = 2,
+} fa_causal;
+
+/// Extents. Every one must be ≥ 1; q_heads must be a multiple of kv_heads (GQA/MQA).
+typedef struct fa_shape {
+    int64_t batch;        ///< B
+    int64_t q_heads;      ///< Hq
+    int64_t kv_heads;     ///< Hkv
+    int64_t q_len;        ///< Lq
+    int64_t kv_len;       ///< Lk
+    int64_t head_dim_qk;  ///< Dqk, the head dimension of Q and K
+    int64_t head_dim_v;   ///< Dv, the head dimension of V and O
+} fa_shape;
+
+/// Element strides of one tensor's batch, head and sequence dimensions (the last dimension is
+/// contiguous). For the logsumexp [B, Hq, Lq], `seq` is the stride between query rows.
+/// All strides must be ≥ 0 and no two elements of one tensor may share an address.
+typedef struct fa_strides {
+    int64_t batch;
+    int64_t head;
+    int64_t seq;
+} fa_strides;
+
+/// Pass as `scale` to use 1/sqrt(head_dim_qk).
+#define FA_SCALE_DEFAULT (__builtin_nanf(""))
+
+/// One attention problem. Fill it with fa_problem_init(), then set shapes, strides and pointers.
+typedef struct fa_problem {
+    fa_shape shape;
+
+    const float *q; fa_strides q_strides;
+    const float *k; fa_strides k_strides;
+    const float *v; fa_strides v_strides;
+    float *o;       fa_strides o_strides;
+    float *lse;     fa_strides lse_strides;  ///< optional output; NULL to skip (head_dim ignored)
+
+    float scale;        ///< multiplier of Q·Kᵀ; FA_SCALE_DEFAULT (NaN) means 1/sqrt(head_dim_qk)
+    fa_causal causal;   ///< FA_CAUSAL_NONE by default
+    int32_t num_threads;  ///< 0: as many as OpenMP offers (omp_get_max_threads); results never depend on it
+
+    /// Optional caller-owned workspace for fa_forward, at least fa_workspace_bytes() long and
+    /// 64-byte aligned. NULL: fa_forward allocates it once per call (never inside its loops).
+    void *workspace;
+    size_t workspace_bytes;
+} fa_problem;
+
+/// What a failed check found: the status, the argument it is about, and a readable sentence.
+typedef struct fa_diagnostic {
+    fa_status status;
+    fa_argument argument;
+    int64_t values[3];   ///< the offending values (meaning per status; see the message)
+    char message[256];
+} fa_diagnostic;
+
+/// Fills `p` with defaults: zero shapes and pointers, scale FA_SCALE_DEFAULT, no causal mask,
+/// num_threads 0, no workspace.
+void fa_problem_init(fa_problem *p);
+
+/// Strides of a densely packed [B, H, L, D] tensor ("head-major", the PyTorch default layout).
+fa_strides fa_strides_bhld(int64_t heads, int64_t len, int64_t dim);
+/// Strides of a densely packed [B, L, H, D] tensor ("sequence-major", as many models store it).
+fa_strides fa_strides_blhd(int64_t heads, int64_t len, int64_t dim);
+
+/// Elements a buffer must hold for `tensor` (FA_ARG_Q, _K, _V, _O or _LSE) of `shape` laid out
+/// with `strides`: one past the largest offset. Fails on bad extents or strides, like fa_check.
+fa_status fa_tensor_elements(const fa_shape *shape, fa_argument tensor, fa_strides strides,
+                             int64_t *elements, fa_diagnostic *diag);
+
+/// Checks everything fa_forward and fa_naive_forward check, without computing. `diag` may be NULL.
+fa_status fa_check(const fa_problem *p, fa_diagnostic *diag);
+
+/// Bytes of workspace fa_forward needs for `p` (shape and thread count only; pointers unused).
+/// It grows with threads × tile × head dims, never with Lq × Lk.
+fa_status fa_workspace_bytes(const fa_problem *p, size_t *bytes);
+
+/// FlashAttention-2 forward: blockwise, online softmax, OpenMP over (batch, head, query block).
+fa_status fa_forward(const fa_problem *p);
+
+/// Materialised reference: S = scale·Q·Kᵀ per (batch, head) with cblas_sgemm, masked row softmax,
+/// O = P·V with cblas_sgemm. Allocates Lq×Lk floats. OpenBLAS runs with num_threads threads.
+fa_status fa_naive_forward(const fa_problem *p);
+
+/// A sentence describing a status (static storage; never NULL).
+const char *fa_status_message(fa_status status);
+
+/// The library version as "major.minor.patch" (static storage).
+const char *fa_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // FLASH_ATTENTION_H

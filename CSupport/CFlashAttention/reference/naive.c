@@ -1,0 +1,92 @@
+// naive.c — materialised attention with OpenBLAS: the benchmark's baseline and a second opinion.
+//
+// For each (batch b, query head h), serially, with g = h / (Hq / Hkv):
+//   S = scale · Q[b,h] · K[b,g]ᵀ          cblas_sgemm into an Lq×Lk buffer
+//   S[i,j] = −inf where causally hidden
+//   P = softmax_rows(S), LSE = m + log Σ exp(S − m)   (rows that see no key: P = 0, LSE = −inf)
+//   O[b,h] = P · V[b,g]                    cblas_sgemm straight into the caller's O
+// OpenBLAS threads each sgemm itself (num_threads threads); it is never called from inside an
+// OpenMP region, so the two thread pools never oversubscribe the cores.
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include "../frame/internal.h"
+
+// Leading dimension for BLAS: a length-1 dimension may carry any stride, BLAS wants ≥ width.
+static int64_t leading_dim(int64_t len, int64_t stride, int64_t width) {
+    return len == 1 || stride < width ? width : stride;
+}
+
+// Masks, normalises and records the logsumexp of one score row in place.
+static void softmax_row(float *s, int64_t lk, int64_t visible, float *lse) {
+    for (int64_t j = visible; j < lk; j++) s[j] = 0.0f;  // hidden keys: P = 0
+    float m = -INFINITY;
+    for (int64_t j = 0; j < visible; j++) m = s[j] > m ? s[j] : m;
+    if (visible == 0 || m == -INFINITY) {
+        for (int64_t j = 0; j < visible; j++) s[j] = 0.0f;
+        if (lse) *lse = -INFINITY;
+        return;
+    }
+    float sum = 0.0f;
+    for (int64_t j = 0; j < visible; j++) {
+        s[j] = expf(s[j] - m);
+        sum += s[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < visible; j++) s[j] *= inv;
+    if (lse) *lse = m + logf(sum);
+}
+
+fa_status fa_naive_forward(const fa_problem *p) {
+    fa_resolved r;
+    fa_status st = fa_validate(p, NULL, &r);
+    if (st != FA_OK) return st;
+    const fa_shape *sh = &p->shape;
+    size_t count, bytes;
+    if (__builtin_mul_overflow((size_t)sh->q_len, (size_t)sh->kv_len, &count) ||
+        __builtin_mul_overflow(count, sizeof(float), &bytes))
+        return FA_ERR_SIZE_OVERFLOW;
+    float *s = malloc(bytes);
+    if (!s) return FA_ERR_OUT_OF_MEMORY;
+
+    if (openblas_get_num_threads() != r.threads) openblas_set_num_threads(r.threads);
+    const int64_t lq = sh->q_len, lk = sh->kv_len, dqk = sh->head_dim_qk, dv = sh->head_dim_v;
+    const int64_t ldq = leading_dim(lq, p->q_strides.seq, dqk);
+    const int64_t ldk = leading_dim(lk, p->k_strides.seq, dqk);
+    const int64_t ldv = leading_dim(lk, p->v_strides.seq, dv);
+    const int64_t ldo = leading_dim(lq, p->o_strides.seq, dv);
+    if (ldq > INT32_MAX || ldk > INT32_MAX || ldv > INT32_MAX || ldo > INT32_MAX) {
+        free(s);  // OpenBLAS takes 32-bit leading dimensions
+        return FA_ERR_SIZE_OVERFLOW;
+    }
+    const int64_t offset = p->causal == FA_CAUSAL_BOTTOM_RIGHT ? lk - lq : 0;
+
+    for (int64_t b = 0; b < sh->batch; b++) {
+        for (int64_t h = 0; h < sh->q_heads; h++) {
+            const int64_t g = h / r.group;
+            const float *q = p->q + b * p->q_strides.batch + h * p->q_strides.head;
+            const float *k = p->k + b * p->k_strides.batch + g * p->k_strides.head;
+            const float *v = p->v + b * p->v_strides.batch + g * p->v_strides.head;
+            float *o = p->o + b * p->o_strides.batch + h * p->o_strides.head;
+            // S = scale · Q · Kᵀ
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
+                        r.scale, q, (int)ldq, k, (int)ldk, 0.0f, s, (int)lk);
+            for (int64_t i = 0; i < lq; i++) {
+                int64_t visible = lk;
+                if (p->causal != FA_CAUSAL_NONE) {
+                    visible = i + offset + 1;
+                    visible = visible < 0 ? 0 : (visible > lk ? lk : visible);
+                }
+                float *lse = p->lse ? p->lse + b * p->lse_strides.batch + h * p->lse_strides.head +
+                                          i * p->lse_strides.seq
+                                    : NULL;
+                softmax_row(s + i * lk, lk, visible, lse);
+            }
+            // O = P · V
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)lq, (int)dv, (int)lk, 1.0f,
+                        s, (int)lk, v, (int)ldv, 0.0f, o, (int)ldo);
+        }
+    }
+    free(s);
+    return FA_OK;
+}

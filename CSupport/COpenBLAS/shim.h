@@ -1,0 +1,2 @@
+// OpenBLAS's CBLAS interface, as a Swift-visible system module.
+#include <cblas.h>

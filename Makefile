@@ -1,0 +1,42 @@
+# make test   — install what is missing, run every test (unit tests + the by-version consumer check)
+# make bench  — install what is missing, run the benchmark's default sweep in release mode
+SWIFT ?= swift
+PACKAGES := libopenblas-dev libomp-dev
+BENCH_ARGS ?=
+
+.PHONY: deps build test unit-test consumer-test bench clean
+
+# System libraries: OpenBLAS (the naive reference and the roofline) and LLVM's OpenMP runtime.
+deps:
+	@missing=""; \
+	for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "Missing:$$missing. Install OpenBLAS and LLVM's OpenMP runtime with your package manager."; exit 1; \
+	  elif [ "$$(id -u)" = "0" ]; then \
+	    echo "Installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "Missing:$$missing. Run:"; \
+	    echo "  sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+# Debug (assertions, C at -O0) and release (the -O2, vectorised C that users get).
+unit-test: deps
+	$(SWIFT) test
+	$(SWIFT) test -c release
+
+consumer-test: deps
+	bash .ci/consumer-test
+
+test: unit-test consumer-test
+
+bench: deps
+	$(SWIFT) run -c release attention-bench $(BENCH_ARGS)
+
+clean:
+	rm -rf .build

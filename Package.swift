@@ -1,0 +1,69 @@
+// swift-tools-version: 6.2
+// 6.2 is the first version whose SwiftPM accepts the OpenMP flag (an unsafe flag) in a package
+// that others depend on by version.
+import PackageDescription
+
+let package = Package(
+    name: "swift-flash-attention",
+    products: [
+        .library(name: "FlashAttention", targets: ["FlashAttention"]),
+        .executable(name: "attention-bench", targets: ["attention-bench"]),
+    ],
+    traits: [
+        .trait(name: "OpenMP", description: "Run the flash kernels on OpenMP threads (libomp)."),
+        .default(enabledTraits: ["OpenMP"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: Public API
+        .target(
+            name: "FlashAttention",
+            dependencies: ["CFlashAttention"],
+            path: "Sources/FlashAttention"
+        ),
+
+        // MARK: Implementation
+        .target(
+            name: "CFlashAttention",
+            dependencies: ["COpenBLAS"],
+            path: "CSupport/CFlashAttention",
+            cSettings: [
+                .unsafeFlags(["-fopenmp"], .when(traits: ["OpenMP"])),
+            ],
+            linkerSettings: [
+                .linkedLibrary("omp5", .when(traits: ["OpenMP"])),
+                .linkedLibrary("m"),
+            ]
+        ),
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "CSupport/COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "FlashAttentionTests",
+            dependencies: ["FlashAttention", "CFlashAttention", "TestSupport"],
+            path: "Tests/FlashAttentionTests"
+        ),
+        .target(
+            name: "TestSupport",
+            dependencies: ["FlashAttention"],
+            path: "Tests/TestSupport"
+        ),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "attention-bench",
+            dependencies: [
+                "FlashAttention",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/attention-bench"
+        ),
+    ]
+)

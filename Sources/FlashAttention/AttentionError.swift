@@ -1,0 +1,66 @@
+/// Why an attention call refused its arguments. Nothing was written to any output.
+///
+/// Arguments are named as in the Swift API: `"query"`, `"key"`, `"value"`, `"output"`,
+/// `"logSumExp"`, `"shape.queryHeads"`, `"options.scale"`, …
+///
+/// ```swift
+/// do {
+///     _ = try FlashAttention.forward(query: q, key: k, value: v, shape: shape)
+/// } catch let error as AttentionError {
+///     print(error)   // e.g. "shape.queryHeads (8) is not a multiple of shape.keyValueHeads (3)"
+/// }
+/// ```
+public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// A shape extent is zero, negative or larger than 2³¹ − 1.
+    case invalidExtent(argument: String, value: Int)
+    /// `queryHeads` is not a multiple of `keyValueHeads`.
+    case headCountMismatch(queryHeads: Int, keyValueHeads: Int)
+    /// A tensor's strides are negative or make two of its elements share an address.
+    case invalidStrides(argument: String, strides: AttentionStrides, reason: String)
+    /// A buffer holds fewer elements than its shape and strides address.
+    case bufferTooSmall(argument: String, required: Int, count: Int)
+    /// An array does not hold exactly the elements its shape needs.
+    case wrongCount(argument: String, expected: Int, count: Int)
+    /// An output buffer shares memory with an input or with the other output.
+    case overlappingBuffers(argument: String, other: String)
+    /// A size does not fit in memory addresses.
+    case sizeOverflow(argument: String)
+    /// The scale is infinite or NaN.
+    case invalidScale(Float)
+    /// The thread count is zero, negative or larger than `Int32.max`.
+    case invalidThreadCount(Int)
+    /// Memory for the workspace (flash) or the score matrix (naive) could not be allocated.
+    case outOfMemory(argument: String)
+    /// The C kernel reported a status this wrapper does not expect.
+    case kernelFailure(status: Int, message: String)
+
+    /// A sentence naming the argument and its offending values.
+    public var description: String {
+        switch self {
+        case let .invalidExtent(argument, value):
+            return "\(argument) is \(value); it must be between 1 and \(Int32.max)"
+        case let .headCountMismatch(queryHeads, keyValueHeads):
+            return "shape.queryHeads (\(queryHeads)) is not a multiple of "
+                + "shape.keyValueHeads (\(keyValueHeads))"
+        case let .invalidStrides(argument, strides, reason):
+            return "\(argument) strides (batch \(strides.batch), head \(strides.head), "
+                + "sequence \(strides.sequence)) are invalid: \(reason)"
+        case let .bufferTooSmall(argument, required, count):
+            return "\(argument) holds \(count) elements; its shape and strides need \(required)"
+        case let .wrongCount(argument, expected, count):
+            return "\(argument) has \(count) elements; its shape needs exactly \(expected)"
+        case let .overlappingBuffers(argument, other):
+            return "\(argument) overlaps \(other); outputs must not share memory with any input"
+        case let .sizeOverflow(argument):
+            return "\(argument) is too large: its byte size overflows"
+        case let .invalidScale(scale):
+            return "options.scale is \(scale); it must be finite"
+        case let .invalidThreadCount(count):
+            return "options.threadCount is \(count); it must be between 1 and \(Int32.max)"
+        case let .outOfMemory(argument):
+            return "out of memory allocating the \(argument)"
+        case let .kernelFailure(status, message):
+            return "attention kernel failed with status \(status): \(message)"
+        }
+    }
+}

@@ -1,0 +1,55 @@
+/// Which keys a query may see.
+public enum CausalMask: Sendable, Hashable {
+    /// Every query sees every key.
+    case none
+    /// Query `i` sees keys `j ≤ i + Lk − Lq`: the mask is aligned to the bottom-right corner
+    /// of the score matrix, as in FlashAttention ≥ 2.1 (the right choice for decoding with a
+    /// key/value cache). When `Lq > Lk` the first `Lq − Lk` queries see no key at all.
+    case bottomRight
+    /// Query `i` sees keys `j ≤ i`: aligned to the top-left corner, as PyTorch's `is_causal`.
+    case topLeft
+}
+
+/// Which kernel computes the attention.
+public enum AttentionImplementation: Sendable, Hashable {
+    /// Blockwise FlashAttention-2 with an online softmax: memory O(threads × tile).
+    case flash
+    /// Materialised scores with OpenBLAS `sgemm`: memory O(Lq × Lk). The baseline.
+    case naive
+}
+
+/// How to compute attention: everything that is not a shape or a buffer.
+///
+/// ```swift
+/// var options = AttentionOptions()
+/// options.causal = .bottomRight
+/// options.threadCount = 1
+/// ```
+public struct AttentionOptions: Sendable, Hashable {
+    /// The multiplier of `Q·Kᵀ`; `nil` means `1/√headDim`. Must be finite.
+    public var scale: Float?
+    /// The causal mask; `.none` by default.
+    public var causal: CausalMask
+    /// Threads to use; `nil` uses every thread OpenMP offers. Results are bitwise the same for
+    /// every thread count.
+    public var threadCount: Int?
+    /// The kernel; `.flash` by default.
+    public var implementation: AttentionImplementation
+    /// The layout of the array arguments of the array-based entry points (and the default
+    /// strides of the pointer-based ones); `.bhld` by default.
+    public var layout: TensorLayout
+
+    /// Creates options; every argument has the documented default.
+    ///
+    /// ```swift
+    /// let options = AttentionOptions(causal: .topLeft, implementation: .naive)
+    /// ```
+    public init(scale: Float? = nil, causal: CausalMask = .none, threadCount: Int? = nil,
+                implementation: AttentionImplementation = .flash, layout: TensorLayout = .bhld) {
+        self.scale = scale
+        self.causal = causal
+        self.threadCount = threadCount
+        self.implementation = implementation
+        self.layout = layout
+    }
+}

@@ -1,0 +1,217 @@
+import CFlashAttention
+
+/// Exact, memory-efficient attention on the CPU.
+///
+/// Computes, for every batch entry `b` and query head `h` (with key/value head
+/// `g = h / (queryHeads / keyValueHeads)`):
+///
+///     output[b, h] = softmax(scale · query[b, h] · key[b, g]ᵀ + causal mask) · value[b, g]
+///
+/// The `.flash` implementation never materialises the `Lq × Lk` score matrix: it walks
+/// key/value blocks with an online softmax (FlashAttention-2) on OpenMP threads, with a
+/// per-thread workspace whose size ``workspaceBytes(shape:options:)`` reports. The `.naive`
+/// implementation materialises the scores with OpenBLAS and is the baseline.
+///
+/// Every entry point validates all of its arguments first and throws ``AttentionError``
+/// naming the offending one; nothing is written then. Calls share no state, so any number
+/// of tasks may call concurrently.
+///
+/// ```swift
+/// let shape = AttentionShape(queryHeads: 8, queryLength: 128, headDim: 64)
+/// let q = [Float](repeating: 0.1, count: shape.queryCount)
+/// let k = [Float](repeating: 0.2, count: shape.keyCount)
+/// let v = [Float](repeating: 0.3, count: shape.valueCount)
+/// let out = try FlashAttention.forward(query: q, key: k, value: v, shape: shape,
+///                                      options: AttentionOptions(causal: .bottomRight))
+/// ```
+public enum FlashAttention {
+    /// The library version, `"major.minor.patch"`.
+    public static var version: String { String(cString: fa_version()) }
+
+    // MARK: Arrays
+
+    /// Attention over densely packed arrays in `options.layout` (`[B, H, L, D]` by default).
+    ///
+    /// Each array must hold exactly its shape's element count (``AttentionShape/queryCount``, …).
+    ///
+    /// ```swift
+    /// let out = try FlashAttention.forward(query: q, key: k, value: v, shape: shape)
+    /// ```
+    /// - Returns: The output, `[B, Hq, Lq, Dv]` in `options.layout`.
+    public static func forward(query: [Float], key: [Float], value: [Float],
+                               shape: AttentionShape,
+                               options: AttentionOptions = AttentionOptions())
+        throws(AttentionError) -> [Float]
+    {
+        try forwardArrays(query: query, key: key, value: value, shape: shape, options: options,
+                          wantsLogSumExp: false).output
+    }
+
+    /// Attention over densely packed arrays, returning the log-sum-exp of each query row too.
+    ///
+    /// `logSumExp[b, h, i]` is the natural log of `Σ_j exp(scale · q_i · k_j)` over the keys row
+    /// `i` sees: `−∞` for a row that sees none (its output row is 0). It is what a backward pass
+    /// or a merge of partial results (split keys) needs.
+    ///
+    /// ```swift
+    /// let (out, lse) = try FlashAttention.forwardWithLogSumExp(query: q, key: k, value: v,
+    ///                                                          shape: shape)
+    /// ```
+    /// - Returns: The output in `options.layout` and the log-sum-exp as a dense `[B, Hq, Lq]`.
+    public static func forwardWithLogSumExp(query: [Float], key: [Float], value: [Float],
+                                            shape: AttentionShape,
+                                            options: AttentionOptions = AttentionOptions())
+        throws(AttentionError) -> (output: [Float], logSumExp: [Float])
+    {
+        let result = try forwardArrays(query: query, key: key, value: value, shape: shape,
+                                       options: options, wantsLogSumExp: true)
+        return (result.output, result.logSumExp)
+    }
+
+    // MARK: Caller-owned memory
+
+    /// Attention over caller-owned memory, without copies.
+    ///
+    /// Each buffer must hold at least the elements its shape and strides address. The outputs
+    /// must not share memory with the inputs or with each other.
+    ///
+    /// ```swift
+    /// let strides = AttentionTensorStrides.packed(.blhd, shape: shape)
+    /// try q.withUnsafeBufferPointer { q in
+    ///     try k.withUnsafeBufferPointer { k in
+    ///         try v.withUnsafeBufferPointer { v in
+    ///             try out.withUnsafeMutableBufferPointer { o in
+    ///                 try FlashAttention.forward(query: q, key: k, value: v, output: o,
+    ///                                            shape: shape, strides: strides)
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    /// - Parameters:
+    ///   - logSumExp: Optional `[B, Hq, Lq]` output; see ``forwardWithLogSumExp(query:key:value:shape:options:)``.
+    ///   - strides: The strides of every tensor; `nil` means densely packed in `options.layout`.
+    public static func forward(query: UnsafeBufferPointer<Float>,
+                               key: UnsafeBufferPointer<Float>,
+                               value: UnsafeBufferPointer<Float>,
+                               output: UnsafeMutableBufferPointer<Float>,
+                               logSumExp: UnsafeMutableBufferPointer<Float>? = nil,
+                               shape: AttentionShape,
+                               strides: AttentionTensorStrides? = nil,
+                               options: AttentionOptions = AttentionOptions()) throws(AttentionError)
+    {
+        let strides = strides ?? .packed(options.layout, shape: shape)
+        var problem = try makeProblem(shape: shape, strides: strides, options: options)
+        try checkBuffer(.query, count: query.count, shape: shape, strides: strides)
+        try checkBuffer(.key, count: key.count, shape: shape, strides: strides)
+        try checkBuffer(.value, count: value.count, shape: shape, strides: strides)
+        try checkBuffer(.output, count: output.count, shape: shape, strides: strides)
+        if let logSumExp {
+            try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides)
+            problem.lse = logSumExp.baseAddress
+        }
+        problem.q = query.baseAddress
+        problem.k = key.baseAddress
+        problem.v = value.baseAddress
+        problem.o = output.baseAddress
+        try run(&problem, implementation: options.implementation, strides: strides)
+    }
+
+    /// Attention over spans: the safe zero-copy path.
+    ///
+    /// ```swift
+    /// var out = [Float](repeating: 0, count: shape.outputCount)
+    /// var span = out.mutableSpan
+    /// try FlashAttention.forward(query: q.span, key: k.span, value: v.span, output: &span,
+    ///                            shape: shape)
+    /// ```
+    public static func forward(query: Span<Float>, key: Span<Float>, value: Span<Float>,
+                               output: inout MutableSpan<Float>,
+                               shape: AttentionShape,
+                               strides: AttentionTensorStrides? = nil,
+                               options: AttentionOptions = AttentionOptions()) throws(AttentionError)
+    {
+        try query.withUnsafeBufferPointer { (q) throws(AttentionError) in
+            try key.withUnsafeBufferPointer { (k) throws(AttentionError) in
+                try value.withUnsafeBufferPointer { (v) throws(AttentionError) in
+                    try output.withUnsafeMutableBufferPointer { (o) throws(AttentionError) in
+                        try forward(query: q, key: k, value: v, output: o, logSumExp: nil,
+                                    shape: shape, strides: strides, options: options)
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Memory
+
+    /// Bytes of workspace the `.flash` implementation allocates for one call (once, before its
+    /// loops). It grows with threads × tile size × head dims and never with `Lq × Lk`.
+    ///
+    /// ```swift
+    /// let bytes = try FlashAttention.workspaceBytes(shape: shape)   // ~O(threads · 64 · D)
+    /// ```
+    public static func workspaceBytes(shape: AttentionShape,
+                                      options: AttentionOptions = AttentionOptions())
+        throws(AttentionError) -> Int
+    {
+        let strides = AttentionTensorStrides.packed(.bhld, shape: shape)
+        var problem = try makeProblem(shape: shape, strides: strides, options: options)
+        _ = try requiredElements(.query, shape: shape, strides: strides)  // checks every extent
+        var bytes = 0
+        let status = fa_workspace_bytes(&problem, &bytes)
+        guard status == FA_OK else {
+            throw .sizeOverflow(argument: "workspace")
+        }
+        return bytes
+    }
+
+    // MARK: Private
+
+    private static func forwardArrays(query: [Float], key: [Float], value: [Float],
+                                      shape: AttentionShape, options: AttentionOptions,
+                                      wantsLogSumExp: Bool)
+        throws(AttentionError) -> (output: [Float], logSumExp: [Float])
+    {
+        let strides = AttentionTensorStrides.packed(options.layout, shape: shape)
+        _ = try makeProblem(shape: shape, strides: strides, options: options)
+        for role in [TensorRole.query, .key, .value] {
+            let count = role == .query ? query.count : role == .key ? key.count : value.count
+            let required = try requiredElements(role, shape: shape, strides: strides)
+            guard count == required else {
+                throw .wrongCount(argument: role.name, expected: required, count: count)
+            }
+        }
+        let outputCount = try requiredElements(.output, shape: shape, strides: strides)
+        let lseCount = wantsLogSumExp
+            ? try requiredElements(.logSumExp, shape: shape, strides: strides) : 0
+        var output = [Float](repeating: 0, count: outputCount)
+        var logSumExp = [Float](repeating: 0, count: lseCount)
+        try query.withUnsafeBufferPointer { (q) throws(AttentionError) in
+            try key.withUnsafeBufferPointer { (k) throws(AttentionError) in
+                try value.withUnsafeBufferPointer { (v) throws(AttentionError) in
+                    try output.withUnsafeMutableBufferPointer { (o) throws(AttentionError) in
+                        try logSumExp.withUnsafeMutableBufferPointer { (l) throws(AttentionError) in
+                            try forward(query: q, key: k, value: v, output: o,
+                                        logSumExp: wantsLogSumExp ? l : nil,
+                                        shape: shape, strides: strides, options: options)
+                        }
+                    }
+                }
+            }
+        }
+        return (output, logSumExp)
+    }
+}
+
+extension AttentionShape {
+    /// Bytes of workspace the `.flash` implementation needs with every available thread; see
+    /// ``FlashAttention/workspaceBytes(shape:options:)``.
+    ///
+    /// ```swift
+    /// let bytes = try AttentionShape(queryHeads: 8, queryLength: 8192, headDim: 64).workspaceBytes
+    /// ```
+    public var workspaceBytes: Int {
+        get throws(AttentionError) { try FlashAttention.workspaceBytes(shape: self) }
+    }
+}

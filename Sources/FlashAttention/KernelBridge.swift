@@ -1,0 +1,179 @@
+import CFlashAttention
+
+// The one place that builds C descriptors and turns C diagnostics into AttentionError.
+
+/// The tensors of a call, in the C library's argument order.
+enum TensorRole: CaseIterable {
+    case query, key, value, output, logSumExp
+
+    var name: String {
+        switch self {
+        case .query: "query"
+        case .key: "key"
+        case .value: "value"
+        case .output: "output"
+        case .logSumExp: "logSumExp"
+        }
+    }
+
+    var argument: fa_argument {
+        switch self {
+        case .query: FA_ARG_Q
+        case .key: FA_ARG_K
+        case .value: FA_ARG_V
+        case .output: FA_ARG_O
+        case .logSumExp: FA_ARG_LSE
+        }
+    }
+
+    init?(_ argument: fa_argument) {
+        guard let role = Self.allCases.first(where: { $0.argument == argument }) else { return nil }
+        self = role
+    }
+
+    func strides(in all: AttentionTensorStrides) -> AttentionStrides {
+        switch self {
+        case .query: all.query
+        case .key: all.key
+        case .value: all.value
+        case .output: all.output
+        case .logSumExp: all.logSumExp
+        }
+    }
+}
+
+extension AttentionShape {
+    var cShape: fa_shape {
+        fa_shape(batch: Int64(batch), q_heads: Int64(queryHeads), kv_heads: Int64(keyValueHeads),
+                 q_len: Int64(queryLength), kv_len: Int64(keyLength),
+                 head_dim_qk: Int64(headDim), head_dim_v: Int64(valueHeadDim))
+    }
+}
+
+extension AttentionStrides {
+    var cStrides: fa_strides {
+        fa_strides(batch: Int64(batch), head: Int64(head), seq: Int64(sequence))
+    }
+}
+
+extension CausalMask {
+    var cValue: fa_causal {
+        switch self {
+        case .none: FA_CAUSAL_NONE
+        case .bottomRight: FA_CAUSAL_BOTTOM_RIGHT
+        case .topLeft: FA_CAUSAL_TOP_LEFT
+        }
+    }
+}
+
+/// A C problem with everything but the pointers, after the checks Swift can do on its own.
+func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
+                 options: AttentionOptions) throws(AttentionError) -> fa_problem {
+    var p = fa_problem()
+    fa_problem_init(&p)
+    p.shape = shape.cShape
+    p.q_strides = strides.query.cStrides
+    p.k_strides = strides.key.cStrides
+    p.v_strides = strides.value.cStrides
+    p.o_strides = strides.output.cStrides
+    p.lse_strides = strides.logSumExp.cStrides
+    if let scale = options.scale {
+        guard scale.isFinite else { throw .invalidScale(scale) }
+        p.scale = scale
+    }
+    p.causal = options.causal.cValue
+    if let threads = options.threadCount {
+        guard threads >= 1, threads <= Int(Int32.max) else { throw .invalidThreadCount(threads) }
+        p.num_threads = Int32(threads)
+    }
+    return p
+}
+
+/// Elements the buffer of `role` must hold; throws for bad extents or strides.
+func requiredElements(_ role: TensorRole, shape: AttentionShape,
+                      strides: AttentionTensorStrides) throws(AttentionError) -> Int {
+    var cShape = shape.cShape
+    var elements: Int64 = 0
+    var diag = fa_diagnostic()
+    let status = fa_tensor_elements(&cShape, role.argument, role.strides(in: strides).cStrides,
+                                    &elements, &diag)
+    guard status == FA_OK else { throw AttentionError(diag, strides: strides) }
+    return Int(elements)
+}
+
+/// Throws unless a buffer of `count` elements is large enough for `role`.
+func checkBuffer(_ role: TensorRole, count: Int, shape: AttentionShape,
+                 strides: AttentionTensorStrides) throws(AttentionError) {
+    let required = try requiredElements(role, shape: shape, strides: strides)
+    guard count >= required else {
+        throw .bufferTooSmall(argument: role.name, required: required, count: count)
+    }
+}
+
+/// Validates the complete descriptor in C, then runs the chosen kernel.
+func run(_ problem: inout fa_problem, implementation: AttentionImplementation,
+         strides: AttentionTensorStrides) throws(AttentionError) {
+    var diag = fa_diagnostic()
+    guard fa_check(&problem, &diag) == FA_OK else { throw AttentionError(diag, strides: strides) }
+    let status = switch implementation {
+    case .flash: fa_forward(&problem)
+    case .naive: fa_naive_forward(&problem)
+    }
+    guard status == FA_OK else {
+        diag.status = status
+        diag.argument = implementation == .flash ? FA_ARG_WORKSPACE : FA_ARG_PROBLEM
+        throw AttentionError(diag, strides: strides)
+    }
+}
+
+extension AttentionError {
+    /// The typed error for a C diagnostic, with the argument named as in Swift.
+    init(_ diag: fa_diagnostic, strides: AttentionTensorStrides) {
+        let v0 = Int(diag.values.0), v1 = Int(diag.values.1)
+        let message = withUnsafeBytes(of: diag.message) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        let name = Self.swiftName(diag.argument)
+        switch diag.status {
+        case FA_ERR_INVALID_EXTENT:
+            self = .invalidExtent(argument: name, value: v0)
+        case FA_ERR_HEAD_GROUPING:
+            self = .headCountMismatch(queryHeads: v0, keyValueHeads: v1)
+        case FA_ERR_INVALID_STRIDE:
+            let role = TensorRole(diag.argument) ?? .query
+            self = .invalidStrides(argument: name, strides: role.strides(in: strides),
+                                   reason: message)
+        case FA_ERR_OVERLAP:
+            self = .overlappingBuffers(argument: name,
+                                       other: Self.swiftName(fa_argument(UInt32(v0))))
+        case FA_ERR_SIZE_OVERFLOW:
+            self = .sizeOverflow(argument: name)
+        case FA_ERR_OUT_OF_MEMORY:
+            self = .outOfMemory(argument: diag.argument == FA_ARG_WORKSPACE
+                                ? "flash workspace" : "naive score matrix")
+        case FA_ERR_NULL_POINTER:
+            self = .bufferTooSmall(argument: name, required: 1, count: 0)
+        default:
+            self = .kernelFailure(status: Int(diag.status.rawValue),
+                                  message: message.isEmpty
+                                    ? String(cString: fa_status_message(diag.status)) : message)
+        }
+    }
+
+    static func swiftName(_ argument: fa_argument) -> String {
+        switch argument {
+        case FA_ARG_BATCH: "shape.batch"
+        case FA_ARG_Q_HEADS: "shape.queryHeads"
+        case FA_ARG_KV_HEADS: "shape.keyValueHeads"
+        case FA_ARG_Q_LEN: "shape.queryLength"
+        case FA_ARG_KV_LEN: "shape.keyLength"
+        case FA_ARG_HEAD_DIM_QK: "shape.headDim"
+        case FA_ARG_HEAD_DIM_V: "shape.valueHeadDim"
+        case FA_ARG_SCALE: "options.scale"
+        case FA_ARG_CAUSAL: "options.causal"
+        case FA_ARG_NUM_THREADS: "options.threadCount"
+        case FA_ARG_WORKSPACE: "workspace"
+        default: TensorRole(argument)?.name ?? "problem"
+        }
+    }
+}
