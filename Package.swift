@@ -50,6 +50,11 @@ let package = Package(
             dependencies: ["FlashAttention", "CFlashAttention", "TestSupport"],
             path: "Tests/FlashAttentionTests"
         ),
+        .testTarget(
+            name: "BenchmarkTests",
+            dependencies: ["BenchmarkKit", "FlashAttention"],
+            path: "Tests/BenchmarkTests"
+        ),
         .target(
             name: "TestSupport",
             dependencies: ["FlashAttention"],
@@ -59,11 +64,17 @@ let package = Package(
         // MARK: Executables
         .executableTarget(
             name: "attention-bench",
+            dependencies: ["BenchmarkKit"],
+            path: "Benchmarks/attention-bench"
+        ),
+        .target(
+            name: "BenchmarkKit",
             dependencies: [
                 "FlashAttention",
+                "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Benchmarks/attention-bench"
+            path: "Benchmarks/BenchmarkKit"
         ),
     ]
 )

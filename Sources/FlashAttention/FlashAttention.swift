@@ -28,6 +28,22 @@ public enum FlashAttention {
     /// The library version, `"major.minor.patch"`.
     public static var version: String { String(cString: fa_version()) }
 
+    /// The micro-kernel set the `.flash` implementation uses on this machine
+    /// (`"portable"`, later `"avx2"` or `"avx512"`).
+    ///
+    /// ```swift
+    /// print("kernels: \(FlashAttention.kernelName)")
+    /// ```
+    public static var kernelName: String { String(cString: fa_kernel_name()) }
+
+    /// The thread count a call uses when `AttentionOptions.threadCount` is `nil`
+    /// (OpenMP's default, normally the number of cores; 1 without the `OpenMP` trait).
+    ///
+    /// ```swift
+    /// let threads = FlashAttention.defaultThreadCount
+    /// ```
+    public static var defaultThreadCount: Int { Int(fa_default_threads()) }
+
     // MARK: Arrays
 
     /// Attention over densely packed arrays in `options.layout` (`[B, H, L, D]` by default).

@@ -7,3 +7,7 @@
 const fa_kernels *fa_select_kernels(void) {
     return &fa_kernels_portable;
 }
+
+const char *fa_kernel_name(void) {
+    return fa_select_kernels()->name;
+}

@@ -16,3 +16,7 @@ int fa_resolve_threads(int32_t requested) {
     return 1;
 #endif
 }
+
+int fa_default_threads(void) {
+    return fa_resolve_threads(0);
+}

@@ -146,6 +146,12 @@ fa_status fa_naive_forward(const fa_problem *p);
 /// A sentence describing a status (static storage; never NULL).
 const char *fa_status_message(fa_status status);
 
+/// The micro-kernel set fa_forward uses in this process ("portable", "avx2", "avx512").
+const char *fa_kernel_name(void);
+
+/// The thread count a call with num_threads = 0 uses (OpenMP's default; 1 without OpenMP).
+int fa_default_threads(void);
+
 /// The library version as "major.minor.patch" (static storage).
 const char *fa_version(void);
 

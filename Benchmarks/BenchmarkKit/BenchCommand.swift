@@ -1,0 +1,169 @@
+import ArgumentParser
+import FlashAttention
+import Foundation
+
+/// A list option that accepts `--seq-lens 256 512` as well as `--seq-lens 256,512`.
+public struct ListArgument<Element: ExpressibleByArgument & Sendable>: ExpressibleByArgument, Sendable {
+    public var values: [Element]
+
+    public init(_ values: [Element]) { self.values = values }
+
+    public init?(argument: String) {
+        var values: [Element] = []
+        for part in argument.split(separator: ",") {
+            guard let v = Element(argument: String(part.trimmingCharacters(in: .whitespaces))) else {
+                return nil
+            }
+            values.append(v)
+        }
+        guard !values.isEmpty else { return nil }
+        self.values = values
+    }
+}
+
+extension BenchCausal: ExpressibleByArgument {}
+extension BenchImplementation: ExpressibleByArgument {}
+
+/// The output format on stdout.
+public enum OutputFormat: String, CaseIterable, ExpressibleByArgument, Sendable {
+    case table, csv, json
+}
+
+/// `attention-bench`: sequence-length sweeps of flash vs naive, against the sgemm roofline.
+public struct AttentionBenchCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "attention-bench",
+        abstract: "Sweeps attention forward passes: time, GFLOP/s, fraction of the sgemm "
+            + "roofline and peak memory, flash beside naive.",
+        discussion: """
+        Every list option takes values separated by spaces or commas. The sweep is the \
+        Cartesian product of the lists. Writes results.csv, results.json and one SVG chart per \
+        head dim to --output, and a table (or --format csv/json) to stdout; progress goes to \
+        stderr.
+        """)
+
+    @Option(name: .customLong("seq-lens"), parsing: .upToNextOption,
+            help: "Query lengths N (Lk = N unless --kv-lens is given).")
+    public var seqLens: [ListArgument<Int>] = [ListArgument([256, 512, 1024, 2048, 4096, 8192])]
+
+    @Option(name: .customLong("kv-lens"), parsing: .upToNextOption, help: "Key lengths Lk.")
+    public var kvLens: [ListArgument<Int>] = []
+
+    @Option(name: .customLong("head-dims"), parsing: .upToNextOption, help: "Head dims D.")
+    public var headDims: [ListArgument<Int>] = [ListArgument([64, 128])]
+
+    @Option(parsing: .upToNextOption, help: "Query heads Hq.")
+    public var heads: [ListArgument<Int>] = [ListArgument([8])]
+
+    @Option(name: .customLong("kv-heads"), parsing: .upToNextOption,
+            help: "Key/value heads Hkv (default: Hq); combinations where Hq % Hkv ≠ 0 are left out.")
+    public var kvHeads: [ListArgument<Int>] = []
+
+    @Option(parsing: .upToNextOption, help: "Batch sizes B.")
+    public var batch: [ListArgument<Int>] = [ListArgument([1])]
+
+    @Option(parsing: .upToNextOption, help: "Causal modes: none, bottom-right, top-left.")
+    public var causal: [ListArgument<BenchCausal>] = [ListArgument([.none, .bottomRight])]
+
+    @Option(parsing: .upToNextOption, help: "Implementations: flash, naive.")
+    public var impl: [ListArgument<BenchImplementation>] = [ListArgument([.flash, .naive])]
+
+    @Option(parsing: .upToNextOption, help: "Thread counts (default: every core OpenMP offers).")
+    public var threads: [ListArgument<Int>] = []
+
+    @Option(help: "Untimed runs before each case.")
+    public var warmup = 1
+
+    @Option(help: "Timed runs per case, at least.")
+    public var repeats = 3
+
+    @Option(name: .customLong("min-time"), help: "Keep repeating a case until this many seconds were timed.")
+    public var minTime = 0.25
+
+    @Option(name: .customLong("max-naive-bytes"),
+            help: "Skip naive cases whose score matrix would exceed this many bytes.")
+    public var maxNaiveBytes = 2 << 30
+
+    @Option(help: "Format on stdout: table, csv or json.")
+    public var format: OutputFormat = .table
+
+    @Option(help: "Directory for results.csv, results.json and the SVG charts.")
+    public var output = "results"
+
+    public init() {}
+
+    public var specification: SweepSpecification {
+        SweepSpecification(
+            seqLens: seqLens.flatMap(\.values),
+            kvLens: kvLens.isEmpty ? nil : kvLens.flatMap(\.values),
+            headDims: headDims.flatMap(\.values),
+            heads: heads.flatMap(\.values),
+            kvHeads: kvHeads.isEmpty ? nil : kvHeads.flatMap(\.values),
+            batches: batch.flatMap(\.values),
+            causals: causal.flatMap(\.values),
+            implementations: impl.flatMap(\.values),
+            threads: threads.isEmpty ? [FlashAttention.defaultThreadCount] : threads.flatMap(\.values))
+    }
+
+    public var policy: TimingPolicy {
+        TimingPolicy(warmup: warmup, repeats: repeats, minTime: minTime)
+    }
+
+    public func validate() throws {
+        let s = specification
+        for (name, list) in [("--seq-lens", s.seqLens), ("--kv-lens", s.kvLens ?? [1]),
+                             ("--head-dims", s.headDims), ("--heads", s.heads),
+                             ("--kv-heads", s.kvHeads ?? [1]), ("--batch", s.batches),
+                             ("--threads", s.threads)] {
+            if let bad = list.first(where: { $0 < 1 }) {
+                throw ValidationError("\(name) takes positive integers; got \(bad)")
+            }
+        }
+        if s.configurations.isEmpty {
+            throw ValidationError("no configuration: every --kv-heads value must divide a --heads value")
+        }
+        if warmup < 0 || repeats < 1 || minTime < 0 || maxNaiveBytes < 0 {
+            throw ValidationError("--warmup ≥ 0, --repeats ≥ 1, --min-time ≥ 0 and --max-naive-bytes ≥ 0")
+        }
+    }
+
+    public func run() throws {
+        let report = try runSweep { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        switch format {
+        case .table: print(report.table(), terminator: "")
+        case .csv: print(report.csv(), terminator: "")
+        case .json: print(try report.json(), terminator: "")
+        }
+        try write(report)
+    }
+
+    /// Measures the rooflines, runs the sweep and returns the report.
+    public func runSweep(progress: @escaping (String) -> Void = { _ in }) throws -> SweepReport {
+        let spec = specification
+        var rooflines: [Int: Roofline] = [:]
+        for t in Array(Set(spec.threads)).sorted() {
+            progress("roofline: OpenBLAS sgemm 2048³ on \(t) threads …")
+            rooflines[t] = Roofline.measure(threads: t)
+            progress(String(format: "roofline: %.1f GFLOP/s", rooflines[t]!.gflops))
+        }
+        let runner = BenchRunner(policy: policy, maxNaiveBytes: maxNaiveBytes, rooflines: rooflines,
+                                 progress: progress)
+        let cases = try runner.run(spec.configurations, implementations: spec.implementations)
+        let machine = MachineInfo.current(threads: spec.threads.max()!,
+                                          rooflines: rooflines.values.sorted { $0.threads < $1.threads })
+        return SweepReport(machine: machine, policy: policy, cases: cases)
+    }
+
+    /// Writes results.csv, results.json and chart-d<D>.svg into `output`.
+    public func write(_ report: SweepReport) throws {
+        let dir = URL(fileURLWithPath: output, isDirectory: true)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try report.csv().write(to: dir.appendingPathComponent("results.csv"), atomically: true, encoding: .utf8)
+        try report.json().write(to: dir.appendingPathComponent("results.json"), atomically: true, encoding: .utf8)
+        try report.table().write(to: dir.appendingPathComponent("results.txt"), atomically: true, encoding: .utf8)
+        for chart in report.charts() {
+            try chart.svg.write(to: dir.appendingPathComponent("chart-d\(chart.headDim).svg"),
+                                atomically: true, encoding: .utf8)
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import FlashAttention
+import Foundation
+
+/// Where and on what a sweep ran.
+public struct MachineInfo: Sendable, Codable {
+    public var cpuModel: String
+    public var kernelISA: String
+    public var threads: Int
+    public var libraryVersion: String
+    /// The sgemm roofline of the largest thread count in the sweep.
+    public var roofline: Roofline
+    /// Every thread count's roofline.
+    public var rooflines: [Roofline]
+    public var date: String
+
+    public init(cpuModel: String, kernelISA: String, threads: Int, libraryVersion: String,
+                roofline: Roofline, rooflines: [Roofline], date: String) {
+        self.cpuModel = cpuModel
+        self.kernelISA = kernelISA
+        self.threads = threads
+        self.libraryVersion = libraryVersion
+        self.roofline = roofline
+        self.rooflines = rooflines
+        self.date = date
+    }
+
+    public static func current(threads: Int, rooflines: [Roofline]) -> MachineInfo {
+        let roofline = rooflines.max { $0.threads < $1.threads }!
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n")
+            .first { $0.hasPrefix("model name") }
+            .map { $0.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "" }
+            ?? "unknown"
+        let formatter = ISO8601DateFormatter()
+        return MachineInfo(cpuModel: cpu, kernelISA: FlashAttention.kernelName, threads: threads,
+                           libraryVersion: FlashAttention.version, roofline: roofline, rooflines: rooflines,
+                           date: formatter.string(from: Date()))
+    }
+}
+
+/// The whole result of one sweep, as written to results.json.
+public struct SweepReport: Sendable, Codable {
+    public var machine: MachineInfo
+    public var policy: TimingPolicy
+    public var flopsConvention: String
+    public var cases: [CaseResult]
+
+    public init(machine: MachineInfo, policy: TimingPolicy, cases: [CaseResult]) {
+        self.machine = machine
+        self.policy = policy
+        self.flopsConvention = "forward FLOPs = 2·(Dqk + Dv)·B·Hq·(visible query–key pairs); "
+            + "causal runs count only unmasked pairs"
+        self.cases = cases
+    }
+
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
+    }
+
+    public static let csvHeader = [
+        "impl", "batch", "q_heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal", "threads",
+        "median_ms", "min_ms", "max_ms", "samples", "gflops", "roofline_fraction",
+        "peak_extra_bytes", "workspace_bytes", "speedup_over_naive", "max_abs_diff", "skipped",
+    ]
+
+    /// One row per case; empty fields where a value does not apply; RFC 4180 quoting.
+    public func csv() -> String {
+        var lines = [Self.csvHeader.joined(separator: ",")]
+        for r in cases {
+            let c = r.configuration
+            let fields: [String] = [
+                r.implementation.rawValue, "\(c.batch)", "\(c.queryHeads)", "\(c.keyValueHeads)",
+                "\(c.queryLength)", "\(c.keyLength)", "\(c.headDim)", c.causal.rawValue,
+                "\(c.threads)",
+                Self.number(r.timing.map { $0.median * 1e3 }),
+                Self.number(r.timing.map { $0.min * 1e3 }),
+                Self.number(r.timing.map { $0.max * 1e3 }),
+                r.timing.map { "\($0.samples)" } ?? "",
+                Self.number(r.gflops), Self.number(r.rooflineFraction),
+                r.peakExtraBytes.map { "\($0)" } ?? "", "\(r.workspaceBytes)",
+                Self.number(r.speedupOverNaive), Self.number(r.maxAbsDifference),
+                r.skipReason ?? "",
+            ]
+            lines.append(fields.map(Self.quoted).joined(separator: ","))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func number(_ x: Double?) -> String {
+        guard let x else { return "" }
+        return String(format: "%.6g", x)
+    }
+
+    static func quoted(_ field: String) -> String {
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) else { return field }
+        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// An aligned, human-readable table.
+    public func table() -> String {
+        let m = machine
+        var out = "# \(m.cpuModel), kernels \(m.kernelISA), \(m.threads) threads, "
+            + "swift-flash-attention \(m.libraryVersion)\n"
+            + "# roofline: OpenBLAS sgemm \(m.roofline.size)³: "
+            + m.rooflines.map { String(format: "%.1f GFLOP/s on %d threads", $0.gflops, $0.threads) }
+                .joined(separator: ", ") + "\n# \(flopsConvention)\n"
+        let header = ["impl", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "median ms",
+                      "min–max ms", "GFLOP/s", "roofline", "peak MB", "workspace MB",
+                      "vs naive", "max |Δ|"]
+        var rows: [[String]] = [header]
+        for r in cases {
+            let c = r.configuration
+            var row = [r.implementation.rawValue, "\(c.batch)", "\(c.queryHeads)/\(c.keyValueHeads)",
+                       "\(c.queryLength)", "\(c.keyLength)", "\(c.headDim)", c.causal.rawValue,
+                       "\(c.threads)"]
+            if let t = r.timing {
+                row += [String(format: "%.3f", t.median * 1e3),
+                        String(format: "%.3f–%.3f", t.min * 1e3, t.max * 1e3),
+                        String(format: "%.1f", r.gflops ?? .nan),
+                        String(format: "%.3f", r.rooflineFraction ?? .nan),
+                        r.peakExtraBytes.map { String(format: "%.2f", Double($0) / 1e6) } ?? "n/a",
+                        String(format: "%.2f", Double(r.workspaceBytes) / 1e6),
+                        r.speedupOverNaive.map { String(format: "%.2f×", $0) } ?? "",
+                        r.maxAbsDifference.map { String(format: "%.1e", $0) } ?? ""]
+            } else {
+                row += ["skipped", "", "", "", "",
+                        String(format: "%.2f", Double(r.workspaceBytes) / 1e6), "", ""]
+            }
+            rows.append(row)
+        }
+        let widths = header.indices.map { col in rows.map { $0[col].count }.max() ?? 0 }
+        for row in rows {
+            let cells = row.enumerated().map { col, cell in
+                let pad = String(repeating: " ", count: widths[col] - cell.count)
+                return col < 8 && col != 0 ? pad + cell : (col == 0 ? cell + pad : pad + cell)
+            }
+            out += cells.joined(separator: "  ") + "\n"
+        }
+        for r in cases where r.skipReason != nil {
+            out += "# skipped: \(r.skipReason!)\n"
+        }
+        return out
+    }
+}

@@ -1,0 +1,42 @@
+import COpenBLAS
+
+/// The machine's practical float32 ceiling: OpenBLAS `sgemm` on a square product, with the
+/// thread count the attention kernels use. Every GFLOP/s the benchmark prints is also shown
+/// as a fraction of this, so results compare across noisy and different machines.
+public struct Roofline: Sendable, Codable {
+    public var size: Int
+    public var threads: Int
+    public var gflops: Double
+    public var timing: TimingSummary
+
+    public init(size: Int, threads: Int, gflops: Double, timing: TimingSummary) {
+        self.size = size
+        self.threads = threads
+        self.gflops = gflops
+        self.timing = timing
+    }
+
+    /// Runs `repeats` timed `size³` products after one warm-up.
+    public static func measure(size: Int = 2048, threads: Int, repeats: Int = 5) -> Roofline {
+        setBLASThreads(threads)
+        let n = size
+        let a = [Float](repeating: 0.5, count: n * n)
+        let b = [Float](repeating: 0.25, count: n * n)
+        var c = [Float](repeating: 0, count: n * n)
+        var times: [Double] = []
+        for run in 0 ... repeats {
+            let start = monotonicSeconds()
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n),
+                        1, a, Int32(n), b, Int32(n), 0, &c, Int32(n))
+            if run > 0 { times.append(monotonicSeconds() - start) }
+        }
+        let timing = TimingSummary(times)
+        return Roofline(size: n, threads: threads,
+                        gflops: 2 * Double(n) * Double(n) * Double(n) / timing.median / 1e9,
+                        timing: timing)
+    }
+
+    static func setBLASThreads(_ threads: Int) {
+        if openblas_get_num_threads() != Int32(threads) { openblas_set_num_threads(Int32(threads)) }
+    }
+}

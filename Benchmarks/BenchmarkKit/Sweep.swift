@@ -1,0 +1,141 @@
+import FlashAttention
+
+/// What the benchmark can run in one case.
+public enum BenchImplementation: String, CaseIterable, Sendable, Codable {
+    case flash, naive
+
+    var library: AttentionImplementation {
+        switch self {
+        case .flash: .flash
+        case .naive: .naive
+        }
+    }
+}
+
+/// The causal modes as the command line spells them.
+public enum BenchCausal: String, CaseIterable, Sendable, Codable {
+    case none
+    case bottomRight = "bottom-right"
+    case topLeft = "top-left"
+
+    public var mask: CausalMask {
+        switch self {
+        case .none: .none
+        case .bottomRight: .bottomRight
+        case .topLeft: .topLeft
+        }
+    }
+}
+
+/// One benchmark problem: a shape, a causal mode and a thread count (the implementation is
+/// chosen per measurement, so flash and naive of one configuration sit side by side).
+public struct BenchConfiguration: Sendable, Hashable, Codable {
+    public var batch: Int
+    public var queryHeads: Int
+    public var keyValueHeads: Int
+    public var queryLength: Int
+    public var keyLength: Int
+    public var headDim: Int
+    public var causal: BenchCausal
+    public var threads: Int
+
+    public init(batch: Int, queryHeads: Int, keyValueHeads: Int, queryLength: Int,
+                keyLength: Int, headDim: Int, causal: BenchCausal, threads: Int) {
+        self.batch = batch
+        self.queryHeads = queryHeads
+        self.keyValueHeads = keyValueHeads
+        self.queryLength = queryLength
+        self.keyLength = keyLength
+        self.headDim = headDim
+        self.causal = causal
+        self.threads = threads
+    }
+
+    public var shape: AttentionShape {
+        AttentionShape(batch: batch, queryHeads: queryHeads, keyValueHeads: keyValueHeads,
+                       queryLength: queryLength, keyLength: keyLength, headDim: headDim)
+    }
+
+    /// Query–key pairs the mask leaves visible, over one (batch, head).
+    public var visiblePairs: Int {
+        visibleQueryKeyPairs(queryLength: queryLength, keyLength: keyLength, causal: causal.mask)
+    }
+
+    /// Forward FLOPs: 2·Dqk per score and 2·Dv per probability–value product, over the visible
+    /// pairs only (= 4·B·Hq·D·pairs when Dv = Dqk). Masked pairs are not counted, so a causal
+    /// run is credited only with the work it must do.
+    public var forwardFlops: Double {
+        Double(batch * queryHeads) * Double(2 * headDim + 2 * headDim) * Double(visiblePairs)
+    }
+
+    /// Bytes the naive implementation's score matrix takes (one Lq×Lk float32 buffer).
+    public var naiveScoreBytes: Int { queryLength * keyLength * MemoryLayout<Float>.size }
+}
+
+/// Σ over query rows of the keys each row sees.
+public func visibleQueryKeyPairs(queryLength lq: Int, keyLength lk: Int,
+                                 causal: CausalMask) -> Int {
+    let offset: Int
+    switch causal {
+    case .none: return lq * lk
+    case .bottomRight: offset = lk - lq
+    case .topLeft: offset = 0
+    }
+    var total = 0
+    for i in 0 ..< lq { total += max(0, min(lk, i + offset + 1)) }
+    return total
+}
+
+/// The lists a sweep is the Cartesian product of.
+public struct SweepSpecification: Sendable, Hashable {
+    public var seqLens: [Int]
+    public var kvLens: [Int]?
+    public var headDims: [Int]
+    public var heads: [Int]
+    public var kvHeads: [Int]?
+    public var batches: [Int]
+    public var causals: [BenchCausal]
+    public var implementations: [BenchImplementation]
+    public var threads: [Int]
+
+    public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
+                kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
+                implementations: [BenchImplementation], threads: [Int]) {
+        self.seqLens = seqLens
+        self.kvLens = kvLens
+        self.headDims = headDims
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.batches = batches
+        self.causals = causals
+        self.implementations = implementations
+        self.threads = threads
+    }
+
+    /// Every configuration, ordered so that a chart's lines read left to right: threads, batch,
+    /// heads, head dim, causal, then lengths.
+    public var configurations: [BenchConfiguration] {
+        var out: [BenchConfiguration] = []
+        for t in threads {
+            for b in batches {
+                for h in heads {
+                    for hkv in kvHeads ?? [h] where hkv > 0 && h % hkv == 0 {
+                        for d in headDims {
+                            for c in causals {
+                                for lq in seqLens {
+                                    for lk in kvLens ?? [lq] {
+                                        out.append(BenchConfiguration(
+                                            batch: b, queryHeads: h, keyValueHeads: hkv,
+                                            queryLength: lq, keyLength: lk, headDim: d,
+                                            causal: c, threads: t))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,227 @@
+import BenchmarkKit
+import FlashAttention
+import Foundation
+import Testing
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+
+@Suite("Benchmark: arguments")
+struct ArgumentTests {
+    @Test("lists take spaces and commas; defaults are the documented sweep")
+    func lists() throws {
+        let cmd = try AttentionBenchCommand.parse([
+            "--seq-lens", "256,512", "1024", "--head-dims", "40", "--causal", "none,top-left",
+            "--impl", "flash", "--threads", "1", "2", "--kv-heads", "2", "--heads", "8",
+            "--batch", "3", "--kv-lens", "77", "--repeats", "4", "--min-time", "0.5",
+            "--max-naive-bytes", "1000", "--format", "csv", "--output", "/tmp/x",
+        ])
+        let s = cmd.specification
+        #expect(s.seqLens == [256, 512, 1024])
+        #expect(s.kvLens == [77])
+        #expect(s.headDims == [40])
+        #expect(s.causals == [.none, .topLeft])
+        #expect(s.implementations == [.flash])
+        #expect(s.threads == [1, 2])
+        #expect(s.kvHeads == [2] && s.heads == [8] && s.batches == [3])
+        #expect(cmd.policy == TimingPolicy(warmup: 1, repeats: 4, minTime: 0.5))
+        #expect(cmd.maxNaiveBytes == 1000 && cmd.format == .csv && cmd.output == "/tmp/x")
+        #expect(s.configurations.count == 3 * 2 * 2)
+        #expect(s.configurations.allSatisfy { $0.keyLength == 77 && $0.keyValueHeads == 2 })
+
+        let defaults = try AttentionBenchCommand.parse([]).specification
+        #expect(defaults.seqLens == [256, 512, 1024, 2048, 4096, 8192])
+        #expect(defaults.headDims == [64, 128])
+        #expect(defaults.heads == [8] && defaults.batches == [1] && defaults.kvHeads == nil)
+        #expect(defaults.causals == [.none, .bottomRight])
+        #expect(defaults.implementations == [.flash, .naive])
+        #expect(defaults.threads == [FlashAttention.defaultThreadCount])
+        #expect(defaults.configurations.count == 6 * 2 * 2)
+    }
+
+    @Test("bad values are refused with a message",
+          arguments: [["--seq-lens", "0"], ["--causal", "sideways"], ["--impl", "magic"],
+                      ["--heads", "8", "--kv-heads", "3"], ["--repeats", "0"],
+                      ["--threads", "-1"], ["--format", "xml"], ["--seq-lens", "1,,x"]])
+    func refused(_ args: [String]) {
+        #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(args) }
+    }
+}
+
+@Suite("Benchmark: FLOP counting")
+struct FlopTests {
+    func bruteForce(_ lq: Int, _ lk: Int, _ causal: CausalMask) -> Int {
+        var n = 0
+        for i in 0 ..< lq {
+            for j in 0 ..< lk {
+                switch causal {
+                case .none: n += 1
+                case .bottomRight: n += j <= i + lk - lq ? 1 : 0
+                case .topLeft: n += j <= i ? 1 : 0
+                }
+            }
+        }
+        return n
+    }
+
+    @Test("visible pairs, including causal with Lq ≠ Lk")
+    func pairs() {
+        #expect(visibleQueryKeyPairs(queryLength: 4, keyLength: 4, causal: .bottomRight) == 10)
+        #expect(visibleQueryKeyPairs(queryLength: 3, keyLength: 5, causal: .bottomRight) == 12)
+        #expect(visibleQueryKeyPairs(queryLength: 5, keyLength: 3, causal: .bottomRight) == 6)
+        #expect(visibleQueryKeyPairs(queryLength: 3, keyLength: 5, causal: .topLeft) == 6)
+        #expect(visibleQueryKeyPairs(queryLength: 5, keyLength: 3, causal: .topLeft) == 12)
+        #expect(visibleQueryKeyPairs(queryLength: 7, keyLength: 9, causal: .none) == 63)
+        for (lq, lk) in [(1, 1), (1, 9), (9, 1), (17, 64), (64, 17), (33, 33)] {
+            for c in [CausalMask.none, .bottomRight, .topLeft] {
+                #expect(visibleQueryKeyPairs(queryLength: lq, keyLength: lk, causal: c)
+                    == bruteForce(lq, lk, c))
+            }
+        }
+    }
+
+    @Test("forward FLOPs = 4·B·Hq·D·pairs")
+    func flops() {
+        let c = BenchConfiguration(batch: 2, queryHeads: 8, keyValueHeads: 2, queryLength: 5,
+                                   keyLength: 3, headDim: 64, causal: .bottomRight, threads: 1)
+        #expect(c.forwardFlops == 4 * 2 * 8 * 64 * 6)
+        #expect(c.naiveScoreBytes == 5 * 3 * 4)
+    }
+
+    @Test("timing summary: median of odd and even counts, spread")
+    func timing() {
+        let t = TimingSummary([3, 1, 2])
+        #expect(t.median == 2 && t.min == 1 && t.max == 3 && t.samples == 3)
+        #expect(t.spread == 1)
+        #expect(TimingSummary([4, 1, 2, 3]).median == 2.5)
+    }
+}
+
+/// A small report with one skipped case, for the writers.
+func sampleReport() -> SweepReport {
+    let roof = Roofline(size: 2048, threads: 2, gflops: 200,
+                        timing: TimingSummary([0.1, 0.1, 0.1]))
+    let machine = MachineInfo(cpuModel: "Test CPU, \"quoted\" <x>", kernelISA: "portable",
+                              threads: 2, libraryVersion: "0.1.0", roofline: roof,
+                              rooflines: [roof], date: "2026-01-01T00:00:00Z")
+    var cases: [CaseResult] = []
+    for (i, n) in [256, 512].enumerated() {
+        let config = BenchConfiguration(batch: 1, queryHeads: 8, keyValueHeads: 8, queryLength: n,
+                                        keyLength: n, headDim: 64, causal: .none, threads: 2)
+        var flash = CaseResult(configuration: config, implementation: .flash,
+                               flops: config.forwardFlops, workspaceBytes: 1000)
+        flash.timing = TimingSummary([0.001 * Double(i + 1), 0.002, 0.003])
+        flash.gflops = 50
+        flash.rooflineFraction = 0.25
+        flash.peakExtraBytes = 4096
+        flash.speedupOverNaive = 1.5
+        flash.maxAbsDifference = 1e-7
+        var naive = CaseResult(configuration: config, implementation: .naive,
+                               flops: config.forwardFlops, workspaceBytes: n * n * 4)
+        if n == 512 {
+            naive.skipReason = "naive needs 1048576 bytes, over, the limit"
+        } else {
+            naive.timing = TimingSummary([0.004])
+            naive.gflops = 20
+            naive.rooflineFraction = 0.1
+            naive.peakExtraBytes = n * n * 4
+        }
+        cases += [flash, naive]
+    }
+    return SweepReport(machine: machine, policy: TimingPolicy(), cases: cases)
+}
+
+@Suite("Benchmark: writers")
+struct WriterTests {
+    @Test("CSV: a header, one row per case, RFC 4180 quoting")
+    func csv() {
+        let lines = sampleReport().csv().split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(lines.count == 6)  // header, 4 rows, trailing empty
+        #expect(lines[0] == Substring(SweepReport.csvHeader.joined(separator: ",")))
+        #expect(lines[1].hasPrefix("flash,1,8,8,256,256,64,none,2,"))
+        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\""))
+        #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
+            == SweepReport.csvHeader.count)
+    }
+
+    @Test("JSON round-trips and carries the machine")
+    func json() throws {
+        let report = sampleReport()
+        let text = try report.json()
+        let back = try JSONDecoder().decode(SweepReport.self, from: Data(text.utf8))
+        #expect(back.cases.count == 4)
+        #expect(back.machine.cpuModel == report.machine.cpuModel)
+        #expect(back.machine.roofline.gflops == 200)
+        #expect(back.cases[3].skipReason != nil && back.cases[3].timing == nil)
+        #expect(back.cases[0].speedupOverNaive == 1.5)
+    }
+
+    @Test("table: aligned columns, skipped cases explained")
+    func table() {
+        let text = sampleReport().table()
+        let lines = text.split(separator: "\n")
+        let rows = lines.filter { !$0.hasPrefix("#") }
+        #expect(rows.count == 5)
+        #expect(Set(rows.map(\.count)).count == 1, "columns are aligned")
+        #expect(text.contains("# skipped: naive needs"))
+    }
+
+    @Test("SVG: well-formed XML, one chart per head dim, escaped text")
+    func svg() throws {
+        let charts = sampleReport().charts()
+        #expect(charts.map(\.headDim) == [64])
+        let svg = charts[0].svg
+        #expect(svg.contains("&quot;quoted&quot; &lt;x&gt;"))
+        #expect(svg.components(separatedBy: "<polyline").count - 1 == 4)  // 2 series × 2 panels
+        #expect(svg.contains("sgemm 200 GFLOP/s"))
+        let parser = XMLParser(data: Data(svg.utf8))
+        #expect(parser.parse(), "\(parser.parserError.map { "\($0)" } ?? "")")
+    }
+
+    @Test("axis ticks")
+    func ticks() {
+        #expect(SVGChart.linearTicksForTesting(max: 233) == [0, 50, 100, 150, 200, 250])
+        #expect(SVGChart.logTicksForTesting(min: 0.13, max: 268) == [0.1, 1, 10, 100, 1000])
+    }
+}
+
+@Suite("Benchmark: end to end")
+struct SmokeTests {
+    @Test("a tiny sweep writes its files")
+    func tinySweep() throws {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("attention-bench-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cmd = try AttentionBenchCommand.parse([
+            "--seq-lens", "32", "--head-dims", "16,24", "--heads", "2", "--threads", "1",
+            "--causal", "none,bottom-right", "--warmup", "0", "--repeats", "1", "--min-time", "0",
+            "--max-naive-bytes", "4000", "--output", dir.path,
+        ])
+        var report = try cmd.runSweep()
+        // Roofline at 2048³ is measured; a tiny sweep still measures it once.
+        #expect(report.machine.roofline.gflops > 0)
+        #expect(report.cases.count == 2 * 2 * 2)
+        // 32×32×4 = 4096 bytes > 4000: every naive case is skipped, with the bytes it needs.
+        #expect(report.cases.filter { $0.implementation == .naive }
+            .allSatisfy { $0.skipReason?.contains("4096 bytes") == true })
+        #expect(report.cases.filter { $0.implementation == .flash }
+            .allSatisfy { ($0.gflops ?? 0) > 0 && $0.timing?.samples == 1 })
+        try cmd.write(report)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        #expect(files == ["chart-d16.svg", "chart-d24.svg", "results.csv", "results.json",
+                          "results.txt"])
+        let csv = try String(contentsOf: dir.appendingPathComponent("results.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 1 + 8)
+
+        // With naive allowed, flash and naive agree and the speedup is filled in.
+        let both = try AttentionBenchCommand.parse([
+            "--seq-lens", "32", "--head-dims", "16", "--heads", "2", "--threads", "1",
+            "--causal", "top-left", "--warmup", "0", "--repeats", "1", "--min-time", "0",
+            "--output", dir.path,
+        ])
+        report = try both.runSweep()
+        let flash = try #require(report.cases.first { $0.implementation == .flash })
+        #expect(flash.speedupOverNaive != nil)
+        #expect(try #require(flash.maxAbsDifference) < 1e-5)
+    }
+}
