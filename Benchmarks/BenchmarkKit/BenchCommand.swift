@@ -65,7 +65,8 @@ public struct AttentionBenchCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Causal modes: none, bottom-right, top-left.")
     public var causal: [ListArgument<BenchCausal>] = [ListArgument([.none, .bottomRight])]
 
-    @Option(parsing: .upToNextOption, help: "Implementations: flash, naive.")
+    @Option(parsing: .upToNextOption,
+            help: "Implementations: flash, naive, flash-portable (or flash-scalar), flash-avx2, flash-avx512.")
     public var impl: [ListArgument<BenchImplementation>] = [ListArgument([.flash, .naive])]
 
     @Option(parsing: .upToNextOption, help: "Thread counts (default: every core OpenMP offers).")
@@ -89,6 +90,9 @@ public struct AttentionBenchCommand: ParsableCommand {
 
     @Option(help: "Directory for results.csv, results.json and the SVG charts.")
     public var output = "results"
+
+    @Flag(help: "Print the kernel ISA, tile sizes and cache sizes the sweep would use, and exit.")
+    public var info = false
 
     public init() {}
 
@@ -128,6 +132,10 @@ public struct AttentionBenchCommand: ParsableCommand {
     }
 
     public func run() throws {
+        if info {
+            print(try infoText(), terminator: "")
+            return
+        }
         let report = try runSweep { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         switch format {
         case .table: print(report.table(), terminator: "")
@@ -135,6 +143,45 @@ public struct AttentionBenchCommand: ParsableCommand {
         case .json: print(try report.json(), terminator: "")
         }
         try write(report)
+    }
+
+    /// What --info prints.
+    public func infoText() throws -> String {
+        let spec = specification
+        var out = "swift-flash-attention \(FlashAttention.version)\n"
+        out += "kernels: \(FlashAttention.kernelName) (supported: "
+            + FlashAttention.supportedKernels.map(\.rawValue).joined(separator: ", ")
+            + "; FA_ISA=\(ProcessInfo.processInfo.environment["FA_ISA"] ?? "unset"))\n"
+        out += "threads: \(FlashAttention.defaultThreadCount) by default; sweep: "
+            + spec.threads.map(String.init).joined(separator: ", ") + "\n"
+        out += "OpenBLAS core: \(Roofline.openBLASCore)"
+            + (ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { " (OPENBLAS_CORETYPE=\($0))" } ?? "")
+            + "\n"
+        var printedCaches = false
+        for impl in spec.implementations where impl != .naive {
+            for d in spec.headDims {
+                for n in spec.seqLens {
+                    let shape = AttentionShape(batch: spec.batches[0], queryHeads: spec.heads[0],
+                                               keyValueHeads: spec.kvHeads?.first,
+                                               queryLength: n, keyLength: spec.kvLens?.first ?? n,
+                                               headDim: d)
+                    let options = AttentionOptions(threadCount: spec.threads[0], kernel: impl.kernel)
+                    guard let k = try? FlashAttention.kernelInfo(shape: shape, options: options) else {
+                        out += "\(impl.rawValue): not supported on this CPU\n"
+                        break
+                    }
+                    if !printedCaches {
+                        out += "caches: L1d \(k.l1dBytes / 1024) KiB, L2 \(k.l2Bytes / 1024) KiB, "
+                            + "L3 \(k.l3Bytes / 1024) KiB\n"
+                        printedCaches = true
+                    }
+                    let ws = try FlashAttention.workspaceBytes(shape: shape, options: options)
+                    out += "\(impl.rawValue) D=\(d) N=\(n): \(k.kernel.rawValue), vector \(k.vectorWidth) floats, "
+                        + "block \(k.blockQ) queries × \(k.blockK) keys, workspace \(ws) bytes\n"
+                }
+            }
+        }
+        return out
     }
 
     /// Measures the rooflines, runs the sweep and returns the report.

@@ -5,6 +5,9 @@ import Foundation
 public struct MachineInfo: Sendable, Codable {
     public var cpuModel: String
     public var kernelISA: String
+    /// The OpenBLAS kernel family ("SkylakeX", "Haswell", …) and OPENBLAS_CORETYPE if set.
+    public var openBLASCore: String = ""
+    public var openBLASCoreOverride: String?
     public var threads: Int
     public var libraryVersion: String
     /// The sgemm roofline of the largest thread count in the sweep.
@@ -32,9 +35,12 @@ public struct MachineInfo: Sendable, Codable {
             .map { $0.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "" }
             ?? "unknown"
         let formatter = ISO8601DateFormatter()
-        return MachineInfo(cpuModel: cpu, kernelISA: FlashAttention.kernelName, threads: threads,
-                           libraryVersion: FlashAttention.version, roofline: roofline, rooflines: rooflines,
-                           date: formatter.string(from: Date()))
+        var info = MachineInfo(cpuModel: cpu, kernelISA: FlashAttention.kernelName, threads: threads,
+                               libraryVersion: FlashAttention.version, roofline: roofline,
+                               rooflines: rooflines, date: formatter.string(from: Date()))
+        info.openBLASCore = Roofline.openBLASCore
+        info.openBLASCoreOverride = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]
+        return info
     }
 }
 
@@ -105,9 +111,13 @@ public struct SweepReport: Sendable, Codable {
         let m = machine
         var out = "# \(m.cpuModel), kernels \(m.kernelISA), \(m.threads) threads, "
             + "swift-flash-attention \(m.libraryVersion)\n"
-            + "# roofline: OpenBLAS sgemm \(m.roofline.size)³: "
+            + "# roofline: OpenBLAS (\(m.openBLASCore)"
+            + (m.openBLASCoreOverride.map { ", forced by OPENBLAS_CORETYPE=\($0)" } ?? "")
+            + ") sgemm \(m.roofline.size)³: "
             + m.rooflines.map { String(format: "%.1f GFLOP/s on %d threads", $0.gflops, $0.threads) }
-                .joined(separator: ", ") + "\n# \(flopsConvention)\n"
+                .joined(separator: ", ")
+            + (m.rooflines.allSatisfy(\.verified) ? "" : " (WRONG RESULT: OpenBLAS miscomputed)")
+            + "\n# \(flopsConvention)\n"
         let header = ["impl", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "median ms",
                       "min–max ms", "GFLOP/s", "roofline", "peak MB", "workspace MB",
                       "vs naive", "max |Δ|"]

@@ -8,12 +8,22 @@ public struct Roofline: Sendable, Codable {
     public var threads: Int
     public var gflops: Double
     public var timing: TimingSummary
+    /// Whether the product came out exactly as expected (0.5 · 0.25 · n in every element).
+    public var verified: Bool
 
-    public init(size: Int, threads: Int, gflops: Double, timing: TimingSummary) {
+    public init(size: Int, threads: Int, gflops: Double, timing: TimingSummary,
+                verified: Bool = true) {
         self.size = size
         self.threads = threads
         self.gflops = gflops
         self.timing = timing
+        self.verified = verified
+    }
+
+    /// The OpenBLAS kernel family in use ("Haswell", "SkylakeX", "Zen", …).
+    public static var openBLASCore: String {
+        guard let name = openblas_get_corename() else { return "unknown" }
+        return String(cString: name)
     }
 
     /// Runs `repeats` timed `size³` products after one warm-up.
@@ -31,9 +41,12 @@ public struct Roofline: Sendable, Codable {
             if run > 0 { times.append(monotonicSeconds() - start) }
         }
         let timing = TimingSummary(times)
+        // Every element is a sum of n products 0.125: exact in float32 for n ≤ 2²⁴.
+        let expected = Float(0.125 * Double(n))
+        let verified = c.allSatisfy { $0 == expected }
         return Roofline(size: n, threads: threads,
                         gflops: 2 * Double(n) * Double(n) * Double(n) / timing.median / 1e9,
-                        timing: timing)
+                        timing: timing, verified: verified)
     }
 
     static func setBLASThreads(_ threads: Int) {

@@ -18,6 +18,19 @@ public enum AttentionImplementation: Sendable, Hashable {
     case naive
 }
 
+/// Which micro-kernels the `.flash` implementation runs.
+public enum KernelISA: String, Sendable, Hashable, CaseIterable {
+    /// The best the CPU supports (AVX-512 > AVX2 > portable), or what the environment
+    /// variable `FA_ISA` names, chosen once per process.
+    case automatic
+    /// Plain C: any CPU.
+    case portable
+    /// AVX2 and FMA.
+    case avx2
+    /// AVX-512 F/VL/BW/DQ and FMA.
+    case avx512
+}
+
 /// How to compute attention: everything that is not a shape or a buffer.
 ///
 /// ```swift
@@ -38,6 +51,9 @@ public struct AttentionOptions: Sendable, Hashable {
     /// The layout of the array arguments of the array-based entry points (and the default
     /// strides of the pointer-based ones); `.bhld` by default.
     public var layout: TensorLayout
+    /// The `.flash` micro-kernels; `.automatic` by default. Forcing one is for tests and
+    /// benchmarks; an ISA the CPU lacks throws ``AttentionError/unsupportedKernel(_:)``.
+    public var kernel: KernelISA
 
     /// Creates options; every argument has the documented default.
     ///
@@ -45,11 +61,13 @@ public struct AttentionOptions: Sendable, Hashable {
     /// let options = AttentionOptions(causal: .topLeft, implementation: .naive)
     /// ```
     public init(scale: Float? = nil, causal: CausalMask = .none, threadCount: Int? = nil,
-                implementation: AttentionImplementation = .flash, layout: TensorLayout = .bhld) {
+                implementation: AttentionImplementation = .flash, layout: TensorLayout = .bhld,
+                kernel: KernelISA = .automatic) {
         self.scale = scale
         self.causal = causal
         self.threadCount = threadCount
         self.implementation = implementation
         self.layout = layout
+        self.kernel = kernel
     }
 }

@@ -36,6 +36,39 @@ public enum FlashAttention {
     /// ```
     public static var kernelName: String { String(cString: fa_kernel_name()) }
 
+    /// The kernel ISAs this CPU can run, `.portable` first (`.automatic` not included).
+    ///
+    /// ```swift
+    /// for kernel in FlashAttention.supportedKernels { print(kernel) }   // portable, avx2, avx512
+    /// ```
+    public static var supportedKernels: [KernelISA] {
+        [.portable, .avx2, .avx512].filter { fa_isa_supported($0.cValue) != 0 }
+    }
+
+    /// What the `.flash` implementation would run for a problem: the resolved ISA, its tile
+    /// sizes, and the cache sizes they were chosen from.
+    ///
+    /// ```swift
+    /// let info = try FlashAttention.kernelInfo(shape: shape)
+    /// print(info.kernel, info.blockQ, info.blockK, info.l2Bytes)
+    /// ```
+    public static func kernelInfo(shape: AttentionShape,
+                                  options: AttentionOptions = AttentionOptions())
+        throws(AttentionError) -> KernelInfo
+    {
+        let strides = AttentionTensorStrides.packed(.bhld, shape: shape)
+        var problem = try makeProblem(shape: shape, strides: strides, options: options)
+        _ = try requiredElements(.query, shape: shape, strides: strides)
+        var info = fa_kernel_info()
+        guard fa_kernel_info_for(&problem, &info) == FA_OK else {
+            throw .unsupportedKernel(options.kernel)
+        }
+        return KernelInfo(kernel: KernelISA(info.isa), vectorWidth: Int(info.vector_width),
+                          blockQ: Int(info.block_q), blockK: Int(info.block_k),
+                          l1dBytes: Int(info.l1d_bytes), l2Bytes: Int(info.l2_bytes),
+                          l3Bytes: Int(info.l3_bytes))
+    }
+
     /// The thread count a call uses when `AttentionOptions.threadCount` is `nil`
     /// (OpenMP's default, normally the number of cores; 1 without the `OpenMP` trait).
     ///
@@ -230,4 +263,21 @@ extension AttentionShape {
     public var workspaceBytes: Int {
         get throws(AttentionError) { try FlashAttention.workspaceBytes(shape: self) }
     }
+}
+
+/// The kernels and tiles the `.flash` implementation uses for a problem
+/// (see ``FlashAttention/kernelInfo(shape:options:)``).
+public struct KernelInfo: Sendable, Hashable {
+    /// The resolved ISA (never `.automatic`).
+    public var kernel: KernelISA
+    /// Floats per vector register.
+    public var vectorWidth: Int
+    /// Query rows per block.
+    public var blockQ: Int
+    /// Keys per block.
+    public var blockK: Int
+    /// Per-core L1 data and L2 cache, shared L3, in bytes (0 when unknown).
+    public var l1dBytes: Int
+    public var l2Bytes: Int
+    public var l3Bytes: Int
 }

@@ -56,6 +56,21 @@ extension AttentionStrides {
     }
 }
 
+extension KernelISA {
+    var cValue: fa_isa {
+        switch self {
+        case .automatic: FA_ISA_AUTO
+        case .portable: FA_ISA_PORTABLE
+        case .avx2: FA_ISA_AVX2
+        case .avx512: FA_ISA_AVX512
+        }
+    }
+
+    init(_ isa: fa_isa) {
+        self = Self.allCases.first { $0.cValue == isa } ?? .automatic
+    }
+}
+
 extension CausalMask {
     var cValue: fa_causal {
         switch self {
@@ -82,6 +97,10 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
         p.scale = scale
     }
     p.causal = options.causal.cValue
+    guard fa_isa_supported(options.kernel.cValue) != 0 else {
+        throw .unsupportedKernel(options.kernel)
+    }
+    p.isa = options.kernel.cValue
     if let threads = options.threadCount {
         guard threads >= 1, threads <= Int(Int32.max) else { throw .invalidThreadCount(threads) }
         p.num_threads = Int32(threads)
@@ -151,6 +170,8 @@ extension AttentionError {
         case FA_ERR_OUT_OF_MEMORY:
             self = .outOfMemory(argument: diag.argument == FA_ARG_WORKSPACE
                                 ? "flash workspace" : "naive score matrix")
+        case FA_ERR_UNSUPPORTED_ISA:
+            self = .unsupportedKernel(KernelISA(fa_isa(UInt32(v0))))
         case FA_ERR_NULL_POINTER:
             self = .bufferTooSmall(argument: name, required: 1, count: 0)
         default:
@@ -173,6 +194,7 @@ extension AttentionError {
         case FA_ARG_CAUSAL: "options.causal"
         case FA_ARG_NUM_THREADS: "options.threadCount"
         case FA_ARG_WORKSPACE: "workspace"
+        case FA_ARG_ISA: "options.kernel"
         default: TensorRole(argument)?.name ?? "problem"
         }
     }

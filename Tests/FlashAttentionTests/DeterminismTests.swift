@@ -14,13 +14,15 @@ struct DeterminismTests {
                       layout: .blhd, seed: 8),
     ]
 
-    @Test("outputs are bitwise identical for 1, 2 and 3 threads", arguments: cases)
-    func threadCounts(_ c: AttentionCase) throws {
+    @Test("outputs are bitwise identical for 1, 2 and 3 threads, on every kernel ISA",
+          arguments: cases, FlashAttention.supportedKernels)
+    func threadCounts(_ c: AttentionCase, _ kernel: KernelISA) throws {
         let (q, k, v) = c.inputs()
         var results: [[Float]] = []
         for threads in [1, 2, 3] {
             var options = c.options
             options.threadCount = threads
+            options.kernel = kernel
             let (out, lse) = try FlashAttention.forwardWithLogSumExp(
                 query: q.data, key: k.data, value: v.data, shape: c.shape, options: options)
             results.append(out + lse)

@@ -50,40 +50,56 @@ let forwardGrid: [AttentionCase] = {
     return cases
 }()
 
+/// Flash with each kernel ISA this CPU supports, then naive: (label, options).
+func implementationsUnderTest(_ base: AttentionOptions) -> [(String, AttentionOptions)] {
+    var all: [(String, AttentionOptions)] = []
+    for kernel in FlashAttention.supportedKernels {
+        var o = base
+        o.implementation = .flash
+        o.kernel = kernel
+        all.append(("flash-\(kernel.rawValue)", o))
+    }
+    var naive = base
+    naive.implementation = .naive
+    all.append(("naive", naive))
+    return all
+}
+
 /// FA_TEST_VERBOSE=1 prints every comparison (for the accuracy notes in the README).
 let verbose = getenv("FA_TEST_VERBOSE") != nil
 
 @Suite("Forward against the float64 reference")
 struct ForwardGridTests {
-    @Test("flash and naive", arguments: forwardGrid)
+    @Test("flash on every kernel ISA, and naive", arguments: forwardGrid)
     func grid(_ c: AttentionCase) throws {
         let (q, k, v) = c.inputs()
         let reference = c.reference()
-        for implementation in [AttentionImplementation.flash, .naive] {
-            var options = c.options
-            options.implementation = implementation
+        for (name, options) in implementationsUnderTest(c.options) {
             let (out, lse) = try FlashAttention.forwardWithLogSumExp(
                 query: q.data, key: k.data, value: v.data, shape: c.shape, options: options)
             let result = compare(output: out, strides: c.strides.output, logSumExp: lse,
                                  reference: reference, shape: c.shape)
-            #expect(result.passed, "\(implementation) \(c): \(result)")
-            if verbose { print("error \(implementation) \(c): \(result)") }
+            #expect(result.passed, "\(name) \(c): \(result)")
+            if verbose { print("error \(name) \(c): \(result)") }
         }
     }
 
-    @Test("every head dimension from 1 to 256 (flash)")
-    func everyHeadDim() throws {
+    @Test("every head dimension from 1 to 256 (flash, every kernel ISA)",
+          arguments: FlashAttention.supportedKernels)
+    func everyHeadDim(_ kernel: KernelISA) throws {
         for d in 1 ... 256 {
             let c = AttentionCase(
                 shape: AttentionShape(queryHeads: 2, keyValueHeads: 1, queryLength: 5,
                                       keyLength: 67, headDim: d, valueHeadDim: 257 - d),
                 causal: d % 2 == 0 ? .bottomRight : .none, seed: UInt64(1000 + d))
             let (q, k, v) = c.inputs()
+            var options = c.options
+            options.kernel = kernel
             let (out, lse) = try FlashAttention.forwardWithLogSumExp(
-                query: q.data, key: k.data, value: v.data, shape: c.shape, options: c.options)
+                query: q.data, key: k.data, value: v.data, shape: c.shape, options: options)
             let result = compare(output: out, strides: c.strides.output, logSumExp: lse,
                                  reference: c.reference(), shape: c.shape)
-            #expect(result.passed, "\(c): \(result)")
+            #expect(result.passed, "\(kernel) \(c): \(result)")
         }
     }
 }

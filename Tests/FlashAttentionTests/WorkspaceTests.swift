@@ -3,27 +3,35 @@ import Testing
 
 @Suite("Workspace")
 struct WorkspaceTests {
-    @Test("does not grow with Lq × Lk, grows with head dims and threads")
-    func scaling() throws {
-        let options = AttentionOptions(threadCount: 2)
+    /// The most a thread can need at head dims (dqk, dv): the tallest query block (384 rows)
+    /// times Qᵀ, scores (64 keys), accumulator (dv rounded to 16) and 4 row vectors, in
+    /// floats, with 64-byte alignment slack per region.
+    func bound(threads: Int, dqk: Int, dv: Int) -> Int {
+        let rows = 384, ldacc = (dv + 15) / 16 * 16
+        return threads * (4 * rows * (dqk + 64 + ldacc + 4) + 7 * 64) + 64
+    }
+
+    @Test("is bounded independently of Lq × Lk, and grows with head dims and threads",
+          arguments: FlashAttention.supportedKernels)
+    func scaling(_ kernel: KernelISA) throws {
         func bytes(_ l: Int, _ d: Int, threads: Int = 2) throws -> Int {
-            var o = options
-            o.threadCount = threads
-            return try FlashAttention.workspaceBytes(
+            try FlashAttention.workspaceBytes(
                 shape: AttentionShape(batch: 4, queryHeads: 8, queryLength: l, headDim: d),
-                options: o)
+                options: AttentionOptions(threadCount: threads, kernel: kernel))
         }
-        let small = try bytes(256, 64)
-        #expect(small > 0)
-        #expect(try bytes(65_536, 64) == small)
-        #expect(try bytes(1_000_000, 64) == small)
-        #expect(try bytes(256, 128) > small)
-        // Per thread: the Q, Kᵀ, S and accumulator tiles of 64 rows, about 4·64·(2D + 64 + D)
-        // bytes; far below one 256 × 256 score matrix per head.
-        #expect(small < 2 * 4 * 64 * (3 * 64 + 64 + 16) + 256)
-        #expect(try bytes(256, 64, threads: 4) > small)
+        let long = try bytes(65_536, 64)
+        #expect(long > 0)
+        #expect(try bytes(1_000_000, 64) == long)
+        #expect(try bytes(Int(Int32.max), 64) == long)
+        for l in [1, 17, 256, 4096, 65_536] {
+            #expect(try bytes(l, 64) <= bound(threads: 2, dqk: 64, dv: 64), "L = \(l)")
+            #expect(try bytes(l, 256) <= bound(threads: 2, dqk: 256, dv: 256), "L = \(l)")
+        }
+        #expect(try bytes(65_536, 128) > long)
+        #expect(try bytes(65_536, 64, threads: 4) > long)
         let shape = AttentionShape(queryHeads: 8, queryLength: 8192, headDim: 64)
-        #expect(try shape.workspaceBytes > 0)
+        // Far below one 8192 × 8192 score matrix (268 MB).
+        #expect(try shape.workspaceBytes < 2 << 20)
     }
 
     @Test("bad shapes are refused")

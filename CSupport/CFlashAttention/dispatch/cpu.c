@@ -1,13 +1,168 @@
-// cpu.c — picks the micro-kernel table once per process.
+// cpu.c — which micro-kernel table and which tile sizes a call uses.
 //
-// Today only the portable table exists; the SIMD issue adds AVX2 and AVX-512 tables here,
-// chosen with __builtin_cpu_supports and overridable with FA_ISA. The loop nest never changes.
-#include "../kernels/microkernel.h"
+// ISA: FA_ISA_AUTO resolves once per process to the FA_ISA environment variable when it names
+// a supported ISA, else to the best the CPU supports (AVX-512 > AVX2 > portable), tested with
+// __builtin_cpu_supports (which also checks that the OS saves the vector state).
+//
+// Tiles: the key block BK is fixed at 64 (a multiple of every key micro-tile): it sets where
+// the online softmax rescales, so it never depends on the machine or the thread count. The
+// query block BQ is the largest multiple of the ISA's query micro-tile, up to 384 rows,
+// whose working set — Qᵀ (Dqk × BQ), scores (BK × BQ), accumulator (BQ × Dv) and the K and
+// V blocks (BK × (Dqk + Dv)) — fits in half the L2 cache; then it shrinks while there are
+// fewer than 4 work items per thread. BQ never changes results: every query row goes through
+// the same arithmetic in any block. FA_BLOCK_Q / FA_BLOCK_K override (rounded to the tiles).
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "../frame/internal.h"
 
-const fa_kernels *fa_select_kernels(void) {
-    return &fa_kernels_portable;
+int fa_isa_supported(fa_isa isa) {
+    switch (isa) {
+    case FA_ISA_AUTO:
+    case FA_ISA_PORTABLE:
+        return 1;
+    case FA_ISA_AVX2:
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        return 0;
+#endif
+    case FA_ISA_AVX512:
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("fma");
+#else
+        return 0;
+#endif
+    }
+    return 0;
+}
+
+static fa_isa detect_auto(void) {
+    const char *env = getenv("FA_ISA");
+    if (env) {
+        const struct { const char *name; fa_isa isa; } names[] = {
+            {"portable", FA_ISA_PORTABLE}, {"scalar", FA_ISA_PORTABLE},
+            {"avx2", FA_ISA_AVX2}, {"avx512", FA_ISA_AVX512},
+        };
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            const char *a = env, *b = names[i].name;
+            while (*a && *a == *b) { a++; b++; }
+            if (*a == 0 && *b == 0 && fa_isa_supported(names[i].isa)) return names[i].isa;
+        }
+    }
+    if (fa_isa_supported(FA_ISA_AVX512)) return FA_ISA_AVX512;
+    if (fa_isa_supported(FA_ISA_AVX2)) return FA_ISA_AVX2;
+    return FA_ISA_PORTABLE;
+}
+
+fa_isa fa_resolve_isa(fa_isa requested) {
+    if (requested != FA_ISA_AUTO) return requested;
+    static int cached = -1;  // a benign race: every thread computes the same value
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = (int)detect_auto();
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return (fa_isa)v;
+}
+
+const fa_kernels *fa_kernels_for(fa_isa isa) {
+    switch (fa_resolve_isa(isa)) {
+    case FA_ISA_AVX512: return &fa_kernels_avx512;
+    case FA_ISA_AVX2: return &fa_kernels_avx2;
+    default: return &fa_kernels_portable;
+    }
 }
 
 const char *fa_kernel_name(void) {
-    return fa_select_kernels()->name;
+    return fa_kernels_for(FA_ISA_AUTO)->name;
+}
+
+// Cache sizes from sysconf, else sysfs (index0 = L1d, index2 = L2, index3 = L3), else 0.
+static int64_t cache_bytes(int level) {
+    long v = 0;
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+    v = sysconf(level == 1 ? _SC_LEVEL1_DCACHE_SIZE : level == 2 ? _SC_LEVEL2_CACHE_SIZE
+                                                                  : _SC_LEVEL3_CACHE_SIZE);
+#endif
+    if (v > 0) return v;
+    char path[64];  // index0 is the L1 data cache (index1 the L1 instruction cache)
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size",
+             level == 1 ? 0 : level);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    long kb = 0;
+    char unit = 0;
+    if (fscanf(f, "%ld%c", &kb, &unit) < 1) kb = 0;
+    fclose(f);
+    return unit == 'M' ? (int64_t)kb << 20 : (int64_t)kb << 10;
+}
+
+static int64_t env_int(const char *name) {
+    const char *s = getenv(name);
+    if (!s || !*s) return 0;
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    return (end && *end == 0 && v > 0 && v <= 4096) ? v : 0;
+}
+
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads) {
+    fa_blocking b;
+    b.block_k = 64;
+    const int64_t over_k = env_int("FA_BLOCK_K");
+    if (over_k) b.block_k = (int)round_up(over_k, kr->key_tile);
+
+    const int64_t qt = kr->query_tile;
+    const int64_t l2 = cache_bytes(2) > 0 ? cache_bytes(2) : 512 * 1024;
+    const int64_t dqk = s->head_dim_qk, ldacc = round_up(s->head_dim_v, 16);
+    int64_t bq = qt;
+    for (int64_t cand = (384 / qt) * qt; cand >= qt; cand -= qt) {
+        const int64_t ws = 4 * (dqk * cand + (int64_t)b.block_k * cand + cand * ldacc +
+                                (int64_t)b.block_k * (dqk + s->head_dim_v) + 4 * cand);
+        if (ws <= l2 / 2) { bq = cand; break; }
+    }
+    // Enough work items for the threads (BQ never changes the numbers, only the schedule).
+    const int64_t heads = s->batch * s->q_heads;
+    while (bq > qt && heads * ((s->q_len + bq - 1) / bq) < 4 * (int64_t)threads) bq -= qt;
+    // No block taller than the problem (rounded to the vector width).
+    const int64_t tallest = round_up(s->q_len, kr->vector_width);
+    if (bq > tallest) bq = tallest;
+    const int64_t over_q = env_int("FA_BLOCK_Q");
+    if (over_q) bq = round_up(over_q, kr->vector_width);
+    b.block_q = (int)bq;
+    return b;
+}
+
+fa_status fa_kernel_info_for(const fa_problem *p, fa_kernel_info *info) {
+    if (!p || !info) return FA_ERR_NULL_POINTER;
+    fa_diagnostic diag;
+    fa_status st = fa_validate_shape_options(p, &diag);
+    if (st != FA_OK) return st;
+    const fa_isa isa = fa_resolve_isa(p->isa);
+    const fa_kernels *kr = fa_kernels_for(isa);
+    const fa_blocking b = fa_blocking_for(kr, &p->shape, fa_resolve_threads(p->num_threads));
+    info->isa = isa;
+    info->name = kr->name;
+    info->vector_width = kr->vector_width;
+    info->block_q = b.block_q;
+    info->block_k = b.block_k;
+    info->l1d_bytes = cache_bytes(1);
+    info->l2_bytes = cache_bytes(2);
+    info->l3_bytes = cache_bytes(3);
+    return FA_OK;
+}
+
+fa_status fa_exp2(fa_isa isa, const float *x, float *y, int64_t n) {
+    if (!x || !y) return FA_ERR_NULL_POINTER;
+    if (n < 0) return FA_ERR_INVALID_EXTENT;
+    if (isa < FA_ISA_AUTO || isa > FA_ISA_AVX512 || !fa_isa_supported(isa))
+        return FA_ERR_UNSUPPORTED_ISA;
+    fa_kernels_for(isa)->exp2(x, y, n);
+    return FA_OK;
 }

@@ -1,20 +1,22 @@
 // forward.c — the FlashAttention-2 forward loop nest. No ISA code: tiles go to fa_kernels.
 //
 // For each (batch b, query head h, query block of BQ rows), with g = h / (Hq / Hkv):
-//   Qs = scale · Q[b,h,rows]                               (once per block)
-//   m = −inf, l = 0, acc = 0                               (running max, sum, output)
+//   Qᵀ = scale·log2(e) · Q[b,h,rows]ᵀ                       (pack_qt, once per block)
+//   m = −inf, l = 0, acc = 0                                 (running max, sum, output)
 //   for each key block of BK keys that some row of the block can see:
-//     S = Qs · K[b,g,keys]ᵀ                                 (kernels->scores)
-//     S[i,j] = −inf where key j is causally hidden from row i (diagonal blocks only)
-//     m' = max(m, rowmax S);  P = exp(S − m');  α = exp(m − m')
-//     l = α·l + rowsum P;     acc = α·acc + P · V[b,g,keys]  (kernels->accumulate_pv)
-//   O = acc / l,  LSE = m + log l;  rows that saw no key: O = 0, LSE = −inf
+//     Sᵀ = K[b,g,keys] · Qᵀ   (log2 units)                   (scores_t; it also applies the
+//     Sᵀ[j,i] = −inf where key j is hidden from row i          causal mask on diagonal blocks
+//     m_blk = max_j Sᵀ[j,i]                                    and keeps the block max)
+//     m' = max(m, m_blk);  P = 2^(Sᵀ − m');  α = 2^(m − m')  (softmax_t)
+//     l = α·l + Σ_j P;     acc = α·acc + Pᵀ · V[b,g,keys]    (accumulate_pv; skips α = 1)
+//   O = acc / l,  LSE = (m + log2 l)·ln 2;  rows that saw no key: O = 0, LSE = −inf
 //
-// Work items are (b, h, query block); threads claim them one at a time, heaviest first under a
+// Working in base 2 (log2(e) folded into the scale) turns every exp into one exp2. Work
+// items are (b, h, query block); threads claim them one at a time, heaviest first under a
 // causal mask, so late (long) query blocks do not finish last. Each item is computed by one
-// thread in a fixed order, so results are bitwise independent of the thread count.
+// thread in a fixed order, and a row's arithmetic does not depend on which block holds it,
+// so results are bitwise independent of the thread count.
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 #include "internal.h"
 
@@ -26,8 +28,9 @@ int omp_get_thread_num(void);
 typedef struct forward_plan {
     const fa_problem *p;
     const fa_kernels *kr;
+    fa_blocking blocks;
     fa_forward_layout layout;
-    float scale;
+    float scale_log2;       ///< scale · log2(e)
     int64_t group;          ///< query heads per key/value head
     int64_t causal_offset;  ///< row i sees keys j ≤ i + causal_offset (when causal)
     int causal;
@@ -42,36 +45,45 @@ static int64_t visible_end(const forward_plan *pl, int64_t i) {
     return end < 0 ? 0 : (end > lk ? lk : end);
 }
 
+/// Prefetches `rows` rows of `width` floats, `stride` apart, into the caches.
+static void prefetch_rows(const float *base, int rows, int64_t stride, int64_t width) {
+    for (int r = 0; r < rows; r++)
+        for (int64_t d = 0; d < width; d += 16) __builtin_prefetch(base + r * stride + d, 0, 3);
+}
+
 // One query block of one (b, h): the whole inner loop of the algorithm above.
 static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t qb, float *ws) {
     const fa_problem *p = pl->p;
     const fa_kernels *kr = pl->kr;
     const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
-    const int bq = kr->block_q, bk = kr->block_k;
+    const int bq = pl->blocks.block_q, bk = pl->blocks.block_k;
     const int64_t q0 = qb * bq;
     const int rows = (int)(p->shape.q_len - q0 < bq ? p->shape.q_len - q0 : bq);
+    const int vw = kr->vector_width;
+    const int rows_padded = (rows + vw - 1) / vw * vw;
     const int64_t g = h / pl->group;
+    const int64_t ldacc = pl->layout.ldacc;
 
     const float *q = p->q + b * p->q_strides.batch + h * p->q_strides.head + q0 * p->q_strides.seq;
     const float *k = p->k + b * p->k_strides.batch + g * p->k_strides.head;
     const float *v = p->v + b * p->v_strides.batch + g * p->v_strides.head;
 
-    float *q_tile = ws + pl->layout.q_tile;
-    float *kt_tile = ws + pl->layout.kt_tile;
-    float *s_tile = ws + pl->layout.s_tile;
+    float *qt = ws + pl->layout.qt;
+    float *st = ws + pl->layout.st;
     float *acc = ws + pl->layout.acc;
     float *row_max = ws + pl->layout.row_max;
     float *row_sum = ws + pl->layout.row_sum;
+    float *alpha = ws + pl->layout.alpha;
+    float *block_max = ws + pl->layout.block_max;
 
-    // Qs = scale · Q: packed contiguous, so the kernels never see caller strides of Q.
-    for (int i = 0; i < rows; i++) {
-        const float *qi = q + i * p->q_strides.seq;
-        float *ti = q_tile + (int64_t)i * dqk;
-        for (int64_t d = 0; d < dqk; d++) ti[d] = qi[d] * pl->scale;
+    // Qᵀ = scale·log2(e) · Qᵀ, padded with zero queries; fresh softmax state.
+    kr->pack_qt(rows, rows_padded, dqk, q, p->q_strides.seq, pl->scale_log2, qt, bq);
+    for (int i = 0; i < rows_padded; i++) {
         row_max[i] = -INFINITY;
         row_sum[i] = 0.0f;
+        block_max[i] = -INFINITY;
     }
-    memset(acc, 0, sizeof(float) * (size_t)rows * (size_t)dv);
+    memset(acc, 0, sizeof(float) * (size_t)rows_padded * (size_t)ldacc);
 
     // Keys beyond the last row's horizon are hidden from every row: those blocks are skipped.
     const int64_t kv_end = visible_end(pl, q0 + rows - 1);
@@ -79,49 +91,32 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
     const int64_t first_hidden = visible_end(pl, q0);
 
     for (int64_t k0 = 0; k0 < kv_end; k0 += bk) {
-        const int cols = (int)(kv_end - k0 < bk ? kv_end - k0 : bk);
-        kr->pack_kt(cols, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, kt_tile, bk);
-        kr->scores(rows, cols, dqk, q_tile, dqk, kt_tile, bk, s_tile, bk);
-
-        const int diagonal = pl->causal && k0 + cols > first_hidden;
-        for (int i = 0; i < rows; i++) {
-            float *si = s_tile + (int64_t)i * bk;
-            if (diagonal) {  // S[i, j] = −inf for keys j ≥ visible_end(i)
-                int64_t end = visible_end(pl, q0 + i) - k0;
-                for (int j = end < 0 ? 0 : (int)end; j < cols; j++) si[j] = -INFINITY;
-            }
-            // m' = max(m, rowmax S)
-            const float m_old = row_max[i];
-            const float block_max = kr->row_max(si, cols);
-            const float m_new = block_max > m_old ? block_max : m_old;
-            if (m_new == -INFINITY) {  // nothing visible yet: P = 0, state unchanged
-                memset(si, 0, sizeof(float) * (size_t)cols);
-                continue;
-            }
-            // P = exp(S − m');  l = α·l + rowsum P
-            const float p_sum = kr->exp_sum(si, cols, m_new);
-            if (m_new != m_old) {  // α = exp(m − m') < 1; exp(−inf) = 0 on the first block
-                const float alpha = expf(m_old - m_new);
-                row_sum[i] = row_sum[i] * alpha + p_sum;
-                kr->scale_row(acc + (int64_t)i * dv, dv, alpha);
-                row_max[i] = m_new;
-            } else {
-                row_sum[i] += p_sum;
-            }
+        const int keys = (int)(kv_end - k0 < bk ? kv_end - k0 : bk);
+        // Ask for the next key block's K and V rows now: they arrive from L3 while this
+        // block computes (the hardware prefetchers do not see 2·BK short row streams).
+        if (k0 + bk < kv_end) {
+            const int next = (int)(kv_end - k0 - bk < bk ? kv_end - k0 - bk : bk);
+            prefetch_rows(k + (k0 + bk) * p->k_strides.seq, next, p->k_strides.seq, dqk);
+            prefetch_rows(v + (k0 + bk) * p->v_strides.seq, next, p->v_strides.seq, dv);
         }
-        // acc += P · V
-        kr->accumulate_pv(rows, cols, dv, s_tile, bk, v + k0 * p->v_strides.seq, p->v_strides.seq,
-                          acc, dv);
+        const int masked = pl->causal && k0 + keys > first_hidden;
+        // Local query i sees local key j iff q0 + i + offset ≥ k0 + j, i.e. i ≥ j + shift.
+        const int64_t shift = k0 - q0 - pl->causal_offset;
+        kr->scores_t(keys, rows_padded, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt, bq,
+                     st, bq, masked, shift, block_max);
+        kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha);
+        kr->accumulate_pv(rows_padded, keys, dv, st, bq, v + k0 * p->v_strides.seq,
+                          p->v_strides.seq, alpha, acc, ldacc, masked, shift);
     }
 
-    // O = acc / l,  LSE = m + log l  (0 and −inf for rows that saw no key)
+    // O = acc / l,  LSE = (m + log2 l)·ln 2  (0 and −inf for rows that saw no key)
     float *o = p->o + b * p->o_strides.batch + h * p->o_strides.head + q0 * p->o_strides.seq;
     for (int i = 0; i < rows; i++) {
         float *oi = o + i * p->o_strides.seq;
         const float l = row_sum[i];
         if (l > 0.0f) {
             const float inv = 1.0f / l;
-            const float *ai = acc + (int64_t)i * dv;
+            const float *ai = acc + (int64_t)i * ldacc;
             for (int64_t d = 0; d < dv; d++) oi[d] = ai[d] * inv;
         } else {
             for (int64_t d = 0; d < dv; d++) oi[d] = 0.0f;
@@ -129,7 +124,7 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         if (p->lse) {
             float *lse = p->lse + b * p->lse_strides.batch + h * p->lse_strides.head +
                          (q0 + i) * p->lse_strides.seq;
-            *lse = l > 0.0f ? row_max[i] + logf(l) : -INFINITY;
+            *lse = l > 0.0f ? (row_max[i] + log2f(l)) * FA_LN2 : -INFINITY;
         }
     }
 }
@@ -141,42 +136,45 @@ fa_status fa_forward(const fa_problem *p) {
 
     forward_plan pl = {0};
     pl.p = p;
-    pl.kr = fa_select_kernels();
-    pl.layout = fa_forward_layout_for(&p->shape, pl.kr);
-    pl.scale = r.scale;
+    pl.kr = fa_kernels_for(p->isa);
+    pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads);
+    pl.layout = fa_forward_layout_for(&p->shape, pl.blocks);
+    pl.scale_log2 = r.scale * FA_LOG2E;
     pl.group = r.group;
     pl.causal = p->causal != FA_CAUSAL_NONE;
     pl.causal_offset = p->causal == FA_CAUSAL_BOTTOM_RIGHT ? p->shape.kv_len - p->shape.q_len : 0;
-    pl.q_blocks = (p->shape.q_len + pl.kr->block_q - 1) / pl.kr->block_q;
+    pl.q_blocks = (p->shape.q_len + pl.blocks.block_q - 1) / pl.blocks.block_q;
 
-    size_t bytes = 0;
-    st = fa_workspace_bytes(p, &bytes);
-    if (st != FA_OK) return st;
-    void *owned = NULL;
-    void *base = p->workspace;
-    if (!base) {
-        owned = malloc(bytes);
-        if (!owned) return FA_ERR_OUT_OF_MEMORY;
-        base = owned;
-    }
-    float *ws = (float *)(((uintptr_t)base + FA_ALIGN - 1) & ~(uintptr_t)(FA_ALIGN - 1));
-    const size_t ws_stride = pl.layout.per_thread_bytes / sizeof(float);
+    // A caller workspace is split between the threads; otherwise each thread uses its own
+    // cached one (frame/workspace.c). Either way every thread has its workspace before any
+    // output is written, so a failed allocation leaves the outputs untouched.
+    float *shared = p->workspace
+        ? (float *)(((uintptr_t)p->workspace + FA_ALIGN - 1) & ~(uintptr_t)(FA_ALIGN - 1))
+        : NULL;
+    const size_t per_thread = pl.layout.per_thread_bytes;
 
     const int64_t heads = p->shape.batch * p->shape.q_heads;
     const int64_t items = heads * pl.q_blocks;
     // Items are claimed from a shared counter (dynamic scheduling by hand: the Debian libomp
     // predates the runtime entry points clang emits for schedule(dynamic)).
     int64_t next_item = 0;
+    int failed = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(r.threads)
 #endif
     {
 #ifdef _OPENMP
-        float *mine = ws + (size_t)omp_get_thread_num() * ws_stride;
+        const int me = omp_get_thread_num();
 #else
-        float *mine = ws;
+        const int me = 0;
 #endif
-        for (;;) {
+        float *mine = shared ? shared + (size_t)me * (per_thread / sizeof(float))
+                             : fa_thread_workspace(per_thread);
+        if (!mine) __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        while (!__atomic_load_n(&failed, __ATOMIC_RELAXED)) {
             const int64_t t = __atomic_fetch_add(&next_item, 1, __ATOMIC_RELAXED);
             if (t >= items) break;
             // Causal: the last query blocks see the most keys, so they are handed out first.
@@ -186,6 +184,6 @@ fa_status fa_forward(const fa_problem *p) {
             forward_tile(&pl, bh / p->shape.q_heads, bh % p->shape.q_heads, qb, mine);
         }
     }
-    free(owned);
+    if (failed) return FA_ERR_OUT_OF_MEMORY;
     return FA_OK;
 }

@@ -20,19 +20,41 @@ typedef struct fa_resolved {
 /// Validates `p` (diag may be NULL) and resolves defaults into `r` (may be NULL).
 fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r);
 
-/// Per-thread workspace of the forward: regions, each FA_ALIGN-aligned, in floats.
+/// Validates extents and options only (no pointers): enough for sizes and kernel choices.
+fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag);
+
+/// Tile sizes of one call.
+typedef struct fa_blocking {
+    int block_q;  ///< query rows per block (a multiple of the vector width)
+    int block_k;  ///< keys per block (a multiple of the key micro-tile)
+} fa_blocking;
+
+/// FA_ISA_AUTO → the process's choice; anything else unchanged.
+fa_isa fa_resolve_isa(fa_isa requested);
+/// The kernel table for an ISA (which must be supported).
+const fa_kernels *fa_kernels_for(fa_isa isa);
+/// The tile sizes for a problem (dispatch/cpu.c explains the heuristic).
+fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads);
+
+/// Per-thread workspace of the forward: regions, each FA_ALIGN-aligned, offsets in floats.
 typedef struct fa_forward_layout {
-    size_t q_tile;    ///< BQ × Dqk  the scaled query block
-    size_t kt_tile;   ///< Dqk × BK  the transposed key block
-    size_t s_tile;    ///< BQ × BK   scores, then probabilities
-    size_t acc;       ///< BQ × Dv   the unnormalised output
-    size_t row_max;   ///< BQ        running row max
-    size_t row_sum;   ///< BQ        running row sum
+    size_t qt;         ///< Dqk × BQ  the query block, transposed and scaled
+    size_t st;         ///< BK × BQ   scores, then probabilities (key-major)
+    size_t acc;        ///< BQ × ldacc  the unnormalised output
+    size_t row_max;    ///< BQ  running row max (log2 units)
+    size_t row_sum;    ///< BQ  running row sum
+    size_t alpha;      ///< BQ  this block's rescale factors
+    size_t block_max;  ///< BQ  this block's row max
+    int64_t ldacc;     ///< Dv rounded up to 16
     size_t per_thread_bytes;  ///< the sum, rounded to FA_ALIGN
 } fa_forward_layout;
 
-/// Region offsets (in floats) and bytes per thread; 0 bytes on overflow.
-fa_forward_layout fa_forward_layout_for(const fa_shape *s, const fa_kernels *kr);
+/// Region offsets and bytes per thread for a shape and tiling.
+fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b);
+
+/// This thread's cached workspace of at least `bytes` (64-byte aligned), or NULL if it cannot
+/// be allocated. Valid until the thread's next call; freed when the thread exits.
+float *fa_thread_workspace(size_t bytes);
 
 /// Threads OpenMP would give a call that asks for `requested` (0 = the default).
 int fa_resolve_threads(int32_t requested);

@@ -41,6 +41,7 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_INVALID_THREADS: return "num_threads is negative";
     case FA_ERR_WORKSPACE_TOO_SMALL: return "the workspace is smaller than fa_workspace_bytes";
     case FA_ERR_OUT_OF_MEMORY: return "an allocation failed";
+    case FA_ERR_UNSUPPORTED_ISA: return "the requested kernel ISA is unknown or not supported by this CPU";
     }
     return "unknown status";
 }
@@ -127,26 +128,27 @@ static int ranges_overlap(const tensor_view *a, const tensor_view *b) {
     return a0 < b1 && b0 < a1;
 }
 
-fa_forward_layout fa_forward_layout_for(const fa_shape *s, const fa_kernels *kr) {
+fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b) {
     fa_forward_layout l = {0};
     const size_t per_align = FA_ALIGN / sizeof(float);
-    const size_t bq = (size_t)kr->block_q, bk = (size_t)kr->block_k;
-    const size_t dqk = (size_t)s->head_dim_qk, dv = (size_t)s->head_dim_v;
-    // Every head dim is < 2^31 and the blocks are small, so no product here overflows 64 bits;
-    // the per-thread total is still checked against SIZE_MAX by the caller.
-    size_t sizes[6] = {bq * dqk, dqk * bk, bq * bk, bq * dv, bq, bq};
-    size_t offsets[6];
+    const size_t bq = (size_t)b.block_q, bk = (size_t)b.block_k;
+    const size_t dqk = (size_t)s->head_dim_qk;
+    l.ldacc = (s->head_dim_v + 15) / 16 * 16;
+    // Head dims are < 2^31 and the blocks ≤ 4096, so no product here overflows 64 bits.
+    const size_t sizes[7] = {dqk * bq, bk * bq, bq * (size_t)l.ldacc, bq, bq, bq, bq};
+    size_t offsets[7];
     size_t at = 0;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
         offsets[i] = at;
         at += (sizes[i] + per_align - 1) / per_align * per_align;
     }
-    l.q_tile = offsets[0];
-    l.kt_tile = offsets[1];
-    l.s_tile = offsets[2];
-    l.acc = offsets[3];
-    l.row_max = offsets[4];
-    l.row_sum = offsets[5];
+    l.qt = offsets[0];
+    l.st = offsets[1];
+    l.acc = offsets[2];
+    l.row_max = offsets[3];
+    l.row_sum = offsets[4];
+    l.alpha = offsets[5];
+    l.block_max = offsets[6];
     l.per_thread_bytes = at * sizeof(float);
     return l;
 }
@@ -215,7 +217,7 @@ fa_status fa_tensor_elements(const fa_shape *shape, fa_argument tensor, fa_strid
     return FA_OK;
 }
 
-fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r) {
+fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
     if (diag) memset(diag, 0, sizeof *diag);
     if (!p)
         return fail(diag, FA_ERR_NULL_POINTER, FA_ARG_PROBLEM, 0, 0, 0,
@@ -235,6 +237,24 @@ fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r) 
     if (p->num_threads < 0)
         return fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
                     "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);
+
+    if (p->isa < FA_ISA_AUTO || p->isa > FA_ISA_AVX512)
+        return fail(diag, FA_ERR_UNSUPPORTED_ISA, FA_ARG_ISA, (int64_t)p->isa, 0, 0,
+                    "isa is %d; it must be a fa_isa value", (int)p->isa);
+    if (!fa_isa_supported(p->isa))
+        return fail(diag, FA_ERR_UNSUPPORTED_ISA, FA_ARG_ISA, (int64_t)p->isa, 0, 0,
+                    "isa %s is not supported by this CPU", fa_kernels_for(p->isa)->name);
+    return FA_OK;
+}
+
+fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r) {
+    if (diag) memset(diag, 0, sizeof *diag);
+    if (!p)
+        return fail(diag, FA_ERR_NULL_POINTER, FA_ARG_PROBLEM, 0, 0, 0,
+                    "problem: the descriptor pointer is NULL");
+    const fa_shape *s = &p->shape;
+    fa_status st = fa_validate_shape_options(p, diag);
+    if (st != FA_OK) return st;
 
     const struct { const char *name; fa_argument arg; const void *ptr; } required[] = {
         {"q", FA_ARG_Q, p->q}, {"k", FA_ARG_K, p->k}, {"v", FA_ARG_V, p->v}, {"o", FA_ARG_O, p->o},
@@ -289,15 +309,13 @@ fa_status fa_check(const fa_problem *p, fa_diagnostic *diag) {
 
 fa_status fa_workspace_bytes(const fa_problem *p, size_t *bytes) {
     if (!p || !bytes) return FA_ERR_NULL_POINTER;
-    const fa_shape *s = &p->shape;
-    if (s->q_heads < 1 || s->head_dim_qk < 1 || s->head_dim_v < 1 ||
-        s->head_dim_qk > FA_MAX_EXTENT || s->head_dim_v > FA_MAX_EXTENT)
-        return FA_ERR_INVALID_EXTENT;
-    if (p->num_threads < 0) return FA_ERR_INVALID_THREADS;
-    const fa_forward_layout l = fa_forward_layout_for(s, fa_select_kernels());
-    const size_t threads = (size_t)fa_resolve_threads(p->num_threads);
+    fa_status st = fa_validate_shape_options(p, NULL);
+    if (st != FA_OK) return st;
+    const int threads = fa_resolve_threads(p->num_threads);
+    const fa_blocking b = fa_blocking_for(fa_kernels_for(p->isa), &p->shape, threads);
+    const fa_forward_layout l = fa_forward_layout_for(&p->shape, b);
     size_t total;
-    if (__builtin_mul_overflow(l.per_thread_bytes, threads, &total) ||
+    if (__builtin_mul_overflow(l.per_thread_bytes, (size_t)threads, &total) ||
         __builtin_add_overflow(total, (size_t)FA_ALIGN, &total))  // slack to align the base
         return FA_ERR_SIZE_OVERFLOW;
     *bytes = total;

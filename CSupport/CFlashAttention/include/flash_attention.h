@@ -44,6 +44,7 @@ typedef enum fa_status {
     FA_ERR_INVALID_THREADS = 9,    ///< num_threads is negative
     FA_ERR_WORKSPACE_TOO_SMALL = 10, ///< a caller workspace smaller than fa_workspace_bytes
     FA_ERR_OUT_OF_MEMORY = 11,     ///< an allocation failed
+    FA_ERR_UNSUPPORTED_ISA = 12,   ///< the requested kernel ISA is unknown or not on this CPU
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -53,8 +54,17 @@ typedef enum fa_argument {
     FA_ARG_BATCH, FA_ARG_Q_HEADS, FA_ARG_KV_HEADS, FA_ARG_Q_LEN, FA_ARG_KV_LEN,
     FA_ARG_HEAD_DIM_QK, FA_ARG_HEAD_DIM_V,
     FA_ARG_Q, FA_ARG_K, FA_ARG_V, FA_ARG_O, FA_ARG_LSE,
-    FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE,
+    FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE, FA_ARG_ISA,
 } fa_argument;
+
+/// Which micro-kernels fa_forward runs. FA_ISA_AUTO picks the best the CPU supports, or what
+/// the environment variable FA_ISA (portable | avx2 | avx512) names, once per process.
+typedef enum fa_isa {
+    FA_ISA_AUTO = 0,
+    FA_ISA_PORTABLE = 1,  ///< plain C, any CPU
+    FA_ISA_AVX2 = 2,      ///< AVX2 + FMA (Haswell, Zen and later)
+    FA_ISA_AVX512 = 3,    ///< AVX-512 F/VL/BW/DQ + FMA (Skylake-SP, Zen 4 and later)
+} fa_isa;
 
 /// Causal masking. Bottom-right (FlashAttention ≥ 2.1): query i sees keys j ≤ i + Lk − Lq.
 /// Top-left (PyTorch is_causal): query i sees keys j ≤ i. The two agree when Lq = Lk.
@@ -100,6 +110,7 @@ typedef struct fa_problem {
     float scale;        ///< multiplier of Q·Kᵀ; FA_SCALE_DEFAULT (NaN) means 1/sqrt(head_dim_qk)
     fa_causal causal;   ///< FA_CAUSAL_NONE by default
     int32_t num_threads;  ///< 0: as many as OpenMP offers (omp_get_max_threads); results never depend on it
+    fa_isa isa;           ///< FA_ISA_AUTO by default; forcing another is for tests and benchmarks
 
     /// Optional caller-owned workspace for fa_forward, at least fa_workspace_bytes() long and
     /// 64-byte aligned. NULL: fa_forward allocates it once per call (never inside its loops).
@@ -146,8 +157,28 @@ fa_status fa_naive_forward(const fa_problem *p);
 /// A sentence describing a status (static storage; never NULL).
 const char *fa_status_message(fa_status status);
 
-/// The micro-kernel set fa_forward uses in this process ("portable", "avx2", "avx512").
+/// The micro-kernel set FA_ISA_AUTO selects in this process ("portable", "avx2", "avx512").
 const char *fa_kernel_name(void);
+
+/// Whether `isa` can run on this CPU (FA_ISA_AUTO and FA_ISA_PORTABLE always can).
+int fa_isa_supported(fa_isa isa);
+
+/// What fa_forward would use for a problem: kernels, tile sizes and the cache sizes they were
+/// chosen from. Tile sizes follow the L2 size (see dispatch/cpu.c); FA_BLOCK_Q and FA_BLOCK_K
+/// override them.
+typedef struct fa_kernel_info {
+    fa_isa isa;           ///< the resolved ISA (never FA_ISA_AUTO)
+    const char *name;     ///< "portable", "avx2", "avx512"
+    int vector_width;     ///< floats per vector
+    int block_q;          ///< query rows per block
+    int block_k;          ///< keys per block
+    int64_t l1d_bytes, l2_bytes, l3_bytes;  ///< per-core L1d and L2, shared L3 (0 if unknown)
+} fa_kernel_info;
+fa_status fa_kernel_info_for(const fa_problem *p, fa_kernel_info *info);
+
+/// y[i] = 2^x[i] exactly as the softmax of `isa` computes it (for accuracy tests): within
+/// 2 units of 2⁻²⁴ relative for x ≥ −126, exactly 0 below −126 and at −inf.
+fa_status fa_exp2(fa_isa isa, const float *x, float *y, int64_t n);
 
 /// The thread count a call with num_threads = 0 uses (OpenMP's default; 1 without OpenMP).
 int fa_default_threads(void);

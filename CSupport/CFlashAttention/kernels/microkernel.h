@@ -1,48 +1,81 @@
 // microkernel.h — the contract between the loop nest (frame/) and the ISA leaves (kernels/).
 //
 // The loop nest knows tile sizes and these function pointers only; it never names an ISA.
-// Each ISA file fills one fa_kernels table; dispatch/cpu.c picks one table per process.
-// Layouts (all row-major, floats):
-//   q   [rows × dqk]  row stride ldq      the query block, already multiplied by scale
-//   kt  [dqk × cols]  row stride ldkt     the key block, transposed by pack_kt
-//   s   [rows × cols] row stride lds      scores, then probabilities in place
-//   v   [cols × dv]   row stride ldv      the value block, read where it lies
-//   acc [rows × dv]   row stride ldacc    the unnormalised output accumulator
+// Each ISA file fills one fa_kernels table with static functions; dispatch/cpu.c picks one
+// table per call (FA_ISA or the best the CPU supports).
+//
+// Scores are kept transposed, key-major: st[j, i] is key j against query i. A vector then
+// holds one key's scores for consecutive queries, so the row max, exp and row sum of the
+// online softmax are plain vertical vector operations, and Q is transposed once per query
+// block instead of K once per key block. Queries are padded to a multiple of the vector
+// width (pad queries are zero and their results discarded), so no kernel has a query tail.
+//
+// Layouts (floats, row-major; "rp" = rows padded to vector_width):
+//   qt  [dqk × rp]   row stride ldqt    Q block, transposed and multiplied by scale·log2(e)
+//   k   [keys × dqk] row stride ldk     the caller's K rows, read where they lie
+//   st  [keys × rp]  row stride ldst    scores (log2 units), then probabilities, in place
+//   v   [keys × dv]  row stride ldv     the caller's V rows, read where they lie
+//   acc [rp × ldacc]                    unnormalised output; ldacc ≥ dv, a multiple of 16
+//   row_max, row_sum, alpha, block_max  [rp]  per-query softmax state
 #ifndef FA_MICROKERNEL_H
 #define FA_MICROKERNEL_H
 
 #include <stdint.h>
 
+/// Coefficients of 2^f ≈ Σ c_k f^k on f ∈ [−0.5, 0.5]: a degree-6 minimax fit of the relative
+/// error (1.97e-9 in exact arithmetic; ≤ 1.7 units of 2⁻²⁴ evaluated in float32 by Horner).
+#define FA_EXP2_C1 0.6931471824645996f
+#define FA_EXP2_C2 0.24022647738456726f
+#define FA_EXP2_C3 0.055503323674201965f
+#define FA_EXP2_C4 0.00961843691766262f
+#define FA_EXP2_C5 0.0013398875016719103f
+#define FA_EXP2_C6 0.00015353361959569156f
+/// Below this, 2^x is flushed to 0 (also what −inf, i.e. a masked score, becomes).
+#define FA_EXP2_MIN (-126.0f)
+
+/// log2(e) and ln(2) in float32.
+#define FA_LOG2E 1.44269504088896341f
+#define FA_LN2 0.693147180559945309f
+
 typedef struct fa_kernels {
-    const char *name;   ///< "portable", later "avx2", "avx512"
-    int block_q;        ///< query rows per block (BQ)
-    int block_k;        ///< keys per block (BK)
+    const char *name;    ///< "portable", "avx2", "avx512"
+    int vector_width;    ///< floats per vector: query rows are padded to a multiple of it
+    int query_tile;      ///< preferred multiple for the query block (the scores micro-tile)
+    int key_tile;        ///< keys per scores micro-tile: key blocks are multiples of it
 
-    /// kt[d·ldkt + j] = k[j·ldk + d]   for j < cols, d < dqk
-    void (*pack_kt)(int cols, int64_t dqk, const float *k, int64_t ldk, float *kt, int64_t ldkt);
+    /// qt[d, i] = scale · q[i, d] for i < rows; qt[d, i] = 0 for rows ≤ i < rows_padded.
+    void (*pack_qt)(int rows, int rows_padded, int64_t dqk, const float *q, int64_t ldq,
+                    float scale, float *qt, int64_t ldqt);
 
-    /// s[i, j] = Σ_d q[i, d] · kt[d, j]   for i < rows, j < cols
-    void (*scores)(int rows, int cols, int64_t dqk, const float *q, int64_t ldq,
-                   const float *kt, int64_t ldkt, float *s, int64_t lds);
+    /// st[j, i] = Σ_d k[j, d] · qt[d, i]   (j < keys, i < rows_padded);
+    /// if masked: st[j, i] = −inf where i < j + shift (query i does not see key j), and
+    /// register tiles hidden entirely are not computed;
+    /// block_max[i] = max(block_max[i], max_j st[j, i]).
+    void (*scores_t)(int keys, int rows_padded, int64_t dqk, const float *k, int64_t ldk,
+                     const float *qt, int64_t ldqt, float *st, int64_t ldst, int masked,
+                     int64_t shift, float *block_max);
 
-    /// acc[i, :] += Σ_j p[i, j] · v[j, :]   for i < rows
-    void (*accumulate_pv)(int rows, int cols, int64_t dv, const float *p, int64_t ldp,
-                          const float *v, int64_t ldv, float *acc, int64_t ldacc);
+    /// Per query i: m' = max(row_max, block_max); P = 2^(st − m') in place;
+    /// alpha = 2^(row_max − m'); row_sum = alpha·row_sum + Σ_j P; row_max = m';
+    /// block_max = −inf. A query with m' = −inf (nothing seen yet) gets P = 0 and keeps its
+    /// state (alpha·0 + 0). exp2 of −inf and of anything below FA_EXP2_MIN is exactly 0.
+    void (*softmax_t)(int keys, int rows_padded, float *st, int64_t ldst, float *block_max,
+                      float *row_max, float *row_sum, float *alpha);
 
-    /// returns max_j x[j] (−inf for n = 0 or an all −inf row)
-    float (*row_max)(const float *x, int n);
+    /// acc[i, :] = alpha[i] · acc[i, :] + Σ_j st[j, i] · v[j, :]   (i < rows_padded);
+    /// the multiply is skipped where alpha is exactly 1 (the row max did not move). If
+    /// masked, keys hidden from every row of a register tile (P = 0 there) are skipped.
+    void (*accumulate_pv)(int rows_padded, int keys, int64_t dv, const float *pt, int64_t ldpt,
+                          const float *v, int64_t ldv, const float *alpha, float *acc,
+                          int64_t ldacc, int masked, int64_t shift);
 
-    /// x[j] ← exp(x[j] − m); returns Σ_j x[j]. m is finite; exp(−inf − m) = 0.
-    float (*exp_sum)(float *x, int n, float m);
-
-    /// x[j] ← a · x[j]
-    void (*scale_row)(float *x, int64_t n, float a);
+    /// y[j] = 2^x[j] for x[j] ≤ 0, as the softmax computes it (exposed for accuracy tests).
+    void (*exp2)(const float *x, float *y, int64_t n);
 } fa_kernels;
 
-/// The portable C table: always compiled, the default for every slot.
+/// The tables. Each ISA file defines its own; the AVX ones only ever run where supported.
 extern const fa_kernels fa_kernels_portable;
-
-/// The table this process uses (chosen once, thread-safe).
-const fa_kernels *fa_select_kernels(void);
+extern const fa_kernels fa_kernels_avx2;
+extern const fa_kernels fa_kernels_avx512;
 
 #endif  // FA_MICROKERNEL_H

@@ -1,77 +1,97 @@
-// portable.c — plain C micro-kernels. Written so that the compiler can vectorise the inner
-// loops (unit stride, no reductions across lanes except where noted); no ISA-specific code.
+// portable.c — plain C micro-kernels: always compiled, the reference for the SIMD leaves and
+// the path on CPUs without AVX2. Inner loops run over contiguous queries so the compiler can
+// vectorise them with whatever the baseline target offers.
 #include <math.h>
 #include "microkernel.h"
 
-// kt[d, j] = k[j, d]: one transposed copy per key block, so scores() streams rows of kt.
-static void pack_kt_portable(int cols, int64_t dqk, const float *k, int64_t ldk, float *kt,
-                             int64_t ldkt) {
-    for (int j = 0; j < cols; j++) {
+// qt[d, i] = scale · q[i, d]; zero pad queries.
+static void pack_qt_portable(int rows, int rows_padded, int64_t dqk, const float *q, int64_t ldq,
+                             float scale, float *qt, int64_t ldqt) {
+    for (int64_t d = 0; d < dqk; d++) {
+        float *row = qt + d * ldqt;
+        for (int i = 0; i < rows; i++) row[i] = scale * q[i * ldq + d];
+        for (int i = rows; i < rows_padded; i++) row[i] = 0.0f;
+    }
+}
+
+// st[j, :] = Σ_d k[j, d] · qt[d, :]; causal mask; running block max.
+static void scores_t_portable(int keys, int rows_padded, int64_t dqk, const float *k,
+                              int64_t ldk, const float *qt, int64_t ldqt, float *st,
+                              int64_t ldst, int masked, int64_t shift, float *block_max) {
+    for (int j = 0; j < keys; j++) {
+        float *sj = st + j * ldst;
         const float *kj = k + j * ldk;
-        for (int64_t d = 0; d < dqk; d++) kt[d * ldkt + j] = kj[d];
-    }
-}
-
-// s[i, :] = Σ_d q[i, d] · kt[d, :]   (an outer-product update per d; vectorises over j)
-static void scores_portable(int rows, int cols, int64_t dqk, const float *q, int64_t ldq,
-                            const float *kt, int64_t ldkt, float *s, int64_t lds) {
-    for (int i = 0; i < rows; i++) {
-        float *si = s + i * lds;
-        const float *qi = q + i * ldq;
-        for (int j = 0; j < cols; j++) si[j] = 0.0f;
+        for (int i = 0; i < rows_padded; i++) sj[i] = 0.0f;
         for (int64_t d = 0; d < dqk; d++) {
-            const float qd = qi[d];
-            const float *kd = kt + d * ldkt;
-            for (int j = 0; j < cols; j++) si[j] += qd * kd[j];
+            const float kd = kj[d];
+            const float *qd = qt + d * ldqt;
+            for (int i = 0; i < rows_padded; i++) sj[i] += kd * qd[i];
+        }
+        if (masked) {  // query i sees key j iff i ≥ j + shift
+            int64_t first = j + shift;
+            first = first < 0 ? 0 : (first > rows_padded ? rows_padded : first);
+            for (int64_t i = 0; i < first; i++) sj[i] = -INFINITY;
+        }
+        for (int i = 0; i < rows_padded; i++) block_max[i] = sj[i] > block_max[i] ? sj[i] : block_max[i];
+    }
+}
+
+// 2^x with libm; below FA_EXP2_MIN (and at −inf) exactly 0, as in the SIMD leaves.
+static float exp2_portable_one(float x) {
+    return x < FA_EXP2_MIN ? 0.0f : exp2f(x);
+}
+
+static void softmax_t_portable(int keys, int rows_padded, float *st, int64_t ldst,
+                               float *block_max, float *row_max, float *row_sum, float *alpha) {
+    for (int i = 0; i < rows_padded; i++) {
+        const float m_old = row_max[i];
+        const float m_new = block_max[i] > m_old ? block_max[i] : m_old;
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // nothing seen: P = 0
+        alpha[i] = exp2_portable_one(m_old - m_use);
+        row_sum[i] *= alpha[i];  // then + Σ_j P, key by key below
+        row_max[i] = m_new;
+        block_max[i] = -INFINITY;
+    }
+    for (int j = 0; j < keys; j++) {
+        float *sj = st + j * ldst;
+        for (int i = 0; i < rows_padded; i++) {
+            const float m_use = row_max[i] == -INFINITY ? 0.0f : row_max[i];
+            sj[i] = exp2_portable_one(sj[i] - m_use);
+            row_sum[i] += sj[i];
         }
     }
 }
 
-// acc[i, :] += Σ_j p[i, j] · v[j, :]   (vectorises over the value dimension)
-static void accumulate_pv_portable(int rows, int cols, int64_t dv, const float *p, int64_t ldp,
-                                   const float *v, int64_t ldv, float *acc, int64_t ldacc) {
-    for (int i = 0; i < rows; i++) {
+static void accumulate_pv_portable(int rows_padded, int keys, int64_t dv, const float *pt,
+                                   int64_t ldpt, const float *v, int64_t ldv, const float *alpha,
+                                   float *acc, int64_t ldacc, int masked, int64_t shift) {
+    for (int i = 0; i < rows_padded; i++) {
         float *ai = acc + i * ldacc;
-        const float *pi = p + i * ldp;
-        for (int j = 0; j < cols; j++) {
-            const float pij = pi[j];
+        if (alpha[i] != 1.0f)
+            for (int64_t d = 0; d < dv; d++) ai[d] *= alpha[i];
+        // Row i sees keys j ≤ i − shift; the others have P = 0 and are skipped.
+        int64_t visible = masked ? i - shift + 1 : keys;
+        visible = visible < 0 ? 0 : (visible > keys ? keys : visible);
+        for (int j = 0; j < visible; j++) {
+            const float p = pt[j * ldpt + i];
             const float *vj = v + j * ldv;
-            for (int64_t d = 0; d < dv; d++) ai[d] += pij * vj[d];
+            for (int64_t d = 0; d < dv; d++) ai[d] += p * vj[d];
         }
     }
 }
 
-// max_j x[j]
-static float row_max_portable(const float *x, int n) {
-    float m = -INFINITY;
-    for (int j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
-    return m;
-}
-
-// x ← exp(x − m); Σ x   (summed left to right: the order never depends on threads)
-static float exp_sum_portable(float *x, int n, float m) {
-    float sum = 0.0f;
-    for (int j = 0; j < n; j++) {
-        const float e = expf(x[j] - m);
-        x[j] = e;
-        sum += e;
-    }
-    return sum;
-}
-
-// x ← a · x
-static void scale_row_portable(float *x, int64_t n, float a) {
-    for (int64_t j = 0; j < n; j++) x[j] *= a;
+static void exp2_portable(const float *x, float *y, int64_t n) {
+    for (int64_t j = 0; j < n; j++) y[j] = exp2_portable_one(x[j]);
 }
 
 const fa_kernels fa_kernels_portable = {
     .name = "portable",
-    .block_q = 64,
-    .block_k = 64,
-    .pack_kt = pack_kt_portable,
-    .scores = scores_portable,
+    .vector_width = 8,
+    .query_tile = 8,
+    .key_tile = 1,
+    .pack_qt = pack_qt_portable,
+    .scores_t = scores_t_portable,
+    .softmax_t = softmax_t_portable,
     .accumulate_pv = accumulate_pv_portable,
-    .row_max = row_max_portable,
-    .exp_sum = exp_sum_portable,
-    .scale_row = scale_row_portable,
+    .exp2 = exp2_portable,
 };

@@ -1,0 +1,218 @@
+// avx2.c — AVX2 + FMA micro-kernels (16 ymm registers, 8 floats each).
+//
+// Same contract and structure as avx512.c, with register tiles sized for 16 registers:
+// scores 4 keys × 24 queries (12 accumulators), P·V 4 queries × 24 value columns
+// (12 accumulators). Tails use vmaskmov loads, which never touch masked-out memory.
+#include <immintrin.h>
+#include <math.h>
+#include "microkernel.h"
+
+#define FA_AVX2 __attribute__((target("avx2,fma")))
+#define FA_INLINE static inline __attribute__((always_inline))
+
+enum { VW = 8, KR = 4, QV = 3, MR = 4, DV = 3 };
+
+// A lane mask with the first `n` (0…8) lanes set, for vmaskmov.
+FA_INLINE FA_AVX2 __m256i first_lanes(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// 2^x = 2^f · 2^n, n = round(x), |f| ≤ 0.5; 2^n built in the exponent bits (valid for
+// n ≥ −126, which the live mask guarantees). Lanes below FA_EXP2_MIN are exactly 0.
+FA_INLINE FA_AVX2 __m256 exp2_ps(__m256 x) {
+    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(FA_EXP2_MIN), _CMP_NLT_UQ);
+    const __m256 xc = _mm256_max_ps(x, _mm256_set1_ps(FA_EXP2_MIN));  // keep n in range
+    const __m256 n = _mm256_round_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(xc, n);
+    __m256 p = _mm256_set1_ps(FA_EXP2_C6);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C5));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C4));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C3));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C2));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C1));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    // Large x (never seen by the softmax, whose exponents are ≤ 0): n > 127 would wrap, so
+    // those lanes are computed as 2^127 · 2^(n−127) by a second scale. Here, clamp to +inf.
+    const __m256 r = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    const __m256 big = _mm256_cmp_ps(x, _mm256_set1_ps(128.0f), _CMP_GE_OQ);
+    const __m256 out = _mm256_blendv_ps(r, _mm256_set1_ps(INFINITY), big);
+    // NaN lanes: x is unordered, live is set, and xc = max(NaN, −126) is −126: restore NaN.
+    const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    return _mm256_and_ps(_mm256_blendv_ps(out, x, nan), live);
+}
+
+FA_AVX2 static void exp2_avx2(const float *x, float *y, int64_t n) {
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) _mm256_storeu_ps(y + j, exp2_ps(_mm256_loadu_ps(x + j)));
+    if (j < n) {
+        const __m256i m = first_lanes((int)(n - j));
+        _mm256_maskstore_ps(y + j, m, exp2_ps(_mm256_maskload_ps(x + j, m)));
+    }
+}
+
+FA_AVX2 static void pack_qt_avx2(int rows, int rows_padded, int64_t dqk, const float *q,
+                                 int64_t ldq, float scale, float *qt, int64_t ldqt) {
+    for (int64_t d = 0; d < dqk; d++) {
+        float *row = qt + d * ldqt;
+        for (int i = 0; i < rows; i++) row[i] = scale * q[i * ldq + d];
+        for (int i = rows; i < rows_padded; i++) row[i] = 0.0f;
+    }
+}
+
+FA_INLINE FA_AVX2 void scores_tile(const int NK, const int NQ, int64_t dqk, const float *k,
+                                   int64_t ldk, const float *qt, int64_t ldqt, float *st,
+                                   int64_t ldst, int masked, int64_t first_visible,
+                                   float *block_max) {
+    __m256 acc[KR][QV];
+    for (int a = 0; a < NK; a++)
+        for (int v = 0; v < NQ; v++) acc[a][v] = _mm256_setzero_ps();
+    // Every query of the tile is below the first one that sees key 0: all −inf, no products.
+    const int hidden = masked && first_visible >= NQ * VW;
+    for (int64_t d = 0; d < (hidden ? 0 : dqk); d++) {
+        __m256 qv[QV];
+        for (int v = 0; v < NQ; v++) qv[v] = _mm256_loadu_ps(qt + d * ldqt + v * VW);
+        for (int a = 0; a < NK; a++) {
+            const __m256 kb = _mm256_broadcast_ss(k + a * ldk + d);
+            for (int v = 0; v < NQ; v++) acc[a][v] = _mm256_fmadd_ps(kb, qv[v], acc[a][v]);
+        }
+    }
+    __m256 mx[QV];
+    for (int v = 0; v < NQ; v++) mx[v] = _mm256_loadu_ps(block_max + v * VW);
+    for (int a = 0; a < NK; a++) {
+        for (int v = 0; v < NQ; v++) {
+            __m256 s = acc[a][v];
+            if (masked) {  // lanes below `first` do not see key a
+                const int64_t first = first_visible + a - v * VW;
+                const int f = first < 0 ? 0 : (first > VW ? VW : (int)first);
+                s = _mm256_blendv_ps(s, _mm256_set1_ps(-INFINITY),
+                                     _mm256_castsi256_ps(first_lanes(f)));
+            }
+            _mm256_storeu_ps(st + a * ldst + v * VW, s);
+            mx[v] = _mm256_max_ps(mx[v], s);
+        }
+    }
+    for (int v = 0; v < NQ; v++) _mm256_storeu_ps(block_max + v * VW, mx[v]);
+}
+
+FA_INLINE FA_AVX2 void scores_column(const int NQ, int keys, int64_t dqk, const float *k,
+                                     int64_t ldk, const float *qt, int64_t ldqt, float *st,
+                                     int64_t ldst, int masked, int64_t shift, float *block_max) {
+    int j = 0;
+    for (; j + KR <= keys; j += KR)
+        scores_tile(KR, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
+                    j + shift, block_max);
+    for (; j < keys; j++)
+        scores_tile(1, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
+                    j + shift, block_max);
+}
+
+FA_AVX2 static void scores_t_avx2(int keys, int rows_padded, int64_t dqk, const float *k,
+                                  int64_t ldk, const float *qt, int64_t ldqt, float *st,
+                                  int64_t ldst, int masked, int64_t shift, float *block_max) {
+    for (int i0 = 0; i0 < rows_padded; i0 += QV * VW) {
+        const int nq = (rows_padded - i0) / VW;
+        const int64_t s = shift - i0;
+        if (nq >= 3)
+            scores_column(3, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+        else if (nq == 2)
+            scores_column(2, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+        else
+            scores_column(1, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+    }
+}
+
+FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t ldst,
+                                   float *block_max, float *row_max, float *row_sum,
+                                   float *alpha) {
+    const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
+    for (int i = 0; i < rows_padded; i += VW) {
+        const __m256 m_old = _mm256_loadu_ps(row_max + i);
+        const __m256 m_new = _mm256_max_ps(m_old, _mm256_loadu_ps(block_max + i));
+        const __m256 none = _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ);
+        const __m256 m_use = _mm256_andnot_ps(none, m_new);  // −inf → 0
+        const __m256 a = exp2_ps(_mm256_sub_ps(m_old, m_use));
+        __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 2 <= keys; j += 2) {
+            float *s0 = st + j * ldst + i, *s1 = s0 + ldst;
+            const __m256 p0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
+            const __m256 p1 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s1), m_use));
+            _mm256_storeu_ps(s0, p0);
+            _mm256_storeu_ps(s1, p1);
+            sum0 = _mm256_add_ps(sum0, p0);
+            sum1 = _mm256_add_ps(sum1, p1);
+        }
+        if (j < keys) {
+            float *s0 = st + j * ldst + i;
+            const __m256 p0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
+            _mm256_storeu_ps(s0, p0);
+            sum0 = _mm256_add_ps(sum0, p0);
+        }
+        const __m256 l = _mm256_fmadd_ps(a, _mm256_loadu_ps(row_sum + i), _mm256_add_ps(sum0, sum1));
+        _mm256_storeu_ps(row_sum + i, l);
+        _mm256_storeu_ps(row_max + i, m_new);
+        _mm256_storeu_ps(alpha + i, a);
+        _mm256_storeu_ps(block_max + i, neg_inf);
+    }
+}
+
+FA_INLINE FA_AVX2 void pv_tile(const int NV, int keys, const float *pt, int64_t ldpt,
+                               const float *v, int64_t ldv, __m256i tail, const float *alpha,
+                               float *acc, int64_t ldacc) {
+    __m256 c[MR][DV];
+    int rescale = 0;
+    for (int r = 0; r < MR; r++) rescale |= alpha[r] != 1.0f;
+    for (int r = 0; r < MR; r++) {
+        const __m256 a = _mm256_set1_ps(alpha[r]);
+        for (int w = 0; w < NV; w++) {
+            c[r][w] = _mm256_loadu_ps(acc + r * ldacc + w * VW);
+            if (rescale) c[r][w] = _mm256_mul_ps(c[r][w], a);
+        }
+    }
+    for (int j = 0; j < keys; j++) {
+        __m256 vv[DV];
+        for (int w = 0; w < NV; w++)
+            vv[w] = w == NV - 1 ? _mm256_maskload_ps(v + j * ldv + w * VW, tail)
+                                : _mm256_loadu_ps(v + j * ldv + w * VW);
+        const float *p = pt + j * ldpt;
+        for (int r = 0; r < MR; r++) {
+            const __m256 pb = _mm256_broadcast_ss(p + r);
+            for (int w = 0; w < NV; w++) c[r][w] = _mm256_fmadd_ps(pb, vv[w], c[r][w]);
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int w = 0; w < NV; w++) _mm256_storeu_ps(acc + r * ldacc + w * VW, c[r][w]);
+}
+
+FA_AVX2 static void accumulate_pv_avx2(int rows_padded, int keys, int64_t dv, const float *pt,
+                                       int64_t ldpt, const float *v, int64_t ldv,
+                                       const float *alpha, float *acc, int64_t ldacc,
+                                       int masked, int64_t shift) {
+    for (int64_t d0 = 0; d0 < dv; d0 += DV * VW) {
+        const int64_t cols = dv - d0 < DV * VW ? dv - d0 : DV * VW;
+        const int nv = (int)((cols + VW - 1) / VW);
+        const __m256i tail = first_lanes((int)(cols - (int64_t)(nv - 1) * VW));
+        for (int i = 0; i < rows_padded; i += MR) {
+            float *a = acc + i * ldacc + d0;
+            // Rows i … i+MR−1 see keys j ≤ i + MR − 1 − shift; P = 0 beyond, so skip them.
+            int64_t visible = masked ? i + MR - shift : keys;
+            const int n = (int)(visible < 0 ? 0 : (visible > keys ? keys : visible));
+            if (nv == 3) pv_tile(3, n, pt + i, ldpt, v + d0, ldv, tail, alpha + i, a, ldacc);
+            else if (nv == 2) pv_tile(2, n, pt + i, ldpt, v + d0, ldv, tail, alpha + i, a, ldacc);
+            else pv_tile(1, n, pt + i, ldpt, v + d0, ldv, tail, alpha + i, a, ldacc);
+        }
+    }
+}
+
+const fa_kernels fa_kernels_avx2 = {
+    .name = "avx2",
+    .vector_width = VW,
+    .query_tile = QV * VW,
+    .key_tile = KR,
+    .pack_qt = pack_qt_avx2,
+    .scores_t = scores_t_avx2,
+    .softmax_t = softmax_t_avx2,
+    .accumulate_pv = accumulate_pv_avx2,
+    .exp2 = exp2_avx2,
+};

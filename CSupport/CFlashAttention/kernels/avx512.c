@@ -1,0 +1,263 @@
+// avx512.c — AVX-512 micro-kernels (32 zmm registers, 16 floats each, mask registers).
+//
+// Every function carries the target attribute, so the file compiles without -march and the
+// code only runs where dispatch/cpu.c found AVX-512F/VL and FMA. All symbols are static; the
+// table at the end is the only export.
+//
+// Register tiles: scores 8 keys × 48 queries (24 accumulators, 3 query vectors per d step
+// against 8 broadcast keys); P·V 6 queries × 64 value columns (24 accumulators, 4 value
+// vectors per key against 6 broadcast probabilities), and 8 × ≤ 48 for the last columns.
+#include <immintrin.h>
+#include <math.h>
+#include "microkernel.h"
+
+#define FA_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#define FA_INLINE static inline __attribute__((always_inline))
+
+enum { VW = 16, KR = 8, QV = 3, MR = 8, DV = 4 };
+
+// 2^x: x = n + f with n = round(x), |f| ≤ 0.5; 2^f by the minimax polynomial, times 2^n by
+// vscalefps. Lanes below FA_EXP2_MIN (−inf included) are exactly 0; NaN stays NaN.
+FA_INLINE FA_AVX512 __m512 exp2_ps(__m512 x) {
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(FA_EXP2_MIN), _CMP_NLT_UQ);
+    const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(x, n);
+    __m512 p = _mm512_set1_ps(FA_EXP2_C6);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(FA_EXP2_C5));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(FA_EXP2_C4));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(FA_EXP2_C3));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(FA_EXP2_C2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(FA_EXP2_C1));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(live, p, n);
+}
+
+FA_AVX512 static void exp2_avx512(const float *x, float *y, int64_t n) {
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) _mm512_storeu_ps(y + j, exp2_ps(_mm512_loadu_ps(x + j)));
+    if (j < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+        _mm512_mask_storeu_ps(y + j, m, exp2_ps(_mm512_maskz_loadu_ps(m, x + j)));
+    }
+}
+
+// qt[d, i] = scale · q[i, d]: 16 query rows at a time, gathered down the head dimension.
+FA_AVX512 static void pack_qt_avx512(int rows, int rows_padded, int64_t dqk, const float *q,
+                                     int64_t ldq, float scale, float *qt, int64_t ldqt) {
+    for (int i0 = 0; i0 < rows_padded; i0 += VW) {
+        const int live = rows - i0 < 0 ? 0 : (rows - i0 > VW ? VW : rows - i0);
+        const __mmask16 m = (__mmask16)((1u << live) - 1);
+        const __m512i idx = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32((int)ldq));
+        const float *base = q + (int64_t)i0 * ldq;
+        if (live == 0 || ldq > INT32_MAX / VW) {  // huge strides: plain loop
+            for (int64_t d = 0; d < dqk; d++)
+                for (int i = 0; i < VW; i++)
+                    qt[d * ldqt + i0 + i] = i < live ? scale * base[i * ldq + d] : 0.0f;
+            continue;
+        }
+        const __m512 s = _mm512_set1_ps(scale);
+        for (int64_t d = 0; d < dqk; d++) {
+            const __m512 col = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base + d, 4);
+            _mm512_storeu_ps(qt + d * ldqt + i0, _mm512_mul_ps(col, s));
+        }
+    }
+}
+
+// One scores tile: NK keys (≤ KR) × NQ query vectors (≤ QV), accumulated over d, then masked,
+// stored and folded into the block max. NK and NQ are constants after inlining, so acc lives
+// in registers.
+FA_INLINE FA_AVX512 void scores_tile(const int NK, const int NQ, int64_t dqk, const float *k,
+                                     int64_t ldk, const float *qt, int64_t ldqt, float *st,
+                                     int64_t ldst, int masked, int64_t first_visible,
+                                     float *block_max) {
+    __m512 acc[KR][QV];
+    for (int a = 0; a < NK; a++)
+        for (int v = 0; v < NQ; v++) acc[a][v] = _mm512_setzero_ps();
+    // Every query of the tile is below the first one that sees key 0 (and so every later
+    // key): the tile is all −inf, with no dot products to compute.
+    const int hidden = masked && first_visible >= NQ * VW;
+    for (int64_t d = 0; d < (hidden ? 0 : dqk); d++) {
+        __m512 qv[QV];
+        for (int v = 0; v < NQ; v++) qv[v] = _mm512_loadu_ps(qt + d * ldqt + v * VW);
+        for (int a = 0; a < NK; a++) {
+            const __m512 kb = _mm512_set1_ps(k[a * ldk + d]);
+            for (int v = 0; v < NQ; v++) acc[a][v] = _mm512_fmadd_ps(kb, qv[v], acc[a][v]);
+        }
+    }
+    __m512 mx[QV];
+    for (int v = 0; v < NQ; v++) mx[v] = _mm512_loadu_ps(block_max + v * VW);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int a = 0; a < NK; a++) {
+        for (int v = 0; v < NQ; v++) {
+            __m512 s = acc[a][v];
+            if (masked) {  // query i (this tile's lane + v·16) sees key a iff i ≥ a + first_visible
+                const int64_t first = first_visible + a - v * VW;
+                const int f = first < 0 ? 0 : (first > VW ? VW : (int)first);
+                const __mmask16 hidden = _mm512_cmp_epi32_mask(lane, _mm512_set1_epi32(f), _MM_CMPINT_LT);
+                s = _mm512_mask_mov_ps(s, hidden, _mm512_set1_ps(-INFINITY));
+            }
+            _mm512_storeu_ps(st + a * ldst + v * VW, s);
+            mx[v] = _mm512_max_ps(mx[v], s);
+        }
+    }
+    for (int v = 0; v < NQ; v++) _mm512_storeu_ps(block_max + v * VW, mx[v]);
+}
+
+// Dispatches one column of query vectors (NQ constant) over all keys: full 8-key tiles, then
+// the remaining keys one at a time.
+FA_INLINE FA_AVX512 void scores_column(const int NQ, int keys, int64_t dqk, const float *k,
+                                       int64_t ldk, const float *qt, int64_t ldqt, float *st,
+                                       int64_t ldst, int masked, int64_t shift, float *block_max) {
+    int j = 0;
+    for (; j + KR <= keys; j += KR)
+        scores_tile(KR, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
+                    j + shift, block_max);
+    for (; j < keys; j++)
+        scores_tile(1, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
+                    j + shift, block_max);
+}
+
+FA_AVX512 static void scores_t_avx512(int keys, int rows_padded, int64_t dqk, const float *k,
+                                      int64_t ldk, const float *qt, int64_t ldqt, float *st,
+                                      int64_t ldst, int masked, int64_t shift,
+                                      float *block_max) {
+    for (int i0 = 0; i0 < rows_padded; i0 += QV * VW) {
+        const int nq = (rows_padded - i0) / VW;
+        // Query i0 + i sees key j iff i0 + i ≥ j + shift, i.e. i ≥ j + (shift − i0).
+        const int64_t s = shift - i0;
+        if (nq >= 3)
+            scores_column(3, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+        else if (nq == 2)
+            scores_column(2, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+        else
+            scores_column(1, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+    }
+}
+
+FA_AVX512 static void softmax_t_avx512(int keys, int rows_padded, float *st, int64_t ldst,
+                                       float *block_max, float *row_max, float *row_sum,
+                                       float *alpha) {
+    const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < rows_padded; i += VW) {
+        const __m512 m_old = _mm512_loadu_ps(row_max + i);
+        const __m512 m_new = _mm512_max_ps(m_old, _mm512_loadu_ps(block_max + i));
+        // m' = −inf: nothing visible yet; subtract 0 instead so P = 2^(−inf) = 0, not NaN.
+        const __mmask16 none = _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ);
+        const __m512 m_use = _mm512_mask_mov_ps(m_new, none, _mm512_setzero_ps());
+        const __m512 a = exp2_ps(_mm512_sub_ps(m_old, m_use));
+        // Four independent chains (keys j mod 4) hide the exp latency; the order is fixed.
+        __m512 sum[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                         _mm512_setzero_ps()};
+        int j = 0;
+        for (; j + 4 <= keys; j += 4) {
+            for (int c = 0; c < 4; c++) {
+                float *s = st + (j + c) * ldst + i;
+                const __m512 p = exp2_ps(_mm512_sub_ps(_mm512_loadu_ps(s), m_use));
+                _mm512_storeu_ps(s, p);
+                sum[c] = _mm512_add_ps(sum[c], p);
+            }
+        }
+        for (; j < keys; j++) {
+            float *s = st + j * ldst + i;
+            const __m512 p = exp2_ps(_mm512_sub_ps(_mm512_loadu_ps(s), m_use));
+            _mm512_storeu_ps(s, p);
+            sum[0] = _mm512_add_ps(sum[0], p);
+        }
+        const __m512 sum0 = _mm512_add_ps(sum[0], sum[1]), sum1 = _mm512_add_ps(sum[2], sum[3]);
+        const __m512 l = _mm512_fmadd_ps(a, _mm512_loadu_ps(row_sum + i), _mm512_add_ps(sum0, sum1));
+        _mm512_storeu_ps(row_sum + i, l);
+        _mm512_storeu_ps(row_max + i, m_new);
+        _mm512_storeu_ps(alpha + i, a);
+        _mm512_storeu_ps(block_max + i, neg_inf);
+    }
+}
+
+// One P·V tile: NR queries × NV value vectors (the last one masked by `tail`). NR and NV are
+// constants after inlining (NR·NV ≤ 24), so the accumulators live in registers.
+FA_INLINE FA_AVX512 void pv_tile(const int NR, const int NV, int keys, const float *pt,
+                                 int64_t ldpt, const float *v, int64_t ldv, __mmask16 tail,
+                                 const float *alpha, float *acc, int64_t ldacc) {
+    __m512 c[MR][DV];
+    int rescale = 0;
+    for (int r = 0; r < NR; r++) rescale |= alpha[r] != 1.0f;
+    for (int r = 0; r < NR; r++) {
+        const __m512 a = _mm512_set1_ps(alpha[r]);
+        for (int w = 0; w < NV; w++) {
+            c[r][w] = _mm512_loadu_ps(acc + r * ldacc + w * VW);
+            if (rescale) c[r][w] = _mm512_mul_ps(c[r][w], a);
+        }
+    }
+    for (int j = 0; j < keys; j++) {
+        __m512 vv[DV];
+        for (int w = 0; w < NV; w++)
+            vv[w] = w == NV - 1 ? _mm512_maskz_loadu_ps(tail, v + j * ldv + w * VW)
+                                : _mm512_loadu_ps(v + j * ldv + w * VW);
+        const float *p = pt + j * ldpt;
+        for (int r = 0; r < NR; r++) {
+            const __m512 pb = _mm512_set1_ps(p[r]);
+            for (int w = 0; w < NV; w++) c[r][w] = _mm512_fmadd_ps(pb, vv[w], c[r][w]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int w = 0; w < NV; w++) _mm512_storeu_ps(acc + r * ldacc + w * VW, c[r][w]);
+}
+
+// Keys the rows i … i+nr−1 can see: all of them, or under the mask j ≤ i + nr − 1 − shift
+// (P = 0 beyond, so those keys are skipped).
+FA_INLINE int pv_keys(int keys, int i, int nr, int masked, int64_t shift) {
+    const int64_t visible = masked ? i + nr - shift : keys;
+    return (int)(visible < 0 ? 0 : (visible > keys ? keys : visible));
+}
+
+FA_AVX512 static void accumulate_pv_avx512(int rows_padded, int keys, int64_t dv,
+                                           const float *pt, int64_t ldpt, const float *v,
+                                           int64_t ldv, const float *alpha, float *acc,
+                                           int64_t ldacc, int masked, int64_t shift) {
+    int64_t d0 = 0;
+    // 64 value columns at a time: 6 rows × 4 vectors (then 4 or 2 rows: rows_padded is even).
+    for (; dv - d0 > 48; d0 += 64) {
+        const int64_t cols = dv - d0 < 64 ? dv - d0 : 64;
+        const int rem = (int)(cols - 48);
+        const __mmask16 tail = (__mmask16)(rem == VW ? 0xFFFF : (1u << rem) - 1);
+        const float *vd = v + d0;
+        int i = 0;
+        for (; i + 6 <= rows_padded; i += 6)
+            pv_tile(6, 4, pv_keys(keys, i, 6, masked, shift), pt + i, ldpt, vd, ldv, tail,
+                    alpha + i, acc + i * ldacc + d0, ldacc);
+        if (rows_padded - i == 4)
+            pv_tile(4, 4, pv_keys(keys, i, 4, masked, shift), pt + i, ldpt, vd, ldv, tail,
+                    alpha + i, acc + i * ldacc + d0, ldacc);
+        else if (rows_padded - i == 2)
+            pv_tile(2, 4, pv_keys(keys, i, 2, masked, shift), pt + i, ldpt, vd, ldv, tail,
+                    alpha + i, acc + i * ldacc + d0, ldacc);
+    }
+    // The last ≤ 48 columns: 8 rows × 1–3 vectors.
+    if (d0 < dv) {
+        const int64_t cols = dv - d0;
+        const int nv = (int)((cols + VW - 1) / VW);
+        const int rem = (int)(cols - (int64_t)(nv - 1) * VW);
+        const __mmask16 tail = (__mmask16)(rem == VW ? 0xFFFF : (1u << rem) - 1);
+        const float *vd = v + d0;
+        for (int i = 0; i < rows_padded; i += MR) {
+            float *a = acc + i * ldacc + d0;
+            const int n = pv_keys(keys, i, MR, masked, shift);
+            if (nv == 3) pv_tile(MR, 3, n, pt + i, ldpt, vd, ldv, tail, alpha + i, a, ldacc);
+            else if (nv == 2) pv_tile(MR, 2, n, pt + i, ldpt, vd, ldv, tail, alpha + i, a, ldacc);
+            else pv_tile(MR, 1, n, pt + i, ldpt, vd, ldv, tail, alpha + i, a, ldacc);
+        }
+    }
+}
+
+const fa_kernels fa_kernels_avx512 = {
+    .name = "avx512",
+    .vector_width = VW,
+    .query_tile = QV * VW,
+    .key_tile = KR,
+    .pack_qt = pack_qt_avx512,
+    .scores_t = scores_t_avx512,
+    .softmax_t = softmax_t_avx512,
+    .accumulate_pv = accumulate_pv_avx512,
+    .exp2 = exp2_avx512,
+};

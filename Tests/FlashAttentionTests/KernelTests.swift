@@ -1,0 +1,91 @@
+import CFlashAttention
+import FlashAttention
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Kernel ISAs and the exponential")
+struct KernelTests {
+    /// The softmax exponentiates x = s − max ≤ 0 only. Over that whole range, every ISA's 2^x
+    /// must be within 2 units of 2⁻²⁴ of the true value (relative), exactly 1 at 0, exactly 0
+    /// at −inf and below −126 (the flush point), and NaN for NaN.
+    @Test("2^x: relative error ≤ 2·2⁻²⁴ on [−126, 0], exact 0 below and at −inf",
+          arguments: FlashAttention.supportedKernels)
+    func exp2Accuracy(_ kernel: KernelISA) throws {
+        var xs: [Float] = []
+        // Dense near 0 (where most probabilities live), then every 1/4096 down to −126,
+        // and the fractional ±0.5 rounding boundaries of every integer.
+        var x: Float = 0
+        while x > -8 { xs.append(x); x -= 1 / 65_536 }
+        x = -8
+        while x >= -126 { xs.append(x); x -= 1 / 4096 }
+        for n in 0 ... 126 {
+            let f = Float(-n)
+            xs += [f, f - 0.5, f + 0.5, f.nextUp, f.nextDown, (f - 0.5).nextUp, (f - 0.5).nextDown]
+        }
+        xs = xs.filter { $0 <= 0 && $0 >= -126 }
+        let specials: [Float] = [-.infinity, -126.0001, -127, -149, -1000, -Float.greatestFiniteMagnitude]
+        var y = [Float](repeating: .nan, count: xs.count)
+        #expect(fa_exp2(cValue(kernel), xs, &y, Int64(xs.count)) == FA_OK)
+        var worst = 0.0, worstX: Float = 0
+        for (xi, yi) in zip(xs, y) {
+            let exact = Glibc.exp2(Double(xi))
+            let rel = abs(Double(yi) - exact) / exact
+            if rel > worst { (worst, worstX) = (rel, xi) }
+        }
+        let ulps = worst / 0x1p-24
+        #expect(ulps <= 2, "\(kernel): max relative error \(ulps) units of 2⁻²⁴ at x = \(worstX)")
+        var ys = [Float](repeating: .nan, count: specials.count)
+        #expect(fa_exp2(cValue(kernel), specials, &ys, Int64(specials.count)) == FA_OK)
+        #expect(ys.allSatisfy { $0 == 0 }, "\(kernel): \(ys)")
+        var one: Float = .nan, nan: Float = 0
+        _ = fa_exp2(cValue(kernel), [0], &one, 1)
+        _ = fa_exp2(cValue(kernel), [.nan], &nan, 1)
+        #expect(one == 1)
+        #expect(nan.isNaN)
+        if verbose { print("exp2 \(kernel): max relative error \(ulps) × 2⁻²⁴ at x = \(worstX)") }
+    }
+
+    @Test("every ISA is reported, and the portable one always runs")
+    func supported() throws {
+        #expect(FlashAttention.supportedKernels.first == .portable)
+        #expect(KernelISA.allCases.contains(KernelISA(rawValue: FlashAttention.kernelName) ?? .automatic))
+        let info = try FlashAttention.kernelInfo(shape: AttentionShape(queryHeads: 8,
+                                                                       queryLength: 4096,
+                                                                       headDim: 64))
+        #expect(info.kernel != .automatic)
+        #expect(info.blockQ % info.vectorWidth == 0 && info.blockQ >= info.vectorWidth)
+        #expect(info.blockK == 64)
+    }
+
+    @Test("an ISA this CPU lacks is refused")
+    func unsupported() throws {
+        let missing = [KernelISA.avx2, .avx512].filter { !FlashAttention.supportedKernels.contains($0) }
+        for kernel in missing {
+            #expect(throws: AttentionError.unsupportedKernel(kernel)) {
+                try FlashAttention.forward(query: [1], key: [1], value: [1],
+                                           shape: AttentionShape(queryHeads: 1, queryLength: 1,
+                                                                 headDim: 1),
+                                           options: AttentionOptions(kernel: kernel))
+            }
+        }
+        var p = fa_problem()
+        fa_problem_init(&p)
+        p.isa = fa_isa(rawValue: 9)
+        var diag = fa_diagnostic()
+        p.shape = fa_shape(batch: 1, q_heads: 1, kv_heads: 1, q_len: 1, kv_len: 1,
+                           head_dim_qk: 1, head_dim_v: 1)
+        #expect(fa_check(&p, &diag) == FA_ERR_UNSUPPORTED_ISA)
+        #expect(diag.argument == FA_ARG_ISA)
+    }
+
+    func cValue(_ kernel: KernelISA) -> fa_isa {
+        switch kernel {
+        case .automatic: FA_ISA_AUTO
+        case .portable: FA_ISA_PORTABLE
+        case .avx2: FA_ISA_AVX2
+        case .avx512: FA_ISA_AVX512
+        }
+    }
+}
