@@ -113,7 +113,7 @@ public struct SweepReport: Sendable, Codable {
             + "swift-flash-attention \(m.libraryVersion)\n"
             + "# roofline: OpenBLAS (\(m.openBLASCore)"
             + (m.openBLASCoreOverride.map { ", forced by OPENBLAS_CORETYPE=\($0)" } ?? "")
-            + ") sgemm \(m.roofline.size)³: "
+            + ") sgemm \(m.roofline.size)³, best of before and after the sweep: "
             + m.rooflines.map { String(format: "%.1f GFLOP/s on %d threads", $0.gflops, $0.threads) }
                 .joined(separator: ", ")
             + (m.rooflines.allSatisfy(\.verified) ? "" : " (WRONG RESULT: OpenBLAS miscomputed)")
