@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "FlashAttention", targets: ["FlashAttention"]),
         .executable(name: "attention-bench", targets: ["attention-bench"]),
+        .executable(name: "attention-parity", targets: ["attention-parity"]),
     ],
     traits: [
         .trait(name: "OpenMP", description: "Run the flash kernels on OpenMP threads (libomp)."),
@@ -55,6 +56,11 @@ let package = Package(
             dependencies: ["BenchmarkKit", "FlashAttention"],
             path: "Tests/BenchmarkTests"
         ),
+        .testTarget(
+            name: "ParityTests",
+            dependencies: ["ParityKit", "FlashAttention", "TestSupport"],
+            path: "Tests/ParityTests"
+        ),
         .target(
             name: "TestSupport",
             dependencies: ["FlashAttention"],
@@ -66,6 +72,19 @@ let package = Package(
             name: "attention-bench",
             dependencies: ["BenchmarkKit"],
             path: "Benchmarks/attention-bench"
+        ),
+        .executableTarget(
+            name: "attention-parity",
+            dependencies: ["ParityKit"],
+            path: "Benchmarks/attention-parity"
+        ),
+        .target(
+            name: "ParityKit",
+            dependencies: [
+                "FlashAttention",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/ParityKit"
         ),
         .target(
             name: "BenchmarkKit",

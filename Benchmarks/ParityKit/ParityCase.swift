@@ -1,0 +1,124 @@
+import FlashAttention
+import Foundation
+
+/// Why a case directory could not be run.
+public struct CaseError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One parity case directory: inputs, expected outputs and the parameters of case.json.
+///
+/// Layout: `q.npy [B,Hq,Lq,Dqk]`, `k.npy [B,Hkv,Lk,Dqk]`, `v.npy [B,Hkv,Lk,Dv]`, expected
+/// `out.npy [B,Hq,Lq,Dv]` and optionally `lse.npy [B,Hq,Lq]`, and `case.json`.
+public struct ParityCase: Sendable {
+    public var directory: String
+    public var shape: AttentionShape
+    public var query: [Float]
+    public var key: [Float]
+    public var value: [Float]
+    public var expectedOutput: NpyArray?
+    public var expectedLogSumExp: NpyArray?
+    public var scale: Float?
+    public var causal: CausalMask
+    /// Features case.json asks for that the library does not have: each fails the case.
+    public var unsupported: [String]
+
+    /// The case.json keys this version understands.
+    public static let supportedKeys: Set<String> = ["scale", "causal"]
+    /// Keys the format defines for features the library does not have yet.
+    public static let pendingKeys: Set<String> = ["window", "softcap", "alibi_slopes", "mask"]
+
+    /// Loads `directory`. With `requireExpected` false (for --write), out.npy may be missing.
+    public init(directory: String, requireExpected: Bool = true) throws {
+        self.directory = directory
+        func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
+        func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
+
+        // case.json
+        var params: [String: Any] = [:]
+        if exists("case.json") {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path("case.json")))
+            guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw CaseError("\(path("case.json")): not a JSON object")
+            }
+            params = object
+        }
+        var unsupported: [String] = []
+        for (key, value) in params.sorted(by: { $0.key < $1.key }) where !Self.supportedKeys.contains(key) {
+            if value is NSNull { continue }  // an explicit null is "absent"
+            unsupported.append(Self.pendingKeys.contains(key) ? key : "\(key) (unknown key)")
+        }
+        switch params["scale"] {
+        case nil, is NSNull: scale = nil
+        case let n as NSNumber:
+            guard n.doubleValue.isFinite else { throw CaseError("case.json: scale must be finite") }
+            scale = n.floatValue
+        default: throw CaseError("case.json: scale must be a number or absent")
+        }
+        switch params["causal"] {
+        case nil, is NSNull: causal = .none
+        case let s as String:
+            switch s {
+            case "none": causal = .none
+            case "bottom_right": causal = .bottomRight
+            case "top_left": causal = .topLeft
+            default: throw CaseError("case.json: causal is '\(s)'; use none, bottom_right or top_left")
+            }
+        default: throw CaseError("case.json: causal must be a string")
+        }
+        if exists("dout.npy") { unsupported.append("backward (dout.npy)") }
+        self.unsupported = unsupported
+
+        // Tensors.
+        let q = try NpyArray(contentsOf: path("q.npy"))
+        let k = try NpyArray(contentsOf: path("k.npy"))
+        let v = try NpyArray(contentsOf: path("v.npy"))
+        for (name, a) in [("q", q), ("k", k), ("v", v)] where a.shape.count != 4 {
+            throw CaseError("\(name).npy has shape \(a.shape); expected 4 dimensions [B, H, L, D]")
+        }
+        let (b, hq, lq, dqk) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+        let (hkv, lk) = (k.shape[1], k.shape[2])
+        let dv = v.shape[3]
+        guard k.shape[0] == b, v.shape[0] == b else {
+            throw CaseError("batch sizes differ: q \(q.shape), k \(k.shape), v \(v.shape)")
+        }
+        guard k.shape[3] == dqk else {
+            throw CaseError("k.npy head dim \(k.shape[3]) differs from q.npy's \(dqk)")
+        }
+        guard v.shape[1] == hkv, v.shape[2] == lk else {
+            throw CaseError("v.npy \(v.shape) does not match k.npy \(k.shape) in heads and length")
+        }
+        guard hkv > 0, hq % hkv == 0 else {
+            throw CaseError("q has \(hq) heads, not a multiple of k's \(hkv)")
+        }
+        shape = AttentionShape(batch: b, queryHeads: hq, keyValueHeads: hkv, queryLength: lq,
+                               keyLength: lk, headDim: dqk, valueHeadDim: dv)
+        query = q.floats
+        key = k.floats
+        value = v.floats
+
+        if exists("out.npy") {
+            let out = try NpyArray(contentsOf: path("out.npy"))
+            guard out.shape == [b, hq, lq, dv] else {
+                throw CaseError("out.npy has shape \(out.shape); expected \([b, hq, lq, dv])")
+            }
+            expectedOutput = out
+        } else if requireExpected {
+            throw CaseError("\(path("out.npy")) is missing")
+        }
+        if exists("lse.npy") {
+            let lse = try NpyArray(contentsOf: path("lse.npy"))
+            guard lse.shape == [b, hq, lq] else {
+                throw CaseError("lse.npy has shape \(lse.shape); expected \([b, hq, lq])")
+            }
+            expectedLogSumExp = lse
+        }
+    }
+
+    /// The options for one implementation.
+    public func options(_ implementation: AttentionImplementation,
+                        kernel: KernelISA = .automatic) -> AttentionOptions {
+        AttentionOptions(scale: scale, causal: causal, implementation: implementation, kernel: kernel)
+    }
+}

@@ -1,0 +1,186 @@
+import FlashAttention
+import Foundation
+
+/// How one produced tensor compares with the expected one.
+public struct TensorComparison: Sendable, Codable {
+    public var tensor: String
+    public var maxAbsError: Double
+    /// maxAbsError / max |expected| (over finite expected values).
+    public var relativeError: Double
+    /// Elements where exactly one side is NaN or ±inf, or both are but differ.
+    public var nonFiniteMismatches: Int
+    /// atol + rtol · max |expected|.
+    public var tolerance: Double
+    public var passed: Bool
+
+    /// Compares element by element; both tensors in the same (dense) order.
+    public init(tensor: String, got: [Float], expected: [Double], atol: Double, rtol: Double) {
+        self.tensor = tensor
+        var maxAbs = 0.0, maxExpected = 0.0, mismatches = 0
+        for (g, e) in zip(got, expected) {
+            let gd = Double(g)
+            if e.isFinite && gd.isFinite {
+                maxAbs = max(maxAbs, abs(gd - e))
+                maxExpected = max(maxExpected, abs(e))
+            } else if !(e.isNaN && gd.isNaN) && !(e.isInfinite && gd == e) {
+                mismatches += 1
+            }
+        }
+        if got.count != expected.count { mismatches += abs(got.count - expected.count) }
+        maxAbsError = maxAbs
+        relativeError = maxExpected > 0 ? maxAbs / maxExpected : maxAbs
+        nonFiniteMismatches = mismatches
+        tolerance = atol + rtol * maxExpected
+        passed = mismatches == 0 && maxAbs <= tolerance
+    }
+}
+
+/// One case run with one implementation.
+public struct ImplementationResult: Sendable, Codable {
+    public var implementation: String
+    public var tensors: [TensorComparison]
+    public var error: String?
+    public var passed: Bool { error == nil && !tensors.isEmpty && tensors.allSatisfy(\.passed) }
+}
+
+/// Everything about one case directory.
+public struct CaseResult: Sendable, Codable {
+    public var directory: String
+    public var shape: String
+    public var unsupported: [String]
+    public var error: String?
+    public var results: [ImplementationResult]
+    /// A case passes only if it ran, asked for nothing unsupported, and every
+    /// implementation matched every tensor.
+    public var passed: Bool {
+        error == nil && unsupported.isEmpty && !results.isEmpty && results.allSatisfy(\.passed)
+    }
+}
+
+/// The implementations the tool can run.
+public enum ParityImplementation: String, CaseIterable, Sendable, Codable {
+    case flash, naive
+    case flashPortable = "flash-portable", flashAVX2 = "flash-avx2", flashAVX512 = "flash-avx512"
+
+    var library: AttentionImplementation { self == .naive ? .naive : .flash }
+    var kernel: KernelISA {
+        switch self {
+        case .flash, .naive: .automatic
+        case .flashPortable: .portable
+        case .flashAVX2: .avx2
+        case .flashAVX512: .avx512
+        }
+    }
+}
+
+/// Runs cases and compares them with their expected tensors.
+public struct ParityChecker: Sendable {
+    public var atol: Double
+    public var rtol: Double
+    public var implementations: [ParityImplementation]
+
+    public init(atol: Double = 1e-5, rtol: Double = 1e-5,
+                implementations: [ParityImplementation] = [.flash, .naive]) {
+        self.atol = atol
+        self.rtol = rtol
+        self.implementations = implementations
+    }
+
+    public func check(directory: String) -> CaseResult {
+        let c: ParityCase
+        do {
+            c = try ParityCase(directory: directory)
+        } catch {
+            return CaseResult(directory: directory, shape: "", unsupported: [],
+                              error: "\(error)", results: [])
+        }
+        let s = c.shape
+        let shapeText = "B\(s.batch) Hq\(s.queryHeads) Hkv\(s.keyValueHeads) Lq\(s.queryLength) "
+            + "Lk\(s.keyLength) Dqk\(s.headDim) Dv\(s.valueHeadDim)"
+        var result = CaseResult(directory: directory, shape: shapeText, unsupported: c.unsupported,
+                                error: nil, results: [])
+        guard c.unsupported.isEmpty else { return result }  // never run half a case
+        for impl in implementations {
+            var r = ImplementationResult(implementation: impl.rawValue, tensors: [], error: nil)
+            do {
+                let (out, lse) = try FlashAttention.forwardWithLogSumExp(
+                    query: c.query, key: c.key, value: c.value, shape: c.shape,
+                    options: c.options(impl.library, kernel: impl.kernel))
+                if let expected = c.expectedOutput {
+                    r.tensors.append(TensorComparison(tensor: "out", got: out, expected: expected.doubles,
+                                                      atol: atol, rtol: rtol))
+                }
+                if let expected = c.expectedLogSumExp {
+                    r.tensors.append(TensorComparison(tensor: "lse", got: lse, expected: expected.doubles,
+                                                      atol: atol, rtol: rtol))
+                }
+            } catch {
+                r.error = "\(error)"
+            }
+            result.results.append(r)
+        }
+        return result
+    }
+
+    /// Runs `implementation` on a case's inputs and writes out.npy and lse.npy into its
+    /// directory (refusing to replace existing files unless `overwrite`).
+    public static func write(directory: String, implementation: ParityImplementation = .flash,
+                             overwrite: Bool = false) throws -> [String] {
+        let c = try ParityCase(directory: directory, requireExpected: false)
+        guard c.unsupported.isEmpty else {
+            throw CaseError("\(directory): unsupported: \(c.unsupported.joined(separator: ", "))")
+        }
+        let (out, lse) = try FlashAttention.forwardWithLogSumExp(
+            query: c.query, key: c.key, value: c.value, shape: c.shape,
+            options: c.options(implementation.library, kernel: implementation.kernel))
+        let s = c.shape
+        var written: [String] = []
+        for (name, array) in [("out.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength, s.valueHeadDim], floats: out)),
+                              ("lse.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength], floats: lse))] {
+            let path = (directory as NSString).appendingPathComponent(name)
+            if !overwrite && FileManager.default.fileExists(atPath: path) {
+                throw CaseError("\(path) exists; pass --overwrite to replace it")
+            }
+            try array.write(to: path)
+            written.append(path)
+        }
+        return written
+    }
+}
+
+/// Human-readable and JSON reports.
+public enum ParityReport {
+    public static func text(_ results: [CaseResult], atol: Double, rtol: Double) -> String {
+        var out = ""
+        for c in results {
+            out += "\(c.passed ? "PASS" : "FAIL")  \(c.directory)  \(c.shape)\n"
+            if let e = c.error { out += "      error: \(e)\n" }
+            for u in c.unsupported { out += "      unsupported: \(u)\n" }
+            for r in c.results {
+                if let e = r.error { out += "      \(r.implementation): error: \(e)\n" }
+                for t in r.tensors {
+                    out += String(format: "      %-14@ %-4@ max abs %.3e  rel %.3e  non-finite mismatches %d  (tol %.3e) %@\n",
+                                  r.implementation, t.tensor, t.maxAbsError, t.relativeError,
+                                  t.nonFiniteMismatches, t.tolerance, t.passed ? "ok" : "FAIL")
+                }
+            }
+        }
+        let passed = results.filter(\.passed).count
+        out += "\(passed) passed, \(results.count - passed) failed (atol \(atol), rtol \(rtol))\n"
+        return out
+    }
+
+    public static func json(_ results: [CaseResult], atol: Double, rtol: Double) throws -> String {
+        struct Document: Codable {
+            var atol: Double, rtol: Double, passed: Int, failed: Int, cases: [CaseResult]
+        }
+        let passed = results.filter(\.passed).count
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let doc = Document(atol: atol, rtol: rtol, passed: passed, failed: results.count - passed,
+                           cases: results)
+        return String(decoding: try encoder.encode(doc), as: UTF8.self) + "\n"
+    }
+}

@@ -1,0 +1,3 @@
+import ParityKit
+
+ParityCommand.main()

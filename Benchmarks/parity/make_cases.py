@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Write attention-parity case directories from PyTorch (or, without it, from NumPy in float64).
+
+    python3 Benchmarks/parity/make_cases.py OUT_DIR            # a standard set of cases
+    python3 Benchmarks/parity/make_cases.py OUT_DIR --backend numpy
+    swift run -c release attention-parity OUT_DIR/*
+
+Each case directory gets q.npy, k.npy, v.npy (float32 [B, H, L, D]), out.npy, lse.npy and
+case.json ({"scale": ..., "causal": "none" | "bottom_right" | "top_left"}). With PyTorch, out
+comes from torch.nn.functional.scaled_dot_product_attention in float64 (top-left causal is its
+is_causal; bottom-right is an explicit boolean mask) and lse from torch.logsumexp of the scaled,
+masked scores. Rows that see no key get out = 0 and lse = -inf, the library's convention.
+
+Not needed to build or test the package; it only needs numpy (and torch, if you want the
+PyTorch reference).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+
+def visible_mask(lq, lk, causal):
+    """[lq, lk] booleans: may query i see key j?"""
+    i = np.arange(lq)[:, None]
+    j = np.arange(lk)[None, :]
+    if causal == "none":
+        return np.ones((lq, lk), dtype=bool)
+    if causal == "bottom_right":
+        return j <= i + (lk - lq)
+    if causal == "top_left":
+        return j <= i
+    raise ValueError(causal)
+
+
+def reference_numpy(q, k, v, scale, causal):
+    """float64 attention with GQA; returns out [B,Hq,Lq,Dv] and lse [B,Hq,Lq]."""
+    q, k, v = (x.astype(np.float64) for x in (q, k, v))
+    group = q.shape[1] // k.shape[1]
+    k = np.repeat(k, group, axis=1)
+    v = np.repeat(v, group, axis=1)
+    s = scale * np.einsum("bhid,bhjd->bhij", q, k)
+    mask = visible_mask(q.shape[2], k.shape[2], causal)
+    s = np.where(mask, s, -np.inf)
+    m = s.max(axis=-1, keepdims=True)
+    seen = np.isfinite(m)
+    m = np.where(seen, m, 0.0)
+    p = np.exp(s - m)
+    total = p.sum(axis=-1, keepdims=True)
+    out = np.where(seen, np.einsum("bhij,bhjd->bhid", p / np.where(seen, total, 1.0), v), 0.0)
+    lse = np.where(seen[..., 0], m[..., 0] + np.log(np.where(seen[..., 0], total[..., 0], 1.0)), -np.inf)
+    return out, lse
+
+
+def reference_torch(q, k, v, scale, causal):
+    import torch
+
+    tq, tk, tv = (torch.from_numpy(x.astype(np.float64)) for x in (q, k, v))
+    group = q.shape[1] // k.shape[1]
+    tk = tk.repeat_interleave(group, dim=1)
+    tv = tv.repeat_interleave(group, dim=1)
+    mask = torch.from_numpy(visible_mask(q.shape[2], k.shape[2], causal))
+    out = torch.nn.functional.scaled_dot_product_attention(
+        tq, tk, tv, attn_mask=None if causal == "none" else mask, scale=scale)
+    scores = scale * tq @ tk.transpose(-1, -2)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    seen = mask.any(dim=-1)  # rows with no visible key: 0 and -inf, not NaN
+    out = torch.where(seen[None, None, :, None], out, torch.zeros_like(out))
+    return out.numpy(), lse.numpy()
+
+
+CASES = [
+    # name, B, Hq, Hkv, Lq, Lk, Dqk, Dv, scale (None = 1/sqrt(Dqk)), causal
+    ("mha_none", 1, 4, 4, 64, 64, 32, 32, None, "none"),
+    ("gqa_bottom_right", 2, 8, 2, 65, 129, 64, 64, None, "bottom_right"),
+    ("mqa_top_left", 1, 8, 1, 127, 127, 40, 40, 0.2, "top_left"),
+    ("decode_like", 2, 4, 4, 1, 300, 128, 128, None, "bottom_right"),
+    ("lq_gt_lk_bottom_right", 1, 2, 2, 100, 17, 16, 24, None, "bottom_right"),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out_dir")
+    ap.add_argument("--backend", choices=["auto", "torch", "numpy"], default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    backend = args.backend
+    if backend == "auto":
+        try:
+            import torch  # noqa: F401
+            backend = "torch"
+        except ImportError:
+            backend = "numpy"
+    reference = reference_torch if backend == "torch" else reference_numpy
+    rng = np.random.default_rng(args.seed)
+    for name, b, hq, hkv, lq, lk, dqk, dv, scale, causal in CASES:
+        d = os.path.join(args.out_dir, name)
+        os.makedirs(d, exist_ok=True)
+        q = rng.standard_normal((b, hq, lq, dqk)).astype(np.float32)
+        k = rng.standard_normal((b, hkv, lk, dqk)).astype(np.float32)
+        v = rng.standard_normal((b, hkv, lk, dv)).astype(np.float32)
+        used_scale = scale if scale is not None else 1.0 / math.sqrt(dqk)
+        out, lse = reference(q, k, v, used_scale, causal)
+        for fname, arr in (("q", q), ("k", k), ("v", v), ("out", out), ("lse", lse)):
+            np.save(os.path.join(d, fname + ".npy"), arr)
+        with open(os.path.join(d, "case.json"), "w") as f:
+            json.dump({"scale": scale, "causal": causal}, f)
+        print(f"{d}: {backend} reference, {causal}, q {q.shape} k {k.shape} v {v.shape}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

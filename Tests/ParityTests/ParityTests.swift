@@ -1,0 +1,153 @@
+import FlashAttention
+import Foundation
+import ParityKit
+import Testing
+import TestSupport
+
+/// Writes a case directory from the float64 reference: inputs as float32 (or `dtype`),
+/// expected outputs as float64, and case.json with `json`.
+func makeCase(_ c: AttentionCase, json: String, inputsAsFloat64: Bool = false,
+              corrupt: ((inout [Double]) -> Void)? = nil) throws -> String {
+    let dir = FileManager.default.temporaryDirectory
+        .appendingPathComponent("parity-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let (q, k, v) = c.inputs()
+    let s = c.shape
+    func save(_ name: String, _ t: StridedTensor) throws {
+        let (b, h, l, d) = t.extents
+        var dense: [Float] = []
+        for bi in 0 ..< b { for hi in 0 ..< h { for li in 0 ..< l { for di in 0 ..< d {
+            dense.append(t[bi, hi, li, di])
+        } } } }
+        let array = inputsAsFloat64 ? NpyArray(shape: [b, h, l, d], doubles: dense.map(Double.init))
+                                    : NpyArray(shape: [b, h, l, d], floats: dense)
+        try array.write(to: dir + "/" + name)
+    }
+    try save("q.npy", q)
+    try save("k.npy", k)
+    try save("v.npy", v)
+    let ref = c.reference()
+    var out = ref.output
+    corrupt?(&out)
+    try NpyArray(shape: [s.batch, s.queryHeads, s.queryLength, s.valueHeadDim], doubles: out)
+        .write(to: dir + "/out.npy")
+    try NpyArray(shape: [s.batch, s.queryHeads, s.queryLength], doubles: ref.logSumExp)
+        .write(to: dir + "/lse.npy")
+    try json.write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+    return dir
+}
+
+@Suite("Parity tool")
+struct ParityTests {
+    // Tolerances for these unit-magnitude cases: the float64 reference is exact, ours is
+    // float32, so errors are a few 1e-7 (see the README's accuracy table); 1e-5 is the default.
+    let checker = ParityChecker(implementations: ParityImplementation.allCases.filter {
+        $0 == .flash || $0 == .naive || $0 == .flashPortable
+            || FlashAttention.supportedKernels.map(\.rawValue).contains($0.rawValue.replacingOccurrences(of: "flash-", with: ""))
+    })
+
+    @Test("cases covering every supported case.json key pass",
+          arguments: [
+            ("{}", CausalMask.none, Float?.none),
+            ("{\"scale\": 0.3, \"causal\": \"none\"}", .none, 0.3),
+            ("{\"causal\": \"bottom_right\", \"window\": null}", .bottomRight, nil),
+            ("{\"causal\": \"top_left\", \"scale\": null}", .topLeft, nil),
+          ])
+    func supportedKeys(_ json: String, _ causal: CausalMask, _ scale: Float?) throws {
+        let c = AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 4, keyValueHeads: 2,
+                                                    queryLength: 37, keyLength: 70, headDim: 24,
+                                                    valueHeadDim: 16),
+                              causal: causal, scale: scale, seed: 5)
+        let dir = try makeCase(c, json: json, inputsAsFloat64: causal == .topLeft)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let result = checker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+        #expect(result.results.count == checker.implementations.count)
+        #expect(result.results.allSatisfy { $0.tensors.map(\.tensor) == ["out", "lse"] })
+    }
+
+    @Test("a wrong expected output fails, and the report says which tensor")
+    func wrongExpected() throws {
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 2, queryLength: 20, headDim: 8), seed: 9)
+        let dir = try makeCase(c, json: "{}") { out in out[17] += 1e-3 }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let result = checker.check(directory: dir)
+        #expect(!result.passed)
+        for r in result.results {
+            #expect(r.tensors.first { $0.tensor == "out" }?.passed == false)
+            #expect(r.tensors.first { $0.tensor == "lse" }?.passed == true)
+        }
+        #expect(ParityReport.text([result], atol: 1e-5, rtol: 1e-5).contains("FAIL"))
+        let json = try ParityReport.json([result], atol: 1e-5, rtol: 1e-5)
+        #expect(json.contains("\"failed\" : 1"))
+    }
+
+    @Test("rows that see no key: −inf log-sum-exp and zero output match, NaN does not")
+    func maskedRows() throws {
+        // Lq > Lk, bottom-right: the first 10 rows see nothing.
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 1, queryLength: 30, keyLength: 20,
+                                                    headDim: 8), causal: .bottomRight, seed: 2)
+        let dir = try makeCase(c, json: "{\"causal\": \"bottom_right\"}")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(checker.check(directory: dir).passed)
+        var lse = try NpyArray(contentsOf: dir + "/lse.npy").doubles
+        #expect(lse[0] == -.infinity)
+        lse[0] = .nan
+        try NpyArray(shape: [1, 1, 30], doubles: lse).write(to: dir + "/lse.npy")
+        let result = checker.check(directory: dir)
+        #expect(!result.passed)
+        #expect(result.results[0].tensors[1].nonFiniteMismatches == 1)
+    }
+
+    @Test("features the library lacks are reported unsupported and fail",
+          arguments: ["{\"window\": [4, 0]}", "{\"softcap\": 30}",
+                      "{\"alibi_slopes\": \"slopes.npy\"}",
+                      "{\"mask\": {\"file\": \"mask.npy\", \"kind\": \"bool\"}}",
+                      "{\"something_new\": 1}"])
+    func unsupported(_ json: String) throws {
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 1, queryLength: 5, headDim: 4), seed: 1)
+        let dir = try makeCase(c, json: json)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let result = checker.check(directory: dir)
+        #expect(!result.passed)
+        #expect(result.unsupported.count == 1)
+        #expect(ParityReport.text([result], atol: 1e-5, rtol: 1e-5).contains("unsupported: "))
+    }
+
+    @Test("bad cases give an error, not a crash")
+    func badCases() throws {
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 2, queryLength: 5, headDim: 4), seed: 1)
+        let dir = try makeCase(c, json: "{\"causal\": \"diagonal\"}")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(checker.check(directory: dir).error?.contains("causal is 'diagonal'") == true)
+        try "{}".write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        try NpyArray(shape: [1, 2, 5], floats: [Float](repeating: 0, count: 10)).write(to: dir + "/k.npy")
+        #expect(checker.check(directory: dir).error?.contains("k.npy has shape [1, 2, 5]") == true)
+        #expect(checker.check(directory: "/nonexistent").error != nil)
+    }
+
+    @Test("--write produces files that then pass the check")
+    func writeMode() throws {
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 2, queryLength: 9, keyLength: 13,
+                                                    headDim: 8), causal: .topLeft, seed: 4)
+        let dir = try makeCase(c, json: "{\"causal\": \"top_left\"}")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(throws: CaseError.self) { try ParityChecker.write(directory: dir) }  // exists
+        let written = try ParityChecker.write(directory: dir, overwrite: true)
+        #expect(written.count == 2)
+        let ours = try NpyArray(contentsOf: dir + "/out.npy")
+        #expect(ours.dtype == .float32 && ours.shape == [1, 2, 9, 8])
+        #expect(checker.check(directory: dir).passed)
+    }
+
+    @Test("the command line parses and exits non-zero on failure")
+    func commandLine() throws {
+        let cmd = try ParityCommand.parse(["a", "b", "--atol", "1e-4", "--impl", "naive", "--json"])
+        #expect(cmd.directories == ["a", "b"] && cmd.atol == 1e-4 && cmd.impl == [.naive] && cmd.json)
+        #expect(throws: (any Error).self) { try ParityCommand.parse([]) }
+        #expect(throws: (any Error).self) { try ParityCommand.parse(["a", "--rtol", "-1"]) }
+        var failing = try ParityCommand.parse(["/nonexistent"])
+        #expect(throws: (any Error).self) { try failing.run() }
+        _ = failing
+    }
+}
