@@ -24,6 +24,19 @@ public struct ListArgument<Element: ExpressibleByArgument & Sendable>: Expressib
 extension BenchCausal: ExpressibleByArgument {}
 extension BenchImplementation: ExpressibleByArgument {}
 
+/// --pass values.
+public enum PassChoice: String, CaseIterable, ExpressibleByArgument, Sendable {
+    case forward, backward, both
+
+    var passes: [BenchPass] {
+        switch self {
+        case .forward: [.forward]
+        case .backward: [.backward]
+        case .both: [.forward, .backward]
+        }
+    }
+}
+
 /// The output format on stdout.
 public enum OutputFormat: String, CaseIterable, ExpressibleByArgument, Sendable {
     case table, csv, json
@@ -72,6 +85,9 @@ public struct AttentionBenchCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Thread counts (default: every core OpenMP offers).")
     public var threads: [ListArgument<Int>] = []
 
+    @Option(help: "Passes: forward, backward or both.")
+    public var pass: PassChoice = .forward
+
     @Option(help: "Untimed runs before each case.")
     public var warmup = 1
 
@@ -97,7 +113,7 @@ public struct AttentionBenchCommand: ParsableCommand {
     public init() {}
 
     public var specification: SweepSpecification {
-        SweepSpecification(
+        var spec = SweepSpecification(
             seqLens: seqLens.flatMap(\.values),
             kvLens: kvLens.isEmpty ? nil : kvLens.flatMap(\.values),
             headDims: headDims.flatMap(\.values),
@@ -107,6 +123,8 @@ public struct AttentionBenchCommand: ParsableCommand {
             causals: causal.flatMap(\.values),
             implementations: impl.flatMap(\.values),
             threads: threads.isEmpty ? [FlashAttention.defaultThreadCount] : threads.flatMap(\.values))
+        spec.passes = pass.passes
+        return spec
     }
 
     public var policy: TimingPolicy {

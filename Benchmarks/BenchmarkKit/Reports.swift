@@ -54,8 +54,8 @@ public struct SweepReport: Sendable, Codable {
     public init(machine: MachineInfo, policy: TimingPolicy, cases: [CaseResult]) {
         self.machine = machine
         self.policy = policy
-        self.flopsConvention = "forward FLOPs = 2·(Dqk + Dv)·B·Hq·(visible query–key pairs); "
-            + "causal runs count only unmasked pairs"
+        self.flopsConvention = "forward FLOPs = 2·(Dqk + Dv)·B·Hq·(visible query–key pairs), "
+            + "backward 2.5× that; causal runs count only unmasked pairs"
         self.cases = cases
     }
 
@@ -68,7 +68,7 @@ public struct SweepReport: Sendable, Codable {
     }
 
     public static let csvHeader = [
-        "impl", "batch", "q_heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal", "threads",
+        "impl", "pass", "batch", "q_heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal", "threads",
         "median_ms", "min_ms", "max_ms", "samples", "gflops", "roofline_fraction",
         "peak_extra_bytes", "workspace_bytes", "speedup_over_naive", "max_abs_diff", "skipped",
     ]
@@ -79,7 +79,7 @@ public struct SweepReport: Sendable, Codable {
         for r in cases {
             let c = r.configuration
             let fields: [String] = [
-                r.implementation.rawValue, "\(c.batch)", "\(c.queryHeads)", "\(c.keyValueHeads)",
+                r.implementation.rawValue, c.pass.rawValue, "\(c.batch)", "\(c.queryHeads)", "\(c.keyValueHeads)",
                 "\(c.queryLength)", "\(c.keyLength)", "\(c.headDim)", c.causal.rawValue,
                 "\(c.threads)",
                 Self.number(r.timing.map { $0.median * 1e3 }),
@@ -118,13 +118,14 @@ public struct SweepReport: Sendable, Codable {
                 .joined(separator: ", ")
             + (m.rooflines.allSatisfy(\.verified) ? "" : " (WRONG RESULT: OpenBLAS miscomputed)")
             + "\n# \(flopsConvention)\n"
-        let header = ["impl", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "median ms",
+        let header = ["impl", "pass", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "median ms",
                       "min–max ms", "GFLOP/s", "roofline", "peak MB", "workspace MB",
                       "vs naive", "max |Δ|"]
         var rows: [[String]] = [header]
         for r in cases {
             let c = r.configuration
-            var row = [r.implementation.rawValue, "\(c.batch)", "\(c.queryHeads)/\(c.keyValueHeads)",
+            var row = [r.implementation.rawValue, c.pass == .forward ? "fwd" : "bwd", "\(c.batch)",
+                       "\(c.queryHeads)/\(c.keyValueHeads)",
                        "\(c.queryLength)", "\(c.keyLength)", "\(c.headDim)", c.causal.rawValue,
                        "\(c.threads)"]
             if let t = r.timing {
@@ -146,7 +147,7 @@ public struct SweepReport: Sendable, Codable {
         for row in rows {
             let cells = row.enumerated().map { col, cell in
                 let pad = String(repeating: " ", count: widths[col] - cell.count)
-                return col < 8 && col != 0 ? pad + cell : (col == 0 ? cell + pad : pad + cell)
+                return col <= 1 ? cell + pad : pad + cell
             }
             out += cells.joined(separator: "  ") + "\n"
         }

@@ -51,8 +51,12 @@ struct CaseBuffers {
     var key: [Float]
     var value: [Float]
     var output: [Float]
+    // Backward: the forward's output and log-sum-exp, ∂loss/∂output and the gradients.
+    var logSumExp: [Float] = []
+    var outputGradient: [Float] = []
+    var dq: [Float] = [], dk: [Float] = [], dv: [Float] = []
 
-    init(_ shape: AttentionShape, seed: UInt64) {
+    init(_ shape: AttentionShape, seed: UInt64, pass: BenchPass = .forward) {
         var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
         func next() -> Float {  // xorshift64*: deterministic, fast, uniform in [-0.5, 0.5)
             state ^= state >> 12
@@ -64,7 +68,41 @@ struct CaseBuffers {
         key = (0 ..< shape.keyCount).map { _ in next() }
         value = (0 ..< shape.valueCount).map { _ in next() }
         output = [Float](repeating: 0, count: shape.outputCount)
+        if pass == .backward {
+            outputGradient = (0 ..< shape.outputCount).map { _ in next() }
+            dq = [Float](repeating: 0, count: shape.queryCount)
+            dk = [Float](repeating: 0, count: shape.keyCount)
+            dv = [Float](repeating: 0, count: shape.valueCount)
+        }
     }
+
+    /// The forward's output and log-sum-exp, which every backward run reads (untimed).
+    mutating func prepareBackward(_ options: AttentionOptions, shape: AttentionShape) throws {
+        var forward = options
+        forward.implementation = .flash
+        (output, logSumExp) = try FlashAttention.forwardWithLogSumExp(
+            query: query, key: key, value: value, shape: shape, options: forward)
+    }
+
+    /// One backward call into the preallocated gradients.
+    mutating func runBackward(_ options: AttentionOptions, shape: AttentionShape) throws {
+        try query.withUnsafeBufferPointer { q in
+        try key.withUnsafeBufferPointer { k in
+        try value.withUnsafeBufferPointer { v in
+        try output.withUnsafeBufferPointer { o in
+        try logSumExp.withUnsafeBufferPointer { l in
+        try outputGradient.withUnsafeBufferPointer { g in
+        try dq.withUnsafeMutableBufferPointer { dqp in
+        try dk.withUnsafeMutableBufferPointer { dkp in
+        try dv.withUnsafeMutableBufferPointer { dvp in
+            try FlashAttention.backward(query: q, key: k, value: v, output: o, logSumExp: l,
+                                        outputGradient: g, queryGradient: dqp, keyGradient: dkp,
+                                        valueGradient: dvp, shape: shape, options: options)
+        } } } } } } } } }
+    }
+
+    /// The pass's result, for comparing implementations.
+    var result: [Float] { dq.isEmpty ? output : dq + dk + dv }
 
     /// One forward call into the preallocated output.
     mutating func run(_ options: AttentionOptions, shape: AttentionShape) throws {
@@ -101,14 +139,17 @@ public struct BenchRunner {
                     implementations: [BenchImplementation]) throws -> [CaseResult] {
         var results: [CaseResult] = []
         var memory = PeakMemory()
-        let totalWork = configurations.reduce(0) { $0 + $1.forwardFlops } * Double(implementations.count)
+        let totalWork = configurations.reduce(0) { $0 + $1.flops } * Double(implementations.count)
         var doneWork = 0.0
         let start = monotonicSeconds()
         let totalCases = configurations.count * implementations.count
         var caseIndex = 0
         for config in configurations {
             let shape = config.shape
-            var buffers = CaseBuffers(shape, seed: UInt64(config.queryLength * 131 + config.keyLength * 17 + config.headDim))
+            var buffers = CaseBuffers(shape, seed: UInt64(config.queryLength * 131 + config.keyLength * 17 + config.headDim),
+                                      pass: config.pass)
+            let run: (inout CaseBuffers, AttentionOptions) throws -> Void = config.pass == .forward
+                ? { try $0.run($1, shape: shape) } : { try $0.runBackward($1, shape: shape) }
             var outputs: [BenchImplementation: [Float]] = [:]
             var rows: [CaseResult] = []
             for impl in implementations {
@@ -118,8 +159,8 @@ public struct BenchRunner {
                 progress("case \(caseIndex)/\(totalCases) \(impl.rawValue) \(Self.label(config))"
                     + "  elapsed \(Self.seconds(elapsed))"
                     + (eta.isFinite ? "  remaining ~\(Self.seconds(eta))" : ""))
-                doneWork += config.forwardFlops
-                var row = CaseResult(configuration: config, implementation: impl, flops: config.forwardFlops,
+                doneWork += config.flops
+                var row = CaseResult(configuration: config, implementation: impl, flops: config.flops,
                                      workspaceBytes: 0)
                 let options = AttentionOptions(causal: config.causal.mask,
                                                threadCount: config.threads,
@@ -132,7 +173,9 @@ public struct BenchRunner {
                 }
                 switch impl {
                 case .flash, .flashPortable, .flashAVX2, .flashAVX512:
-                    row.workspaceBytes = try FlashAttention.workspaceBytes(shape: shape, options: options)
+                    row.workspaceBytes = config.pass == .forward
+                        ? try FlashAttention.workspaceBytes(shape: shape, options: options)
+                        : try FlashAttention.backwardWorkspaceBytes(shape: shape, options: options)
                 case .naive:
                     row.workspaceBytes = config.naiveScoreBytes
                     if config.naiveScoreBytes > maxNaiveBytes {
@@ -143,13 +186,16 @@ public struct BenchRunner {
                     }
                     Roofline.setBLASThreads(config.threads)
                 }
-                for _ in 0 ..< policy.warmup { try buffers.run(options, shape: shape) }
+                if config.pass == .backward && buffers.logSumExp.isEmpty {
+                    try buffers.prepareBackward(options, shape: shape)
+                }
+                for _ in 0 ..< policy.warmup { try run(&buffers, options) }
                 memory.reset()
                 var times: [Double] = []
                 var spent = 0.0
                 while times.count < max(1, policy.repeats) || spent < policy.minTime {
                     let t0 = monotonicSeconds()
-                    try buffers.run(options, shape: shape)
+                    try run(&buffers, options)
                     let t = monotonicSeconds() - t0
                     times.append(t)
                     spent += t
@@ -157,11 +203,11 @@ public struct BenchRunner {
                 row.peakExtraBytes = PeakMemory.isAvailable ? memory.peakAboveReset() : nil
                 let timing = TimingSummary(times)
                 row.timing = timing
-                row.gflops = config.forwardFlops / timing.median / 1e9
+                row.gflops = config.flops / timing.median / 1e9
                 if let roof = rooflines[config.threads] {
                     row.rooflineFraction = row.gflops.map { $0 / roof.gflops }
                 }
-                outputs[impl] = buffers.output
+                outputs[impl] = buffers.result
                 rows.append(row)
             }
             // Every flash row beside naive: speedup and agreement (the largest on the naive row).
@@ -188,6 +234,7 @@ public struct BenchRunner {
         "B\(c.batch) H\(c.queryHeads)/\(c.keyValueHeads) N\(c.queryLength)"
             + (c.keyLength == c.queryLength ? "" : "x\(c.keyLength)")
             + " D\(c.headDim) \(c.causal.rawValue) T\(c.threads)"
+            + (c.pass == .forward ? "" : " backward")
     }
 
     static func seconds(_ s: Double) -> String {

@@ -186,11 +186,14 @@ extension SweepReport {
             var order: [String] = []
             for r in rows {
                 let c = r.configuration
-                var name = "\(r.implementation.rawValue), \(c.causal == .none ? "non-causal" : "causal \(c.causal.rawValue)")"
+                var name = "\(r.implementation.rawValue)\(c.pass == .backward ? " backward" : ""), "
+                    + (c.causal == .none ? "non-causal" : "causal \(c.causal.rawValue)")
                 if Set(cases.map(\.configuration.threads)).count > 1 { name += ", \(c.threads) threads" }
                 if Set(cases.map(\.configuration.queryHeads)).count > 1 { name += ", H\(c.queryHeads)" }
                 if Set(cases.map(\.configuration.batch)).count > 1 { name += ", B\(c.batch)" }
-                let color = colors[r.implementation] ?? "#2ca02c"
+                let color = c.pass == .backward
+                    ? (r.implementation == .naive ? "#9467bd" : "#ff7f0e")
+                    : (colors[r.implementation] ?? "#2ca02c")
                 if groups[name] == nil {
                     order.append(name)
                     groups[name] = (LineSeries(name: name, points: [], color: color, dashed: c.causal != .none),

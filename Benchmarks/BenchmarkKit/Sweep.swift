@@ -44,6 +44,11 @@ public enum BenchCausal: String, CaseIterable, Sendable, Codable {
     }
 }
 
+/// Which pass a case times.
+public enum BenchPass: String, CaseIterable, Sendable, Codable {
+    case forward, backward
+}
+
 /// One benchmark problem: a shape, a causal mode and a thread count (the implementation is
 /// chosen per measurement, so flash and naive of one configuration sit side by side).
 public struct BenchConfiguration: Sendable, Hashable, Codable {
@@ -55,9 +60,12 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     public var headDim: Int
     public var causal: BenchCausal
     public var threads: Int
+    public var pass: BenchPass = .forward
 
     public init(batch: Int, queryHeads: Int, keyValueHeads: Int, queryLength: Int,
-                keyLength: Int, headDim: Int, causal: BenchCausal, threads: Int) {
+                keyLength: Int, headDim: Int, causal: BenchCausal, threads: Int,
+                pass: BenchPass = .forward) {
+        self.pass = pass
         self.batch = batch
         self.queryHeads = queryHeads
         self.keyValueHeads = keyValueHeads
@@ -85,8 +93,15 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
         Double(batch * queryHeads) * Double(2 * headDim + 2 * headDim) * Double(visiblePairs)
     }
 
-    /// Bytes the naive implementation's score matrix takes (one Lq×Lk float32 buffer).
-    public var naiveScoreBytes: Int { queryLength * keyLength * MemoryLayout<Float>.size }
+    /// FLOPs credited to this case's pass: the forward's, or 2.5× that for the backward
+    /// (FlashAttention's convention: five products of the forward's two sizes).
+    public var flops: Double { pass == .forward ? forwardFlops : 2.5 * forwardFlops }
+
+    /// Bytes the naive implementation's score matrices take: one Lq×Lk float32 buffer for
+    /// the forward, two (P and dP) for the backward.
+    public var naiveScoreBytes: Int {
+        (pass == .forward ? 1 : 2) * queryLength * keyLength * MemoryLayout<Float>.size
+    }
 }
 
 /// Σ over query rows of the keys each row sees.
@@ -114,6 +129,7 @@ public struct SweepSpecification: Sendable, Hashable {
     public var causals: [BenchCausal]
     public var implementations: [BenchImplementation]
     public var threads: [Int]
+    public var passes: [BenchPass] = [.forward]
 
     public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
                 kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
@@ -130,7 +146,7 @@ public struct SweepSpecification: Sendable, Hashable {
     }
 
     /// Every configuration, ordered so that a chart's lines read left to right: threads, batch,
-    /// heads, head dim, causal, then lengths.
+    /// heads, head dim, causal, pass, then lengths.
     public var configurations: [BenchConfiguration] {
         var out: [BenchConfiguration] = []
         for t in threads {
@@ -139,12 +155,14 @@ public struct SweepSpecification: Sendable, Hashable {
                     for hkv in kvHeads ?? [h] where hkv > 0 && h % hkv == 0 {
                         for d in headDims {
                             for c in causals {
-                                for lq in seqLens {
-                                    for lk in kvLens ?? [lq] {
-                                        out.append(BenchConfiguration(
-                                            batch: b, queryHeads: h, keyValueHeads: hkv,
-                                            queryLength: lq, keyLength: lk, headDim: d,
-                                            causal: c, threads: t))
+                                for pass in passes {
+                                    for lq in seqLens {
+                                        for lk in kvLens ?? [lq] {
+                                            out.append(BenchConfiguration(
+                                                batch: b, queryHeads: h, keyValueHeads: hkv,
+                                                queryLength: lq, keyLength: lk, headDim: d,
+                                                causal: c, threads: t, pass: pass))
+                                        }
                                     }
                                 }
                             }

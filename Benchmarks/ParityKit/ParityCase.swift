@@ -19,6 +19,9 @@ public struct ParityCase: Sendable {
     public var value: [Float]
     public var expectedOutput: NpyArray?
     public var expectedLogSumExp: NpyArray?
+    /// ∂loss/∂out, and the expected gradients (any of them may be absent).
+    public var outputGradient: [Float]?
+    public var expectedGradients: [String: NpyArray] = [:]
     public var scale: Float?
     public var causal: CausalMask
     /// Features case.json asks for that the library does not have: each fails the case.
@@ -67,7 +70,6 @@ public struct ParityCase: Sendable {
             }
         default: throw CaseError("case.json: causal must be a string")
         }
-        if exists("dout.npy") { unsupported.append("backward (dout.npy)") }
         self.unsupported = unsupported
 
         // Tensors.
@@ -113,6 +115,25 @@ public struct ParityCase: Sendable {
                 throw CaseError("lse.npy has shape \(lse.shape); expected \([b, hq, lq])")
             }
             expectedLogSumExp = lse
+        }
+        if exists("dout.npy") {
+            let dout = try NpyArray(contentsOf: path("dout.npy"))
+            guard dout.shape == [b, hq, lq, dv] else {
+                throw CaseError("dout.npy has shape \(dout.shape); expected \([b, hq, lq, dv])")
+            }
+            outputGradient = dout.floats
+            let expectedShapes = ["dq": [b, hq, lq, dqk], "dk": [b, hkv, lk, dqk], "dv": [b, hkv, lk, dv]]
+            for name in ["dq", "dk", "dv"] where exists(name + ".npy") {
+                let g = try NpyArray(contentsOf: path(name + ".npy"))
+                guard g.shape == expectedShapes[name]! else {
+                    throw CaseError("\(name).npy has shape \(g.shape); expected \(expectedShapes[name]!)")
+                }
+                expectedGradients[name] = g
+            }
+        } else {
+            for name in ["dq", "dk", "dv"] where exists(name + ".npy") {
+                throw CaseError("\(path(name + ".npy")) is given without dout.npy")
+            }
         }
     }
 

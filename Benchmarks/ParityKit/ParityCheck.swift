@@ -114,6 +114,20 @@ public struct ParityChecker: Sendable {
                     r.tensors.append(TensorComparison(tensor: "lse", got: lse, expected: expected.doubles,
                                                       atol: atol, rtol: rtol))
                 }
+                if let dout = c.outputGradient {
+                    // The backward of this implementation, fed its own forward's out and lse.
+                    let g = try FlashAttention.backward(
+                        query: c.query, key: c.key, value: c.value, output: out, logSumExp: lse,
+                        outputGradient: dout, shape: c.shape,
+                        options: c.options(impl.library, kernel: impl.kernel))
+                    for (name, got) in [("dq", g.query), ("dk", g.key), ("dv", g.value)] {
+                        if let expected = c.expectedGradients[name] {
+                            r.tensors.append(TensorComparison(tensor: name, got: got,
+                                                              expected: expected.doubles,
+                                                              atol: atol, rtol: rtol))
+                        }
+                    }
+                }
             } catch {
                 r.error = "\(error)"
             }
@@ -122,8 +136,9 @@ public struct ParityChecker: Sendable {
         return result
     }
 
-    /// Runs `implementation` on a case's inputs and writes out.npy and lse.npy into its
-    /// directory (refusing to replace existing files unless `overwrite`).
+    /// Runs `implementation` on a case's inputs and writes out.npy and lse.npy — and, when the
+    /// case has dout.npy, dq.npy, dk.npy and dv.npy — into its directory (refusing to replace
+    /// existing files unless `overwrite`).
     public static func write(directory: String, implementation: ParityImplementation = .flash,
                              overwrite: Bool = false) throws -> [String] {
         let c = try ParityCase(directory: directory, requireExpected: false)
@@ -135,8 +150,20 @@ public struct ParityChecker: Sendable {
             options: c.options(implementation.library, kernel: implementation.kernel))
         let s = c.shape
         var written: [String] = []
-        for (name, array) in [("out.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength, s.valueHeadDim], floats: out)),
-                              ("lse.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength], floats: lse))] {
+        var arrays = [("out.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength, s.valueHeadDim], floats: out)),
+                      ("lse.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength], floats: lse))]
+        if let dout = c.outputGradient {
+            let g = try FlashAttention.backward(
+                query: c.query, key: c.key, value: c.value, output: out, logSumExp: lse,
+                outputGradient: dout, shape: c.shape,
+                options: c.options(implementation.library, kernel: implementation.kernel))
+            arrays += [
+                ("dq.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength, s.headDim], floats: g.query)),
+                ("dk.npy", NpyArray(shape: [s.batch, s.keyValueHeads, s.keyLength, s.headDim], floats: g.key)),
+                ("dv.npy", NpyArray(shape: [s.batch, s.keyValueHeads, s.keyLength, s.valueHeadDim], floats: g.value)),
+            ]
+        }
+        for (name, array) in arrays {
             let path = (directory as NSString).appendingPathComponent(name)
             if !overwrite && FileManager.default.fileExists(atPath: path) {
                 throw CaseError("\(path) exists; pass --overwrite to replace it")

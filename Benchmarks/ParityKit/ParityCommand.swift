@@ -9,12 +9,13 @@ public struct ParityCommand: ParsableCommand {
         commandName: "attention-parity",
         abstract: "Compares swift-flash-attention with expected tensors in .npy case directories.",
         discussion: """
-        A case directory holds q.npy, k.npy, v.npy, out.npy, optionally lse.npy, and \
+        A case directory holds q.npy, k.npy, v.npy, out.npy, optionally lse.npy, optionally \
+        dout.npy with the expected dq.npy, dk.npy, dv.npy (checked through the backward), and \
         case.json with "scale" and "causal" ("none", "bottom_right", "top_left"). A tensor \
         passes when max |ours − expected| ≤ atol + rtol · max |expected| and NaN/inf agree. \
         A case asking for a feature the library lacks reports "unsupported: <feature>" and \
         fails. Exits 1 if any case fails. With --write, runs flash on each case's inputs and \
-        writes out.npy and lse.npy into the directory instead.
+        writes out.npy and lse.npy (and the gradients, given dout.npy) into the directory.
         """)
 
     @Argument(help: "Case directories.")

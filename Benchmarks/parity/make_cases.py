@@ -5,11 +5,13 @@
     python3 Benchmarks/parity/make_cases.py OUT_DIR --backend numpy
     swift run -c release attention-parity OUT_DIR/*
 
-Each case directory gets q.npy, k.npy, v.npy (float32 [B, H, L, D]), out.npy, lse.npy and
-case.json ({"scale": ..., "causal": "none" | "bottom_right" | "top_left"}). With PyTorch, out
-comes from torch.nn.functional.scaled_dot_product_attention in float64 (top-left causal is its
-is_causal; bottom-right is an explicit boolean mask) and lse from torch.logsumexp of the scaled,
-masked scores. Rows that see no key get out = 0 and lse = -inf, the library's convention.
+Each case directory gets q.npy, k.npy, v.npy (float32 [B, H, L, D]), out.npy, lse.npy,
+dout.npy with the gradients dq.npy, dk.npy, dv.npy, and case.json ({"scale": ...,
+"causal": "none" | "bottom_right" | "top_left"}). With PyTorch, out comes from
+torch.nn.functional.scaled_dot_product_attention in float64 (top-left causal is its is_causal;
+bottom-right is an explicit boolean mask), lse from torch.logsumexp of the scaled, masked
+scores, and the gradients from autograd of sum(out * dout). Rows that see no key get out = 0,
+lse = -inf and no gradient, the library's convention.
 
 Not needed to build or test the package; it only needs numpy (and torch, if you want the
 PyTorch reference).
@@ -36,41 +38,53 @@ def visible_mask(lq, lk, causal):
     raise ValueError(causal)
 
 
-def reference_numpy(q, k, v, scale, causal):
-    """float64 attention with GQA; returns out [B,Hq,Lq,Dv] and lse [B,Hq,Lq]."""
-    q, k, v = (x.astype(np.float64) for x in (q, k, v))
+def reference_numpy(q, k, v, dout, scale, causal):
+    """float64 attention with GQA: out [B,Hq,Lq,Dv], lse [B,Hq,Lq] and dq, dk, dv."""
+    q, k, v, dout = (x.astype(np.float64) for x in (q, k, v, dout))
     group = q.shape[1] // k.shape[1]
-    k = np.repeat(k, group, axis=1)
-    v = np.repeat(v, group, axis=1)
-    s = scale * np.einsum("bhid,bhjd->bhij", q, k)
+    kr = np.repeat(k, group, axis=1)
+    vr = np.repeat(v, group, axis=1)
+    s = scale * np.einsum("bhid,bhjd->bhij", q, kr)
     mask = visible_mask(q.shape[2], k.shape[2], causal)
     s = np.where(mask, s, -np.inf)
     m = s.max(axis=-1, keepdims=True)
     seen = np.isfinite(m)
     m = np.where(seen, m, 0.0)
-    p = np.exp(s - m)
-    total = p.sum(axis=-1, keepdims=True)
-    out = np.where(seen, np.einsum("bhij,bhjd->bhid", p / np.where(seen, total, 1.0), v), 0.0)
+    e = np.exp(s - m)
+    total = e.sum(axis=-1, keepdims=True)
+    p = e / np.where(seen, total, 1.0)
+    out = np.einsum("bhij,bhjd->bhid", p, vr)
     lse = np.where(seen[..., 0], m[..., 0] + np.log(np.where(seen[..., 0], total[..., 0], 1.0)), -np.inf)
-    return out, lse
+    # Backward: dS = P ∘ (dP − rowsum(dO ∘ O)); dK, dV summed over each group's heads.
+    dp = np.einsum("bhid,bhjd->bhij", dout, vr)
+    ds = p * (dp - (dout * out).sum(axis=-1, keepdims=True))
+    dq = scale * np.einsum("bhij,bhjd->bhid", ds, kr)
+    dk = scale * np.einsum("bhij,bhid->bhjd", ds, q)
+    dv = np.einsum("bhij,bhid->bhjd", p, dout)
+    b, hq = q.shape[:2]
+    dk = dk.reshape(b, hq // group, group, *dk.shape[2:]).sum(axis=2)
+    dv = dv.reshape(b, hq // group, group, *dv.shape[2:]).sum(axis=2)
+    return out, lse, dq, dk, dv
 
 
-def reference_torch(q, k, v, scale, causal):
+def reference_torch(q, k, v, dout, scale, causal):
     import torch
 
-    tq, tk, tv = (torch.from_numpy(x.astype(np.float64)) for x in (q, k, v))
+    tq, tk, tv = (torch.from_numpy(x.astype(np.float64)).requires_grad_() for x in (q, k, v))
     group = q.shape[1] // k.shape[1]
-    tk = tk.repeat_interleave(group, dim=1)
-    tv = tv.repeat_interleave(group, dim=1)
+    kr = tk.repeat_interleave(group, dim=1)
+    vr = tv.repeat_interleave(group, dim=1)
     mask = torch.from_numpy(visible_mask(q.shape[2], k.shape[2], causal))
-    out = torch.nn.functional.scaled_dot_product_attention(
-        tq, tk, tv, attn_mask=None if causal == "none" else mask, scale=scale)
-    scores = scale * tq @ tk.transpose(-1, -2)
-    scores = scores.masked_fill(~mask, float("-inf"))
-    lse = torch.logsumexp(scores, dim=-1)
     seen = mask.any(dim=-1)  # rows with no visible key: 0 and -inf, not NaN
+    safe = mask | ~seen[:, None]  # SDPA gives NaN on fully masked rows; zeroed below
+    out = torch.nn.functional.scaled_dot_product_attention(
+        tq, kr, vr, attn_mask=None if causal == "none" else safe, scale=scale)
     out = torch.where(seen[None, None, :, None], out, torch.zeros_like(out))
-    return out.numpy(), lse.numpy()
+    (out * torch.from_numpy(dout.astype(np.float64))).sum().backward()
+    with torch.no_grad():
+        scores = scale * tq @ kr.transpose(-1, -2)
+        lse = torch.logsumexp(scores.masked_fill(~mask, float("-inf")), dim=-1)
+    return (out.detach().numpy(), lse.numpy(), tq.grad.numpy(), tk.grad.numpy(), tv.grad.numpy())
 
 
 CASES = [
@@ -105,9 +119,11 @@ def main():
         q = rng.standard_normal((b, hq, lq, dqk)).astype(np.float32)
         k = rng.standard_normal((b, hkv, lk, dqk)).astype(np.float32)
         v = rng.standard_normal((b, hkv, lk, dv)).astype(np.float32)
+        dout = rng.standard_normal((b, hq, lq, dv)).astype(np.float32)
         used_scale = scale if scale is not None else 1.0 / math.sqrt(dqk)
-        out, lse = reference(q, k, v, used_scale, causal)
-        for fname, arr in (("q", q), ("k", k), ("v", v), ("out", out), ("lse", lse)):
+        out, lse, dq, dk, dvg = reference(q, k, v, dout, used_scale, causal)
+        for fname, arr in (("q", q), ("k", k), ("v", v), ("out", out), ("lse", lse),
+                           ("dout", dout), ("dq", dq), ("dk", dk), ("dv", dvg)):
             np.save(os.path.join(d, fname + ".npy"), arr)
         with open(os.path.join(d, "case.json"), "w") as f:
             json.dump({"scale": scale, "causal": causal}, f)

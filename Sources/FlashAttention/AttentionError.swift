@@ -31,6 +31,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidThreadCount(Int)
     /// Memory for the workspace (flash) or the score matrix (naive) could not be allocated.
     case outOfMemory(argument: String)
+    /// The backward was not given the forward's log-sum-exp.
+    case missingLogSumExp
     /// The requested kernel ISA does not run on this CPU.
     case unsupportedKernel(KernelISA)
     /// The C kernel reported a status this wrapper does not expect.
@@ -61,6 +63,9 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
             return "options.threadCount is \(count); it must be between 1 and \(Int32.max)"
         case let .outOfMemory(argument):
             return "out of memory allocating the \(argument)"
+        case .missingLogSumExp:
+            return "logSumExp is missing; the backward needs the forward's log-sum-exp "
+                + "(forwardWithLogSumExp or forwardForTraining)"
         case let .unsupportedKernel(kernel):
             return "options.kernel is \(kernel.rawValue), which this CPU does not support"
         case let .kernelFailure(status, message):

@@ -5,6 +5,7 @@ import CFlashAttention
 /// The tensors of a call, in the C library's argument order.
 enum TensorRole: CaseIterable {
     case query, key, value, output, logSumExp
+    case outputGradient, queryGradient, keyGradient, valueGradient
 
     var name: String {
         switch self {
@@ -13,6 +14,10 @@ enum TensorRole: CaseIterable {
         case .value: "value"
         case .output: "output"
         case .logSumExp: "logSumExp"
+        case .outputGradient: "outputGradient"
+        case .queryGradient: "queryGradient"
+        case .keyGradient: "keyGradient"
+        case .valueGradient: "valueGradient"
         }
     }
 
@@ -23,6 +28,10 @@ enum TensorRole: CaseIterable {
         case .value: FA_ARG_V
         case .output: FA_ARG_O
         case .logSumExp: FA_ARG_LSE
+        case .outputGradient: FA_ARG_DOUT
+        case .queryGradient: FA_ARG_DQ
+        case .keyGradient: FA_ARG_DK
+        case .valueGradient: FA_ARG_DV
         }
     }
 
@@ -31,13 +40,18 @@ enum TensorRole: CaseIterable {
         self = role
     }
 
-    func strides(in all: AttentionTensorStrides) -> AttentionStrides {
+    func strides(in all: AttentionTensorStrides,
+                 _ gradients: AttentionGradientStrides? = nil) -> AttentionStrides {
         switch self {
         case .query: all.query
         case .key: all.key
         case .value: all.value
         case .output: all.output
         case .logSumExp: all.logSumExp
+        case .outputGradient: gradients?.output ?? all.output
+        case .queryGradient: gradients?.query ?? all.query
+        case .keyGradient: gradients?.key ?? all.key
+        case .valueGradient: gradients?.value ?? all.value
         }
     }
 }
@@ -109,21 +123,22 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
 }
 
 /// Elements the buffer of `role` must hold; throws for bad extents or strides.
-func requiredElements(_ role: TensorRole, shape: AttentionShape,
-                      strides: AttentionTensorStrides) throws(AttentionError) -> Int {
+func requiredElements(_ role: TensorRole, shape: AttentionShape, strides: AttentionTensorStrides,
+                      gradients: AttentionGradientStrides? = nil) throws(AttentionError) -> Int {
     var cShape = shape.cShape
     var elements: Int64 = 0
     var diag = fa_diagnostic()
-    let status = fa_tensor_elements(&cShape, role.argument, role.strides(in: strides).cStrides,
-                                    &elements, &diag)
-    guard status == FA_OK else { throw AttentionError(diag, strides: strides) }
+    let status = fa_tensor_elements(&cShape, role.argument,
+                                    role.strides(in: strides, gradients).cStrides, &elements, &diag)
+    guard status == FA_OK else { throw AttentionError(diag, strides: strides, gradients: gradients) }
     return Int(elements)
 }
 
 /// Throws unless a buffer of `count` elements is large enough for `role`.
 func checkBuffer(_ role: TensorRole, count: Int, shape: AttentionShape,
-                 strides: AttentionTensorStrides) throws(AttentionError) {
-    let required = try requiredElements(role, shape: shape, strides: strides)
+                 strides: AttentionTensorStrides,
+                 gradients: AttentionGradientStrides? = nil) throws(AttentionError) {
+    let required = try requiredElements(role, shape: shape, strides: strides, gradients: gradients)
     guard count >= required else {
         throw .bufferTooSmall(argument: role.name, required: required, count: count)
     }
@@ -145,9 +160,29 @@ func run(_ problem: inout fa_problem, implementation: AttentionImplementation,
     }
 }
 
+/// The backward counterpart of `run`.
+func runBackward(_ problem: inout fa_problem, implementation: AttentionImplementation,
+                 strides: AttentionTensorStrides,
+                 gradients: AttentionGradientStrides) throws(AttentionError) {
+    var diag = fa_diagnostic()
+    guard fa_check_backward(&problem, &diag) == FA_OK else {
+        throw AttentionError(diag, strides: strides, gradients: gradients)
+    }
+    let status = switch implementation {
+    case .flash: fa_backward(&problem)
+    case .naive: fa_naive_backward(&problem)
+    }
+    guard status == FA_OK else {
+        diag.status = status
+        diag.argument = implementation == .flash ? FA_ARG_WORKSPACE : FA_ARG_PROBLEM
+        throw AttentionError(diag, strides: strides, gradients: gradients)
+    }
+}
+
 extension AttentionError {
     /// The typed error for a C diagnostic, with the argument named as in Swift.
-    init(_ diag: fa_diagnostic, strides: AttentionTensorStrides) {
+    init(_ diag: fa_diagnostic, strides: AttentionTensorStrides,
+         gradients: AttentionGradientStrides? = nil) {
         let v0 = Int(diag.values.0), v1 = Int(diag.values.1)
         let message = withUnsafeBytes(of: diag.message) { raw in
             String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
@@ -160,7 +195,7 @@ extension AttentionError {
             self = .headCountMismatch(queryHeads: v0, keyValueHeads: v1)
         case FA_ERR_INVALID_STRIDE:
             let role = TensorRole(diag.argument) ?? .query
-            self = .invalidStrides(argument: name, strides: role.strides(in: strides),
+            self = .invalidStrides(argument: name, strides: role.strides(in: strides, gradients),
                                    reason: message)
         case FA_ERR_OVERLAP:
             self = .overlappingBuffers(argument: name,
@@ -170,6 +205,8 @@ extension AttentionError {
         case FA_ERR_OUT_OF_MEMORY:
             self = .outOfMemory(argument: diag.argument == FA_ARG_WORKSPACE
                                 ? "flash workspace" : "naive score matrix")
+        case FA_ERR_NULL_POINTER where diag.argument == FA_ARG_LSE:
+            self = .missingLogSumExp
         case FA_ERR_UNSUPPORTED_ISA:
             self = .unsupportedKernel(KernelISA(fa_isa(UInt32(v0))))
         case FA_ERR_NULL_POINTER:

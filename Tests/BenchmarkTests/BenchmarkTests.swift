@@ -29,7 +29,10 @@ struct ArgumentTests {
         #expect(s.configurations.count == 3 * 2 * 2)
         #expect(s.configurations.allSatisfy { $0.keyLength == 77 && $0.keyValueHeads == 2 })
 
+        #expect(try AttentionBenchCommand.parse(["--pass", "both"]).specification.passes == [.forward, .backward])
+        #expect(try AttentionBenchCommand.parse(["--pass", "backward"]).specification.passes == [.backward])
         let defaults = try AttentionBenchCommand.parse([]).specification
+        #expect(defaults.passes == [.forward])
         #expect(defaults.seqLens == [256, 512, 1024, 2048, 4096, 8192])
         #expect(defaults.headDims == [64, 128])
         #expect(defaults.heads == [8] && defaults.batches == [1] && defaults.kvHeads == nil)
@@ -88,6 +91,17 @@ struct FlopTests {
         #expect(c.naiveScoreBytes == 5 * 3 * 4)
     }
 
+    @Test("backward FLOPs are 2.5× the forward's; naive backward holds two score matrices")
+    func backwardFlops() {
+        var c = BenchConfiguration(batch: 1, queryHeads: 8, keyValueHeads: 8, queryLength: 100,
+                                   keyLength: 60, headDim: 32, causal: .topLeft, threads: 2)
+        let forward = c.flops
+        #expect(forward == c.forwardFlops)
+        c.pass = .backward
+        #expect(c.flops == 2.5 * forward)
+        #expect(c.naiveScoreBytes == 2 * 100 * 60 * 4)
+    }
+
     @Test("timing summary: median of odd and even counts, spread")
     func timing() {
         let t = TimingSummary([3, 1, 2])
@@ -138,7 +152,7 @@ struct WriterTests {
         let lines = sampleReport().csv().split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.count == 6)  // header, 4 rows, trailing empty
         #expect(lines[0] == Substring(SweepReport.csvHeader.joined(separator: ",")))
-        #expect(lines[1].hasPrefix("flash,1,8,8,256,256,64,none,2,"))
+        #expect(lines[1].hasPrefix("flash,forward,1,8,8,256,256,64,none,2,"))
         #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\""))
         #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
             == SweepReport.csvHeader.count)
@@ -223,5 +237,19 @@ struct SmokeTests {
         let flash = try #require(report.cases.first { $0.implementation == .flash })
         #expect(flash.speedupOverNaive != nil)
         #expect(try #require(flash.maxAbsDifference) < 1e-5)
+
+        // The backward pass: both implementations run, agree, and are credited 2.5× the FLOPs.
+        let backward = try AttentionBenchCommand.parse([
+            "--seq-lens", "40", "--head-dims", "16", "--heads", "2", "--kv-heads", "1",
+            "--threads", "1", "--causal", "bottom-right", "--pass", "both", "--warmup", "0",
+            "--repeats", "1", "--min-time", "0", "--output", dir.path,
+        ])
+        report = try backward.runSweep()
+        #expect(report.cases.count == 4)
+        let bwd = try #require(report.cases.first { $0.implementation == .flash && $0.configuration.pass == .backward })
+        let fwd = try #require(report.cases.first { $0.implementation == .flash && $0.configuration.pass == .forward })
+        #expect(bwd.flops == 2.5 * fwd.flops)
+        #expect(try #require(bwd.maxAbsDifference) < 1e-4)
+        #expect(bwd.workspaceBytes > 0)
     }
 }

@@ -7,6 +7,7 @@ import TestSupport
 /// Writes a case directory from the float64 reference: inputs as float32 (or `dtype`),
 /// expected outputs as float64, and case.json with `json`.
 func makeCase(_ c: AttentionCase, json: String, inputsAsFloat64: Bool = false,
+              withGradients: Bool = false,
               corrupt: ((inout [Double]) -> Void)? = nil) throws -> String {
     let dir = FileManager.default.temporaryDirectory
         .appendingPathComponent("parity-\(UUID().uuidString)").path
@@ -34,6 +35,16 @@ func makeCase(_ c: AttentionCase, json: String, inputsAsFloat64: Bool = false,
     try NpyArray(shape: [s.batch, s.queryHeads, s.queryLength], doubles: ref.logSumExp)
         .write(to: dir + "/lse.npy")
     try json.write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+    if withGradients {
+        try save("dout.npy", c.outputGradient())
+        let g = c.referenceGradients(forward: ref)
+        try NpyArray(shape: [s.batch, s.queryHeads, s.queryLength, s.headDim], doubles: g.query)
+            .write(to: dir + "/dq.npy")
+        try NpyArray(shape: [s.batch, s.keyValueHeads, s.keyLength, s.headDim], doubles: g.key)
+            .write(to: dir + "/dk.npy")
+        try NpyArray(shape: [s.batch, s.keyValueHeads, s.keyLength, s.valueHeadDim], doubles: g.value)
+            .write(to: dir + "/dv.npy")
+    }
     return dir
 }
 
@@ -97,6 +108,32 @@ struct ParityTests {
         let result = checker.check(directory: dir)
         #expect(!result.passed)
         #expect(result.results[0].tensors[1].nonFiniteMismatches == 1)
+    }
+
+    @Test("gradients: dout.npy with dq, dk, dv are checked through the backward")
+    func gradients() throws {
+        let c = AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 4, keyValueHeads: 2,
+                                                    queryLength: 33, keyLength: 47, headDim: 16,
+                                                    valueHeadDim: 24),
+                              causal: .bottomRight, scale: 0.3, layout: .bhld, seed: 21)
+        let dir = try makeCase(c, json: "{\"causal\": \"bottom_right\", \"scale\": 0.3}",
+                               withGradients: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let result = checker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+        #expect(result.results.allSatisfy { $0.tensors.map(\.tensor) == ["out", "lse", "dq", "dk", "dv"] })
+        // A wrong dk fails, on dk alone.
+        var dk = try NpyArray(contentsOf: dir + "/dk.npy").doubles
+        dk[5] += 1e-3
+        try NpyArray(shape: [2, 2, 47, 16], doubles: dk).write(to: dir + "/dk.npy")
+        let bad = checker.check(directory: dir)
+        #expect(!bad.passed)
+        #expect(bad.results.allSatisfy { r in r.tensors.filter { !$0.passed }.map(\.tensor) == ["dk"] })
+        // --write adds our gradients.
+        let written = try ParityChecker.write(directory: dir, overwrite: true)
+        #expect(written.map { ($0 as NSString).lastPathComponent }
+            == ["out.npy", "lse.npy", "dq.npy", "dk.npy", "dv.npy"])
+        #expect(checker.check(directory: dir).passed)
     }
 
     @Test("features the library lacks are reported unsupported and fail",

@@ -48,6 +48,26 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
                               extents: (s.batch, s.keyValueHeads, s.keyLength, s.valueHeadDim)))
     }
 
+    /// A seeded upstream gradient of the output, in `layout`.
+    public func outputGradient() -> StridedTensor {
+        var rng = SplitMix64(seed: seed &+ 0x5EED)
+        let s = shape
+        return StridedTensor(data: randomFloats(s.outputCount, magnitude: 1, using: &rng),
+                             strides: strides.output,
+                             extents: (s.batch, s.queryHeads, s.queryLength, s.valueHeadDim))
+    }
+
+    /// The scale this case uses.
+    public var resolvedScale: Double { Double(scale ?? 1 / Float(shape.headDim).squareRoot()) }
+
+    /// The float64 gradients for these inputs and `outputGradient()`.
+    public func referenceGradients(forward: ReferenceResult? = nil) -> ReferenceGradients {
+        let (q, k, v) = inputs()
+        return referenceBackward(query: q, key: k, value: v, outputGradient: outputGradient(),
+                                 shape: shape, scale: resolvedScale, causal: causal,
+                                 forward: forward ?? reference())
+    }
+
     /// The float64 reference for these inputs.
     public func reference() -> ReferenceResult {
         let (q, k, v) = inputs()
@@ -66,6 +86,8 @@ public struct Comparison: Sendable, CustomStringConvertible {
     public var maxRelativeError = 0.0
     /// max |error| over logsumexp values of rows that see a key.
     public var maxLogSumExpError = 0.0
+    /// Where the worst ratio was seen (gradients only).
+    public var worstPlace = ""
     /// Problems that fail regardless of tolerance: NaN, nonzero output or finite lse on a row
     /// that sees no key.
     public var defects: [String] = []
@@ -76,6 +98,7 @@ public struct Comparison: Sendable, CustomStringConvertible {
         "worst error/tolerance \(worstRatio), max abs error \(maxAbsError) "
             + "(relative \(maxRelativeError)), lse error \(maxLogSumExpError)"
             + (defects.isEmpty ? "" : ", defects: \(defects.prefix(3))")
+            + (worstPlace.isEmpty ? "" : ", worst at \(worstPlace)")
     }
 }
 

@@ -17,8 +17,14 @@ typedef struct fa_resolved {
     int64_t group;      ///< q_heads / kv_heads: query heads per key/value head
 } fa_resolved;
 
-/// Validates `p` (diag may be NULL) and resolves defaults into `r` (may be NULL).
+/// Which tensors a call reads and writes.
+typedef enum fa_mode { FA_MODE_FORWARD, FA_MODE_BACKWARD } fa_mode;
+
+/// Validates `p` for a forward (diag may be NULL) and resolves defaults into `r` (may be NULL).
 fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r);
+/// The same for either mode.
+fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r,
+                           fa_mode mode);
 
 /// Validates extents and options only (no pointers): enough for sizes and kernel choices.
 fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag);

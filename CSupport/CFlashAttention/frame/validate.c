@@ -189,6 +189,10 @@ static tensor_view view_of(const fa_shape *s, fa_argument arg, fa_strides st, co
     case FA_ARG_K: t.name = "k"; heads = s->kv_heads; len = s->kv_len; dim = s->head_dim_qk; break;
     case FA_ARG_V: t.name = "v"; heads = s->kv_heads; len = s->kv_len; dim = s->head_dim_v; break;
     case FA_ARG_O: t.name = "o"; dim = s->head_dim_v; break;
+    case FA_ARG_DOUT: t.name = "dout"; dim = s->head_dim_v; break;
+    case FA_ARG_DQ: t.name = "dq"; dim = s->head_dim_qk; break;
+    case FA_ARG_DK: t.name = "dk"; heads = s->kv_heads; len = s->kv_len; dim = s->head_dim_qk; break;
+    case FA_ARG_DV: t.name = "dv"; heads = s->kv_heads; len = s->kv_len; dim = s->head_dim_v; break;
     default: t.name = "lse"; break;
     }
     const int64_t extent[4] = {s->batch, heads, len, dim};
@@ -205,7 +209,8 @@ fa_status fa_tensor_elements(const fa_shape *shape, fa_argument tensor, fa_strid
         return fail(diag, FA_ERR_NULL_POINTER, FA_ARG_PROBLEM, 0, 0, 0,
                     "fa_tensor_elements: shape or elements is NULL");
     if (tensor != FA_ARG_Q && tensor != FA_ARG_K && tensor != FA_ARG_V && tensor != FA_ARG_O &&
-        tensor != FA_ARG_LSE)
+        tensor != FA_ARG_LSE && tensor != FA_ARG_DOUT && tensor != FA_ARG_DQ &&
+        tensor != FA_ARG_DK && tensor != FA_ARG_DV)
         return fail(diag, FA_ERR_NULL_POINTER, tensor, 0, 0, 0,
                     "fa_tensor_elements: argument %d is not a tensor", (int)tensor);
     fa_status st = check_extents(shape, diag);
@@ -247,7 +252,8 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
     return FA_OK;
 }
 
-fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r) {
+fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r,
+                           fa_mode mode) {
     if (diag) memset(diag, 0, sizeof *diag);
     if (!p)
         return fail(diag, FA_ERR_NULL_POINTER, FA_ARG_PROBLEM, 0, 0, 0,
@@ -256,28 +262,42 @@ fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r) 
     fa_status st = fa_validate_shape_options(p, diag);
     if (st != FA_OK) return st;
 
-    const struct { const char *name; fa_argument arg; const void *ptr; } required[] = {
-        {"q", FA_ARG_Q, p->q}, {"k", FA_ARG_K, p->k}, {"v", FA_ARG_V, p->v}, {"o", FA_ARG_O, p->o},
+    const int backward = mode == FA_MODE_BACKWARD;
+    // Every tensor the call touches: inputs first, then outputs (which must not overlap).
+    tensor_view views[10];
+    int n = 0, first_output = 0;
+    const struct { fa_argument arg; fa_strides strides; const void *ptr; int required; } all[] = {
+        {FA_ARG_Q, p->q_strides, p->q, 1},
+        {FA_ARG_K, p->k_strides, p->k, 1},
+        {FA_ARG_V, p->v_strides, p->v, 1},
+        {FA_ARG_O, p->o_strides, p->o, 1},
+        {FA_ARG_LSE, p->lse_strides, p->lse, backward},
+        {FA_ARG_DOUT, p->dout_strides, p->dout, backward},
+        {FA_ARG_DQ, p->dq_strides, p->dq, backward},
+        {FA_ARG_DK, p->dk_strides, p->dk, backward},
+        {FA_ARG_DV, p->dv_strides, p->dv, backward},
     };
-    for (size_t i = 0; i < 4; i++)
-        if (!required[i].ptr)
-            return fail(diag, FA_ERR_NULL_POINTER, required[i].arg, 0, 0, 0,
-                        "%s is NULL", required[i].name);
-
-    tensor_view views[5] = {
-        view_of(s, FA_ARG_Q, p->q_strides, p->q),
-        view_of(s, FA_ARG_K, p->k_strides, p->k),
-        view_of(s, FA_ARG_V, p->v_strides, p->v),
-        view_of(s, FA_ARG_O, p->o_strides, p->o),
-        view_of(s, FA_ARG_LSE, p->lse_strides, p->lse),
-    };
-    const int n_views = p->lse ? 5 : 4;
-    for (int i = 0; i < n_views; i++) {
+    const int count = backward ? 9 : 5;
+    for (int i = 0; i < count; i++) {
+        if (!all[i].ptr) {
+            if (!all[i].required) continue;
+            tensor_view t = view_of(s, all[i].arg, all[i].strides, NULL);
+            if (all[i].arg == FA_ARG_LSE)
+                return fail(diag, FA_ERR_NULL_POINTER, FA_ARG_LSE, 0, 0, 0,
+                            "lse is NULL; the backward needs the forward's logsumexp");
+            return fail(diag, FA_ERR_NULL_POINTER, all[i].arg, 0, 0, 0, "%s is NULL", t.name);
+        }
+        // Forward: q, k, v in; o, lse out. Backward: q … dout in; dq, dk, dv out.
+        if ((backward && all[i].arg == FA_ARG_DQ) || (!backward && all[i].arg == FA_ARG_O))
+            first_output = n;
+        views[n++] = view_of(s, all[i].arg, all[i].strides, all[i].ptr);
+    }
+    for (int i = 0; i < n; i++) {
         st = check_tensor(&views[i], diag);
         if (st != FA_OK) return st;
     }
-    // Outputs (o, lse) may not share a byte with any input or with each other.
-    for (int out = 3; out < n_views; out++)
+    // Outputs may not share a byte with any input or with each other.
+    for (int out = first_output; out < n; out++)
         for (int other = 0; other < out; other++)
             if (ranges_overlap(&views[out], &views[other]))
                 return fail(diag, FA_ERR_OVERLAP, views[out].arg, (int64_t)views[other].arg, 0, 0,
@@ -286,7 +306,7 @@ fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r) 
     const int threads = fa_resolve_threads(p->num_threads);
     if (p->workspace) {
         size_t need = 0;
-        st = fa_workspace_bytes(p, &need);
+        st = backward ? fa_backward_workspace_bytes(p, &need) : fa_workspace_bytes(p, &need);
         if (st != FA_OK) return fail(diag, st, FA_ARG_WORKSPACE, 0, 0, 0,
                                      "workspace: its size cannot be computed");
         if (p->workspace_bytes < need)
@@ -303,8 +323,16 @@ fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r) 
     return FA_OK;
 }
 
+fa_status fa_validate(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r) {
+    return fa_validate_mode(p, diag, r, FA_MODE_FORWARD);
+}
+
 fa_status fa_check(const fa_problem *p, fa_diagnostic *diag) {
-    return fa_validate(p, diag, NULL);
+    return fa_validate_mode(p, diag, NULL, FA_MODE_FORWARD);
+}
+
+fa_status fa_check_backward(const fa_problem *p, fa_diagnostic *diag) {
+    return fa_validate_mode(p, diag, NULL, FA_MODE_BACKWARD);
 }
 
 fa_status fa_workspace_bytes(const fa_problem *p, size_t *bytes) {

@@ -55,6 +55,7 @@ typedef enum fa_argument {
     FA_ARG_HEAD_DIM_QK, FA_ARG_HEAD_DIM_V,
     FA_ARG_Q, FA_ARG_K, FA_ARG_V, FA_ARG_O, FA_ARG_LSE,
     FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE, FA_ARG_ISA,
+    FA_ARG_DOUT, FA_ARG_DQ, FA_ARG_DK, FA_ARG_DV,
 } fa_argument;
 
 /// Which micro-kernels fa_forward runs. FA_ISA_AUTO picks the best the CPU supports, or what
@@ -112,10 +113,18 @@ typedef struct fa_problem {
     int32_t num_threads;  ///< 0: as many as OpenMP offers (omp_get_max_threads); results never depend on it
     fa_isa isa;           ///< FA_ISA_AUTO by default; forcing another is for tests and benchmarks
 
-    /// Optional caller-owned workspace for fa_forward, at least fa_workspace_bytes() long and
-    /// 64-byte aligned. NULL: fa_forward allocates it once per call (never inside its loops).
+    /// Optional caller-owned workspace, at least fa_workspace_bytes() (forward) or
+    /// fa_backward_workspace_bytes() (backward) long; the library aligns it. NULL: each thread
+    /// uses its own cached workspace (allocated once, never inside the loops).
     void *workspace;
     size_t workspace_bytes;
+
+    /// Backward only (fa_backward, fa_naive_backward): there q, k, v, o and lse are inputs —
+    /// o and lse exactly as the forward wrote them — and so is dout; dq, dk, dv are written.
+    const float *dout; fa_strides dout_strides;  ///< ∂loss/∂o  [B, Hq, Lq, Dv]
+    float *dq; fa_strides dq_strides;            ///< ∂loss/∂q  [B, Hq, Lq, Dqk]
+    float *dk; fa_strides dk_strides;            ///< ∂loss/∂k  [B, Hkv, Lk, Dqk] (summed over a group)
+    float *dv; fa_strides dv_strides;            ///< ∂loss/∂v  [B, Hkv, Lk, Dv]  (summed over a group)
 } fa_problem;
 
 /// What a failed check found: the status, the argument it is about, and a readable sentence.
@@ -153,6 +162,24 @@ fa_status fa_forward(const fa_problem *p);
 /// Materialised reference: S = scale·Q·Kᵀ per (batch, head) with cblas_sgemm, masked row softmax,
 /// O = P·V with cblas_sgemm. Allocates Lq×Lk floats. OpenBLAS runs with num_threads threads.
 fa_status fa_naive_forward(const fa_problem *p);
+
+/// Checks everything fa_backward and fa_naive_backward check (lse, dout, dq, dk, dv required;
+/// dq, dk, dv may not overlap any input or each other).
+fa_status fa_check_backward(const fa_problem *p, fa_diagnostic *diag);
+
+/// Bytes of workspace fa_backward needs: per thread, the dK/dV accumulators of one key/value
+/// head (Lk × (Dqk + Dv), O(N·D)) and one query block's tiles; never anything Lq × Lk.
+fa_status fa_backward_workspace_bytes(const fa_problem *p, size_t *bytes);
+
+/// FlashAttention-2 backward: recomputes P from q, k and lse block by block;
+///   D = rowsum(dout ∘ o);  dV = Pᵀ·dout;  dP = dout·Vᵀ;  dS = P ∘ (dP − D);
+///   dQ = scale·dS·K;  dK = scale·dSᵀ·Q   (dK, dV summed over the query heads of a group).
+/// OpenMP over (batch, kv head); each is computed by one thread in a fixed order, so the
+/// gradients are bitwise identical for any thread count, with no atomics.
+fa_status fa_backward(const fa_problem *p);
+
+/// Materialised backward with cblas_sgemm (Lq × Lk floats twice): the baseline.
+fa_status fa_naive_backward(const fa_problem *p);
 
 /// A sentence describing a status (static storage; never NULL).
 const char *fa_status_message(fa_status status);

@@ -205,6 +205,70 @@ FA_AVX2 static void accumulate_pv_avx2(int rows_padded, int keys, int64_t dv, co
     }
 }
 
+// ---- backward ----
+
+FA_AVX2 static void softmax_grad_t_avx2(int keys, int rows_padded, float *st, float *dpt,
+                                        int64_t ld, const float *lse2, const float *dsum) {
+    for (int i = 0; i < rows_padded; i += VW) {
+        const __m256 l = _mm256_loadu_ps(lse2 + i);
+        const __m256 none = _mm256_cmp_ps(l, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
+        const __m256 l_use = _mm256_blendv_ps(l, _mm256_set1_ps(INFINITY), none);  // P = 0
+        const __m256 d = _mm256_loadu_ps(dsum + i);
+        for (int j = 0; j < keys; j++) {
+            float *s = st + j * ld + i, *g = dpt + j * ld + i;
+            const __m256 p = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s), l_use));
+            _mm256_storeu_ps(s, p);
+            _mm256_storeu_ps(g, _mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(g), d)));
+        }
+    }
+}
+
+FA_INLINE FA_AVX2 void gemm_tile(const int NR, const int NV, int K, const float *a, int64_t a_rs,
+                                 int64_t a_cs, const float *b, int64_t ldb, __m256i tail,
+                                 float *c, int64_t ldc) {
+    __m256 acc[MR][DV];
+    for (int r = 0; r < NR; r++)
+        for (int w = 0; w < NV; w++) acc[r][w] = _mm256_loadu_ps(c + r * ldc + w * VW);
+    for (int k = 0; k < K; k++) {
+        __m256 bv[DV];
+        for (int w = 0; w < NV; w++)
+            bv[w] = w == NV - 1 ? _mm256_maskload_ps(b + k * ldb + w * VW, tail)
+                                : _mm256_loadu_ps(b + k * ldb + w * VW);
+        for (int r = 0; r < NR; r++) {
+            const __m256 ab = _mm256_broadcast_ss(a + r * a_rs + k * a_cs);
+            for (int w = 0; w < NV; w++) acc[r][w] = _mm256_fmadd_ps(ab, bv[w], acc[r][w]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int w = 0; w < NV; w++) _mm256_storeu_ps(c + r * ldc + w * VW, acc[r][w]);
+}
+
+FA_AVX2 static void gemm_acc_avx2(int M, int64_t N, int K, const float *a, int64_t a_rs,
+                                  int64_t a_cs, const float *b, int64_t ldb, float *c,
+                                  int64_t ldc) {
+    for (int64_t n0 = 0; n0 < N; n0 += DV * VW) {  // 4 rows × 24 columns
+        const int64_t cols = N - n0 < DV * VW ? N - n0 : DV * VW;
+        const int nv = (int)((cols + VW - 1) / VW);
+        const __m256i tail = first_lanes((int)(cols - (int64_t)(nv - 1) * VW));
+        const float *bn = b + n0;
+        float *cn = c + n0;
+        for (int m = 0; m < M; m += MR) {
+            const int nr = M - m < MR ? M - m : MR;
+            const float *am = a + m * a_rs;
+            float *cm = cn + m * ldc;
+#define FA_GEMM_NV(NV)                                                                          \
+            if (nr == 4) gemm_tile(4, NV, K, am, a_rs, a_cs, bn, ldb, tail, cm, ldc);           \
+            else if (nr == 3) gemm_tile(3, NV, K, am, a_rs, a_cs, bn, ldb, tail, cm, ldc);      \
+            else if (nr == 2) gemm_tile(2, NV, K, am, a_rs, a_cs, bn, ldb, tail, cm, ldc);      \
+            else gemm_tile(1, NV, K, am, a_rs, a_cs, bn, ldb, tail, cm, ldc);
+            if (nv == 3) { FA_GEMM_NV(3) }
+            else if (nv == 2) { FA_GEMM_NV(2) }
+            else { FA_GEMM_NV(1) }
+#undef FA_GEMM_NV
+        }
+    }
+}
+
 const fa_kernels fa_kernels_avx2 = {
     .name = "avx2",
     .vector_width = VW,
@@ -214,5 +278,7 @@ const fa_kernels fa_kernels_avx2 = {
     .scores_t = scores_t_avx2,
     .softmax_t = softmax_t_avx2,
     .accumulate_pv = accumulate_pv_avx2,
+    .softmax_grad_t = softmax_grad_t_avx2,
+    .gemm_acc = gemm_acc_avx2,
     .exp2 = exp2_avx2,
 };

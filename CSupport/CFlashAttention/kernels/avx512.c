@@ -250,6 +250,85 @@ FA_AVX512 static void accumulate_pv_avx512(int rows_padded, int keys, int64_t dv
     }
 }
 
+// ---- backward ----
+
+FA_AVX512 static void softmax_grad_t_avx512(int keys, int rows_padded, float *st, float *dpt,
+                                            int64_t ld, const float *lse2, const float *dsum) {
+    for (int i = 0; i < rows_padded; i += VW) {
+        const __m512 l = _mm512_loadu_ps(lse2 + i);
+        // A row that saw no key has lse = −inf: subtract +inf instead, so P = 2^(−inf) = 0.
+        const __mmask16 none = _mm512_cmp_ps_mask(l, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+        const __m512 l_use = _mm512_mask_mov_ps(l, none, _mm512_set1_ps(INFINITY));
+        const __m512 d = _mm512_loadu_ps(dsum + i);
+        for (int j = 0; j < keys; j++) {
+            float *s = st + j * ld + i, *g = dpt + j * ld + i;
+            const __m512 p = exp2_ps(_mm512_sub_ps(_mm512_loadu_ps(s), l_use));
+            _mm512_storeu_ps(s, p);
+            _mm512_storeu_ps(g, _mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(g), d)));
+        }
+    }
+}
+
+// One c tile: NR rows × NV vectors; a(m, k) = a[m·a_rs + k·a_cs]; b's last vector masked.
+FA_INLINE FA_AVX512 void gemm_tile(const int NR, const int NV, int K, const float *a,
+                                   int64_t a_rs, int64_t a_cs, const float *b, int64_t ldb,
+                                   __mmask16 tail, float *c, int64_t ldc) {
+    __m512 acc[MR][DV];
+    for (int r = 0; r < NR; r++)
+        for (int w = 0; w < NV; w++) acc[r][w] = _mm512_loadu_ps(c + r * ldc + w * VW);
+    for (int k = 0; k < K; k++) {
+        __m512 bv[DV];
+        for (int w = 0; w < NV; w++)
+            bv[w] = w == NV - 1 ? _mm512_maskz_loadu_ps(tail, b + k * ldb + w * VW)
+                                : _mm512_loadu_ps(b + k * ldb + w * VW);
+        for (int r = 0; r < NR; r++) {
+            const __m512 ab = _mm512_set1_ps(a[r * a_rs + k * a_cs]);
+            for (int w = 0; w < NV; w++) acc[r][w] = _mm512_fmadd_ps(ab, bv[w], acc[r][w]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int w = 0; w < NV; w++) _mm512_storeu_ps(c + r * ldc + w * VW, acc[r][w]);
+}
+
+// Rows m0 … M−1 of one column strip (NV constant): tiles of NR rows, then 4, 2, 1.
+#define FA_GEMM_ROWS(NR, NV)                                                                  \
+    do {                                                                                      \
+        int m = 0;                                                                            \
+        for (; m + (NR) <= M; m += (NR))                                                      \
+            gemm_tile((NR), (NV), K, a + m * a_rs, a_rs, a_cs, bn, ldb, tail, cn + m * ldc, ldc); \
+        for (; m + 4 <= M; m += 4)                                                            \
+            gemm_tile(4, (NV), K, a + m * a_rs, a_rs, a_cs, bn, ldb, tail, cn + m * ldc, ldc); \
+        for (; m + 2 <= M; m += 2)                                                            \
+            gemm_tile(2, (NV), K, a + m * a_rs, a_rs, a_cs, bn, ldb, tail, cn + m * ldc, ldc); \
+        for (; m < M; m++)                                                                    \
+            gemm_tile(1, (NV), K, a + m * a_rs, a_rs, a_cs, bn, ldb, tail, cn + m * ldc, ldc); \
+    } while (0)
+
+FA_AVX512 static void gemm_acc_avx512(int M, int64_t N, int K, const float *a, int64_t a_rs,
+                                      int64_t a_cs, const float *b, int64_t ldb, float *c,
+                                      int64_t ldc) {
+    int64_t n0 = 0;
+    for (; N - n0 > 48; n0 += 64) {  // 6 × 64 tiles
+        const int64_t cols = N - n0 < 64 ? N - n0 : 64;
+        const int rem = (int)(cols - 48);
+        const __mmask16 tail = (__mmask16)(rem == VW ? 0xFFFF : (1u << rem) - 1);
+        const float *bn = b + n0;
+        float *cn = c + n0;
+        FA_GEMM_ROWS(6, 4);
+    }
+    if (n0 < N) {  // the last ≤ 48 columns: 8 × 1–3 vectors
+        const int64_t cols = N - n0;
+        const int nv = (int)((cols + VW - 1) / VW);
+        const int rem = (int)(cols - (int64_t)(nv - 1) * VW);
+        const __mmask16 tail = (__mmask16)(rem == VW ? 0xFFFF : (1u << rem) - 1);
+        const float *bn = b + n0;
+        float *cn = c + n0;
+        if (nv == 3) FA_GEMM_ROWS(8, 3);
+        else if (nv == 2) FA_GEMM_ROWS(8, 2);
+        else FA_GEMM_ROWS(8, 1);
+    }
+}
+
 const fa_kernels fa_kernels_avx512 = {
     .name = "avx512",
     .vector_width = VW,
@@ -259,5 +338,7 @@ const fa_kernels fa_kernels_avx512 = {
     .scores_t = scores_t_avx512,
     .softmax_t = softmax_t_avx512,
     .accumulate_pv = accumulate_pv_avx512,
+    .softmax_grad_t = softmax_grad_t_avx512,
+    .gemm_acc = gemm_acc_avx512,
     .exp2 = exp2_avx512,
 };

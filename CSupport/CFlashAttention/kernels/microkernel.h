@@ -69,6 +69,19 @@ typedef struct fa_kernels {
                           const float *v, int64_t ldv, const float *alpha, float *acc,
                           int64_t ldacc, int masked, int64_t shift);
 
+    // ---- backward ----
+
+    /// Per query i: P = 2^(st[j, i] − lse2[i]) (0 where lse2[i] = −inf: a row that saw no
+    /// key), written over st; dS = P · (dpt[j, i] − dsum[i]), written over dpt.
+    void (*softmax_grad_t)(int keys, int rows_padded, float *st, float *dpt, int64_t ld,
+                           const float *lse2, const float *dsum);
+
+    /// c[m, n] += Σ_k a[m·a_rs + k·a_cs] · b[k·ldb + n]   (m < M, n < N, k < K).
+    /// c rows are read and written as whole vectors up to N rounded up to 16 (so ldc ≥ that);
+    /// b is read only where n < N. With a_rs = 1 this is Aᵀ·B for a stored A.
+    void (*gemm_acc)(int M, int64_t N, int K, const float *a, int64_t a_rs, int64_t a_cs,
+                     const float *b, int64_t ldb, float *c, int64_t ldc);
+
     /// y[j] = 2^x[j] for x[j] ≤ 0, as the softmax computes it (exposed for accuracy tests).
     void (*exp2)(const float *x, float *y, int64_t n);
 } fa_kernels;

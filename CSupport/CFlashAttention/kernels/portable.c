@@ -80,6 +80,31 @@ static void accumulate_pv_portable(int rows_padded, int keys, int64_t dv, const 
     }
 }
 
+static void softmax_grad_t_portable(int keys, int rows_padded, float *st, float *dpt, int64_t ld,
+                                    const float *lse2, const float *dsum) {
+    for (int j = 0; j < keys; j++) {
+        float *sj = st + j * ld, *dj = dpt + j * ld;
+        for (int i = 0; i < rows_padded; i++) {
+            const float l = lse2[i] == -INFINITY ? INFINITY : lse2[i];  // no key seen: P = 0
+            const float p = exp2_portable_one(sj[i] - l);
+            sj[i] = p;
+            dj[i] = p * (dj[i] - dsum[i]);
+        }
+    }
+}
+
+static void gemm_acc_portable(int M, int64_t N, int K, const float *a, int64_t a_rs,
+                              int64_t a_cs, const float *b, int64_t ldb, float *c, int64_t ldc) {
+    for (int m = 0; m < M; m++) {
+        float *cm = c + m * ldc;
+        for (int k = 0; k < K; k++) {
+            const float amk = a[m * a_rs + k * a_cs];
+            const float *bk = b + k * ldb;
+            for (int64_t n = 0; n < N; n++) cm[n] += amk * bk[n];
+        }
+    }
+}
+
 static void exp2_portable(const float *x, float *y, int64_t n) {
     for (int64_t j = 0; j < n; j++) y[j] = exp2_portable_one(x[j]);
 }
@@ -93,5 +118,7 @@ const fa_kernels fa_kernels_portable = {
     .scores_t = scores_t_portable,
     .softmax_t = softmax_t_portable,
     .accumulate_pv = accumulate_pv_portable,
+    .softmax_grad_t = softmax_grad_t_portable,
+    .gemm_acc = gemm_acc_portable,
     .exp2 = exp2_portable,
 };

@@ -90,3 +90,85 @@ fa_status fa_naive_forward(const fa_problem *p) {
     free(s);
     return FA_OK;
 }
+
+// Backward, materialised, per (batch b, query head h), serially, with g = h / (Hq / Hkv):
+//   S = scale · Q·Kᵀ;  P = exp(S − LSE) (0 where hidden or the row saw no key)
+//   dV[b,g] (+)= Pᵀ·dO;  dP = dO·Vᵀ;  D = rowsum(dO ∘ O);  dS = P ∘ (dP − D)
+//   dQ[b,h] = scale · dS·K;  dK[b,g] (+)= scale · dSᵀ·Q      ("+=" for later heads of a group)
+fa_status fa_naive_backward(const fa_problem *p) {
+    fa_resolved r;
+    fa_status st = fa_validate_mode(p, NULL, &r, FA_MODE_BACKWARD);
+    if (st != FA_OK) return st;
+    const fa_shape *sh = &p->shape;
+    size_t count, bytes;
+    if (__builtin_mul_overflow((size_t)sh->q_len, (size_t)sh->kv_len, &count) ||
+        __builtin_mul_overflow(count, 2 * sizeof(float), &bytes))
+        return FA_ERR_SIZE_OVERFLOW;
+    float *s = malloc(bytes);
+    if (!s) return FA_ERR_OUT_OF_MEMORY;
+    float *dp = s + count;
+
+    if (openblas_get_num_threads() != r.threads) openblas_set_num_threads(r.threads);
+    const int64_t lq = sh->q_len, lk = sh->kv_len, dqk = sh->head_dim_qk, dv = sh->head_dim_v;
+    const int64_t ld[8] = {
+        leading_dim(lq, p->q_strides.seq, dqk), leading_dim(lk, p->k_strides.seq, dqk),
+        leading_dim(lk, p->v_strides.seq, dv), leading_dim(lq, p->o_strides.seq, dv),
+        leading_dim(lq, p->dout_strides.seq, dv), leading_dim(lq, p->dq_strides.seq, dqk),
+        leading_dim(lk, p->dk_strides.seq, dqk), leading_dim(lk, p->dv_strides.seq, dv)};
+    for (int i = 0; i < 8; i++)
+        if (ld[i] > INT32_MAX) {
+            free(s);
+            return FA_ERR_SIZE_OVERFLOW;
+        }
+    const int ldq = (int)ld[0], ldk = (int)ld[1], ldv = (int)ld[2];
+    const int lddo = (int)ld[4], lddq = (int)ld[5], lddk = (int)ld[6], lddv = (int)ld[7];
+    const int64_t offset = p->causal == FA_CAUSAL_BOTTOM_RIGHT ? lk - lq : 0;
+
+    for (int64_t b = 0; b < sh->batch; b++) {
+        for (int64_t h = 0; h < sh->q_heads; h++) {
+            const int64_t g = h / r.group;
+            const float first = h % r.group == 0 ? 0.0f : 1.0f;  // beta: start or add
+            const float *q = p->q + b * p->q_strides.batch + h * p->q_strides.head;
+            const float *k = p->k + b * p->k_strides.batch + g * p->k_strides.head;
+            const float *v = p->v + b * p->v_strides.batch + g * p->v_strides.head;
+            const float *o = p->o + b * p->o_strides.batch + h * p->o_strides.head;
+            const float *lse = p->lse + b * p->lse_strides.batch + h * p->lse_strides.head;
+            const float *dout = p->dout + b * p->dout_strides.batch + h * p->dout_strides.head;
+            float *dq = p->dq + b * p->dq_strides.batch + h * p->dq_strides.head;
+            float *dk = p->dk + b * p->dk_strides.batch + g * p->dk_strides.head;
+            float *dvg = p->dv + b * p->dv_strides.batch + g * p->dv_strides.head;
+            // S = scale · Q·Kᵀ, then P in place.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
+                        r.scale, q, ldq, k, ldk, 0.0f, s, (int)lk);
+            // dP = dO·Vᵀ
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dv, 1.0f,
+                        dout, lddo, v, ldv, 0.0f, dp, (int)lk);
+            for (int64_t i = 0; i < lq; i++) {
+                int64_t visible = lk;
+                if (p->causal != FA_CAUSAL_NONE) {
+                    visible = i + offset + 1;
+                    visible = visible < 0 ? 0 : (visible > lk ? lk : visible);
+                }
+                const float l = lse[i * p->lse_strides.seq];
+                float d = 0.0f;
+                for (int64_t c = 0; c < dv; c++)
+                    d += dout[i * p->dout_strides.seq + c] * o[i * p->o_strides.seq + c];
+                float *si = s + i * lk, *gi = dp + i * lk;
+                for (int64_t j = 0; j < lk; j++) {
+                    const float pij = (j < visible && l != -INFINITY) ? expf(si[j] - l) : 0.0f;
+                    si[j] = pij;
+                    gi[j] = pij * (gi[j] - d);  // dS
+                }
+            }
+            // dV (+)= Pᵀ·dO;  dK (+)= scale · dSᵀ·Q;  dQ = scale · dS·K
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)lk, (int)dv, (int)lq, 1.0f, s,
+                        (int)lk, dout, lddo, first, dvg, lddv);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)lk, (int)dqk, (int)lq, r.scale,
+                        dp, (int)lk, q, ldq, first, dk, lddk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)lq, (int)dqk, (int)lk,
+                        r.scale, dp, (int)lk, k, ldk, 0.0f, dq, lddq);
+        }
+    }
+    free(s);
+    return FA_OK;
+}

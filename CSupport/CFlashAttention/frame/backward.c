@@ -1,0 +1,249 @@
+// backward.c — the FlashAttention-2 backward loop nest. No ISA code: tiles go to fa_kernels.
+//
+// For each (batch b, key/value head g) — one work item, one thread:
+//   dK_acc = 0, dV_acc = 0                                  (Lk rows each, in the workspace)
+//   for each query head h of the group, for each block of BQ query rows:
+//     Qᵀ  = scale·log2(e) · Q[b,h,rows]ᵀ;   dOᵀ = dO[b,h,rows]ᵀ       (pack_qt)
+//     L2  = LSE·log2(e);  D = rowsum(dO ∘ O)                  (the forward's O and LSE)
+//     dQ_acc = 0
+//     for each key block of BK keys that some row of the block can see:
+//       Sᵀ  = K·Qᵀ (masked on diagonal blocks)                (scores_t)
+//       dPᵀ = V·dOᵀ                                           (scores_t)
+//       Pᵀ  = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D)               (softmax_grad_t)
+//       dV_acc[keys] += Pᵀ · dO[rows]                         (gemm_acc)
+//       dK_acc[keys] += dSᵀ · Q[rows]                         (gemm_acc)
+//       dQ_acc       += dS · K[keys]                          (gemm_acc, dSᵀ read transposed)
+//     dQ[b,h,rows] = scale · dQ_acc
+//   dK[b,g] = scale · dK_acc;  dV[b,g] = dV_acc
+//
+// Five GEMM-sized products per (query block, key block), as in FlashAttention-2. The item
+// owns every row of dQ, dK and dV it writes, so no two threads ever add into the same memory:
+// no atomics, and a fixed loop order — the gradients are bitwise identical for any thread
+// count. The query block (BQ = 96) and key block (64) never depend on the machine's threads.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+#ifdef _OPENMP
+int omp_get_thread_num(void);
+#endif
+
+enum { BACKWARD_BLOCK_Q = 96, BACKWARD_BLOCK_K = 64 };
+
+/// Per-thread workspace of the backward, offsets in floats, each region FA_ALIGN-aligned.
+typedef struct backward_layout {
+    size_t dk_acc, dv_acc;  ///< Lk × ldk, Lk × ldv
+    size_t qt, dot;         ///< Dqk × BQ, Dv × BQ
+    size_t st, dpt;         ///< BK × BQ each
+    size_t dq_acc;          ///< BQ × ldk
+    size_t lse2, dsum, scratch;  ///< BQ each
+    int64_t ldk, ldv;       ///< Dqk and Dv rounded up to 16
+    int bq, bk;
+    size_t per_thread_bytes;
+} backward_layout;
+
+static backward_layout backward_layout_for(const fa_shape *s, const fa_kernels *kr) {
+    backward_layout l = {0};
+    const size_t per_align = FA_ALIGN / sizeof(float);
+    l.bq = (BACKWARD_BLOCK_Q + kr->query_tile - 1) / kr->query_tile * kr->query_tile;
+    l.bk = BACKWARD_BLOCK_K;
+    l.ldk = (s->head_dim_qk + 15) / 16 * 16;
+    l.ldv = (s->head_dim_v + 15) / 16 * 16;
+    const size_t bq = (size_t)l.bq, bk = (size_t)l.bk, lk = (size_t)s->kv_len;
+    const size_t sizes[10] = {lk * (size_t)l.ldk, lk * (size_t)l.ldv,
+                              (size_t)s->head_dim_qk * bq, (size_t)s->head_dim_v * bq,
+                              bk * bq, bk * bq, bq * (size_t)l.ldk, bq, bq, bq};
+    size_t *offsets[10] = {&l.dk_acc, &l.dv_acc, &l.qt, &l.dot, &l.st,
+                           &l.dpt, &l.dq_acc, &l.lse2, &l.dsum, &l.scratch};
+    size_t at = 0;
+    for (int i = 0; i < 10; i++) {
+        *offsets[i] = at;
+        at += (sizes[i] + per_align - 1) / per_align * per_align;
+    }
+    l.per_thread_bytes = at * sizeof(float);
+    return l;
+}
+
+/// Threads that can have work: one item per (batch, kv head).
+static int backward_threads(const fa_problem *p) {
+    const int64_t items = p->shape.batch * p->shape.kv_heads;
+    const int t = fa_resolve_threads(p->num_threads);
+    return items < t ? (int)items : t;
+}
+
+fa_status fa_backward_workspace_bytes(const fa_problem *p, size_t *bytes) {
+    if (!p || !bytes) return FA_ERR_NULL_POINTER;
+    fa_status st = fa_validate_shape_options(p, NULL);
+    if (st != FA_OK) return st;
+    const backward_layout l = backward_layout_for(&p->shape, fa_kernels_for(p->isa));
+    size_t total;
+    // Lk × (Dqk + Dv) < 2^31 · 2^32: fits 64 bits; the product with threads is checked.
+    if (__builtin_mul_overflow(l.per_thread_bytes, (size_t)backward_threads(p), &total) ||
+        __builtin_add_overflow(total, (size_t)FA_ALIGN, &total))
+        return FA_ERR_SIZE_OVERFLOW;
+    *bytes = total;
+    return FA_OK;
+}
+
+typedef struct backward_plan {
+    const fa_problem *p;
+    const fa_kernels *kr;
+    backward_layout layout;
+    float scale;
+    int64_t group;
+    int64_t causal_offset;
+    int causal;
+} backward_plan;
+
+static int64_t visible_end_b(const backward_plan *pl, int64_t i) {
+    const int64_t lk = pl->p->shape.kv_len;
+    if (!pl->causal) return lk;
+    const int64_t end = i + pl->causal_offset + 1;
+    return end < 0 ? 0 : (end > lk ? lk : end);
+}
+
+// One block of query rows of head h against every key block it sees; adds into dK_acc, dV_acc.
+static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, int64_t q0,
+                                 float *ws) {
+    const fa_problem *p = pl->p;
+    const fa_kernels *kr = pl->kr;
+    const backward_layout *l = &pl->layout;
+    const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
+    const int64_t g = h / pl->group;
+    const int bq = l->bq, bk = l->bk;
+    const int rows = (int)(p->shape.q_len - q0 < bq ? p->shape.q_len - q0 : bq);
+    const int vw = kr->vector_width;
+    const int rows_padded = (rows + vw - 1) / vw * vw;
+
+    const float *q = p->q + b * p->q_strides.batch + h * p->q_strides.head + q0 * p->q_strides.seq;
+    const float *o = p->o + b * p->o_strides.batch + h * p->o_strides.head + q0 * p->o_strides.seq;
+    const float *dout = p->dout + b * p->dout_strides.batch + h * p->dout_strides.head +
+                        q0 * p->dout_strides.seq;
+    const float *lse = p->lse + b * p->lse_strides.batch + h * p->lse_strides.head +
+                       q0 * p->lse_strides.seq;
+    const float *k = p->k + b * p->k_strides.batch + g * p->k_strides.head;
+    const float *v = p->v + b * p->v_strides.batch + g * p->v_strides.head;
+
+    float *qt = ws + l->qt, *dot = ws + l->dot, *st = ws + l->st, *dpt = ws + l->dpt;
+    float *dq_acc = ws + l->dq_acc, *lse2 = ws + l->lse2, *dsum = ws + l->dsum;
+    float *scratch = ws + l->scratch;
+    float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
+
+    // Qᵀ scaled into base 2, dOᵀ as it is; L2 = LSE·log2(e); D = rowsum(dO ∘ O).
+    kr->pack_qt(rows, rows_padded, dqk, q, p->q_strides.seq, pl->scale * FA_LOG2E, qt, bq);
+    kr->pack_qt(rows, rows_padded, dv, dout, p->dout_strides.seq, 1.0f, dot, bq);
+    for (int i = 0; i < rows_padded; i++) {
+        float d = 0.0f;
+        if (i < rows) {
+            const float *oi = o + i * p->o_strides.seq, *gi = dout + i * p->dout_strides.seq;
+            for (int64_t c = 0; c < dv; c++) d += gi[c] * oi[c];
+        }
+        const float li = i < rows ? lse[i * p->lse_strides.seq] : -INFINITY;
+        lse2[i] = li == -INFINITY ? -INFINITY : li * FA_LOG2E;
+        dsum[i] = d;
+        scratch[i] = -INFINITY;
+    }
+    memset(dq_acc, 0, sizeof(float) * (size_t)rows_padded * (size_t)l->ldk);
+
+    const int64_t kv_end = visible_end_b(pl, q0 + rows - 1);
+    const int64_t first_hidden = visible_end_b(pl, q0);
+    for (int64_t k0 = 0; k0 < kv_end; k0 += bk) {
+        const int keys = (int)(kv_end - k0 < bk ? kv_end - k0 : bk);
+        const int masked = pl->causal && k0 + keys > first_hidden;
+        const int64_t shift = k0 - q0 - pl->causal_offset;
+        const float *kb = k + k0 * p->k_strides.seq, *vb = v + k0 * p->v_strides.seq;
+        // Sᵀ = K·Qᵀ (log2 units, −inf where hidden); dPᵀ = V·dOᵀ.
+        kr->scores_t(keys, rows_padded, dqk, kb, p->k_strides.seq, qt, bq, st, bq, masked, shift,
+                     scratch);
+        kr->scores_t(keys, rows_padded, dv, vb, p->v_strides.seq, dot, bq, dpt, bq, 0, 0, scratch);
+        // Pᵀ = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D).
+        kr->softmax_grad_t(keys, rows_padded, st, dpt, bq, lse2, dsum);
+        // dV[keys] += Pᵀ·dO;  dK[keys] += dSᵀ·Q  (reductions over the real rows only).
+        kr->gemm_acc(keys, dv, rows, st, bq, 1, dout, p->dout_strides.seq, dv_acc + k0 * l->ldv,
+                     l->ldv);
+        kr->gemm_acc(keys, dqk, rows, dpt, bq, 1, q, p->q_strides.seq, dk_acc + k0 * l->ldk,
+                     l->ldk);
+        // dQ += dS·K  (dS = (dSᵀ)ᵀ: row stride 1, column stride bq).
+        kr->gemm_acc(rows_padded, dqk, keys, dpt, 1, bq, kb, p->k_strides.seq, dq_acc, l->ldk);
+    }
+
+    float *dq = p->dq + b * p->dq_strides.batch + h * p->dq_strides.head + q0 * p->dq_strides.seq;
+    for (int i = 0; i < rows; i++) {
+        float *di = dq + i * p->dq_strides.seq;
+        const float *ai = dq_acc + (int64_t)i * l->ldk;
+        for (int64_t c = 0; c < dqk; c++) di[c] = pl->scale * ai[c];
+    }
+}
+
+// One (batch, kv head): every query head of the group and every query block, then dK, dV.
+static void backward_item(const backward_plan *pl, int64_t b, int64_t g, float *ws) {
+    const fa_problem *p = pl->p;
+    const backward_layout *l = &pl->layout;
+    const int64_t lk = p->shape.kv_len, dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
+    float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
+    memset(dk_acc, 0, sizeof(float) * (size_t)lk * (size_t)l->ldk);
+    memset(dv_acc, 0, sizeof(float) * (size_t)lk * (size_t)l->ldv);
+    for (int64_t h = g * pl->group; h < (g + 1) * pl->group; h++)
+        for (int64_t q0 = 0; q0 < p->shape.q_len; q0 += l->bq)
+            backward_query_block(pl, b, h, q0, ws);
+    float *dk = p->dk + b * p->dk_strides.batch + g * p->dk_strides.head;
+    float *dvo = p->dv + b * p->dv_strides.batch + g * p->dv_strides.head;
+    for (int64_t j = 0; j < lk; j++) {
+        float *kj = dk + j * p->dk_strides.seq, *vj = dvo + j * p->dv_strides.seq;
+        const float *ak = dk_acc + j * l->ldk, *av = dv_acc + j * l->ldv;
+        for (int64_t c = 0; c < dqk; c++) kj[c] = pl->scale * ak[c];
+        for (int64_t c = 0; c < dv; c++) vj[c] = av[c];
+    }
+}
+
+fa_status fa_backward(const fa_problem *p) {
+    fa_resolved r;
+    fa_status st = fa_validate_mode(p, NULL, &r, FA_MODE_BACKWARD);
+    if (st != FA_OK) return st;
+
+    backward_plan pl = {0};
+    pl.p = p;
+    pl.kr = fa_kernels_for(p->isa);
+    pl.layout = backward_layout_for(&p->shape, pl.kr);
+    pl.scale = r.scale;
+    pl.group = r.group;
+    pl.causal = p->causal != FA_CAUSAL_NONE;
+    pl.causal_offset = p->causal == FA_CAUSAL_BOTTOM_RIGHT ? p->shape.kv_len - p->shape.q_len : 0;
+
+    size_t bytes = 0;
+    st = fa_backward_workspace_bytes(p, &bytes);
+    if (st != FA_OK) return st;
+    void *owned = NULL;
+    void *base = p->workspace;
+    if (!base) {  // one allocation per call, before any output is written
+        owned = malloc(bytes);
+        if (!owned) return FA_ERR_OUT_OF_MEMORY;
+        base = owned;
+    }
+    float *ws = (float *)(((uintptr_t)base + FA_ALIGN - 1) & ~(uintptr_t)(FA_ALIGN - 1));
+    const size_t stride = pl.layout.per_thread_bytes / sizeof(float);
+    const int threads = backward_threads(p);
+    (void)threads;
+
+    const int64_t items = p->shape.batch * p->shape.kv_heads;
+    int64_t next_item = 0;  // claimed one at a time (see forward.c)
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+#ifdef _OPENMP
+        float *mine = ws + (size_t)omp_get_thread_num() * stride;
+#else
+        float *mine = ws;
+#endif
+        for (;;) {
+            const int64_t t = __atomic_fetch_add(&next_item, 1, __ATOMIC_RELAXED);
+            if (t >= items) break;
+            backward_item(&pl, t / p->shape.kv_heads, t % p->shape.kv_heads, mine);
+        }
+    }
+    (void)stride;
+    free(owned);
+    return FA_OK;
+}
