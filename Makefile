@@ -5,7 +5,7 @@ SWIFT ?= swift
 PACKAGES := libopenblas-dev libomp-dev
 BENCH_ARGS ?=
 
-.PHONY: deps build test unit-test consumer-test bench clean
+.PHONY: deps build test unit-test consumer-test bench bench-backward clean
 
 # System libraries: OpenBLAS (the naive reference and the roofline) and LLVM's OpenMP runtime.
 deps:
@@ -42,6 +42,11 @@ test: unit-test consumer-test
 bench: deps
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
 	  $(SWIFT) run -c release attention-bench --output Benchmarks/results $(BENCH_ARGS)
+
+# The backward sweep (same grid, --pass backward) into Benchmarks/results/backward/.
+bench-backward: deps
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+	  $(SWIFT) run -c release attention-bench --pass backward --output Benchmarks/results/backward $(BENCH_ARGS)
 
 clean:
 	rm -rf .build

@@ -215,7 +215,10 @@ extension SweepReport {
                                    yLabel: "MB above the case's start (log scale)", logX: true, logY: true,
                                    series: order.map { groups[$0]!.1 })
             let c0 = rows.first?.configuration
-            let title = "Attention forward, D = \(d), B = \(c0?.batch ?? 1), H = \(c0?.queryHeads ?? 0), "
+            let passes = Set(rows.map(\.configuration.pass))
+            let passName = passes.count > 1 ? "forward and backward"
+                : (passes.first == .backward ? "backward" : "forward")
+            let title = "Attention \(passName), D = \(d), B = \(c0?.batch ?? 1), H = \(c0?.queryHeads ?? 0), "
                 + "\(machine.threads) threads, \(machine.cpuModel)"
             return (d, SVGChart.document(title: title, panels: [speed, memory]))
         }
