@@ -79,8 +79,17 @@ let package = Package(
             path: "Benchmarks/attention-parity"
         ),
         .target(
+            name: "AttentionTools",
+            dependencies: [
+                "FlashAttention",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/AttentionTools"
+        ),
+        .target(
             name: "ParityKit",
             dependencies: [
+                "AttentionTools",
                 "FlashAttention",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -89,6 +98,7 @@ let package = Package(
         .target(
             name: "BenchmarkKit",
             dependencies: [
+                "AttentionTools",
                 "FlashAttention",
                 "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

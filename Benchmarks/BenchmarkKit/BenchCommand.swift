@@ -22,7 +22,6 @@ public struct ListArgument<Element: ExpressibleByArgument & Sendable>: Expressib
 }
 
 extension BenchCausal: ExpressibleByArgument {}
-extension BenchImplementation: ExpressibleByArgument {}
 
 /// --pass values.
 public enum PassChoice: String, CaseIterable, ExpressibleByArgument, Sendable {

@@ -164,9 +164,9 @@ public struct BenchRunner {
                                      workspaceBytes: 0)
                 let options = AttentionOptions(causal: config.causal.mask,
                                                threadCount: config.threads,
-                                               implementation: impl.library, kernel: impl.kernel)
-                if impl != .naive && !FlashAttention.supportedKernels.contains(impl.kernel)
-                    && impl.kernel != .automatic {
+                                               implementation: impl.implementation,
+                                               kernel: impl.kernel)
+                if !impl.isSupported {
                     row.skipReason = "this CPU does not support \(impl.kernel.rawValue)"
                     rows.append(row)
                     continue

@@ -1,33 +1,8 @@
+import AttentionTools
 import FlashAttention
 
-/// What the benchmark can run in one case.
-public enum BenchImplementation: String, CaseIterable, Sendable, Codable {
-    /// Flash with the kernels the library picks for this CPU.
-    case flash
-    /// The materialised OpenBLAS baseline.
-    case naive
-    /// Flash forced onto one ISA's kernels, to compare the paths.
-    case flashPortable = "flash-portable"
-    case flashAVX2 = "flash-avx2"
-    case flashAVX512 = "flash-avx512"
-
-    /// Also accepts `flash-scalar` for `flash-portable`.
-    public init?(argument: String) {
-        if argument == "flash-scalar" { self = .flashPortable; return }
-        self.init(rawValue: argument)
-    }
-
-    var library: AttentionImplementation { self == .naive ? .naive : .flash }
-
-    var kernel: KernelISA {
-        switch self {
-        case .flash, .naive: .automatic
-        case .flashPortable: .portable
-        case .flashAVX2: .avx2
-        case .flashAVX512: .avx512
-        }
-    }
-}
+/// What the benchmark can run in one case (shared with attention-parity).
+public typealias BenchImplementation = ToolImplementation
 
 /// The causal modes as the command line spells them.
 public enum BenchCausal: String, CaseIterable, Sendable, Codable {

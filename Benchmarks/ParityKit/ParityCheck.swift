@@ -1,3 +1,4 @@
+import AttentionTools
 import FlashAttention
 import Foundation
 
@@ -57,21 +58,8 @@ public struct CaseResult: Sendable, Codable {
     }
 }
 
-/// The implementations the tool can run.
-public enum ParityImplementation: String, CaseIterable, Sendable, Codable {
-    case flash, naive
-    case flashPortable = "flash-portable", flashAVX2 = "flash-avx2", flashAVX512 = "flash-avx512"
-
-    var library: AttentionImplementation { self == .naive ? .naive : .flash }
-    var kernel: KernelISA {
-        switch self {
-        case .flash, .naive: .automatic
-        case .flashPortable: .portable
-        case .flashAVX2: .avx2
-        case .flashAVX512: .avx512
-        }
-    }
-}
+/// The implementations the tool can run (shared with attention-bench).
+public typealias ParityImplementation = ToolImplementation
 
 /// Runs cases and compares them with their expected tensors.
 public struct ParityChecker: Sendable {
@@ -105,7 +93,7 @@ public struct ParityChecker: Sendable {
             do {
                 let (out, lse) = try FlashAttention.forwardWithLogSumExp(
                     query: c.query, key: c.key, value: c.value, shape: c.shape,
-                    options: c.options(impl.library, kernel: impl.kernel))
+                    options: c.options(impl.implementation, kernel: impl.kernel))
                 if let expected = c.expectedOutput {
                     r.tensors.append(TensorComparison(tensor: "out", got: out, expected: expected.doubles,
                                                       atol: atol, rtol: rtol))
@@ -119,7 +107,7 @@ public struct ParityChecker: Sendable {
                     let g = try FlashAttention.backward(
                         query: c.query, key: c.key, value: c.value, output: out, logSumExp: lse,
                         outputGradient: dout, shape: c.shape,
-                        options: c.options(impl.library, kernel: impl.kernel))
+                        options: c.options(impl.implementation, kernel: impl.kernel))
                     for (name, got) in [("dq", g.query), ("dk", g.key), ("dv", g.value)] {
                         if let expected = c.expectedGradients[name] {
                             r.tensors.append(TensorComparison(tensor: name, got: got,
@@ -147,7 +135,7 @@ public struct ParityChecker: Sendable {
         }
         let (out, lse) = try FlashAttention.forwardWithLogSumExp(
             query: c.query, key: c.key, value: c.value, shape: c.shape,
-            options: c.options(implementation.library, kernel: implementation.kernel))
+            options: c.options(implementation.implementation, kernel: implementation.kernel))
         let s = c.shape
         var written: [String] = []
         var arrays = [("out.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength, s.valueHeadDim], floats: out)),
@@ -156,7 +144,7 @@ public struct ParityChecker: Sendable {
             let g = try FlashAttention.backward(
                 query: c.query, key: c.key, value: c.value, output: out, logSumExp: lse,
                 outputGradient: dout, shape: c.shape,
-                options: c.options(implementation.library, kernel: implementation.kernel))
+                options: c.options(implementation.implementation, kernel: implementation.kernel))
             arrays += [
                 ("dq.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength, s.headDim], floats: g.query)),
                 ("dk.npy", NpyArray(shape: [s.batch, s.keyValueHeads, s.keyLength, s.headDim], floats: g.key)),

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 
-extension ParityImplementation: ExpressibleByArgument {}
 
 /// `attention-parity`: checks our attention against tensors saved by PyTorch or NumPy.
 public struct ParityCommand: ParsableCommand {

@@ -52,10 +52,7 @@ func makeCase(_ c: AttentionCase, json: String, inputsAsFloat64: Bool = false,
 struct ParityTests {
     // Tolerances for these unit-magnitude cases: the float64 reference is exact, ours is
     // float32, so errors are a few 1e-7 (see the README's accuracy table); 1e-5 is the default.
-    let checker = ParityChecker(implementations: ParityImplementation.allCases.filter {
-        $0 == .flash || $0 == .naive || $0 == .flashPortable
-            || FlashAttention.supportedKernels.map(\.rawValue).contains($0.rawValue.replacingOccurrences(of: "flash-", with: ""))
-    })
+    let checker = ParityChecker(implementations: ParityImplementation.allCases.filter(\.isSupported))
 
     @Test("cases covering every supported case.json key pass",
           arguments: [

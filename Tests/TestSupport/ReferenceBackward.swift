@@ -47,6 +47,8 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
     var gk = [Double](repeating: 0, count: bN * hkv * lk * dqk)
     var gv = [Double](repeating: 0, count: bN * hkv * lk * dv)
     var tq = gq, tk = gk, tv = gv
+    // Σ|products| per dK / dV element, for the summation bound added at the end.
+    var absK = gk, absV = gv
     // Per (b, g, j): terms added into dK_j / dV_j (for the summation bound).
     var terms = [Int](repeating: 0, count: bN * hkv * lk)
     var p = [Double](repeating: 0, count: lk), ds = p, dds = p
@@ -105,7 +107,7 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                     gq[row * dqk + d] = scale * acc
                     tq[row * dqk + d] = abs(scale) * (err + Double(n + 2) * u * absSum)
                 }
-                // dK_j, dV_j (errors accumulated as sums; the count factor added at the end)
+                // dK_j, dV_j (error sums here; the summation bound added at the end)
                 for j in 0 ..< n {
                     let kv = (b * hkv + g) * lk + j
                     terms[kv] += 1
@@ -113,36 +115,14 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                         let qd = Double(query[b, h, i, d])
                         gk[kv * dqk + d] += scale * ds[j] * qd
                         tk[kv * dqk + d] += abs(scale) * (dds[j] * abs(qd))
+                        absK[kv * dqk + d] += abs(scale * ds[j] * qd)
                     }
                     for d in 0 ..< dv {
                         let go = Double(dO[b, h, i, d])
                         gv[kv * dv + d] += p[j] * go
                         tv[kv * dv + d] += (eps * p[j] + flush) * abs(go)
+                        absV[kv * dv + d] += abs(p[j] * go)
                     }
-                }
-            }
-        }
-    }
-    // Summation bounds for dK and dV: (terms + 2)·u·Σ|products|, recomputed as a second pass.
-    var absK = [Double](repeating: 0, count: gk.count), absV = [Double](repeating: 0, count: gv.count)
-    for b in 0 ..< bN {
-        for h in 0 ..< hq {
-            let g = h / group
-            for i in 0 ..< lq {
-                let row = (b * hq + h) * lq + i
-                let n = forward.visibleKeys[row]
-                guard n > 0 else { continue }
-                let lse = forward.logSumExp[row]
-                var dsum = 0.0
-                for d in 0 ..< dv { dsum += Double(dO[b, h, i, d]) * forward.output[row * dv + d] }
-                for j in 0 ..< n {
-                    var s = 0.0, dp = 0.0
-                    for d in 0 ..< dqk { s += Double(query[b, h, i, d]) * Double(key[b, g, j, d]) }
-                    for d in 0 ..< dv { dp += Double(dO[b, h, i, d]) * Double(value[b, g, j, d]) }
-                    let pj = exp(scale * s - lse), dsj = pj * (dp - dsum)
-                    let kv = (b * hkv + g) * lk + j
-                    for d in 0 ..< dqk { absK[kv * dqk + d] += abs(scale * dsj * Double(query[b, h, i, d])) }
-                    for d in 0 ..< dv { absV[kv * dv + d] += abs(pj * Double(dO[b, h, i, d])) }
                 }
             }
         }

@@ -98,9 +98,7 @@ typedef struct backward_plan {
 
 static int64_t visible_end_b(const backward_plan *pl, int64_t i) {
     const int64_t lk = pl->p->shape.kv_len;
-    if (!pl->causal) return lk;
-    const int64_t end = i + pl->causal_offset + 1;
-    return end < 0 ? 0 : (end > lk ? lk : end);
+    return pl->causal ? causal_visible_end(i, pl->causal_offset, lk) : lk;
 }
 
 // One block of query rows of head h against every key block it sees; adds into dK_acc, dV_acc.

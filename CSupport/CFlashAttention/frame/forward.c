@@ -40,9 +40,7 @@ typedef struct forward_plan {
 /// The keys row `i` may see end before this index (exclusive), clamped to [0, Lk].
 static int64_t visible_end(const forward_plan *pl, int64_t i) {
     const int64_t lk = pl->p->shape.kv_len;
-    if (!pl->causal) return lk;
-    const int64_t end = i + pl->causal_offset + 1;
-    return end < 0 ? 0 : (end > lk ? lk : end);
+    return pl->causal ? causal_visible_end(i, pl->causal_offset, lk) : lk;
 }
 
 /// Prefetches `rows` rows of `width` floats, `stride` apart, into the caches.

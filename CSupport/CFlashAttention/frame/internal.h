@@ -62,6 +62,13 @@ fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b);
 /// be allocated. Valid until the thread's next call; freed when the thread exits.
 float *fa_thread_workspace(size_t bytes);
 
+/// Under a causal mask query row i sees keys j < causal_visible_end(i, …): j ≤ i + offset,
+/// clamped to [0, Lk]. offset is Lk − Lq (bottom-right) or 0 (top-left).
+static inline int64_t causal_visible_end(int64_t i, int64_t offset, int64_t lk) {
+    const int64_t end = i + offset + 1;
+    return end < 0 ? 0 : (end > lk ? lk : end);
+}
+
 /// Threads OpenMP would give a call that asks for `requested` (0 = the default).
 int fa_resolve_threads(int32_t requested);
 

@@ -72,11 +72,8 @@ fa_status fa_naive_forward(const fa_problem *p) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
                         r.scale, q, (int)ldq, k, (int)ldk, 0.0f, s, (int)lk);
             for (int64_t i = 0; i < lq; i++) {
-                int64_t visible = lk;
-                if (p->causal != FA_CAUSAL_NONE) {
-                    visible = i + offset + 1;
-                    visible = visible < 0 ? 0 : (visible > lk ? lk : visible);
-                }
+                const int64_t visible =
+                    p->causal != FA_CAUSAL_NONE ? causal_visible_end(i, offset, lk) : lk;
                 float *lse = p->lse ? p->lse + b * p->lse_strides.batch + h * p->lse_strides.head +
                                           i * p->lse_strides.seq
                                     : NULL;
@@ -144,11 +141,8 @@ fa_status fa_naive_backward(const fa_problem *p) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dv, 1.0f,
                         dout, lddo, v, ldv, 0.0f, dp, (int)lk);
             for (int64_t i = 0; i < lq; i++) {
-                int64_t visible = lk;
-                if (p->causal != FA_CAUSAL_NONE) {
-                    visible = i + offset + 1;
-                    visible = visible < 0 ? 0 : (visible > lk ? lk : visible);
-                }
+                const int64_t visible =
+                    p->causal != FA_CAUSAL_NONE ? causal_visible_end(i, offset, lk) : lk;
                 const float l = lse[i * p->lse_strides.seq];
                 float d = 0.0f;
                 for (int64_t c = 0; c < dv; c++)
