@@ -26,10 +26,12 @@ deps:
 build: deps
 	$(SWIFT) build
 
-# Debug (assertions, C at -O0) and release (the -O2, vectorised C that users get).
+# Debug (assertions, C at -O0), release (the -O2, vectorised C that users get), and release
+# without the OpenMP trait (the single-threaded build a dependent gets with `traits: []`).
 unit-test: deps
 	$(SWIFT) test
 	$(SWIFT) test -c release
+	$(SWIFT) test -c release --disable-default-traits --scratch-path .build-no-openmp
 
 consumer-test: deps
 	bash .ci/consumer-test
@@ -49,4 +51,4 @@ bench-backward: deps
 	  $(SWIFT) run -c release attention-bench --pass backward --output Benchmarks/results/backward $(BENCH_ARGS)
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-no-openmp

@@ -54,14 +54,19 @@ public struct AttentionGradients: Sendable {
 /// let grads = try step.backward(outputGradient: dOut)   // grads.query, .key, .value
 /// ```
 public struct AttentionActivations: Sendable {
+    /// The forward's query (shared storage, not a copy).
     public var query: [Float]
+    /// The forward's key.
     public var key: [Float]
+    /// The forward's value.
     public var value: [Float]
     /// The forward's output, dense in `options.layout`.
     public var output: [Float]
     /// The forward's log-sum-exp, dense `[B, Hq, Lq]`.
     public var logSumExp: [Float]
+    /// The forward's shape.
     public var shape: AttentionShape
+    /// The forward's options; the backward uses the same (scale, causal mask, kernel, …).
     public var options: AttentionOptions
 
     /// The gradients for an upstream gradient of the output (dense, `options.layout`).

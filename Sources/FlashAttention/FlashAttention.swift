@@ -77,6 +77,14 @@ public enum FlashAttention {
     /// ```
     public static var defaultThreadCount: Int { Int(fa_default_threads()) }
 
+    /// Whether the library was built with OpenMP (the package trait `OpenMP`, on by default).
+    /// Without it every call runs on its caller's thread and `threadCount` has no effect.
+    ///
+    /// ```swift
+    /// if !FlashAttention.isOpenMPEnabled { print("single-threaded build") }
+    /// ```
+    public static var isOpenMPEnabled: Bool { fa_openmp_enabled() != 0 }
+
     // MARK: Arrays
 
     /// Attention over densely packed arrays in `options.layout` (`[B, H, L, D]` by default).
@@ -276,8 +284,10 @@ public struct KernelInfo: Sendable, Hashable {
     public var blockQ: Int
     /// Keys per block.
     public var blockK: Int
-    /// Per-core L1 data and L2 cache, shared L3, in bytes (0 when unknown).
+    /// Per-core L1 data cache, in bytes (0 when unknown).
     public var l1dBytes: Int
+    /// Per-core L2 cache, in bytes (0 when unknown): the query block is sized from it.
     public var l2Bytes: Int
+    /// L3 cache as the system reports it, in bytes (0 when unknown).
     public var l3Bytes: Int
 }

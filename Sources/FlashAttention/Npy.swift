@@ -56,6 +56,7 @@ public enum NpyError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The data after the header is not shape-product × element-size bytes.
     case dataLengthMismatch(file: String, shape: [Int], expectedBytes: Int, actualBytes: Int)
 
+    /// A sentence starting with the file name.
     public var description: String {
         switch self {
         case let .io(file, reason): return "\(file): \(reason)"
@@ -89,7 +90,9 @@ public enum NpyError: Error, Sendable, Hashable, CustomStringConvertible {
 /// try NpyArray(shape: [2, 3], floats: [1, 2, 3, 4, 5, 6]).write(to: "out.npy")
 /// ```
 public struct NpyArray: Sendable, Hashable {
+    /// The extents, outermost first (`[]` for a 0-d array).
     public var shape: [Int]
+    /// The element type.
     public var dtype: NpyDType
     /// Element bytes, little-endian, C order.
     public var bytes: [UInt8]

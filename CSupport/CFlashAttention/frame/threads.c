@@ -20,3 +20,11 @@ int fa_resolve_threads(int32_t requested) {
 int fa_default_threads(void) {
     return fa_resolve_threads(0);
 }
+
+int fa_openmp_enabled(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}

@@ -210,6 +210,10 @@ fa_status fa_exp2(fa_isa isa, const float *x, float *y, int64_t n);
 /// The thread count a call with num_threads = 0 uses (OpenMP's default; 1 without OpenMP).
 int fa_default_threads(void);
 
+/// 1 if the library was built with OpenMP (the package trait `OpenMP`), else 0: then every
+/// call runs on its caller's thread, whatever num_threads says.
+int fa_openmp_enabled(void);
+
 /// The library version as "major.minor.patch" (static storage).
 const char *fa_version(void);
 
