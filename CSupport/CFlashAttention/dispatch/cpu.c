@@ -102,6 +102,8 @@ static int64_t cache_bytes(int level) {
     return unit == 'M' ? (int64_t)kb << 20 : (int64_t)kb << 10;
 }
 
+int64_t fa_l2_bytes(void) { return cache_bytes(2); }
+
 static int64_t env_int(const char *name) {
     const char *s = getenv(name);
     if (!s || !*s) return 0;

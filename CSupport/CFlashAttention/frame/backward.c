@@ -1,25 +1,27 @@
 // backward.c — the FlashAttention-2 backward loop nest. No ISA code: tiles go to fa_kernels.
 //
 // For each (batch b, key/value head g) — one work item, one thread:
-//   dK_acc = 0, dV_acc = 0                                  (Lk rows each, in the workspace)
+//  for each chunk of keys (as many as keep dK_acc, dV_acc in half the L2 cache):
+//   dK_acc = 0, dV_acc = 0                                  (the chunk's rows, in the workspace)
 //   for each query head h of the group, for each block of BQ query rows:
 //     Qᵀ  = scale·log2(e) · Q[b,h,rows]ᵀ;   dOᵀ = dO[b,h,rows]ᵀ       (pack_qt)
 //     L2  = LSE·log2(e);  D = rowsum(dO ∘ O)                  (the forward's O and LSE)
 //     dQ_acc = 0
-//     for each key block of BK keys that some row of the block can see:
+//     for each key block of BK keys of the chunk that some row of the block can see:
 //       Sᵀ  = K·Qᵀ (masked on diagonal blocks)                (scores_t)
 //       dPᵀ = V·dOᵀ                                           (scores_t)
 //       Pᵀ  = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D)               (softmax_grad_t)
 //       dV_acc[keys] += Pᵀ · dO[rows]                         (gemm_acc)
 //       dK_acc[keys] += dSᵀ · Q[rows]                         (gemm_acc)
 //       dQ_acc       += dS · K[keys]                          (gemm_acc, dSᵀ read transposed)
-//     dQ[b,h,rows] = scale · dQ_acc
-//   dK[b,g] = scale · dK_acc;  dV[b,g] = dV_acc
+//     dQ[b,h,rows] (+)= scale · dQ_acc            (= in the first chunk, += in later ones)
+//   dK[b,g,chunk] = scale · dK_acc;  dV[b,g,chunk] = dV_acc
 //
 // Five GEMM-sized products per (query block, key block), as in FlashAttention-2. The item
 // owns every row of dQ, dK and dV it writes, so no two threads ever add into the same memory:
 // no atomics, and a fixed loop order — the gradients are bitwise identical for any thread
-// count. The query block (BQ = 96) and key block (64) never depend on the machine's threads.
+// count. The query block (BQ = 96), key block (64) and key chunk never depend on the thread
+// count (the chunk follows the L2 size, so the summation order is fixed per machine).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +35,8 @@ enum { BACKWARD_BLOCK_Q = 96, BACKWARD_BLOCK_K = 64 };
 
 /// Per-thread workspace of the backward, offsets in floats, each region FA_ALIGN-aligned.
 typedef struct backward_layout {
-    size_t dk_acc, dv_acc;  ///< Lk × ldk, Lk × ldv
+    int64_t chunk;          ///< keys per chunk (a multiple of BK)
+    size_t dk_acc, dv_acc;  ///< chunk × ldk, chunk × ldv
     size_t qt, dot;         ///< Dqk × BQ, Dv × BQ
     size_t st, dpt;         ///< BK × BQ each
     size_t dq_acc;          ///< BQ × ldk
@@ -50,7 +53,12 @@ static backward_layout backward_layout_for(const fa_shape *s, const fa_kernels *
     l.bk = BACKWARD_BLOCK_K;
     l.ldk = (s->head_dim_qk + 15) / 16 * 16;
     l.ldv = (s->head_dim_v + 15) / 16 * 16;
-    const size_t bq = (size_t)l.bq, bk = (size_t)l.bk, lk = (size_t)s->kv_len;
+    // The dK/dV accumulators of a chunk take half the L2 cache (at least one key block).
+    const int64_t l2 = fa_l2_bytes() > 0 ? fa_l2_bytes() : 512 * 1024;
+    int64_t chunk = (l2 / 2) / (4 * (l.ldk + l.ldv)) / l.bk * l.bk;
+    const int64_t all = (s->kv_len + l.bk - 1) / l.bk * l.bk;
+    l.chunk = chunk < l.bk ? l.bk : (chunk > all ? all : chunk);
+    const size_t bq = (size_t)l.bq, bk = (size_t)l.bk, lk = (size_t)l.chunk;
     const size_t sizes[10] = {lk * (size_t)l.ldk, lk * (size_t)l.ldv,
                               (size_t)s->head_dim_qk * bq, (size_t)s->head_dim_v * bq,
                               bk * bq, bk * bq, bq * (size_t)l.ldk, bq, bq, bq};
@@ -101,9 +109,10 @@ static int64_t visible_end_b(const backward_plan *pl, int64_t i) {
     return pl->causal ? causal_visible_end(i, pl->causal_offset, lk) : lk;
 }
 
-// One block of query rows of head h against every key block it sees; adds into dK_acc, dV_acc.
+// One block of query rows of head h against the key blocks of [kc0, kc1) it sees: adds into
+// dK_acc, dV_acc (rows relative to kc0) and into dQ (written in the first chunk, kc0 = 0).
 static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, int64_t q0,
-                                 float *ws) {
+                                 int64_t kc0, int64_t kc1, float *ws) {
     const fa_problem *p = pl->p;
     const fa_kernels *kr = pl->kr;
     const backward_layout *l = &pl->layout;
@@ -128,6 +137,11 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     float *scratch = ws + l->scratch;
     float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
 
+    const int64_t kv_end = visible_end_b(pl, q0 + rows - 1);
+    const int64_t first_hidden = visible_end_b(pl, q0);
+    const int64_t end = kv_end < kc1 ? kv_end : kc1;
+    if (kc0 > 0 && end <= kc0) return;  // nothing to add to dQ, dK, dV from this chunk
+
     // Qᵀ scaled into base 2, dOᵀ as it is; L2 = LSE·log2(e); D = rowsum(dO ∘ O).
     kr->pack_qt(rows, rows_padded, dqk, q, p->q_strides.seq, pl->scale * FA_LOG2E, qt, bq);
     kr->pack_qt(rows, rows_padded, dv, dout, p->dout_strides.seq, 1.0f, dot, bq);
@@ -144,10 +158,8 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     }
     memset(dq_acc, 0, sizeof(float) * (size_t)rows_padded * (size_t)l->ldk);
 
-    const int64_t kv_end = visible_end_b(pl, q0 + rows - 1);
-    const int64_t first_hidden = visible_end_b(pl, q0);
-    for (int64_t k0 = 0; k0 < kv_end; k0 += bk) {
-        const int keys = (int)(kv_end - k0 < bk ? kv_end - k0 : bk);
+    for (int64_t k0 = kc0; k0 < end; k0 += bk) {
+        const int keys = (int)(end - k0 < bk ? end - k0 : bk);
         const int masked = pl->causal && k0 + keys > first_hidden;
         const int64_t shift = k0 - q0 - pl->causal_offset;
         const float *kb = k + k0 * p->k_strides.seq, *vb = v + k0 * p->v_strides.seq;
@@ -158,10 +170,10 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         // Pᵀ = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D).
         kr->softmax_grad_t(keys, rows_padded, st, dpt, bq, lse2, dsum);
         // dV[keys] += Pᵀ·dO;  dK[keys] += dSᵀ·Q  (reductions over the real rows only).
-        kr->gemm_acc(keys, dv, rows, st, bq, 1, dout, p->dout_strides.seq, dv_acc + k0 * l->ldv,
-                     l->ldv);
-        kr->gemm_acc(keys, dqk, rows, dpt, bq, 1, q, p->q_strides.seq, dk_acc + k0 * l->ldk,
-                     l->ldk);
+        kr->gemm_acc(keys, dv, rows, st, bq, 1, dout, p->dout_strides.seq,
+                     dv_acc + (k0 - kc0) * l->ldv, l->ldv);
+        kr->gemm_acc(keys, dqk, rows, dpt, bq, 1, q, p->q_strides.seq,
+                     dk_acc + (k0 - kc0) * l->ldk, l->ldk);
         // dQ += dS·K  (dS = (dSᵀ)ᵀ: row stride 1, column stride bq).
         kr->gemm_acc(rows_padded, dqk, keys, dpt, 1, bq, kb, p->k_strides.seq, dq_acc, l->ldk);
     }
@@ -170,7 +182,10 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     for (int i = 0; i < rows; i++) {
         float *di = dq + i * p->dq_strides.seq;
         const float *ai = dq_acc + (int64_t)i * l->ldk;
-        for (int64_t c = 0; c < dqk; c++) di[c] = pl->scale * ai[c];
+        if (kc0 == 0)
+            for (int64_t c = 0; c < dqk; c++) di[c] = pl->scale * ai[c];
+        else
+            for (int64_t c = 0; c < dqk; c++) di[c] += pl->scale * ai[c];
     }
 }
 
@@ -180,18 +195,21 @@ static void backward_item(const backward_plan *pl, int64_t b, int64_t g, float *
     const backward_layout *l = &pl->layout;
     const int64_t lk = p->shape.kv_len, dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
     float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
-    memset(dk_acc, 0, sizeof(float) * (size_t)lk * (size_t)l->ldk);
-    memset(dv_acc, 0, sizeof(float) * (size_t)lk * (size_t)l->ldv);
-    for (int64_t h = g * pl->group; h < (g + 1) * pl->group; h++)
-        for (int64_t q0 = 0; q0 < p->shape.q_len; q0 += l->bq)
-            backward_query_block(pl, b, h, q0, ws);
     float *dk = p->dk + b * p->dk_strides.batch + g * p->dk_strides.head;
     float *dvo = p->dv + b * p->dv_strides.batch + g * p->dv_strides.head;
-    for (int64_t j = 0; j < lk; j++) {
-        float *kj = dk + j * p->dk_strides.seq, *vj = dvo + j * p->dv_strides.seq;
-        const float *ak = dk_acc + j * l->ldk, *av = dv_acc + j * l->ldv;
-        for (int64_t c = 0; c < dqk; c++) kj[c] = pl->scale * ak[c];
-        for (int64_t c = 0; c < dv; c++) vj[c] = av[c];
+    for (int64_t kc0 = 0; kc0 < lk; kc0 += l->chunk) {
+        const int64_t kc1 = kc0 + l->chunk < lk ? kc0 + l->chunk : lk;
+        memset(dk_acc, 0, sizeof(float) * (size_t)(kc1 - kc0) * (size_t)l->ldk);
+        memset(dv_acc, 0, sizeof(float) * (size_t)(kc1 - kc0) * (size_t)l->ldv);
+        for (int64_t h = g * pl->group; h < (g + 1) * pl->group; h++)
+            for (int64_t q0 = 0; q0 < p->shape.q_len; q0 += l->bq)
+                backward_query_block(pl, b, h, q0, kc0, kc1, ws);
+        for (int64_t j = kc0; j < kc1; j++) {
+            float *kj = dk + j * p->dk_strides.seq, *vj = dvo + j * p->dv_strides.seq;
+            const float *ak = dk_acc + (j - kc0) * l->ldk, *av = dv_acc + (j - kc0) * l->ldv;
+            for (int64_t c = 0; c < dqk; c++) kj[c] = pl->scale * ak[c];
+            for (int64_t c = 0; c < dv; c++) vj[c] = av[c];
+        }
     }
 }
 

@@ -39,6 +39,8 @@ typedef struct fa_blocking {
 fa_isa fa_resolve_isa(fa_isa requested);
 /// The kernel table for an ISA (which must be supported).
 const fa_kernels *fa_kernels_for(fa_isa isa);
+/// The per-core L2 cache size in bytes (0 if unknown).
+int64_t fa_l2_bytes(void);
 /// The tile sizes for a problem (dispatch/cpu.c explains the heuristic).
 fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads);
 
