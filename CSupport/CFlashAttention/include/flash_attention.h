@@ -168,7 +168,7 @@ fa_status fa_naive_forward(const fa_problem *p);
 fa_status fa_check_backward(const fa_problem *p, fa_diagnostic *diag);
 
 /// Bytes of workspace fa_backward needs: per thread, the dK/dV accumulators of one chunk of
-/// keys (at most half the L2 cache, at most Lk × (Dqk + Dv) floats) and one query block's
+/// keys (about the L2 cache's size, at most Lk × (Dqk + Dv) floats) and one query block's
 /// tiles; never anything Lq × Lk.
 fa_status fa_backward_workspace_bytes(const fa_problem *p, size_t *bytes);
 
