@@ -84,6 +84,9 @@ public struct AttentionBenchCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Thread counts (default: every core OpenMP offers).")
     public var threads: [ListArgument<Int>] = []
 
+    @Option(help: "Sliding window LEFT,RIGHT in FlashAttention's sense (-1 = unbounded side).")
+    public var window: String?
+
     @Option(help: "Passes: forward, backward or both.")
     public var pass: PassChoice = .forward
 
@@ -123,7 +126,16 @@ public struct AttentionBenchCommand: ParsableCommand {
             implementations: impl.flatMap(\.values),
             threads: threads.isEmpty ? [FlashAttention.defaultThreadCount] : threads.flatMap(\.values))
         spec.passes = pass.passes
+        spec.window = parsedWindow
         return spec
+    }
+
+    /// --window as a SlidingWindow (nil when absent or malformed; validate() reports the latter).
+    var parsedWindow: SlidingWindow? {
+        guard let window else { return nil }
+        let sides = window.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard sides.count == 2, let l = sides[0], let r = sides[1], l >= -1, r >= -1 else { return nil }
+        return SlidingWindow(left: l < 0 ? nil : l, right: r < 0 ? nil : r)
     }
 
     public var policy: TimingPolicy {
@@ -139,6 +151,9 @@ public struct AttentionBenchCommand: ParsableCommand {
             if let bad = list.first(where: { $0 < 1 }) {
                 throw ValidationError("\(name) takes positive integers; got \(bad)")
             }
+        }
+        if window != nil && parsedWindow == nil {
+            throw ValidationError("--window takes LEFT,RIGHT, each ≥ -1 (-1 = unbounded); got \(window!)")
         }
         if s.configurations.isEmpty {
             throw ValidationError("no configuration: every --kv-heads value must divide a --heads value")

@@ -71,6 +71,7 @@ public struct SweepReport: Sendable, Codable {
         "impl", "pass", "batch", "q_heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal", "threads",
         "median_ms", "min_ms", "max_ms", "samples", "gflops", "roofline_fraction",
         "peak_extra_bytes", "workspace_bytes", "speedup_over_naive", "max_abs_diff", "skipped",
+        "window_left", "window_right",
     ]
 
     /// One row per case; empty fields where a value does not apply; RFC 4180 quoting.
@@ -90,6 +91,7 @@ public struct SweepReport: Sendable, Codable {
                 r.peakExtraBytes.map { "\($0)" } ?? "", "\(r.workspaceBytes)",
                 Self.number(r.speedupOverNaive), Self.number(r.maxAbsDifference),
                 r.skipReason ?? "",
+                c.windowLeft.map(String.init) ?? "", c.windowRight.map(String.init) ?? "",
             ]
             lines.append(fields.map(Self.quoted).joined(separator: ","))
         }

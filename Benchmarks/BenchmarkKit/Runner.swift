@@ -163,6 +163,7 @@ public struct BenchRunner {
                 var row = CaseResult(configuration: config, implementation: impl, flops: config.flops,
                                      workspaceBytes: 0)
                 let options = AttentionOptions(causal: config.causal.mask,
+                                               window: config.window,
                                                threadCount: config.threads,
                                                implementation: impl.implementation,
                                                kernel: impl.kernel)
@@ -235,6 +236,7 @@ public struct BenchRunner {
             + (c.keyLength == c.queryLength ? "" : "x\(c.keyLength)")
             + " D\(c.headDim) \(c.causal.rawValue) T\(c.threads)"
             + (c.pass == .forward ? "" : " backward")
+            + (c.window == nil ? "" : " window(\(c.windowLeft ?? -1),\(c.windowRight ?? -1))")
     }
 
     static func seconds(_ s: Double) -> String {

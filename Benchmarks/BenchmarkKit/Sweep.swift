@@ -36,6 +36,15 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     public var causal: BenchCausal
     public var threads: Int
     public var pass: BenchPass = .forward
+    /// Sliding window sides (nil = unbounded on that side; both nil = no window).
+    public var windowLeft: Int?
+    public var windowRight: Int?
+
+    /// The window as the library takes it.
+    public var window: SlidingWindow? {
+        windowLeft == nil && windowRight == nil ? nil
+            : SlidingWindow(left: windowLeft, right: windowRight)
+    }
 
     public init(batch: Int, queryHeads: Int, keyValueHeads: Int, queryLength: Int,
                 keyLength: Int, headDim: Int, causal: BenchCausal, threads: Int,
@@ -58,7 +67,8 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
 
     /// Query–key pairs the mask leaves visible, over one (batch, head).
     public var visiblePairs: Int {
-        visibleQueryKeyPairs(queryLength: queryLength, keyLength: keyLength, causal: causal.mask)
+        visibleQueryKeyPairs(queryLength: queryLength, keyLength: keyLength, causal: causal.mask,
+                             window: window)
     }
 
     /// Forward FLOPs: 2·Dqk per score and 2·Dv per probability–value product, over the visible
@@ -79,17 +89,22 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     }
 }
 
-/// Σ over query rows of the keys each row sees.
+/// Σ over query rows of the keys each row sees (causal mask and sliding window).
 public func visibleQueryKeyPairs(queryLength lq: Int, keyLength lk: Int,
-                                 causal: CausalMask) -> Int {
-    let offset: Int
-    switch causal {
-    case .none: return lq * lk
-    case .bottomRight: offset = lk - lq
-    case .topLeft: offset = 0
-    }
+                                 causal: CausalMask, window: SlidingWindow? = nil) -> Int {
+    let off = lk - lq
     var total = 0
-    for i in 0 ..< lq { total += max(0, min(lk, i + offset + 1)) }
+    for i in 0 ..< lq {
+        var lo = 0, hi = lk
+        switch causal {
+        case .none: break
+        case .bottomRight: hi = min(hi, i + off + 1)
+        case .topLeft: hi = min(hi, i + 1)
+        }
+        if let left = window?.left { lo = max(lo, i + off - left) }
+        if let right = window?.right { hi = min(hi, i + off + right + 1) }
+        total += max(0, min(lk, hi) - max(0, lo))
+    }
     return total
 }
 
@@ -105,6 +120,7 @@ public struct SweepSpecification: Sendable, Hashable {
     public var implementations: [BenchImplementation]
     public var threads: [Int]
     public var passes: [BenchPass] = [.forward]
+    public var window: SlidingWindow?
 
     public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
                 kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
@@ -133,10 +149,13 @@ public struct SweepSpecification: Sendable, Hashable {
                                 for pass in passes {
                                     for lq in seqLens {
                                         for lk in kvLens ?? [lq] {
-                                            out.append(BenchConfiguration(
+                                            var config = BenchConfiguration(
                                                 batch: b, queryHeads: h, keyValueHeads: hkv,
                                                 queryLength: lq, keyLength: lk, headDim: d,
-                                                causal: c, threads: t, pass: pass))
+                                                causal: c, threads: t, pass: pass)
+                                            config.windowLeft = window?.left
+                                            config.windowRight = window?.right
+                                            out.append(config)
                                         }
                                     }
                                 }

@@ -24,13 +24,14 @@ public struct ParityCase: Sendable {
     public var expectedGradients: [String: NpyArray] = [:]
     public var scale: Float?
     public var causal: CausalMask
+    public var window: SlidingWindow?
     /// Features case.json asks for that the library does not have: each fails the case.
     public var unsupported: [String]
 
     /// The case.json keys this version understands.
-    public static let supportedKeys: Set<String> = ["scale", "causal"]
+    public static let supportedKeys: Set<String> = ["scale", "causal", "window"]
     /// Keys the format defines for features the library does not have yet.
-    public static let pendingKeys: Set<String> = ["window", "softcap", "alibi_slopes", "mask"]
+    public static let pendingKeys: Set<String> = ["softcap", "alibi_slopes", "mask"]
 
     /// Loads `directory`. With `requireExpected` false (for --write), out.npy may be missing.
     public init(directory: String, requireExpected: Bool = true) throws {
@@ -69,6 +70,17 @@ public struct ParityCase: Sendable {
             default: throw CaseError("case.json: causal is '\(s)'; use none, bottom_right or top_left")
             }
         default: throw CaseError("case.json: causal must be a string")
+        }
+        switch params["window"] {
+        case nil, is NSNull: window = nil
+        case let pair as [Any]:
+            let sides = pair.compactMap { ($0 as? NSNumber).map { $0.intValue } }
+            guard pair.count == 2, sides.count == 2, sides.allSatisfy({ $0 >= -1 }) else {
+                throw CaseError("case.json: window must be [left, right] with each ≥ −1 (−1 = unbounded)")
+            }
+            window = SlidingWindow(left: sides[0] < 0 ? nil : sides[0],
+                                   right: sides[1] < 0 ? nil : sides[1])
+        default: throw CaseError("case.json: window must be [left, right] or absent")
         }
         self.unsupported = unsupported
 
@@ -140,6 +152,7 @@ public struct ParityCase: Sendable {
     /// The options for one implementation.
     public func options(_ implementation: AttentionImplementation,
                         kernel: KernelISA = .automatic) -> AttentionOptions {
-        AttentionOptions(scale: scale, causal: causal, implementation: implementation, kernel: kernel)
+        AttentionOptions(scale: scale, causal: causal, window: window,
+                         implementation: implementation, kernel: kernel)
     }
 }

@@ -27,6 +27,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
     case sizeOverflow(argument: String)
     /// The scale is infinite or NaN.
     case invalidScale(Float)
+    /// A sliding-window side is negative (use `nil` for unbounded) or larger than 2³¹ − 1.
+    case invalidWindow(left: Int?, right: Int?)
     /// The thread count is zero, negative or larger than `Int32.max`.
     case invalidThreadCount(Int)
     /// Memory for the workspace (flash) or the score matrix (naive) could not be allocated.
@@ -59,6 +61,9 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
             return "\(argument) is too large: its byte size overflows"
         case let .invalidScale(scale):
             return "options.scale is \(scale); it must be finite"
+        case let .invalidWindow(left, right):
+            return "options.window is (left \(left.map(String.init) ?? "nil"), right "
+                + "\(right.map(String.init) ?? "nil")); each side must be nil or between 0 and \(Int32.max)"
         case let .invalidThreadCount(count):
             return "options.threadCount is \(count); it must be between 1 and \(Int32.max)"
         case let .outOfMemory(argument):

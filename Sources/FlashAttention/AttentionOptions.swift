@@ -10,6 +10,30 @@ public enum CausalMask: Sendable, Hashable {
     case topLeft
 }
 
+/// A sliding window in FlashAttention's sense: query `i` sees keys from
+/// `i + Lk − Lq − left` to `i + Lk − Lq + right`; `nil` leaves that side unbounded.
+///
+/// Combined with a causal mask, a key must satisfy both. Key blocks outside the band are never
+/// touched, so the work is O(Lq × window).
+///
+/// ```swift
+/// // Mistral-style: each query sees itself and the 4095 keys before it.
+/// let options = AttentionOptions(causal: .bottomRight,
+///                                window: SlidingWindow(left: 4095, right: 0))
+/// ```
+public struct SlidingWindow: Sendable, Hashable {
+    /// Keys before the query's diagonal it may see (`nil`: all of them).
+    public var left: Int?
+    /// Keys after the query's diagonal it may see (`nil`: all of them).
+    public var right: Int?
+
+    /// Creates a window; each side must be `nil` or ≥ 0.
+    public init(left: Int?, right: Int?) {
+        self.left = left
+        self.right = right
+    }
+}
+
 /// Which kernel computes the attention.
 public enum AttentionImplementation: Sendable, Hashable {
     /// Blockwise FlashAttention-2 with an online softmax: memory O(threads × tile).
@@ -43,6 +67,8 @@ public struct AttentionOptions: Sendable, Hashable {
     public var scale: Float?
     /// The causal mask; `.none` by default.
     public var causal: CausalMask
+    /// A sliding window; `nil` (no window) by default.
+    public var window: SlidingWindow?
     /// Threads to use; `nil` uses every thread OpenMP offers. Results are bitwise the same for
     /// every thread count.
     public var threadCount: Int?
@@ -60,11 +86,12 @@ public struct AttentionOptions: Sendable, Hashable {
     /// ```swift
     /// let options = AttentionOptions(causal: .topLeft, implementation: .naive)
     /// ```
-    public init(scale: Float? = nil, causal: CausalMask = .none, threadCount: Int? = nil,
-                implementation: AttentionImplementation = .flash, layout: TensorLayout = .bhld,
-                kernel: KernelISA = .automatic) {
+    public init(scale: Float? = nil, causal: CausalMask = .none, window: SlidingWindow? = nil,
+                threadCount: Int? = nil, implementation: AttentionImplementation = .flash,
+                layout: TensorLayout = .bhld, kernel: KernelISA = .automatic) {
         self.scale = scale
         self.causal = causal
+        self.window = window
         self.threadCount = threadCount
         self.implementation = implementation
         self.layout = layout

@@ -111,6 +111,15 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
         p.scale = scale
     }
     p.causal = options.causal.cValue
+    if let window = options.window {
+        for side in [window.left, window.right] {
+            if let side, side < 0 || side > Int(Int32.max) {
+                throw .invalidWindow(left: window.left, right: window.right)
+            }
+        }
+        p.window_left = Int64(window.left ?? -1)
+        p.window_right = Int64(window.right ?? -1)
+    }
     guard fa_isa_supported(options.kernel.cValue) != 0 else {
         throw .unsupportedKernel(options.kernel)
     }
@@ -207,6 +216,8 @@ extension AttentionError {
                                 ? "flash workspace" : "naive score matrix")
         case FA_ERR_NULL_POINTER where diag.argument == FA_ARG_LSE:
             self = .missingLogSumExp
+        case FA_ERR_INVALID_WINDOW:
+            self = .invalidWindow(left: v0 < 0 ? nil : v0, right: v1 < 0 ? nil : v1)
         case FA_ERR_UNSUPPORTED_ISA:
             self = .unsupportedKernel(KernelISA(fa_isa(UInt32(v0))))
         case FA_ERR_NULL_POINTER:
@@ -232,6 +243,7 @@ extension AttentionError {
         case FA_ARG_NUM_THREADS: "options.threadCount"
         case FA_ARG_WORKSPACE: "workspace"
         case FA_ARG_ISA: "options.kernel"
+        case FA_ARG_WINDOW: "options.window"
         default: TensorRole(argument)?.name ?? "problem"
         }
     }

@@ -30,6 +30,8 @@ struct ArgumentTests {
         #expect(s.configurations.allSatisfy { $0.keyLength == 77 && $0.keyValueHeads == 2 })
 
         #expect(try AttentionBenchCommand.parse(["--pass", "both"]).specification.passes == [.forward, .backward])
+        #expect(try AttentionBenchCommand.parse(["--window", "256,-1"]).specification.window
+            == SlidingWindow(left: 256, right: nil))
         #expect(try AttentionBenchCommand.parse(["--pass", "backward"]).specification.passes == [.backward])
         let defaults = try AttentionBenchCommand.parse([]).specification
         #expect(defaults.passes == [.forward])
@@ -45,7 +47,8 @@ struct ArgumentTests {
     @Test("bad values are refused with a message",
           arguments: [["--seq-lens", "0"], ["--causal", "sideways"], ["--impl", "magic"],
                       ["--heads", "8", "--kv-heads", "3"], ["--repeats", "0"],
-                      ["--threads", "-1"], ["--format", "xml"], ["--seq-lens", "1,,x"]])
+                      ["--threads", "-1"], ["--format", "xml"], ["--seq-lens", "1,,x"],
+                      ["--window", "3"], ["--window", "-2,0"]])
     func refused(_ args: [String]) {
         #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(args) }
     }
@@ -81,6 +84,38 @@ struct FlopTests {
                     == bruteForce(lq, lk, c))
             }
         }
+    }
+
+    @Test("visible pairs with a sliding window")
+    func windowPairs() {
+        func brute(_ lq: Int, _ lk: Int, _ c: CausalMask, _ w: SlidingWindow) -> Int {
+            var n = 0
+            for i in 0 ..< lq {
+                for j in 0 ..< lk {
+                    let off = lk - lq
+                    var ok = true
+                    if c == .bottomRight { ok = ok && j <= i + off }
+                    if c == .topLeft { ok = ok && j <= i }
+                    if let l = w.left { ok = ok && j >= i + off - l }
+                    if let r = w.right { ok = ok && j <= i + off + r }
+                    n += ok ? 1 : 0
+                }
+            }
+            return n
+        }
+        for (lq, lk) in [(10, 10), (7, 20), (20, 7), (64, 64)] {
+            for c in [CausalMask.none, .bottomRight, .topLeft] {
+                for w in [SlidingWindow(left: 0, right: 0), SlidingWindow(left: 3, right: nil),
+                          SlidingWindow(left: nil, right: 2), SlidingWindow(left: 5, right: 1)] {
+                    #expect(visibleQueryKeyPairs(queryLength: lq, keyLength: lk, causal: c, window: w)
+                        == brute(lq, lk, c, w))
+                }
+            }
+        }
+        // N = 8192 with a 256-key causal window: about 257 keys per row.
+        let pairs = visibleQueryKeyPairs(queryLength: 8192, keyLength: 8192, causal: .bottomRight,
+                                         window: SlidingWindow(left: 256, right: nil))
+        #expect(pairs == 8192 * 257 - 256 * 257 / 2)
     }
 
     @Test("forward FLOPs = 4·B·Hq·D·pairs")
@@ -153,7 +188,7 @@ struct WriterTests {
         #expect(lines.count == 6)  // header, 4 rows, trailing empty
         #expect(lines[0] == Substring(SweepReport.csvHeader.joined(separator: ",")))
         #expect(lines[1].hasPrefix("flash,forward,1,8,8,256,256,64,none,2,"))
-        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\""))
+        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\",,"))
         #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
             == SweepReport.csvHeader.count)
     }

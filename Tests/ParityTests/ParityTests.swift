@@ -60,12 +60,16 @@ struct ParityTests {
             ("{\"scale\": 0.3, \"causal\": \"none\"}", .none, 0.3),
             ("{\"causal\": \"bottom_right\", \"window\": null}", .bottomRight, nil),
             ("{\"causal\": \"top_left\", \"scale\": null}", .topLeft, nil),
+            ("{\"causal\": \"bottom_right\", \"window\": [8, -1]}", .bottomRight, nil),
+            ("{\"window\": [-1, 5], \"scale\": 0.3}", .none, 0.3),
           ])
     func supportedKeys(_ json: String, _ causal: CausalMask, _ scale: Float?) throws {
+        let window: SlidingWindow? = json.contains("[8, -1]") ? SlidingWindow(left: 8, right: nil)
+            : json.contains("[-1, 5]") ? SlidingWindow(left: nil, right: 5) : nil
         let c = AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 4, keyValueHeads: 2,
                                                     queryLength: 37, keyLength: 70, headDim: 24,
                                                     valueHeadDim: 16),
-                              causal: causal, scale: scale, seed: 5)
+                              causal: causal, window: window, scale: scale, seed: 5)
         let dir = try makeCase(c, json: json, inputsAsFloat64: causal == .topLeft)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let result = checker.check(directory: dir)
@@ -134,7 +138,7 @@ struct ParityTests {
     }
 
     @Test("features the library lacks are reported unsupported and fail",
-          arguments: ["{\"window\": [4, 0]}", "{\"softcap\": 30}",
+          arguments: ["{\"softcap\": 30}",
                       "{\"alibi_slopes\": \"slopes.npy\"}",
                       "{\"mask\": {\"file\": \"mask.npy\", \"kind\": \"bool\"}}",
                       "{\"something_new\": 1}"])
@@ -154,6 +158,8 @@ struct ParityTests {
         let dir = try makeCase(c, json: "{\"causal\": \"diagonal\"}")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         #expect(checker.check(directory: dir).error?.contains("causal is 'diagonal'") == true)
+        try "{\"window\": [-2, 0]}".write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        #expect(checker.check(directory: dir).error?.contains("window must be") == true)
         try "{}".write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
         try NpyArray(shape: [1, 2, 5], floats: [Float](repeating: 0, count: 10)).write(to: dir + "/k.npy")
         #expect(checker.check(directory: dir).error?.contains("k.npy has shape [1, 2, 5]") == true)

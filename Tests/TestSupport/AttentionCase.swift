@@ -4,16 +4,19 @@ import FlashAttention
 public struct AttentionCase: Sendable, CustomStringConvertible {
     public var shape: AttentionShape
     public var causal: CausalMask
+    public var window: SlidingWindow?
     public var scale: Float?
     public var layout: TensorLayout
     /// Inputs are uniform in ±magnitude; 30 makes the softmax nearly one-hot.
     public var magnitude: Float
     public var seed: UInt64
 
-    public init(shape: AttentionShape, causal: CausalMask = .none, scale: Float? = nil,
-                layout: TensorLayout = .bhld, magnitude: Float = 1, seed: UInt64 = 1) {
+    public init(shape: AttentionShape, causal: CausalMask = .none, window: SlidingWindow? = nil,
+                scale: Float? = nil, layout: TensorLayout = .bhld, magnitude: Float = 1,
+                seed: UInt64 = 1) {
         self.shape = shape
         self.causal = causal
+        self.window = window
         self.scale = scale
         self.layout = layout
         self.magnitude = magnitude
@@ -23,12 +26,14 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public var description: String {
         let s = shape
         return "B\(s.batch) H\(s.queryHeads)/\(s.keyValueHeads) L\(s.queryLength)x\(s.keyLength) "
-            + "D\(s.headDim)/\(s.valueHeadDim) \(causal) scale \(scale.map { "\($0)" } ?? "default") "
+            + "D\(s.headDim)/\(s.valueHeadDim) \(causal)"
+            + (window.map { " window(\($0.left.map(String.init) ?? "-"),\($0.right.map(String.init) ?? "-"))" } ?? "")
+            + " scale \(scale.map { "\($0)" } ?? "default") "
             + "\(layout) ±\(magnitude)"
     }
 
     public var options: AttentionOptions {
-        AttentionOptions(scale: scale, causal: causal, layout: layout)
+        AttentionOptions(scale: scale, causal: causal, window: window, layout: layout)
     }
 
     public var strides: AttentionTensorStrides { .packed(layout, shape: shape) }
@@ -73,7 +78,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         let (q, k, v) = inputs()
         let scale = Double(self.scale ?? 1 / Float(shape.headDim).squareRoot())
         return referenceAttention(query: q, key: k, value: v, shape: shape, scale: scale,
-                                  causal: causal)
+                                  causal: causal, window: window)
     }
 }
 

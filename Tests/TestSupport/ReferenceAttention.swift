@@ -44,6 +44,8 @@ public struct ReferenceResult: Sendable {
     public var logSumExpTolerance: [Double]
     /// Per row: how many keys the row sees (0: the row must be exactly 0 with logsumexp −inf).
     public var visibleKeys: [Int]
+    /// Per row: the first key the row sees (it sees visibleStart ..< visibleStart + visibleKeys).
+    public var visibleStart: [Int]
 }
 
 /// The unit roundoff of float32, 2⁻²⁴.
@@ -52,11 +54,24 @@ public let float32Roundoff = 0x1p-24
 /// Keys row `i` may see are `0 ..< visibleEnd(i)`.
 public func visibleEnd(row i: Int, queryLength lq: Int, keyLength lk: Int,
                        causal: CausalMask) -> Int {
+    visibleRange(row: i, queryLength: lq, keyLength: lk, causal: causal, window: nil).upperBound
+}
+
+/// The keys row `i` sees, written from the definitions: causal bottom-right `j ≤ i + Lk − Lq`,
+/// top-left `j ≤ i`; window `i + Lk − Lq − left ≤ j ≤ i + Lk − Lq + right`; all that apply.
+public func visibleRange(row i: Int, queryLength lq: Int, keyLength lk: Int,
+                         causal: CausalMask, window: SlidingWindow?) -> Range<Int> {
+    var lo = 0, hi = lk  // [lo, hi)
     switch causal {
-    case .none: return lk
-    case .bottomRight: return max(0, min(lk, i + lk - lq + 1))
-    case .topLeft: return max(0, min(lk, i + 1))
+    case .none: break
+    case .bottomRight: hi = min(hi, i + lk - lq + 1)
+    case .topLeft: hi = min(hi, i + 1)
     }
+    if let left = window?.left { lo = max(lo, i + lk - lq - left) }
+    if let right = window?.right { hi = min(hi, i + lk - lq + right + 1) }
+    lo = max(0, min(lk, lo))
+    hi = max(lo, min(lk, hi))
+    return lo ..< hi
 }
 
 /// Attention in float64 from float32 inputs, the definition written out:
@@ -77,7 +92,7 @@ public func visibleEnd(row i: Int, queryLength lq: Int, keyLength lk: Int,
 /// wrong rescale (errors of order p_j ≈ 1/n) does.
 public func referenceAttention(query: StridedTensor, key: StridedTensor, value: StridedTensor,
                                shape: AttentionShape, scale: Double,
-                               causal: CausalMask) -> ReferenceResult {
+                               causal: CausalMask, window: SlidingWindow? = nil) -> ReferenceResult {
     let (bN, hq, lq, lk) = (shape.batch, shape.queryHeads, shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
     let group = shape.queryHeads / shape.keyValueHeads
@@ -87,6 +102,7 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
     var outTol = [Double](repeating: 0, count: bN * hq * lq)
     var lseTol = [Double](repeating: 0, count: bN * hq * lq)
     var visible = [Int](repeating: 0, count: bN * hq * lq)
+    var start = [Int](repeating: 0, count: bN * hq * lq)
     var scores = [Double](repeating: 0, count: lk)
     var acc = [Double](repeating: 0, count: dv)
     for b in 0 ..< bN {
@@ -94,13 +110,16 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
             let g = h / group
             for i in 0 ..< lq {
                 let row = (b * hq + h) * lq + i
-                let n = visibleEnd(row: i, queryLength: lq, keyLength: lk, causal: causal)
+                let keys = visibleRange(row: i, queryLength: lq, keyLength: lk, causal: causal,
+                                        window: window)
+                let n = keys.count
                 visible[row] = n
+                start[row] = keys.lowerBound
                 guard n > 0 else { continue }  // output 0, lse −inf
                 var m = -Double.infinity
                 var magnitude = 0.0  // max_j Σ_d |q_id k_jd|
                 var vmax = 0.0
-                for j in 0 ..< n {
+                for j in keys {
                     var dot = 0.0, absDot = 0.0
                     for d in 0 ..< dqk {
                         let prod = Double(query[b, h, i, d]) * Double(key[b, g, j, d])
@@ -114,7 +133,7 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                 }
                 var sum = 0.0
                 for d in 0 ..< dv { acc[d] = 0 }
-                for j in 0 ..< n {
+                for j in keys {
                     let p = exp(scores[j] - m)
                     sum += p
                     for d in 0 ..< dv { acc[d] += p * Double(value[b, g, j, d]) }
@@ -128,6 +147,6 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
         }
     }
     return ReferenceResult(output: output, logSumExp: lse, outputTolerance: outTol,
-                           logSumExpTolerance: lseTol, visibleKeys: visible)
+                           logSumExpTolerance: lseTol, visibleKeys: visible, visibleStart: start)
 }
 

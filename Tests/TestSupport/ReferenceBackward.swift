@@ -59,6 +59,7 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                 let row = (b * hq + h) * lq + i
                 let n = forward.visibleKeys[row]
                 guard n > 0 else { continue }
+                let keys = forward.visibleStart[row] ..< forward.visibleStart[row] + n
                 let lse = forward.logSumExp[row]
                 // D_i and its error.
                 var dsum = 0.0, dAbs = 0.0, dOAbs = 0.0
@@ -70,7 +71,7 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                 }
                 let deltaD = forward.outputTolerance[row] * dOAbs + Double(dv + 2) * u * dAbs
                 var smax = 0.0, qkMax = 0.0
-                for j in 0 ..< n {
+                for j in keys {
                     var s = 0.0, absQK = 0.0
                     for d in 0 ..< dqk {
                         let prod = Double(query[b, h, i, d]) * Double(key[b, g, j, d])
@@ -84,7 +85,7 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                 }
                 let eps = Double(dqk + 2) * u * abs(scale) * qkMax + forward.logSumExpTolerance[row]
                     + 4 * u * (1 + abs(lse) + smax)
-                for j in 0 ..< n {
+                for j in keys {
                     var dp = 0.0, dpAbs = 0.0
                     for d in 0 ..< dv {
                         let prod = Double(dO[b, h, i, d]) * Double(value[b, g, j, d])
@@ -98,7 +99,7 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                 // dQ_i
                 for d in 0 ..< dqk {
                     var acc = 0.0, err = 0.0, absSum = 0.0
-                    for j in 0 ..< n {
+                    for j in keys {
                         let kd = Double(key[b, g, j, d])
                         acc += ds[j] * kd
                         err += dds[j] * abs(kd)
@@ -108,7 +109,7 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                     tq[row * dqk + d] = abs(scale) * (err + Double(n + 2) * u * absSum)
                 }
                 // dK_j, dV_j (error sums here; the summation bound added at the end)
-                for j in 0 ..< n {
+                for j in keys {
                     let kv = (b * hkv + g) * lk + j
                     terms[kv] += 1
                     for d in 0 ..< dqk {

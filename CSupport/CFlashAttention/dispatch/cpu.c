@@ -9,7 +9,8 @@
 // query block BQ is the largest multiple of the ISA's query micro-tile, up to 384 rows,
 // whose working set — Qᵀ (Dqk × BQ), scores (BK × BQ), accumulator (BQ × Dv) and the K and
 // V blocks (BK × (Dqk + Dv)) — fits in half the L2 cache; then it shrinks while there are
-// fewer than 4 work items per thread. BQ never changes results: every query row goes through
+// fewer than 4 work items per thread, and to about half a sliding window's left side. BQ
+// never changes results: every query row goes through
 // the same arithmetic in any block. FA_BLOCK_Q / FA_BLOCK_K override (rounded to the tiles).
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +115,8 @@ static int64_t env_int(const char *name) {
 
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads) {
+fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads,
+                            int64_t window_left) {
     fa_blocking b;
     b.block_k = 64;
     const int64_t over_k = env_int("FA_BLOCK_K");
@@ -128,6 +130,14 @@ fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads
         const int64_t ws = 4 * (dqk * cand + (int64_t)b.block_k * cand + cand * ldacc +
                                 (int64_t)b.block_k * (dqk + s->head_dim_v) + 4 * cand);
         if (ws <= l2 / 2) { bq = cand; break; }
+    }
+    // A sliding window's band is window_left keys wide: taller blocks would mostly compute
+    // their masked triangles.
+    if (window_left >= 0) {
+        const int64_t cap = (window_left / 2 / qt) * qt;
+        const int64_t floor_rows = 2 * qt;
+        const int64_t limit = cap > floor_rows ? cap : floor_rows;
+        if (bq > limit) bq = limit;
     }
     // Enough work items for the threads (BQ never changes the numbers, only the schedule).
     const int64_t heads = s->batch * s->q_heads;
@@ -148,7 +158,8 @@ fa_status fa_kernel_info_for(const fa_problem *p, fa_kernel_info *info) {
     if (st != FA_OK) return st;
     const fa_isa isa = fa_resolve_isa(p->isa);
     const fa_kernels *kr = fa_kernels_for(isa);
-    const fa_blocking b = fa_blocking_for(kr, &p->shape, fa_resolve_threads(p->num_threads));
+    const fa_blocking b = fa_blocking_for(kr, &p->shape, fa_resolve_threads(p->num_threads),
+                                          p->window_left);
     info->isa = isa;
     info->name = kr->name;
     info->vector_width = kr->vector_width;

@@ -101,14 +101,8 @@ typedef struct backward_plan {
     backward_layout layout;
     float scale;
     int64_t group;
-    int64_t causal_offset;
-    int causal;
+    fa_row_band band;  ///< the keys each row sees (causal mask, sliding window)
 } backward_plan;
-
-static int64_t visible_end_b(const backward_plan *pl, int64_t i) {
-    const int64_t lk = pl->p->shape.kv_len;
-    return pl->causal ? causal_visible_end(i, pl->causal_offset, lk) : lk;
-}
 
 // One block of query rows of head h against the key blocks of [kc0, kc1) it sees: adds into
 // dK_acc, dV_acc (rows relative to kc0) and into dQ (written in the first chunk, kc0 = 0).
@@ -138,10 +132,12 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     float *scratch = ws + l->scratch;
     float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
 
-    const int64_t kv_end = visible_end_b(pl, q0 + rows - 1);
-    const int64_t first_hidden = visible_end_b(pl, q0);
+    // The band's key blocks (aligned to BK) within this chunk.
+    const int64_t kv_begin = fa_row_lo(&pl->band, q0) / l->bk * l->bk;
+    const int64_t kv_end = fa_row_hi(&pl->band, q0 + rows - 1);
+    const int64_t begin = kv_begin > kc0 ? kv_begin : kc0;
     const int64_t end = kv_end < kc1 ? kv_end : kc1;
-    if (kc0 > 0 && end <= kc0) return;  // nothing to add to dQ, dK, dV from this chunk
+    if (kc0 > 0 && end <= begin) return;  // nothing to add to dQ, dK, dV from this chunk
 
     // Qᵀ scaled into base 2, dOᵀ as it is; L2 = LSE·log2(e); D = rowsum(dO ∘ O).
     kr->pack_qt(rows, rows_padded, dqk, q, p->q_strides.seq, pl->scale * FA_LOG2E, qt, bq);
@@ -159,15 +155,16 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     }
     memset(dq_acc, 0, sizeof(float) * (size_t)rows_padded * (size_t)l->ldk);
 
-    for (int64_t k0 = kc0; k0 < end; k0 += bk) {
+    for (int64_t k0 = begin; k0 < end; k0 += bk) {
         const int keys = (int)(end - k0 < bk ? end - k0 : bk);
-        const int masked = pl->causal && k0 + keys > first_hidden;
-        const int64_t shift = k0 - q0 - pl->causal_offset;
+        int64_t lo, hi;
+        const int masked = fa_tile_band(&pl->band, q0, rows, k0, keys, &lo, &hi);
         const float *kb = k + k0 * p->k_strides.seq, *vb = v + k0 * p->v_strides.seq;
         // Sᵀ = K·Qᵀ (log2 units, −inf where hidden); dPᵀ = V·dOᵀ.
-        kr->scores_t(keys, rows_padded, dqk, kb, p->k_strides.seq, qt, bq, st, bq, masked, shift,
+        kr->scores_t(keys, rows_padded, dqk, kb, p->k_strides.seq, qt, bq, st, bq, masked, lo, hi,
                      scratch);
-        kr->scores_t(keys, rows_padded, dv, vb, p->v_strides.seq, dot, bq, dpt, bq, 0, 0, scratch);
+        kr->scores_t(keys, rows_padded, dv, vb, p->v_strides.seq, dot, bq, dpt, bq, 0, 0, 0,
+                     scratch);
         // Pᵀ = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D).
         kr->softmax_grad_t(keys, rows_padded, st, dpt, bq, lse2, dsum);
         // dV[keys] += Pᵀ·dO;  dK[keys] += dSᵀ·Q  (reductions over the real rows only).
@@ -225,8 +222,7 @@ fa_status fa_backward(const fa_problem *p) {
     pl.layout = backward_layout_for(&p->shape, pl.kr);
     pl.scale = r.scale;
     pl.group = r.group;
-    pl.causal = p->causal != FA_CAUSAL_NONE;
-    pl.causal_offset = p->causal == FA_CAUSAL_BOTTOM_RIGHT ? p->shape.kv_len - p->shape.q_len : 0;
+    pl.band = fa_row_band_for(p);
 
     size_t bytes = 0;
     st = fa_backward_workspace_bytes(p, &bytes);

@@ -32,16 +32,9 @@ typedef struct forward_plan {
     fa_forward_layout layout;
     float scale_log2;       ///< scale · log2(e)
     int64_t group;          ///< query heads per key/value head
-    int64_t causal_offset;  ///< row i sees keys j ≤ i + causal_offset (when causal)
-    int causal;
+    fa_row_band band;       ///< the keys each row sees (causal mask, sliding window)
     int64_t q_blocks;       ///< ceil(Lq / BQ)
 } forward_plan;
-
-/// The keys row `i` may see end before this index (exclusive), clamped to [0, Lk].
-static int64_t visible_end(const forward_plan *pl, int64_t i) {
-    const int64_t lk = pl->p->shape.kv_len;
-    return pl->causal ? causal_visible_end(i, pl->causal_offset, lk) : lk;
-}
 
 /// Prefetches `rows` rows of `width` floats, `stride` apart, into the caches.
 static void prefetch_rows(const float *base, int rows, int64_t stride, int64_t width) {
@@ -74,6 +67,16 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
     float *alpha = ws + pl->layout.alpha;
     float *block_max = ws + pl->layout.block_max;
 
+    // Keys outside [first row's start, last row's end) are hidden from every row: only the
+    // key blocks in between are visited (aligned to BK, so the rescale points are fixed).
+    const int64_t kv_begin = fa_row_lo(&pl->band, q0) / bk * bk;
+    const int64_t kv_end = fa_row_hi(&pl->band, q0 + rows - 1);
+    if (kv_begin < kv_end) {  // the first key block loads while Q is packed
+        const int first = (int)(kv_end - kv_begin < bk ? kv_end - kv_begin : bk);
+        prefetch_rows(k + kv_begin * p->k_strides.seq, first, p->k_strides.seq, dqk);
+        prefetch_rows(v + kv_begin * p->v_strides.seq, first, p->v_strides.seq, dv);
+    }
+
     // Qᵀ = scale·log2(e) · Qᵀ, padded with zero queries; fresh softmax state.
     kr->pack_qt(rows, rows_padded, dqk, q, p->q_strides.seq, pl->scale_log2, qt, bq);
     for (int i = 0; i < rows_padded; i++) {
@@ -83,12 +86,7 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
     }
     memset(acc, 0, sizeof(float) * (size_t)rows_padded * (size_t)ldacc);
 
-    // Keys beyond the last row's horizon are hidden from every row: those blocks are skipped.
-    const int64_t kv_end = visible_end(pl, q0 + rows - 1);
-    // From this key on, some row of the block is masked: element masks are needed.
-    const int64_t first_hidden = visible_end(pl, q0);
-
-    for (int64_t k0 = 0; k0 < kv_end; k0 += bk) {
+    for (int64_t k0 = kv_begin; k0 < kv_end; k0 += bk) {
         const int keys = (int)(kv_end - k0 < bk ? kv_end - k0 : bk);
         // Ask for the next key block's K and V rows now: they arrive from L3 while this
         // block computes (the hardware prefetchers do not see 2·BK short row streams).
@@ -97,14 +95,16 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
             prefetch_rows(k + (k0 + bk) * p->k_strides.seq, next, p->k_strides.seq, dqk);
             prefetch_rows(v + (k0 + bk) * p->v_strides.seq, next, p->v_strides.seq, dv);
         }
-        const int masked = pl->causal && k0 + keys > first_hidden;
-        // Local query i sees local key j iff q0 + i + offset ≥ k0 + j, i.e. i ≥ j + shift.
-        const int64_t shift = k0 - q0 - pl->causal_offset;
+        // Local query i sees local key j iff j + lo ≤ i < j + hi (element masks on the
+        // band's edges only).
+        int64_t lo, hi;
+        const int masked = fa_tile_band(&pl->band, q0, rows, k0, keys, &lo, &hi);
         kr->scores_t(keys, rows_padded, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt, bq,
-                     st, bq, masked, shift, block_max);
-        kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha);
+                     st, bq, masked, lo, hi, block_max);
+        kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha, masked, lo,
+                      hi);
         kr->accumulate_pv(rows_padded, keys, dv, st, bq, v + k0 * p->v_strides.seq,
-                          p->v_strides.seq, alpha, acc, ldacc, masked, shift);
+                          p->v_strides.seq, alpha, acc, ldacc, masked, lo, hi);
     }
 
     // O = acc / l,  LSE = (m + log2 l)·ln 2  (0 and −inf for rows that saw no key)
@@ -135,12 +135,11 @@ fa_status fa_forward(const fa_problem *p) {
     forward_plan pl = {0};
     pl.p = p;
     pl.kr = fa_kernels_for(p->isa);
-    pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads);
+    pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads, p->window_left);
     pl.layout = fa_forward_layout_for(&p->shape, pl.blocks);
     pl.scale_log2 = r.scale * FA_LOG2E;
     pl.group = r.group;
-    pl.causal = p->causal != FA_CAUSAL_NONE;
-    pl.causal_offset = p->causal == FA_CAUSAL_BOTTOM_RIGHT ? p->shape.kv_len - p->shape.q_len : 0;
+    pl.band = fa_row_band_for(p);
     pl.q_blocks = (p->shape.q_len + pl.blocks.block_q - 1) / pl.blocks.block_q;
 
     // A caller workspace is split between the threads; otherwise each thread uses its own
@@ -177,7 +176,7 @@ fa_status fa_forward(const fa_problem *p) {
             if (t >= items) break;
             // Causal: the last query blocks see the most keys, so they are handed out first.
             int64_t qb = t / heads;
-            if (pl.causal) qb = pl.q_blocks - 1 - qb;
+            if (p->causal != FA_CAUSAL_NONE) qb = pl.q_blocks - 1 - qb;
             const int64_t bh = t % heads;
             forward_tile(&pl, bh / p->shape.q_heads, bh % p->shape.q_heads, qb, mine);
         }

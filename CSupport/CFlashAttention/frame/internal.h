@@ -42,7 +42,8 @@ const fa_kernels *fa_kernels_for(fa_isa isa);
 /// The per-core L2 cache size in bytes (0 if unknown).
 int64_t fa_l2_bytes(void);
 /// The tile sizes for a problem (dispatch/cpu.c explains the heuristic).
-fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads);
+fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads,
+                            int64_t window_left);
 
 /// Per-thread workspace of the forward: regions, each FA_ALIGN-aligned, offsets in floats.
 typedef struct fa_forward_layout {
@@ -64,11 +65,40 @@ fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b);
 /// be allocated. Valid until the thread's next call; freed when the thread exits.
 float *fa_thread_workspace(size_t bytes);
 
-/// Under a causal mask query row i sees keys j < causal_visible_end(i, …): j ≤ i + offset,
-/// clamped to [0, Lk]. offset is Lk − Lq (bottom-right) or 0 (top-left).
-static inline int64_t causal_visible_end(int64_t i, int64_t offset, int64_t lk) {
-    const int64_t end = i + offset + 1;
-    return end < 0 ? 0 : (end > lk ? lk : end);
+/// The keys each query row sees, from the causal mask and the sliding window: row i sees
+/// [row_lo(i), row_hi(i)) with row_lo(i) = i + c_lo (if has_lo) and row_hi(i) = i + c_hi (if
+/// has_hi), clamped to [0, Lk]. Both ends are non-decreasing in i.
+typedef struct fa_row_band {
+    int has_lo, has_hi;
+    int64_t c_lo, c_hi;
+    int64_t lk;
+} fa_row_band;
+
+/// The band of a (validated) problem.
+fa_row_band fa_row_band_for(const fa_problem *p);
+
+static inline int64_t fa_row_lo(const fa_row_band *b, int64_t i) {
+    if (!b->has_lo) return 0;
+    const int64_t v = i + b->c_lo;
+    return v < 0 ? 0 : (v > b->lk ? b->lk : v);
+}
+
+static inline int64_t fa_row_hi(const fa_row_band *b, int64_t i) {
+    if (!b->has_hi) return b->lk;
+    const int64_t v = i + b->c_hi;
+    return v < 0 ? 0 : (v > b->lk ? b->lk : v);
+}
+
+/// The micro-kernels' band for a tile of rows from q0 and keys from k0: local query i sees
+/// local key j iff j + *lo ≤ i < j + *hi. Returns whether any element needs masking, given
+/// the tile's `rows` and `keys`.
+static inline int fa_tile_band(const fa_row_band *b, int64_t q0, int rows, int64_t k0,
+                               int keys, int64_t *lo, int64_t *hi) {
+    *lo = b->has_hi ? k0 - q0 - b->c_hi + 1 : -FA_BAND_OPEN;
+    *hi = b->has_lo ? k0 - q0 - b->c_lo + 1 : FA_BAND_OPEN;
+    const int upper = b->has_hi && k0 + keys > fa_row_hi(b, q0);       // some key past row q0's end
+    const int lower = b->has_lo && k0 < fa_row_lo(b, q0 + rows - 1);   // some key before the last row's start
+    return upper || lower;
 }
 
 /// Threads OpenMP would give a call that asks for `requested` (0 = the default).

@@ -15,6 +15,28 @@ void fa_problem_init(fa_problem *p) {
     memset(p, 0, sizeof *p);
     p->scale = FA_SCALE_DEFAULT;
     p->causal = FA_CAUSAL_NONE;
+    p->window_left = -1;
+    p->window_right = -1;
+}
+
+fa_row_band fa_row_band_for(const fa_problem *p) {
+    fa_row_band b = {0};
+    b.lk = p->shape.kv_len;
+    const int64_t off = p->shape.kv_len - p->shape.q_len;  // the window's (bottom-right) offset
+    if (p->causal != FA_CAUSAL_NONE) {
+        b.has_hi = 1;
+        b.c_hi = (p->causal == FA_CAUSAL_BOTTOM_RIGHT ? off : 0) + 1;
+    }
+    if (p->window_right >= 0) {
+        const int64_t c = off + p->window_right + 1;
+        b.c_hi = b.has_hi && b.c_hi < c ? b.c_hi : c;
+        b.has_hi = 1;
+    }
+    if (p->window_left >= 0) {
+        b.has_lo = 1;
+        b.c_lo = off - p->window_left;
+    }
+    return b;
 }
 
 fa_strides fa_strides_bhld(int64_t heads, int64_t len, int64_t dim) {
@@ -42,6 +64,7 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_WORKSPACE_TOO_SMALL: return "the workspace is smaller than fa_workspace_bytes";
     case FA_ERR_OUT_OF_MEMORY: return "an allocation failed";
     case FA_ERR_UNSUPPORTED_ISA: return "the requested kernel ISA is unknown or not supported by this CPU";
+    case FA_ERR_INVALID_WINDOW: return "a sliding-window side is below -1 (-1 means unbounded)";
     }
     return "unknown status";
 }
@@ -239,6 +262,15 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
         return fail(diag, FA_ERR_INVALID_CAUSAL, FA_ARG_CAUSAL, (int64_t)p->causal, 0, 0,
                     "causal is %d; it must be 0 (none), 1 (bottom-right) or 2 (top-left)",
                     (int)p->causal);
+    if (p->window_left < -1 || p->window_right < -1)
+        return fail(diag, FA_ERR_INVALID_WINDOW, FA_ARG_WINDOW, p->window_left, p->window_right, 0,
+                    "window is (%lld, %lld); each side must be -1 (unbounded) or >= 0",
+                    (long long)p->window_left, (long long)p->window_right);
+    if (p->window_left > FA_MAX_EXTENT || p->window_right > FA_MAX_EXTENT)
+        return fail(diag, FA_ERR_INVALID_WINDOW, FA_ARG_WINDOW, p->window_left, p->window_right, 0,
+                    "window is (%lld, %lld); each side must be at most %lld",
+                    (long long)p->window_left, (long long)p->window_right,
+                    (long long)FA_MAX_EXTENT);
     if (p->num_threads < 0)
         return fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
                     "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);
@@ -340,7 +372,7 @@ fa_status fa_workspace_bytes(const fa_problem *p, size_t *bytes) {
     fa_status st = fa_validate_shape_options(p, NULL);
     if (st != FA_OK) return st;
     const int threads = fa_resolve_threads(p->num_threads);
-    const fa_blocking b = fa_blocking_for(fa_kernels_for(p->isa), &p->shape, threads);
+    const fa_blocking b = fa_blocking_for(fa_kernels_for(p->isa), &p->shape, threads, p->window_left);
     const fa_forward_layout l = fa_forward_layout_for(&p->shape, b);
     size_t total;
     if (__builtin_mul_overflow(l.per_thread_bytes, (size_t)threads, &total) ||

@@ -45,6 +45,7 @@ typedef enum fa_status {
     FA_ERR_WORKSPACE_TOO_SMALL = 10, ///< a caller workspace smaller than fa_workspace_bytes
     FA_ERR_OUT_OF_MEMORY = 11,     ///< an allocation failed
     FA_ERR_UNSUPPORTED_ISA = 12,   ///< the requested kernel ISA is unknown or not on this CPU
+    FA_ERR_INVALID_WINDOW = 13,    ///< a window side is below −1
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -55,7 +56,7 @@ typedef enum fa_argument {
     FA_ARG_HEAD_DIM_QK, FA_ARG_HEAD_DIM_V,
     FA_ARG_Q, FA_ARG_K, FA_ARG_V, FA_ARG_O, FA_ARG_LSE,
     FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE, FA_ARG_ISA,
-    FA_ARG_DOUT, FA_ARG_DQ, FA_ARG_DK, FA_ARG_DV,
+    FA_ARG_DOUT, FA_ARG_DQ, FA_ARG_DK, FA_ARG_DV, FA_ARG_WINDOW,
 } fa_argument;
 
 /// Which micro-kernels fa_forward runs. FA_ISA_AUTO picks the best the CPU supports, or what
@@ -110,6 +111,11 @@ typedef struct fa_problem {
 
     float scale;        ///< multiplier of Q·Kᵀ; FA_SCALE_DEFAULT (NaN) means 1/sqrt(head_dim_qk)
     fa_causal causal;   ///< FA_CAUSAL_NONE by default
+    /// Sliding window in FlashAttention's sense: query i sees keys i + Lk − Lq − window_left …
+    /// i + Lk − Lq + window_right; −1 = unbounded on that side (both −1, the default: no
+    /// window). Combined with `causal` (both must allow a key). Blocks outside the band are
+    /// never touched, so the work is O(Lq · window).
+    int64_t window_left, window_right;
     int32_t num_threads;  ///< 0: as many as OpenMP offers (omp_get_max_threads); results never depend on it
     fa_isa isa;           ///< FA_ISA_AUTO by default; forcing another is for tests and benchmarks
 

@@ -62,13 +62,13 @@ FA_AVX2 static void pack_qt_avx2(int rows, int rows_padded, int64_t dqk, const f
 
 FA_INLINE FA_AVX2 void scores_tile(const int NK, const int NQ, int64_t dqk, const float *k,
                                    int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                                   int64_t ldst, int masked, int64_t first_visible,
+                                   int64_t ldst, int masked, int64_t lo, int64_t hi,
                                    float *block_max) {
     __m256 acc[KR][QV];
     for (int a = 0; a < NK; a++)
         for (int v = 0; v < NQ; v++) acc[a][v] = _mm256_setzero_ps();
-    // Every query of the tile is below the first one that sees key 0: all −inf, no products.
-    const int hidden = masked && first_visible >= NQ * VW;
+    // Key a is seen by queries [a + lo, a + hi): outside the tile for every key → all −inf.
+    const int hidden = masked && (lo >= NQ * VW || (NK - 1) + hi <= 0);
     for (int64_t d = 0; d < (hidden ? 0 : dqk); d++) {
         __m256 qv[QV];
         for (int v = 0; v < NQ; v++) qv[v] = _mm256_loadu_ps(qt + d * ldqt + v * VW);
@@ -82,11 +82,13 @@ FA_INLINE FA_AVX2 void scores_tile(const int NK, const int NQ, int64_t dqk, cons
     for (int a = 0; a < NK; a++) {
         for (int v = 0; v < NQ; v++) {
             __m256 s = acc[a][v];
-            if (masked) {  // lanes below `first` do not see key a
-                const int64_t first = first_visible + a - v * VW;
+            if (masked) {  // lane i sees key a iff a + lo ≤ i + v·8 < a + hi
+                const int64_t first = lo + a - v * VW, last = hi + a - v * VW;
                 const int f = first < 0 ? 0 : (first > VW ? VW : (int)first);
-                s = _mm256_blendv_ps(s, _mm256_set1_ps(-INFINITY),
-                                     _mm256_castsi256_ps(first_lanes(f)));
+                const int l = last < 0 ? 0 : (last > VW ? VW : (int)last);
+                const __m256i hidden = _mm256_or_si256(first_lanes(f),
+                                                       _mm256_xor_si256(first_lanes(l), _mm256_set1_epi32(-1)));
+                s = _mm256_blendv_ps(s, _mm256_set1_ps(-INFINITY), _mm256_castsi256_ps(hidden));
             }
             _mm256_storeu_ps(st + a * ldst + v * VW, s);
             mx[v] = _mm256_max_ps(mx[v], s);
@@ -97,34 +99,35 @@ FA_INLINE FA_AVX2 void scores_tile(const int NK, const int NQ, int64_t dqk, cons
 
 FA_INLINE FA_AVX2 void scores_column(const int NQ, int keys, int64_t dqk, const float *k,
                                      int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                                     int64_t ldst, int masked, int64_t shift, float *block_max) {
+                                     int64_t ldst, int masked, int64_t lo, int64_t hi,
+                                       float *block_max) {
     int j = 0;
     for (; j + KR <= keys; j += KR)
         scores_tile(KR, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
-                    j + shift, block_max);
+                    j + lo, j + hi, block_max);
     for (; j < keys; j++)
         scores_tile(1, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
-                    j + shift, block_max);
+                    j + lo, j + hi, block_max);
 }
 
 FA_AVX2 static void scores_t_avx2(int keys, int rows_padded, int64_t dqk, const float *k,
                                   int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                                  int64_t ldst, int masked, int64_t shift, float *block_max) {
+                                  int64_t ldst, int masked, int64_t lo, int64_t hi, float *block_max) {
     for (int i0 = 0; i0 < rows_padded; i0 += QV * VW) {
         const int nq = (rows_padded - i0) / VW;
-        const int64_t s = shift - i0;
+        const int64_t l = lo - i0, h = hi - i0;
         if (nq >= 3)
-            scores_column(3, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+            scores_column(3, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, l, h, block_max + i0);
         else if (nq == 2)
-            scores_column(2, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+            scores_column(2, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, l, h, block_max + i0);
         else
-            scores_column(1, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+            scores_column(1, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, l, h, block_max + i0);
     }
 }
 
 FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t ldst,
                                    float *block_max, float *row_max, float *row_sum,
-                                   float *alpha) {
+                                   float *alpha, int masked, int64_t lo, int64_t hi) {
     const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
     for (int i = 0; i < rows_padded; i += VW) {
         const __m256 m_old = _mm256_loadu_ps(row_max + i);
@@ -133,8 +136,14 @@ FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t
         const __m256 m_use = _mm256_andnot_ps(none, m_new);  // −inf → 0
         const __m256 a = exp2_ps(_mm256_sub_ps(m_old, m_use));
         __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
-        int j = 0;
-        for (; j + 2 <= keys; j += 2) {
+        // Keys outside these rows' band are −inf: P = 0, stored without an exp2.
+        int j0, j1;
+        fa_band_keys(keys, i, VW, masked, lo, hi, &j0, &j1);
+        j0 &= ~1;
+        for (int z = 0; z < j0; z++) _mm256_storeu_ps(st + z * ldst + i, _mm256_setzero_ps());
+        for (int z = j1; z < keys; z++) _mm256_storeu_ps(st + z * ldst + i, _mm256_setzero_ps());
+        int j = j0;
+        for (; j + 2 <= j1; j += 2) {
             float *s0 = st + j * ldst + i, *s1 = s0 + ldst;
             const __m256 p0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
             const __m256 p1 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s1), m_use));
@@ -143,7 +152,7 @@ FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t
             sum0 = _mm256_add_ps(sum0, p0);
             sum1 = _mm256_add_ps(sum1, p1);
         }
-        if (j < keys) {
+        if (j < j1) {
             float *s0 = st + j * ldst + i;
             const __m256 p0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
             _mm256_storeu_ps(s0, p0);
@@ -188,19 +197,20 @@ FA_INLINE FA_AVX2 void pv_tile(const int NV, int keys, const float *pt, int64_t 
 FA_AVX2 static void accumulate_pv_avx2(int rows_padded, int keys, int64_t dv, const float *pt,
                                        int64_t ldpt, const float *v, int64_t ldv,
                                        const float *alpha, float *acc, int64_t ldacc,
-                                       int masked, int64_t shift) {
+                                       int masked, int64_t lo, int64_t hi) {
     for (int64_t d0 = 0; d0 < dv; d0 += DV * VW) {
         const int64_t cols = dv - d0 < DV * VW ? dv - d0 : DV * VW;
         const int nv = (int)((cols + VW - 1) / VW);
         const __m256i tail = first_lanes((int)(cols - (int64_t)(nv - 1) * VW));
         for (int i = 0; i < rows_padded; i += MR) {
             float *a = acc + i * ldacc + d0;
-            // Rows i … i+MR−1 see keys j ≤ i + MR − 1 − shift; P = 0 beyond, so skip them.
-            int64_t visible = masked ? i + MR - shift : keys;
-            const int n = (int)(visible < 0 ? 0 : (visible > keys ? keys : visible));
-            if (nv == 3) pv_tile(3, n, pt + i, ldpt, v + d0, ldv, tail, alpha + i, a, ldacc);
-            else if (nv == 2) pv_tile(2, n, pt + i, ldpt, v + d0, ldv, tail, alpha + i, a, ldacc);
-            else pv_tile(1, n, pt + i, ldpt, v + d0, ldv, tail, alpha + i, a, ldacc);
+            // Only the keys rows i … i+MR−1 see (P = 0 elsewhere, so skipped).
+            int j0, j1;
+            fa_band_keys(keys, i, MR, masked, lo, hi, &j0, &j1);
+            const float *p0 = pt + (int64_t)j0 * ldpt + i, *v0 = v + (int64_t)j0 * ldv + d0;
+            if (nv == 3) pv_tile(3, j1 - j0, p0, ldpt, v0, ldv, tail, alpha + i, a, ldacc);
+            else if (nv == 2) pv_tile(2, j1 - j0, p0, ldpt, v0, ldv, tail, alpha + i, a, ldacc);
+            else pv_tile(1, j1 - j0, p0, ldpt, v0, ldv, tail, alpha + i, a, ldacc);
         }
     }
 }

@@ -70,14 +70,15 @@ FA_AVX512 static void pack_qt_avx512(int rows, int rows_padded, int64_t dqk, con
 // in registers.
 FA_INLINE FA_AVX512 void scores_tile(const int NK, const int NQ, int64_t dqk, const float *k,
                                      int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                                     int64_t ldst, int masked, int64_t first_visible,
+                                     int64_t ldst, int masked, int64_t lo, int64_t hi,
                                      float *block_max) {
     __m512 acc[KR][QV];
     for (int a = 0; a < NK; a++)
         for (int v = 0; v < NQ; v++) acc[a][v] = _mm512_setzero_ps();
-    // Every query of the tile is below the first one that sees key 0 (and so every later
-    // key): the tile is all −inf, with no dot products to compute.
-    const int hidden = masked && first_visible >= NQ * VW;
+    // Key a is seen by queries [a + lo, a + hi): if that misses the tile's queries for every
+    // key (all below the first key's band, or all at or past the last key's), the tile is
+    // all −inf, with no dot products to compute.
+    const int hidden = masked && (lo >= NQ * VW || (NK - 1) + hi <= 0);
     for (int64_t d = 0; d < (hidden ? 0 : dqk); d++) {
         __m512 qv[QV];
         for (int v = 0; v < NQ; v++) qv[v] = _mm512_loadu_ps(qt + d * ldqt + v * VW);
@@ -92,11 +93,13 @@ FA_INLINE FA_AVX512 void scores_tile(const int NK, const int NQ, int64_t dqk, co
     for (int a = 0; a < NK; a++) {
         for (int v = 0; v < NQ; v++) {
             __m512 s = acc[a][v];
-            if (masked) {  // query i (this tile's lane + v·16) sees key a iff i ≥ a + first_visible
-                const int64_t first = first_visible + a - v * VW;
+            if (masked) {  // query i (lane + v·16) sees key a iff a + lo ≤ i < a + hi
+                const int64_t first = lo + a - v * VW, last = hi + a - v * VW;
                 const int f = first < 0 ? 0 : (first > VW ? VW : (int)first);
-                const __mmask16 hidden = _mm512_cmp_epi32_mask(lane, _mm512_set1_epi32(f), _MM_CMPINT_LT);
-                s = _mm512_mask_mov_ps(s, hidden, _mm512_set1_ps(-INFINITY));
+                const int l = last < 0 ? 0 : (last > VW ? VW : (int)last);
+                const __mmask16 below = _mm512_cmp_epi32_mask(lane, _mm512_set1_epi32(f), _MM_CMPINT_LT);
+                const __mmask16 above = _mm512_cmp_epi32_mask(lane, _mm512_set1_epi32(l), _MM_CMPINT_NLT);
+                s = _mm512_mask_mov_ps(s, below | above, _mm512_set1_ps(-INFINITY));
             }
             _mm512_storeu_ps(st + a * ldst + v * VW, s);
             mx[v] = _mm512_max_ps(mx[v], s);
@@ -109,36 +112,37 @@ FA_INLINE FA_AVX512 void scores_tile(const int NK, const int NQ, int64_t dqk, co
 // the remaining keys one at a time.
 FA_INLINE FA_AVX512 void scores_column(const int NQ, int keys, int64_t dqk, const float *k,
                                        int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                                       int64_t ldst, int masked, int64_t shift, float *block_max) {
+                                       int64_t ldst, int masked, int64_t lo, int64_t hi,
+                                       float *block_max) {
     int j = 0;
     for (; j + KR <= keys; j += KR)
         scores_tile(KR, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
-                    j + shift, block_max);
+                    j + lo, j + hi, block_max);
     for (; j < keys; j++)
         scores_tile(1, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
-                    j + shift, block_max);
+                    j + lo, j + hi, block_max);
 }
 
 FA_AVX512 static void scores_t_avx512(int keys, int rows_padded, int64_t dqk, const float *k,
                                       int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                                      int64_t ldst, int masked, int64_t shift,
+                                      int64_t ldst, int masked, int64_t lo, int64_t hi,
                                       float *block_max) {
     for (int i0 = 0; i0 < rows_padded; i0 += QV * VW) {
         const int nq = (rows_padded - i0) / VW;
-        // Query i0 + i sees key j iff i0 + i ≥ j + shift, i.e. i ≥ j + (shift − i0).
-        const int64_t s = shift - i0;
+        // In this column, query i0 + i sees key j iff j + (lo − i0) ≤ i < j + (hi − i0).
+        const int64_t l = lo - i0, h = hi - i0;
         if (nq >= 3)
-            scores_column(3, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+            scores_column(3, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, l, h, block_max + i0);
         else if (nq == 2)
-            scores_column(2, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+            scores_column(2, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, l, h, block_max + i0);
         else
-            scores_column(1, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, s, block_max + i0);
+            scores_column(1, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, l, h, block_max + i0);
     }
 }
 
 FA_AVX512 static void softmax_t_avx512(int keys, int rows_padded, float *st, int64_t ldst,
                                        float *block_max, float *row_max, float *row_sum,
-                                       float *alpha) {
+                                       float *alpha, int masked, int64_t lo, int64_t hi) {
     const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < rows_padded; i += VW) {
         const __m512 m_old = _mm512_loadu_ps(row_max + i);
@@ -150,8 +154,15 @@ FA_AVX512 static void softmax_t_avx512(int keys, int rows_padded, float *st, int
         // Four independent chains (keys j mod 4) hide the exp latency; the order is fixed.
         __m512 sum[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                          _mm512_setzero_ps()};
-        int j = 0;
-        for (; j + 4 <= keys; j += 4) {
+        // Keys outside these rows' band are −inf: their P is 0, stored without an exp2 (and
+        // adding those zeros would not change the sums, so the chains keep their keys).
+        int j0, j1;
+        fa_band_keys(keys, i, VW, masked, lo, hi, &j0, &j1);
+        j0 &= ~3;
+        for (int z = 0; z < j0; z++) _mm512_storeu_ps(st + z * ldst + i, _mm512_setzero_ps());
+        for (int z = j1; z < keys; z++) _mm512_storeu_ps(st + z * ldst + i, _mm512_setzero_ps());
+        int j = j0;
+        for (; j + 4 <= j1; j += 4) {
             for (int c = 0; c < 4; c++) {
                 float *s = st + (j + c) * ldst + i;
                 const __m512 p = exp2_ps(_mm512_sub_ps(_mm512_loadu_ps(s), m_use));
@@ -159,11 +170,11 @@ FA_AVX512 static void softmax_t_avx512(int keys, int rows_padded, float *st, int
                 sum[c] = _mm512_add_ps(sum[c], p);
             }
         }
-        for (; j < keys; j++) {
+        for (; j < j1; j++) {
             float *s = st + j * ldst + i;
             const __m512 p = exp2_ps(_mm512_sub_ps(_mm512_loadu_ps(s), m_use));
             _mm512_storeu_ps(s, p);
-            sum[0] = _mm512_add_ps(sum[0], p);
+            sum[j & 3] = _mm512_add_ps(sum[j & 3], p);
         }
         const __m512 sum0 = _mm512_add_ps(sum[0], sum[1]), sum1 = _mm512_add_ps(sum[2], sum[3]);
         const __m512 l = _mm512_fmadd_ps(a, _mm512_loadu_ps(row_sum + i), _mm512_add_ps(sum0, sum1));
@@ -204,17 +215,18 @@ FA_INLINE FA_AVX512 void pv_tile(const int NR, const int NV, int keys, const flo
         for (int w = 0; w < NV; w++) _mm512_storeu_ps(acc + r * ldacc + w * VW, c[r][w]);
 }
 
-// Keys the rows i … i+nr−1 can see: all of them, or under the mask j ≤ i + nr − 1 − shift
-// (P = 0 beyond, so those keys are skipped).
-FA_INLINE int pv_keys(int keys, int i, int nr, int masked, int64_t shift) {
-    const int64_t visible = masked ? i + nr - shift : keys;
-    return (int)(visible < 0 ? 0 : (visible > keys ? keys : visible));
-}
-
 FA_AVX512 static void accumulate_pv_avx512(int rows_padded, int keys, int64_t dv,
                                            const float *pt, int64_t ldpt, const float *v,
                                            int64_t ldv, const float *alpha, float *acc,
-                                           int64_t ldacc, int masked, int64_t shift) {
+                                           int64_t ldacc, int masked, int64_t lo, int64_t hi) {
+    // A tile of NR rows from row i, over the keys its rows see (P = 0 elsewhere: skipped).
+#define FA_PV(NR, NV, i, vd, tail, a)                                                        \
+    do {                                                                                     \
+        int j0, j1;                                                                          \
+        fa_band_keys(keys, (i), (NR), masked, lo, hi, &j0, &j1);                             \
+        pv_tile((NR), (NV), j1 - j0, pt + (int64_t)j0 * ldpt + (i), ldpt,                    \
+                (vd) + (int64_t)j0 * ldv, ldv, (tail), alpha + (i), (a), ldacc);             \
+    } while (0)
     int64_t d0 = 0;
     // 64 value columns at a time: 6 rows × 4 vectors (then 4 or 2 rows: rows_padded is even).
     for (; dv - d0 > 48; d0 += 64) {
@@ -223,15 +235,9 @@ FA_AVX512 static void accumulate_pv_avx512(int rows_padded, int keys, int64_t dv
         const __mmask16 tail = (__mmask16)(rem == VW ? 0xFFFF : (1u << rem) - 1);
         const float *vd = v + d0;
         int i = 0;
-        for (; i + 6 <= rows_padded; i += 6)
-            pv_tile(6, 4, pv_keys(keys, i, 6, masked, shift), pt + i, ldpt, vd, ldv, tail,
-                    alpha + i, acc + i * ldacc + d0, ldacc);
-        if (rows_padded - i == 4)
-            pv_tile(4, 4, pv_keys(keys, i, 4, masked, shift), pt + i, ldpt, vd, ldv, tail,
-                    alpha + i, acc + i * ldacc + d0, ldacc);
-        else if (rows_padded - i == 2)
-            pv_tile(2, 4, pv_keys(keys, i, 2, masked, shift), pt + i, ldpt, vd, ldv, tail,
-                    alpha + i, acc + i * ldacc + d0, ldacc);
+        for (; i + 6 <= rows_padded; i += 6) FA_PV(6, 4, i, vd, tail, acc + i * ldacc + d0);
+        if (rows_padded - i == 4) FA_PV(4, 4, i, vd, tail, acc + i * ldacc + d0);
+        else if (rows_padded - i == 2) FA_PV(2, 4, i, vd, tail, acc + i * ldacc + d0);
     }
     // The last ≤ 48 columns: 8 rows × 1–3 vectors.
     if (d0 < dv) {
@@ -242,12 +248,12 @@ FA_AVX512 static void accumulate_pv_avx512(int rows_padded, int keys, int64_t dv
         const float *vd = v + d0;
         for (int i = 0; i < rows_padded; i += MR) {
             float *a = acc + i * ldacc + d0;
-            const int n = pv_keys(keys, i, MR, masked, shift);
-            if (nv == 3) pv_tile(MR, 3, n, pt + i, ldpt, vd, ldv, tail, alpha + i, a, ldacc);
-            else if (nv == 2) pv_tile(MR, 2, n, pt + i, ldpt, vd, ldv, tail, alpha + i, a, ldacc);
-            else pv_tile(MR, 1, n, pt + i, ldpt, vd, ldv, tail, alpha + i, a, ldacc);
+            if (nv == 3) FA_PV(MR, 3, i, vd, tail, a);
+            else if (nv == 2) FA_PV(MR, 2, i, vd, tail, a);
+            else FA_PV(MR, 1, i, vd, tail, a);
         }
     }
+#undef FA_PV
 }
 
 // ---- backward ----

@@ -33,6 +33,25 @@
 /// Below this, 2^x is flushed to 0 (also what −inf, i.e. a masked score, becomes).
 #define FA_EXP2_MIN (-126.0f)
 
+/// "No bound" for a side of the band: far beyond any extent, safe to add small numbers to.
+#define FA_BAND_OPEN ((int64_t)1 << 40)
+
+/// The keys rows i … i+nr−1 of a band see, among keys 0 … keys−1: [*j0, *j1).
+static inline void fa_band_keys(int keys, int64_t i, int64_t nr, int masked, int64_t lo,
+                                int64_t hi, int *j0, int *j1) {
+    if (!masked) {
+        *j0 = 0;
+        *j1 = keys;
+        return;
+    }
+    // Row r sees key j iff j + lo ≤ r < j + hi, i.e. r − hi < j ≤ r − lo.
+    int64_t a = i - hi + 1, b = i + nr - lo;
+    a = a < 0 ? 0 : (a > keys ? keys : a);
+    b = b < a ? a : (b > keys ? keys : b);
+    *j0 = (int)a;
+    *j1 = (int)b;
+}
+
 /// log2(e) and ln(2) in float32.
 #define FA_LOG2E 1.44269504088896341f
 #define FA_LN2 0.693147180559945309f
@@ -48,26 +67,30 @@ typedef struct fa_kernels {
                     float scale, float *qt, int64_t ldqt);
 
     /// st[j, i] = Σ_d k[j, d] · qt[d, i]   (j < keys, i < rows_padded);
-    /// if masked: st[j, i] = −inf where i < j + shift (query i does not see key j), and
-    /// register tiles hidden entirely are not computed;
+    /// if masked: st[j, i] = −inf unless j + lo ≤ i < j + hi (the band of keys query i sees:
+    /// causal masks and sliding windows), and register tiles hidden entirely are not computed;
     /// block_max[i] = max(block_max[i], max_j st[j, i]).
     void (*scores_t)(int keys, int rows_padded, int64_t dqk, const float *k, int64_t ldk,
                      const float *qt, int64_t ldqt, float *st, int64_t ldst, int masked,
-                     int64_t shift, float *block_max);
+                     int64_t lo, int64_t hi, float *block_max);
 
     /// Per query i: m' = max(row_max, block_max); P = 2^(st − m') in place;
     /// alpha = 2^(row_max − m'); row_sum = alpha·row_sum + Σ_j P; row_max = m';
     /// block_max = −inf. A query with m' = −inf (nothing seen yet) gets P = 0 and keeps its
     /// state (alpha·0 + 0). exp2 of −inf and of anything below FA_EXP2_MIN is exactly 0.
+    /// If masked (the band of scores_t, whose hidden scores are −inf), keys outside a vector's
+    /// band may be written as 0 without computing exp2 — the same values.
     void (*softmax_t)(int keys, int rows_padded, float *st, int64_t ldst, float *block_max,
-                      float *row_max, float *row_sum, float *alpha);
+                      float *row_max, float *row_sum, float *alpha, int masked, int64_t lo,
+                      int64_t hi);
 
     /// acc[i, :] = alpha[i] · acc[i, :] + Σ_j st[j, i] · v[j, :]   (i < rows_padded);
     /// the multiply is skipped where alpha is exactly 1 (the row max did not move). If
-    /// masked, keys hidden from every row of a register tile (P = 0 there) are skipped.
+    /// masked (the band of scores_t), keys hidden from every row of a register tile (P = 0
+    /// there) are skipped.
     void (*accumulate_pv)(int rows_padded, int keys, int64_t dv, const float *pt, int64_t ldpt,
                           const float *v, int64_t ldv, const float *alpha, float *acc,
-                          int64_t ldacc, int masked, int64_t shift);
+                          int64_t ldacc, int masked, int64_t lo, int64_t hi);
 
     // ---- backward ----
 

@@ -17,7 +17,8 @@ static void pack_qt_portable(int rows, int rows_padded, int64_t dqk, const float
 // st[j, :] = Σ_d k[j, d] · qt[d, :]; causal mask; running block max.
 static void scores_t_portable(int keys, int rows_padded, int64_t dqk, const float *k,
                               int64_t ldk, const float *qt, int64_t ldqt, float *st,
-                              int64_t ldst, int masked, int64_t shift, float *block_max) {
+                              int64_t ldst, int masked, int64_t lo, int64_t hi,
+                              float *block_max) {
     for (int j = 0; j < keys; j++) {
         float *sj = st + j * ldst;
         const float *kj = k + j * ldk;
@@ -27,10 +28,12 @@ static void scores_t_portable(int keys, int rows_padded, int64_t dqk, const floa
             const float *qd = qt + d * ldqt;
             for (int i = 0; i < rows_padded; i++) sj[i] += kd * qd[i];
         }
-        if (masked) {  // query i sees key j iff i ≥ j + shift
-            int64_t first = j + shift;
+        if (masked) {  // query i sees key j iff j + lo ≤ i < j + hi
+            int64_t first = j + lo, last = j + hi;
             first = first < 0 ? 0 : (first > rows_padded ? rows_padded : first);
+            last = last < first ? first : (last > rows_padded ? rows_padded : last);
             for (int64_t i = 0; i < first; i++) sj[i] = -INFINITY;
+            for (int64_t i = last; i < rows_padded; i++) sj[i] = -INFINITY;
         }
         for (int i = 0; i < rows_padded; i++) block_max[i] = sj[i] > block_max[i] ? sj[i] : block_max[i];
     }
@@ -42,7 +45,9 @@ static float exp2_portable_one(float x) {
 }
 
 static void softmax_t_portable(int keys, int rows_padded, float *st, int64_t ldst,
-                               float *block_max, float *row_max, float *row_sum, float *alpha) {
+                               float *block_max, float *row_max, float *row_sum, float *alpha,
+                               int masked, int64_t lo, int64_t hi) {
+    (void)masked, (void)lo, (void)hi;  // computes every key: hidden ones are −inf → 0
     for (int i = 0; i < rows_padded; i++) {
         const float m_old = row_max[i];
         const float m_new = block_max[i] > m_old ? block_max[i] : m_old;
@@ -64,15 +69,16 @@ static void softmax_t_portable(int keys, int rows_padded, float *st, int64_t lds
 
 static void accumulate_pv_portable(int rows_padded, int keys, int64_t dv, const float *pt,
                                    int64_t ldpt, const float *v, int64_t ldv, const float *alpha,
-                                   float *acc, int64_t ldacc, int masked, int64_t shift) {
+                                   float *acc, int64_t ldacc, int masked, int64_t lo,
+                                   int64_t hi) {
     for (int i = 0; i < rows_padded; i++) {
         float *ai = acc + i * ldacc;
         if (alpha[i] != 1.0f)
             for (int64_t d = 0; d < dv; d++) ai[d] *= alpha[i];
-        // Row i sees keys j ≤ i − shift; the others have P = 0 and are skipped.
-        int64_t visible = masked ? i - shift + 1 : keys;
-        visible = visible < 0 ? 0 : (visible > keys ? keys : visible);
-        for (int j = 0; j < visible; j++) {
+        // Keys outside row i's band have P = 0 and are skipped.
+        int j0, j1;
+        fa_band_keys(keys, i, 1, masked, lo, hi, &j0, &j1);
+        for (int j = j0; j < j1; j++) {
             const float p = pt[j * ldpt + i];
             const float *vj = v + j * ldv;
             for (int64_t d = 0; d < dv; d++) ai[d] += p * vj[d];

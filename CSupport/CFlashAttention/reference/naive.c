@@ -17,23 +17,25 @@ static int64_t leading_dim(int64_t len, int64_t stride, int64_t width) {
     return len == 1 || stride < width ? width : stride;
 }
 
-// Masks, normalises and records the logsumexp of one score row in place.
-static void softmax_row(float *s, int64_t lk, int64_t visible, float *lse) {
-    for (int64_t j = visible; j < lk; j++) s[j] = 0.0f;  // hidden keys: P = 0
+// Masks (keys outside [lo, hi) get P = 0), normalises and records the logsumexp of one
+// score row in place.
+static void softmax_row(float *s, int64_t lk, int64_t lo, int64_t hi, float *lse) {
+    for (int64_t j = 0; j < lo; j++) s[j] = 0.0f;
+    for (int64_t j = hi > lo ? hi : lo; j < lk; j++) s[j] = 0.0f;
     float m = -INFINITY;
-    for (int64_t j = 0; j < visible; j++) m = s[j] > m ? s[j] : m;
-    if (visible == 0 || m == -INFINITY) {
-        for (int64_t j = 0; j < visible; j++) s[j] = 0.0f;
+    for (int64_t j = lo; j < hi; j++) m = s[j] > m ? s[j] : m;
+    if (hi <= lo || m == -INFINITY) {
+        for (int64_t j = lo; j < hi; j++) s[j] = 0.0f;
         if (lse) *lse = -INFINITY;
         return;
     }
     float sum = 0.0f;
-    for (int64_t j = 0; j < visible; j++) {
+    for (int64_t j = lo; j < hi; j++) {
         s[j] = expf(s[j] - m);
         sum += s[j];
     }
     const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < visible; j++) s[j] *= inv;
+    for (int64_t j = lo; j < hi; j++) s[j] *= inv;
     if (lse) *lse = m + logf(sum);
 }
 
@@ -59,7 +61,7 @@ fa_status fa_naive_forward(const fa_problem *p) {
         free(s);  // OpenBLAS takes 32-bit leading dimensions
         return FA_ERR_SIZE_OVERFLOW;
     }
-    const int64_t offset = p->causal == FA_CAUSAL_BOTTOM_RIGHT ? lk - lq : 0;
+    const fa_row_band band = fa_row_band_for(p);
 
     for (int64_t b = 0; b < sh->batch; b++) {
         for (int64_t h = 0; h < sh->q_heads; h++) {
@@ -72,12 +74,10 @@ fa_status fa_naive_forward(const fa_problem *p) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
                         r.scale, q, (int)ldq, k, (int)ldk, 0.0f, s, (int)lk);
             for (int64_t i = 0; i < lq; i++) {
-                const int64_t visible =
-                    p->causal != FA_CAUSAL_NONE ? causal_visible_end(i, offset, lk) : lk;
                 float *lse = p->lse ? p->lse + b * p->lse_strides.batch + h * p->lse_strides.head +
                                           i * p->lse_strides.seq
                                     : NULL;
-                softmax_row(s + i * lk, lk, visible, lse);
+                softmax_row(s + i * lk, lk, fa_row_lo(&band, i), fa_row_hi(&band, i), lse);
             }
             // O = P · V
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)lq, (int)dv, (int)lk, 1.0f,
@@ -119,7 +119,7 @@ fa_status fa_naive_backward(const fa_problem *p) {
         }
     const int ldq = (int)ld[0], ldk = (int)ld[1], ldv = (int)ld[2];
     const int lddo = (int)ld[4], lddq = (int)ld[5], lddk = (int)ld[6], lddv = (int)ld[7];
-    const int64_t offset = p->causal == FA_CAUSAL_BOTTOM_RIGHT ? lk - lq : 0;
+    const fa_row_band band = fa_row_band_for(p);
 
     for (int64_t b = 0; b < sh->batch; b++) {
         for (int64_t h = 0; h < sh->q_heads; h++) {
@@ -141,15 +141,14 @@ fa_status fa_naive_backward(const fa_problem *p) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dv, 1.0f,
                         dout, lddo, v, ldv, 0.0f, dp, (int)lk);
             for (int64_t i = 0; i < lq; i++) {
-                const int64_t visible =
-                    p->causal != FA_CAUSAL_NONE ? causal_visible_end(i, offset, lk) : lk;
+                const int64_t lo = fa_row_lo(&band, i), hi = fa_row_hi(&band, i);
                 const float l = lse[i * p->lse_strides.seq];
                 float d = 0.0f;
                 for (int64_t c = 0; c < dv; c++)
                     d += dout[i * p->dout_strides.seq + c] * o[i * p->o_strides.seq + c];
                 float *si = s + i * lk, *gi = dp + i * lk;
                 for (int64_t j = 0; j < lk; j++) {
-                    const float pij = (j < visible && l != -INFINITY) ? expf(si[j] - l) : 0.0f;
+                    const float pij = (j >= lo && j < hi && l != -INFINITY) ? expf(si[j] - l) : 0.0f;
                     si[j] = pij;
                     gi[j] = pij * (gi[j] - d);  // dS
                 }
