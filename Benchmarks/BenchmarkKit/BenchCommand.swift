@@ -87,6 +87,12 @@ public struct AttentionBenchCommand: ParsableCommand {
     @Option(help: "Sliding window LEFT,RIGHT in FlashAttention's sense (-1 = unbounded side).")
     public var window: String?
 
+    @Option(help: "Logit soft-cap c (scores become c·tanh(s/c)).")
+    public var softcap: Float?
+
+    @Flag(help: "Add ALiBi biases with BLOOM's slopes.")
+    public var alibi = false
+
     @Option(help: "Passes: forward, backward or both.")
     public var pass: PassChoice = .forward
 
@@ -127,6 +133,8 @@ public struct AttentionBenchCommand: ParsableCommand {
             threads: threads.isEmpty ? [FlashAttention.defaultThreadCount] : threads.flatMap(\.values))
         spec.passes = pass.passes
         spec.window = parsedWindow
+        spec.softcap = softcap
+        spec.alibi = alibi
         return spec
     }
 
@@ -151,6 +159,9 @@ public struct AttentionBenchCommand: ParsableCommand {
             if let bad = list.first(where: { $0 < 1 }) {
                 throw ValidationError("\(name) takes positive integers; got \(bad)")
             }
+        }
+        if let softcap, !(softcap.isFinite && softcap > 0) {
+            throw ValidationError("--softcap must be a positive number; got \(softcap)")
         }
         if window != nil && parsedWindow == nil {
             throw ValidationError("--window takes LEFT,RIGHT, each ≥ -1 (-1 = unbounded); got \(window!)")

@@ -71,7 +71,7 @@ public struct SweepReport: Sendable, Codable {
         "impl", "pass", "batch", "q_heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal", "threads",
         "median_ms", "min_ms", "max_ms", "samples", "gflops", "roofline_fraction",
         "peak_extra_bytes", "workspace_bytes", "speedup_over_naive", "max_abs_diff", "skipped",
-        "window_left", "window_right",
+        "window_left", "window_right", "softcap", "alibi",
     ]
 
     /// One row per case; empty fields where a value does not apply; RFC 4180 quoting.
@@ -92,6 +92,7 @@ public struct SweepReport: Sendable, Codable {
                 Self.number(r.speedupOverNaive), Self.number(r.maxAbsDifference),
                 r.skipReason ?? "",
                 c.windowLeft.map(String.init) ?? "", c.windowRight.map(String.init) ?? "",
+                c.softcap.map { "\($0)" } ?? "", c.alibi ? "1" : "",
             ]
             lines.append(fields.map(Self.quoted).joined(separator: ","))
         }

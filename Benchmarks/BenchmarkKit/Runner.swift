@@ -163,7 +163,8 @@ public struct BenchRunner {
                 var row = CaseResult(configuration: config, implementation: impl, flops: config.flops,
                                      workspaceBytes: 0)
                 let options = AttentionOptions(causal: config.causal.mask,
-                                               window: config.window,
+                                               window: config.window, softcap: config.softcap,
+                                               alibiSlopes: config.alibiSlopes,
                                                threadCount: config.threads,
                                                implementation: impl.implementation,
                                                kernel: impl.kernel)
@@ -237,6 +238,7 @@ public struct BenchRunner {
             + " D\(c.headDim) \(c.causal.rawValue) T\(c.threads)"
             + (c.pass == .forward ? "" : " backward")
             + (c.window == nil ? "" : " window(\(c.windowLeft ?? -1),\(c.windowRight ?? -1))")
+            + (c.softcap.map { " softcap \($0)" } ?? "") + (c.alibi ? " alibi" : "")
     }
 
     static func seconds(_ s: Double) -> String {

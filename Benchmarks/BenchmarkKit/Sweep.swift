@@ -1,4 +1,5 @@
 import AttentionTools
+import Foundation
 import FlashAttention
 
 /// What the benchmark can run in one case (shared with attention-parity).
@@ -39,6 +40,15 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// Sliding window sides (nil = unbounded on that side; both nil = no window).
     public var windowLeft: Int?
     public var windowRight: Int?
+    /// Logit soft-cap (nil = off) and ALiBi (BLOOM's slopes for Hq heads when true).
+    public var softcap: Float?
+    public var alibi = false
+
+    /// BLOOM's ALiBi slopes for `heads` heads: 2^(−8k/heads), k = 1 … heads.
+    public var alibiSlopes: [Float]? {
+        guard alibi else { return nil }
+        return (1 ... queryHeads).map { Float(exp2(-8.0 * Double($0) / Double(queryHeads))) }
+    }
 
     /// The window as the library takes it.
     public var window: SlidingWindow? {
@@ -121,6 +131,8 @@ public struct SweepSpecification: Sendable, Hashable {
     public var threads: [Int]
     public var passes: [BenchPass] = [.forward]
     public var window: SlidingWindow?
+    public var softcap: Float?
+    public var alibi = false
 
     public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
                 kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
@@ -155,6 +167,8 @@ public struct SweepSpecification: Sendable, Hashable {
                                                 causal: c, threads: t, pass: pass)
                                             config.windowLeft = window?.left
                                             config.windowRight = window?.right
+                                            config.softcap = softcap
+                                            config.alibi = alibi
                                             out.append(config)
                                         }
                                     }

@@ -25,13 +25,16 @@ public struct ParityCase: Sendable {
     public var scale: Float?
     public var causal: CausalMask
     public var window: SlidingWindow?
+    public var softcap: Float?
+    public var alibiSlopes: [Float]?
     /// Features case.json asks for that the library does not have: each fails the case.
     public var unsupported: [String]
 
     /// The case.json keys this version understands.
-    public static let supportedKeys: Set<String> = ["scale", "causal", "window"]
+    public static let supportedKeys: Set<String> = ["scale", "causal", "window", "softcap",
+                                                    "alibi_slopes"]
     /// Keys the format defines for features the library does not have yet.
-    public static let pendingKeys: Set<String> = ["softcap", "alibi_slopes", "mask"]
+    public static let pendingKeys: Set<String> = ["mask"]
 
     /// Loads `directory`. With `requireExpected` false (for --write), out.npy may be missing.
     public init(directory: String, requireExpected: Bool = true) throws {
@@ -83,6 +86,25 @@ public struct ParityCase: Sendable {
         default: throw CaseError("case.json: window must be [left, right] or absent")
         }
         self.unsupported = unsupported
+        switch params["softcap"] {
+        case nil, is NSNull: softcap = nil
+        case let n as NSNumber:
+            guard n.doubleValue.isFinite, n.doubleValue > 0 else {
+                throw CaseError("case.json: softcap must be a positive number or absent")
+            }
+            softcap = n.floatValue
+        default: throw CaseError("case.json: softcap must be a number or absent")
+        }
+        switch params["alibi_slopes"] {
+        case nil, is NSNull: alibiSlopes = nil
+        case let file as String:
+            let slopes = try NpyArray(contentsOf: path(file))
+            guard slopes.shape.count == 1 else {
+                throw CaseError("\(file) has shape \(slopes.shape); expected [Hq]")
+            }
+            alibiSlopes = slopes.floats
+        default: throw CaseError("case.json: alibi_slopes must be a file name or absent")
+        }
 
         // Tensors.
         let q = try NpyArray(contentsOf: path("q.npy"))
@@ -105,6 +127,9 @@ public struct ParityCase: Sendable {
         }
         guard hkv > 0, hq % hkv == 0 else {
             throw CaseError("q has \(hq) heads, not a multiple of k's \(hkv)")
+        }
+        if let slopes = alibiSlopes, slopes.count != hq {
+            throw CaseError("alibi_slopes has \(slopes.count) slopes for \(hq) query heads")
         }
         shape = AttentionShape(batch: b, queryHeads: hq, keyValueHeads: hkv, queryLength: lq,
                                keyLength: lk, headDim: dqk, valueHeadDim: dv)
@@ -152,7 +177,7 @@ public struct ParityCase: Sendable {
     /// The options for one implementation.
     public func options(_ implementation: AttentionImplementation,
                         kernel: KernelISA = .automatic) -> AttentionOptions {
-        AttentionOptions(scale: scale, causal: causal, window: window,
-                         implementation: implementation, kernel: kernel)
+        AttentionOptions(scale: scale, causal: causal, window: window, softcap: softcap,
+                         alibiSlopes: alibiSlopes, implementation: implementation, kernel: kernel)
     }
 }

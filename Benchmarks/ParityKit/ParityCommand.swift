@@ -10,8 +10,9 @@ public struct ParityCommand: ParsableCommand {
         discussion: """
         A case directory holds q.npy, k.npy, v.npy, out.npy, optionally lse.npy, optionally \
         dout.npy with the expected dq.npy, dk.npy, dv.npy (checked through the backward), and \
-        case.json with "scale", "causal" ("none", "bottom_right", "top_left") and "window" \
-        ([left, right], −1 = unbounded). A tensor \
+        case.json with "scale", "causal" ("none", "bottom_right", "top_left"), "window" \
+        ([left, right], −1 = unbounded), "softcap" (number) and "alibi_slopes" (a .npy of \
+        Hq slopes). A tensor \
         passes when max |ours − expected| ≤ atol + rtol · max |expected| and NaN/inf agree. \
         A case asking for a feature the library lacks reports "unsupported: <feature>" and \
         fails. Exits 1 if any case fails. With --write, runs flash on each case's inputs and \

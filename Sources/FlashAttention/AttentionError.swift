@@ -29,6 +29,10 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidScale(Float)
     /// A sliding-window side is negative (use `nil` for unbounded) or larger than 2³¹ − 1.
     case invalidWindow(left: Int?, right: Int?)
+    /// The soft-cap is zero, negative, infinite or NaN.
+    case invalidSoftcap(Float)
+    /// The ALiBi slopes are not one finite value per query head.
+    case invalidALiBiSlopes(reason: String)
     /// The thread count is zero, negative or larger than `Int32.max`.
     case invalidThreadCount(Int)
     /// Memory for the workspace (flash) or the score matrix (naive) could not be allocated.
@@ -64,6 +68,10 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .invalidWindow(left, right):
             return "options.window is (left \(left.map(String.init) ?? "nil"), right "
                 + "\(right.map(String.init) ?? "nil")); each side must be nil or between 0 and \(Int32.max)"
+        case let .invalidSoftcap(value):
+            return "options.softcap is \(value); it must be finite and > 0 (nil turns it off)"
+        case let .invalidALiBiSlopes(reason):
+            return "options.alibiSlopes: \(reason)"
         case let .invalidThreadCount(count):
             return "options.threadCount is \(count); it must be between 1 and \(Int32.max)"
         case let .outOfMemory(argument):

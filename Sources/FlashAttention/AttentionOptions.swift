@@ -69,6 +69,12 @@ public struct AttentionOptions: Sendable, Hashable {
     public var causal: CausalMask
     /// A sliding window; `nil` (no window) by default.
     public var window: SlidingWindow?
+    /// Logit soft-capping (Gemma 2): scaled scores `s` become `softcap · tanh(s / softcap)`
+    /// before masks and biases; `nil` (off) by default. Must be finite and > 0.
+    public var softcap: Float?
+    /// ALiBi: one slope per query head; the bias `−slope · |i + Lk − Lq − j|` is added to the
+    /// scaled (and capped) scores. `nil` (off) by default.
+    public var alibiSlopes: [Float]?
     /// Threads to use; `nil` uses every thread OpenMP offers. Results are bitwise the same for
     /// every thread count.
     public var threadCount: Int?
@@ -87,11 +93,14 @@ public struct AttentionOptions: Sendable, Hashable {
     /// let options = AttentionOptions(causal: .topLeft, implementation: .naive)
     /// ```
     public init(scale: Float? = nil, causal: CausalMask = .none, window: SlidingWindow? = nil,
+                softcap: Float? = nil, alibiSlopes: [Float]? = nil,
                 threadCount: Int? = nil, implementation: AttentionImplementation = .flash,
                 layout: TensorLayout = .bhld, kernel: KernelISA = .automatic) {
         self.scale = scale
         self.causal = causal
         self.window = window
+        self.softcap = softcap
+        self.alibiSlopes = alibiSlopes
         self.threadCount = threadCount
         self.implementation = implementation
         self.layout = layout

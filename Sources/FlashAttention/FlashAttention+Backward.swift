@@ -199,8 +199,10 @@ extension FlashAttention {
         problem.dk_strides = gradients.key.cStrides
         problem.dv = valueGradient.baseAddress
         problem.dv_strides = gradients.value.cStrides
-        try runBackward(&problem, implementation: options.implementation, strides: strides,
-                        gradients: gradients)
+        try withScoreModifiers(options, &problem) { (p) throws(AttentionError) in
+            try runBackward(&p, implementation: options.implementation, strides: strides,
+                            gradients: gradients)
+        }
     }
 
     /// Bytes the `.flash` backward allocates for one call: per thread, the key and value

@@ -171,7 +171,9 @@ public enum FlashAttention {
         problem.k = key.baseAddress
         problem.v = value.baseAddress
         problem.o = output.baseAddress
-        try run(&problem, implementation: options.implementation, strides: strides)
+        try withScoreModifiers(options, &problem) { (p) throws(AttentionError) in
+            try run(&p, implementation: options.implementation, strides: strides)
+        }
     }
 
     /// Attention over spans: the safe zero-copy path.

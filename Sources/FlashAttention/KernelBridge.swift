@@ -120,6 +120,18 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
         p.window_left = Int64(window.left ?? -1)
         p.window_right = Int64(window.right ?? -1)
     }
+    if let softcap = options.softcap {
+        guard softcap.isFinite, softcap > 0 else { throw .invalidSoftcap(softcap) }
+        p.softcap = softcap
+    }
+    if let slopes = options.alibiSlopes {
+        guard slopes.count == shape.queryHeads else {
+            throw .invalidALiBiSlopes(reason: "\(slopes.count) slopes for \(shape.queryHeads) query heads")
+        }
+        if let bad = slopes.firstIndex(where: { !$0.isFinite }) {
+            throw .invalidALiBiSlopes(reason: "slope \(bad) is \(slopes[bad])")
+        }
+    }
     guard fa_isa_supported(options.kernel.cValue) != 0 else {
         throw .unsupportedKernel(options.kernel)
     }
@@ -150,6 +162,20 @@ func checkBuffer(_ role: TensorRole, count: Int, shape: AttentionShape,
     let required = try requiredElements(role, shape: shape, strides: strides, gradients: gradients)
     guard count >= required else {
         throw .bufferTooSmall(argument: role.name, required: required, count: count)
+    }
+}
+
+/// Runs `body` with the problem's ALiBi slopes pointing at `options.alibiSlopes`.
+func withScoreModifiers(_ options: AttentionOptions, _ problem: inout fa_problem,
+                        _ body: (inout fa_problem) throws(AttentionError) -> Void) throws(AttentionError) {
+    guard let slopes = options.alibiSlopes else {
+        try body(&problem)
+        return
+    }
+    try slopes.withUnsafeBufferPointer { (s) throws(AttentionError) in
+        problem.alibi_slopes = s.baseAddress
+        defer { problem.alibi_slopes = nil }
+        try body(&problem)
     }
 }
 
@@ -216,6 +242,10 @@ extension AttentionError {
                                 ? "flash workspace" : "naive score matrix")
         case FA_ERR_NULL_POINTER where diag.argument == FA_ARG_LSE:
             self = .missingLogSumExp
+        case FA_ERR_INVALID_SOFTCAP:
+            self = .invalidSoftcap(Float.nan)
+        case FA_ERR_INVALID_ALIBI:
+            self = .invalidALiBiSlopes(reason: message)
         case FA_ERR_INVALID_WINDOW:
             self = .invalidWindow(left: v0 < 0 ? nil : v0, right: v1 < 0 ? nil : v1)
         case FA_ERR_UNSUPPORTED_ISA:

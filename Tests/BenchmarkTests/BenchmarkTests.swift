@@ -188,7 +188,7 @@ struct WriterTests {
         #expect(lines.count == 6)  // header, 4 rows, trailing empty
         #expect(lines[0] == Substring(SweepReport.csvHeader.joined(separator: ",")))
         #expect(lines[1].hasPrefix("flash,forward,1,8,8,256,256,64,none,2,"))
-        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\",,"))
+        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\",,,,"))
         #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
             == SweepReport.csvHeader.count)
     }

@@ -137,10 +137,25 @@ struct ParityTests {
         #expect(checker.check(directory: dir).passed)
     }
 
+    @Test("softcap and alibi_slopes keys")
+    func modifiers() throws {
+        let slopes: [Float] = [0.5, 0.25, 0.125, 0.0625]
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 4, keyValueHeads: 2, queryLength: 30,
+                                                    keyLength: 50, headDim: 16),
+                              causal: .bottomRight, softcap: 20, alibiSlopes: slopes, seed: 44)
+        let dir = try makeCase(c, json: "{\"causal\": \"bottom_right\", \"softcap\": 20, \"alibi_slopes\": \"slopes.npy\"}",
+                               withGradients: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try NpyArray(shape: [4], floats: slopes).write(to: dir + "/slopes.npy")
+        let result = checker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+        // Dropping the slopes from case.json makes the same expected tensors fail.
+        try "{\"causal\": \"bottom_right\", \"softcap\": 20}".write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        #expect(!checker.check(directory: dir).passed)
+    }
+
     @Test("features the library lacks are reported unsupported and fail",
-          arguments: ["{\"softcap\": 30}",
-                      "{\"alibi_slopes\": \"slopes.npy\"}",
-                      "{\"mask\": {\"file\": \"mask.npy\", \"kind\": \"bool\"}}",
+          arguments: ["{\"mask\": {\"file\": \"mask.npy\", \"kind\": \"bool\"}}",
                       "{\"something_new\": 1}"])
     func unsupported(_ json: String) throws {
         let c = AttentionCase(shape: AttentionShape(queryHeads: 1, queryLength: 5, headDim: 4), seed: 1)

@@ -5,6 +5,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public var shape: AttentionShape
     public var causal: CausalMask
     public var window: SlidingWindow?
+    public var softcap: Float?
+    public var alibiSlopes: [Float]?
     public var scale: Float?
     public var layout: TensorLayout
     /// Inputs are uniform in ±magnitude; 30 makes the softmax nearly one-hot.
@@ -12,11 +14,14 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public var seed: UInt64
 
     public init(shape: AttentionShape, causal: CausalMask = .none, window: SlidingWindow? = nil,
+                softcap: Float? = nil, alibiSlopes: [Float]? = nil,
                 scale: Float? = nil, layout: TensorLayout = .bhld, magnitude: Float = 1,
                 seed: UInt64 = 1) {
         self.shape = shape
         self.causal = causal
         self.window = window
+        self.softcap = softcap
+        self.alibiSlopes = alibiSlopes
         self.scale = scale
         self.layout = layout
         self.magnitude = magnitude
@@ -28,12 +33,14 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         return "B\(s.batch) H\(s.queryHeads)/\(s.keyValueHeads) L\(s.queryLength)x\(s.keyLength) "
             + "D\(s.headDim)/\(s.valueHeadDim) \(causal)"
             + (window.map { " window(\($0.left.map(String.init) ?? "-"),\($0.right.map(String.init) ?? "-"))" } ?? "")
+            + (softcap.map { " softcap \($0)" } ?? "") + (alibiSlopes == nil ? "" : " alibi")
             + " scale \(scale.map { "\($0)" } ?? "default") "
             + "\(layout) ±\(magnitude)"
     }
 
     public var options: AttentionOptions {
-        AttentionOptions(scale: scale, causal: causal, window: window, layout: layout)
+        AttentionOptions(scale: scale, causal: causal, window: window, softcap: softcap,
+                         alibiSlopes: alibiSlopes, layout: layout)
     }
 
     public var strides: AttentionTensorStrides { .packed(layout, shape: shape) }
@@ -70,7 +77,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         let (q, k, v) = inputs()
         return referenceBackward(query: q, key: k, value: v, outputGradient: outputGradient(),
                                  shape: shape, scale: resolvedScale, causal: causal,
-                                 forward: forward ?? reference())
+                                 forward: forward ?? reference(),
+                                 softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes)
     }
 
     /// The float64 reference for these inputs.
@@ -78,7 +86,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         let (q, k, v) = inputs()
         let scale = Double(self.scale ?? 1 / Float(shape.headDim).squareRoot())
         return referenceAttention(query: q, key: k, value: v, shape: shape, scale: scale,
-                                  causal: causal, window: window)
+                                  causal: causal, window: window,
+                                  softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes)
     }
 }
 

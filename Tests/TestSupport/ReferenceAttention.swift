@@ -57,6 +57,15 @@ public func visibleEnd(row i: Int, queryLength lq: Int, keyLength lk: Int,
     visibleRange(row: i, queryLength: lq, keyLength: lk, causal: causal, window: nil).upperBound
 }
 
+/// A scaled score after soft-capping (`c·tanh(s/c)`) and ALiBi (`− slope·|i + Lk − Lq − j|`).
+public func modifiedScore(_ s: Double, row i: Int, key j: Int, queryLength lq: Int,
+                          keyLength lk: Int, softcap: Double?, slope: Double?) -> Double {
+    var x = s
+    if let c = softcap { x = c * tanh(x / c) }
+    if let slope { x -= slope * Double(abs(i + lk - lq - j)) }
+    return x
+}
+
 /// The keys row `i` sees, written from the definitions: causal bottom-right `j ≤ i + Lk − Lq`,
 /// top-left `j ≤ i`; window `i + Lk − Lq − left ≤ j ≤ i + Lk − Lq + right`; all that apply.
 public func visibleRange(row i: Int, queryLength lq: Int, keyLength lk: Int,
@@ -92,7 +101,8 @@ public func visibleRange(row i: Int, queryLength lq: Int, keyLength lk: Int,
 /// wrong rescale (errors of order p_j ≈ 1/n) does.
 public func referenceAttention(query: StridedTensor, key: StridedTensor, value: StridedTensor,
                                shape: AttentionShape, scale: Double,
-                               causal: CausalMask, window: SlidingWindow? = nil) -> ReferenceResult {
+                               causal: CausalMask, window: SlidingWindow? = nil,
+                               softcap: Double? = nil, alibiSlopes: [Float]? = nil) -> ReferenceResult {
     let (bN, hq, lq, lk) = (shape.batch, shape.queryHeads, shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
     let group = shape.queryHeads / shape.keyValueHeads
@@ -126,7 +136,9 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                         dot += prod
                         absDot += abs(prod)
                     }
-                    scores[j] = scale * dot
+                    scores[j] = modifiedScore(scale * dot, row: i, key: j, queryLength: lq,
+                                              keyLength: lk, softcap: softcap,
+                                              slope: alibiSlopes.map { Double($0[h]) })
                     m = max(m, scores[j])
                     magnitude = max(magnitude, absDot)
                     for d in 0 ..< dv { vmax = max(vmax, abs(Double(value[b, g, j, d]))) }
@@ -140,7 +152,11 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                 }
                 for d in 0 ..< dv { output[row * dv + d] = acc[d] / sum }
                 lse[row] = m + log(sum)
-                let scoreError = Double(dqk + 2) * u * abs(scale) * magnitude
+                // Soft-capping (|tanh′| ≤ 1) passes the score error on and rounds to ±u·c; the
+                // ALiBi bias rounds to u·|bias| (and its key distance is exact).
+                let maxDistance = Double(max(lq, lk) + abs(lk - lq))
+                let biasError = 4 * u * ((softcap ?? 0) + abs(Double(alibiSlopes?[h] ?? 0)) * maxDistance)
+                let scoreError = Double(dqk + 2) * u * abs(scale) * magnitude + biasError
                 outTol[row] = 2 * scoreError * vmax + Double(n + dv + 8) * u * vmax
                 lseTol[row] = scoreError + Double(n + 8) * u * (1 + abs(lse[row]))
             }

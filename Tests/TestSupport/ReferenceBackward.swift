@@ -36,7 +36,8 @@ public struct ReferenceGradients: Sendable {
 public func referenceBackward(query: StridedTensor, key: StridedTensor, value: StridedTensor,
                               outputGradient dO: StridedTensor, shape: AttentionShape,
                               scale: Double, causal: CausalMask,
-                              forward: ReferenceResult) -> ReferenceGradients {
+                              forward: ReferenceResult, softcap: Double? = nil,
+                              alibiSlopes: [Float]? = nil) -> ReferenceGradients {
     let (bN, hq, hkv, lq, lk) = (shape.batch, shape.queryHeads, shape.keyValueHeads,
                                  shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
@@ -51,7 +52,7 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
     var absK = gk, absV = gv
     // Per (b, g, j): terms added into dK_j / dV_j (for the summation bound).
     var terms = [Int](repeating: 0, count: bN * hkv * lk)
-    var p = [Double](repeating: 0, count: lk), ds = p, dds = p
+    var p = [Double](repeating: 0, count: lk), ds = p, dds = p, capFactor = p
     for b in 0 ..< bN {
         for h in 0 ..< hq {
             let g = h / group
@@ -79,12 +80,19 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                         absQK += abs(prod)
                     }
                     s *= scale
+                    // dS is taken with respect to the raw scaled score: × (1 − tanh²).
+                    let modified = modifiedScore(s, row: i, key: j, queryLength: lq, keyLength: lk,
+                                                 softcap: softcap, slope: alibiSlopes.map { Double($0[h]) })
+                    if let c = softcap { let ch = cosh(s / c); capFactor[j] = 1 / (ch * ch) } else { capFactor[j] = 1 }
+                    s = modified
                     p[j] = exp(s - lse)
                     smax = max(smax, abs(s))
                     qkMax = max(qkMax, absQK)
                 }
+                let maxDistance = Double(max(lq, lk) + abs(lk - lq))
+                let biasError = 4 * u * ((softcap ?? 0) + abs(Double(alibiSlopes?[h] ?? 0)) * maxDistance)
                 let eps = Double(dqk + 2) * u * abs(scale) * qkMax + forward.logSumExpTolerance[row]
-                    + 4 * u * (1 + abs(lse) + smax)
+                    + 4 * u * (1 + abs(lse) + smax) + biasError
                 for j in keys {
                     var dp = 0.0, dpAbs = 0.0
                     for d in 0 ..< dv {
@@ -92,9 +100,10 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                         dp += prod
                         dpAbs += abs(prod)
                     }
-                    ds[j] = p[j] * (dp - dsum)
-                    dds[j] = p[j] * (eps * abs(dp - dsum) + Double(dv + 2) * u * dpAbs + deltaD)
-                        + u * abs(ds[j]) + flush * abs(dp - dsum)
+                    ds[j] = p[j] * (dp - dsum) * capFactor[j]
+                    dds[j] = (p[j] * (eps * abs(dp - dsum) + Double(dv + 2) * u * dpAbs + deltaD)
+                        + flush * abs(dp - dsum)) * capFactor[j]
+                        + (softcap == nil ? 2 : 8) * u * abs(ds[j])  // sech² adds a few ulps
                 }
                 // dQ_i
                 for d in 0 ..< dqk {

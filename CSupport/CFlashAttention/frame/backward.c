@@ -41,6 +41,7 @@ typedef struct backward_layout {
     size_t st, dpt;         ///< BK × BQ each
     size_t dq_acc;          ///< BQ × ldk
     size_t lse2, dsum, scratch;  ///< BQ each
+    size_t dmod;            ///< BK × BQ: ∂s'/∂s of the score modifiers (softcap)
     int64_t ldk, ldv;       ///< Dqk and Dv rounded up to 16
     int bq, bk;
     size_t per_thread_bytes;
@@ -60,13 +61,13 @@ static backward_layout backward_layout_for(const fa_shape *s, const fa_kernels *
     const int64_t all = (s->kv_len + l.bk - 1) / l.bk * l.bk;
     l.chunk = chunk < l.bk ? l.bk : (chunk > all ? all : chunk);
     const size_t bq = (size_t)l.bq, bk = (size_t)l.bk, lk = (size_t)l.chunk;
-    const size_t sizes[10] = {lk * (size_t)l.ldk, lk * (size_t)l.ldv,
+    const size_t sizes[11] = {lk * (size_t)l.ldk, lk * (size_t)l.ldv,
                               (size_t)s->head_dim_qk * bq, (size_t)s->head_dim_v * bq,
-                              bk * bq, bk * bq, bq * (size_t)l.ldk, bq, bq, bq};
-    size_t *offsets[10] = {&l.dk_acc, &l.dv_acc, &l.qt, &l.dot, &l.st,
-                           &l.dpt, &l.dq_acc, &l.lse2, &l.dsum, &l.scratch};
+                              bk * bq, bk * bq, bq * (size_t)l.ldk, bq, bq, bq, bk * bq};
+    size_t *offsets[11] = {&l.dk_acc, &l.dv_acc, &l.qt, &l.dot, &l.st,
+                           &l.dpt, &l.dq_acc, &l.lse2, &l.dsum, &l.scratch, &l.dmod};
     size_t at = 0;
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < 11; i++) {
         *offsets[i] = at;
         at += (sizes[i] + per_align - 1) / per_align * per_align;
     }
@@ -129,7 +130,8 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
 
     float *qt = ws + l->qt, *dot = ws + l->dot, *st = ws + l->st, *dpt = ws + l->dpt;
     float *dq_acc = ws + l->dq_acc, *lse2 = ws + l->lse2, *dsum = ws + l->dsum;
-    float *scratch = ws + l->scratch;
+    float *scratch = ws + l->scratch, *dmod = ws + l->dmod;
+    const fa_score_mods mods = fa_score_mods_for(p, h);
     float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
 
     // The band's key blocks (aligned to BK) within this chunk.
@@ -163,10 +165,17 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         // Sᵀ = K·Qᵀ (log2 units, −inf where hidden); dPᵀ = V·dOᵀ.
         kr->scores_t(keys, rows_padded, dqk, kb, p->k_strides.seq, qt, bq, st, bq, masked, lo, hi,
                      scratch);
+        // The forward's score modifiers, keeping ∂s'/∂s for the chain rule below.
+        if (mods.active)
+            fa_apply_score_mods(&mods, keys, rows_padded, st, bq, q0, k0, scratch, dmod);
         kr->scores_t(keys, rows_padded, dv, vb, p->v_strides.seq, dot, bq, dpt, bq, 0, 0, 0,
                      scratch);
         // Pᵀ = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D).
         kr->softmax_grad_t(keys, rows_padded, st, dpt, bq, lse2, dsum);
+        // dS with respect to the raw score: times ∂s'/∂s (1 − tanh² under soft-capping).
+        if (mods.active && mods.softcap > 0.0f)
+            for (int j = 0; j < keys; j++)
+                for (int i = 0; i < rows_padded; i++) dpt[j * bq + i] *= dmod[j * bq + i];
         // dV[keys] += Pᵀ·dO;  dK[keys] += dSᵀ·Q  (reductions over the real rows only).
         kr->gemm_acc(keys, dv, rows, st, bq, 1, dout, p->dout_strides.seq,
                      dv_acc + (k0 - kc0) * l->ldv, l->ldv);

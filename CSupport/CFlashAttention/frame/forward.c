@@ -58,6 +58,7 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
     const float *q = p->q + b * p->q_strides.batch + h * p->q_strides.head + q0 * p->q_strides.seq;
     const float *k = p->k + b * p->k_strides.batch + g * p->k_strides.head;
     const float *v = p->v + b * p->v_strides.batch + g * p->v_strides.head;
+    const fa_score_mods mods = fa_score_mods_for(p, h);
 
     float *qt = ws + pl->layout.qt;
     float *st = ws + pl->layout.st;
@@ -101,6 +102,9 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         const int masked = fa_tile_band(&pl->band, q0, rows, k0, keys, &lo, &hi);
         kr->scores_t(keys, rows_padded, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt, bq,
                      st, bq, masked, lo, hi, block_max);
+        // Soft-capping and ALiBi, if any (they also recompute the block max).
+        if (mods.active)
+            fa_apply_score_mods(&mods, keys, rows_padded, st, bq, q0, k0, block_max, NULL);
         kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha, masked, lo,
                       hi);
         kr->accumulate_pv(rows_padded, keys, dv, st, bq, v + k0 * p->v_strides.seq,

@@ -2,6 +2,7 @@
 #ifndef FA_INTERNAL_H
 #define FA_INTERNAL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "../include/flash_attention.h"
@@ -100,6 +101,39 @@ static inline int fa_tile_band(const fa_row_band *b, int64_t q0, int rows, int64
     const int lower = b->has_lo && k0 < fa_row_lo(b, q0 + rows - 1);   // some key before the last row's start
     return upper || lower;
 }
+
+/// The elementwise score modifiers of one (batch, head) (frame/score_mods.c).
+typedef struct fa_score_mods {
+    int active;          ///< any modifier at all
+    float softcap;       ///< c > 0, or 0 for none
+    int has_alibi;
+    float alibi_slope;   ///< this head's slope (natural units per key of distance)
+    int64_t offset;      ///< Lk − Lq: ALiBi's distance is |i + offset − j|
+} fa_score_mods;
+
+/// The modifiers of `p` for query head h.
+static inline fa_score_mods fa_score_mods_for(const fa_problem *p, int64_t h) {
+    fa_score_mods m = {0};
+    m.softcap = p->softcap;
+    m.has_alibi = p->alibi_slopes != NULL;
+    m.alibi_slope = m.has_alibi ? p->alibi_slopes[h] : 0.0f;
+    m.offset = p->shape.kv_len - p->shape.q_len;
+    m.active = m.softcap > 0.0f || m.has_alibi;
+    return m;
+}
+
+/// sech²(x) = 1 − tanh²(x) = 4e/(1 + e)² with e = exp(−2|x|): accurate (relatively) even
+/// where tanh(x) rounds to ±1.
+static inline float fa_sech2(float x) {
+    const float e = expf(-2.0f * (x < 0 ? -x : x));
+    return 4.0f * e / ((1.0f + e) * (1.0f + e));
+}
+
+/// Applies the modifiers to a key-major tile of scores (log2 units) for rows from q0 and
+/// keys from k0, recomputing block_max; with `derivative`, also writes ∂s'/∂s per element.
+void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, float *st,
+                         int64_t ldst, int64_t q0, int64_t k0, float *block_max,
+                         float *derivative);
 
 /// Threads OpenMP would give a call that asks for `requested` (0 = the default).
 int fa_resolve_threads(int32_t requested);

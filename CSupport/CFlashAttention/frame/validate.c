@@ -65,6 +65,8 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_OUT_OF_MEMORY: return "an allocation failed";
     case FA_ERR_UNSUPPORTED_ISA: return "the requested kernel ISA is unknown or not supported by this CPU";
     case FA_ERR_INVALID_WINDOW: return "a sliding-window side is below -1 (-1 means unbounded)";
+    case FA_ERR_INVALID_SOFTCAP: return "softcap is negative, infinite or NaN (0 turns it off)";
+    case FA_ERR_INVALID_ALIBI: return "an ALiBi slope is infinite or NaN";
     }
     return "unknown status";
 }
@@ -271,6 +273,16 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
                     "window is (%lld, %lld); each side must be at most %lld",
                     (long long)p->window_left, (long long)p->window_right,
                     (long long)FA_MAX_EXTENT);
+    if (!(p->softcap >= 0.0f) || isinf(p->softcap))
+        return fail(diag, FA_ERR_INVALID_SOFTCAP, FA_ARG_SOFTCAP, 0, 0, 0,
+                    "softcap is %g; it must be finite and >= 0 (0 turns it off)",
+                    (double)p->softcap);
+    if (p->alibi_slopes)
+        for (int64_t h = 0; h < s->q_heads; h++)
+            if (!isfinite(p->alibi_slopes[h]))
+                return fail(diag, FA_ERR_INVALID_ALIBI, FA_ARG_ALIBI, h, 0, 0,
+                            "alibi_slopes[%lld] is %g; slopes must be finite", (long long)h,
+                            (double)p->alibi_slopes[h]);
     if (p->num_threads < 0)
         return fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
                     "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);

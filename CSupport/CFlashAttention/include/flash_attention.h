@@ -46,6 +46,8 @@ typedef enum fa_status {
     FA_ERR_OUT_OF_MEMORY = 11,     ///< an allocation failed
     FA_ERR_UNSUPPORTED_ISA = 12,   ///< the requested kernel ISA is unknown or not on this CPU
     FA_ERR_INVALID_WINDOW = 13,    ///< a window side is below −1
+    FA_ERR_INVALID_SOFTCAP = 14,   ///< softcap is negative, infinite or NaN
+    FA_ERR_INVALID_ALIBI = 15,     ///< an ALiBi slope is infinite or NaN
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -56,7 +58,7 @@ typedef enum fa_argument {
     FA_ARG_HEAD_DIM_QK, FA_ARG_HEAD_DIM_V,
     FA_ARG_Q, FA_ARG_K, FA_ARG_V, FA_ARG_O, FA_ARG_LSE,
     FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE, FA_ARG_ISA,
-    FA_ARG_DOUT, FA_ARG_DQ, FA_ARG_DK, FA_ARG_DV, FA_ARG_WINDOW,
+    FA_ARG_DOUT, FA_ARG_DQ, FA_ARG_DK, FA_ARG_DV, FA_ARG_WINDOW, FA_ARG_SOFTCAP, FA_ARG_ALIBI,
 } fa_argument;
 
 /// Which micro-kernels fa_forward runs. FA_ISA_AUTO picks the best the CPU supports, or what
@@ -116,6 +118,12 @@ typedef struct fa_problem {
     /// window). Combined with `causal` (both must allow a key). Blocks outside the band are
     /// never touched, so the work is O(Lq · window).
     int64_t window_left, window_right;
+    /// Logit soft-capping (Gemma 2): the scaled score s becomes softcap · tanh(s / softcap)
+    /// before masks and biases. 0 (the default) turns it off.
+    float softcap;
+    /// ALiBi: one slope per query head (q_heads floats); the bias −slope · |i + Lk − Lq − j| is
+    /// added to the scaled (and capped) scores. NULL (the default) turns it off.
+    const float *alibi_slopes;
     int32_t num_threads;  ///< 0: as many as OpenMP offers (omp_get_max_threads); results never depend on it
     fa_isa isa;           ///< FA_ISA_AUTO by default; forcing another is for tests and benchmarks
 

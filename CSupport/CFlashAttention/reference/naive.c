@@ -17,6 +17,26 @@ static int64_t leading_dim(int64_t len, int64_t stride, int64_t width) {
     return len == 1 || stride < width ? width : stride;
 }
 
+// Soft-capping then ALiBi on a whole Lq×Lk score matrix of head h (natural units); with
+// `derivative`, also ∂s'/∂s = sech²(s/c) per element.
+static void apply_mods(const fa_problem *p, int64_t h, float *s, int64_t lq, int64_t lk,
+                       float *derivative) {
+    const float c = p->softcap;
+    const float slope = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
+    if (c <= 0.0f && !p->alibi_slopes) return;
+    for (int64_t i = 0; i < lq; i++)
+        for (int64_t j = 0; j < lk; j++) {
+            float x = s[i * lk + j];
+            if (c > 0.0f) {
+                if (derivative) derivative[i * lk + j] = fa_sech2(x / c);
+                x = c * tanhf(x / c);
+            }
+            const int64_t dist = i + (lk - lq) - j;
+            x -= slope * (float)(dist < 0 ? -dist : dist);
+            s[i * lk + j] = x;
+        }
+}
+
 // Masks (keys outside [lo, hi) get P = 0), normalises and records the logsumexp of one
 // score row in place.
 static void softmax_row(float *s, int64_t lk, int64_t lo, int64_t hi, float *lse) {
@@ -73,6 +93,7 @@ fa_status fa_naive_forward(const fa_problem *p) {
             // S = scale · Q · Kᵀ
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
                         r.scale, q, (int)ldq, k, (int)ldk, 0.0f, s, (int)lk);
+            apply_mods(p, h, s, lq, lk, NULL);
             for (int64_t i = 0; i < lq; i++) {
                 float *lse = p->lse ? p->lse + b * p->lse_strides.batch + h * p->lse_strides.head +
                                           i * p->lse_strides.seq
@@ -101,9 +122,12 @@ fa_status fa_naive_backward(const fa_problem *p) {
     if (__builtin_mul_overflow((size_t)sh->q_len, (size_t)sh->kv_len, &count) ||
         __builtin_mul_overflow(count, 2 * sizeof(float), &bytes))
         return FA_ERR_SIZE_OVERFLOW;
+    const int capped = p->softcap > 0.0f;  // a third Lq×Lk buffer for ∂s'/∂s
+    if (capped && __builtin_mul_overflow(count, 3 * sizeof(float), &bytes)) return FA_ERR_SIZE_OVERFLOW;
     float *s = malloc(bytes);
     if (!s) return FA_ERR_OUT_OF_MEMORY;
     float *dp = s + count;
+    float *dmod = capped ? s + 2 * count : NULL;
 
     if (openblas_get_num_threads() != r.threads) openblas_set_num_threads(r.threads);
     const int64_t lq = sh->q_len, lk = sh->kv_len, dqk = sh->head_dim_qk, dv = sh->head_dim_v;
@@ -137,6 +161,7 @@ fa_status fa_naive_backward(const fa_problem *p) {
             // S = scale · Q·Kᵀ, then P in place.
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
                         r.scale, q, ldq, k, ldk, 0.0f, s, (int)lk);
+            apply_mods(p, h, s, lq, lk, dmod);
             // dP = dO·Vᵀ
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dv, 1.0f,
                         dout, lddo, v, ldv, 0.0f, dp, (int)lk);
@@ -150,7 +175,8 @@ fa_status fa_naive_backward(const fa_problem *p) {
                 for (int64_t j = 0; j < lk; j++) {
                     const float pij = (j >= lo && j < hi && l != -INFINITY) ? expf(si[j] - l) : 0.0f;
                     si[j] = pij;
-                    gi[j] = pij * (gi[j] - d);  // dS
+                    gi[j] = pij * (gi[j] - d);  // dS with respect to the modified score
+                    if (dmod) gi[j] *= dmod[i * lk + j];  // … and to the raw one
                 }
             }
             // dV (+)= Pᵀ·dO;  dK (+)= scale · dSᵀ·Q;  dQ = scale · dS·K

@@ -1,0 +1,47 @@
+// score_mods.c — the elementwise score modifiers: logit soft-capping and ALiBi.
+//
+// Applied to a key-major score tile after scores_t, in this order (FlashAttention's):
+//   s ← c · tanh(s / c)                  (softcap c > 0; s the scaled score, natural units)
+//   s ← s − slope_h · |i + Lk − Lq − j|   (ALiBi, per query head)
+// Tiles hold scores in log2 units (scale·log2 e was folded into Q), so each element is taken
+// to natural units and back. Masked scores (−inf) stay −inf. The tile's row max is recomputed.
+// The backward also gets ∂s_capped/∂s = sech²(s/c) (= 1 − tanh², computed without the
+// cancellation of 1 − tanh² where tanh rounds to ±1), by which dS is multiplied.
+//
+// Plain C: the compiler vectorises the ALiBi part; tanh goes through libm.
+#include <math.h>
+#include "internal.h"
+
+void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, float *st,
+                         int64_t ldst, int64_t q0, int64_t k0, float *block_max,
+                         float *derivative) {
+    const float c = m->softcap;
+    const float slope2 = m->alibi_slope * FA_LOG2E;  // bias in log2 units per key of distance
+    for (int i = 0; i < rows_padded; i++) block_max[i] = -INFINITY;
+    for (int j = 0; j < keys; j++) {
+        float *sj = st + j * ldst;
+        float *dj = derivative ? derivative + j * ldst : NULL;
+        // Distance of key k0 + j from row q0 + i's diagonal: (q0 + i + offset) − (k0 + j).
+        const int64_t base = q0 + m->offset - (k0 + j);
+        for (int i = 0; i < rows_padded; i++) {
+            float s = sj[i];
+            if (s == -INFINITY) {
+                if (dj) dj[i] = 0.0f;
+                continue;
+            }
+            if (c > 0.0f) {
+                const float x = s * FA_LN2 / c;
+                s = c * tanhf(x) * FA_LOG2E;
+                if (dj) dj[i] = fa_sech2(x);
+            } else if (dj) {
+                dj[i] = 1.0f;
+            }
+            if (m->has_alibi) {
+                const int64_t dist = base + i;
+                s -= slope2 * (float)(dist < 0 ? -dist : dist);
+            }
+            sj[i] = s;
+            block_max[i] = s > block_max[i] ? s : block_max[i];
+        }
+    }
+}
