@@ -27,12 +27,14 @@ public struct ParityCase: Sendable {
     public var window: SlidingWindow?
     public var softcap: Float?
     public var alibiSlopes: [Float]?
+    public var queryLengths: [Int]?
+    public var keyLengths: [Int]?
     /// Features case.json asks for that the library does not have: each fails the case.
     public var unsupported: [String]
 
     /// The case.json keys this version understands.
     public static let supportedKeys: Set<String> = ["scale", "causal", "window", "softcap",
-                                                    "alibi_slopes"]
+                                                    "alibi_slopes", "query_lengths", "key_lengths"]
     /// Keys the format defines for features the library does not have yet.
     public static let pendingKeys: Set<String> = ["mask"]
 
@@ -95,6 +97,20 @@ public struct ParityCase: Sendable {
             softcap = n.floatValue
         default: throw CaseError("case.json: softcap must be a number or absent")
         }
+        func lengths(_ key: String) throws -> [Int]? {
+            switch params[key] {
+            case nil, is NSNull: return nil
+            case let list as [Any]:
+                let values = list.compactMap { ($0 as? NSNumber).map { $0.intValue } }
+                guard values.count == list.count else {
+                    throw CaseError("case.json: \(key) must be a list of integers")
+                }
+                return values
+            default: throw CaseError("case.json: \(key) must be a list of integers or absent")
+            }
+        }
+        queryLengths = try lengths("query_lengths")
+        keyLengths = try lengths("key_lengths")
         switch params["alibi_slopes"] {
         case nil, is NSNull: alibiSlopes = nil
         case let file as String:
@@ -178,6 +194,7 @@ public struct ParityCase: Sendable {
     public func options(_ implementation: AttentionImplementation,
                         kernel: KernelISA = .automatic) -> AttentionOptions {
         AttentionOptions(scale: scale, causal: causal, window: window, softcap: softcap,
-                         alibiSlopes: alibiSlopes, implementation: implementation, kernel: kernel)
+                         alibiSlopes: alibiSlopes, queryLengths: queryLengths,
+                         keyLengths: keyLengths, implementation: implementation, kernel: kernel)
     }
 }

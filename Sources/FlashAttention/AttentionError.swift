@@ -33,6 +33,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidSoftcap(Float)
     /// The ALiBi slopes are not one finite value per query head.
     case invalidALiBiSlopes(reason: String)
+    /// Per-batch lengths are not one value per batch entry within the extent.
+    case invalidLengths(argument: String, reason: String)
     /// The thread count is zero, negative or larger than `Int32.max`.
     case invalidThreadCount(Int)
     /// Memory for the workspace (flash) or the score matrix (naive) could not be allocated.
@@ -72,6 +74,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
             return "options.softcap is \(value); it must be finite and > 0 (nil turns it off)"
         case let .invalidALiBiSlopes(reason):
             return "options.alibiSlopes: \(reason)"
+        case let .invalidLengths(argument, reason):
+            return "\(argument): \(reason)"
         case let .invalidThreadCount(count):
             return "options.threadCount is \(count); it must be between 1 and \(Int32.max)"
         case let .outOfMemory(argument):

@@ -75,6 +75,13 @@ public struct AttentionOptions: Sendable, Hashable {
     /// ALiBi: one slope per query head; the bias `−slope · |i + Lk − Lq − j|` is added to the
     /// scaled (and capped) scores. `nil` (off) by default.
     public var alibiSlopes: [Float]?
+    /// Padded batches: the valid query rows of each batch entry (`batch` values in
+    /// `0 … queryLength`); `nil` means all. Padding rows get output 0, log-sum-exp −∞ and zero
+    /// gradients; causal alignment, windows and ALiBi use the valid lengths.
+    public var queryLengths: [Int]?
+    /// Padded batches: the valid keys of each batch entry (`batch` values in `0 … keyLength`);
+    /// `nil` means all. Padding keys are never seen.
+    public var keyLengths: [Int]?
     /// Threads to use; `nil` uses every thread OpenMP offers. Results are bitwise the same for
     /// every thread count.
     public var threadCount: Int?
@@ -94,6 +101,7 @@ public struct AttentionOptions: Sendable, Hashable {
     /// ```
     public init(scale: Float? = nil, causal: CausalMask = .none, window: SlidingWindow? = nil,
                 softcap: Float? = nil, alibiSlopes: [Float]? = nil,
+                queryLengths: [Int]? = nil, keyLengths: [Int]? = nil,
                 threadCount: Int? = nil, implementation: AttentionImplementation = .flash,
                 layout: TensorLayout = .bhld, kernel: KernelISA = .automatic) {
         self.scale = scale
@@ -101,6 +109,8 @@ public struct AttentionOptions: Sendable, Hashable {
         self.window = window
         self.softcap = softcap
         self.alibiSlopes = alibiSlopes
+        self.queryLengths = queryLengths
+        self.keyLengths = keyLengths
         self.threadCount = threadCount
         self.implementation = implementation
         self.layout = layout

@@ -132,6 +132,17 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
             throw .invalidALiBiSlopes(reason: "slope \(bad) is \(slopes[bad])")
         }
     }
+    for (name, lengths, extent) in [("options.queryLengths", options.queryLengths, shape.queryLength),
+                                    ("options.keyLengths", options.keyLengths, shape.keyLength)] {
+        guard let lengths else { continue }
+        guard lengths.count == shape.batch else {
+            throw .invalidLengths(argument: name, reason: "\(lengths.count) lengths for batch \(shape.batch)")
+        }
+        if let bad = lengths.firstIndex(where: { $0 < 0 || $0 > extent }) {
+            throw .invalidLengths(argument: name,
+                                  reason: "entry \(bad) is \(lengths[bad]); it must be between 0 and \(extent)")
+        }
+    }
     guard fa_isa_supported(options.kernel.cValue) != 0 else {
         throw .unsupportedKernel(options.kernel)
     }
@@ -165,17 +176,27 @@ func checkBuffer(_ role: TensorRole, count: Int, shape: AttentionShape,
     }
 }
 
-/// Runs `body` with the problem's ALiBi slopes pointing at `options.alibiSlopes`.
+/// Runs `body` with the problem's per-call arrays (ALiBi slopes, per-batch lengths) pointing
+/// at the options' values for the duration of the call.
 func withScoreModifiers(_ options: AttentionOptions, _ problem: inout fa_problem,
                         _ body: (inout fa_problem) throws(AttentionError) -> Void) throws(AttentionError) {
-    guard let slopes = options.alibiSlopes else {
-        try body(&problem)
-        return
-    }
+    let qLengths = options.queryLengths.map { $0.map { Int32($0) } } ?? []
+    let kvLengths = options.keyLengths.map { $0.map { Int32($0) } } ?? []
+    let slopes = options.alibiSlopes ?? []
     try slopes.withUnsafeBufferPointer { (s) throws(AttentionError) in
-        problem.alibi_slopes = s.baseAddress
-        defer { problem.alibi_slopes = nil }
-        try body(&problem)
+        try qLengths.withUnsafeBufferPointer { (ql) throws(AttentionError) in
+            try kvLengths.withUnsafeBufferPointer { (kl) throws(AttentionError) in
+                problem.alibi_slopes = options.alibiSlopes == nil ? nil : s.baseAddress
+                problem.q_lengths = options.queryLengths == nil ? nil : ql.baseAddress
+                problem.kv_lengths = options.keyLengths == nil ? nil : kl.baseAddress
+                defer {
+                    problem.alibi_slopes = nil
+                    problem.q_lengths = nil
+                    problem.kv_lengths = nil
+                }
+                try body(&problem)
+            }
+        }
     }
 }
 
@@ -246,6 +267,8 @@ extension AttentionError {
             self = .invalidSoftcap(Float.nan)
         case FA_ERR_INVALID_ALIBI:
             self = .invalidALiBiSlopes(reason: message)
+        case FA_ERR_INVALID_LENGTH:
+            self = .invalidLengths(argument: name, reason: message)
         case FA_ERR_INVALID_WINDOW:
             self = .invalidWindow(left: v0 < 0 ? nil : v0, right: v1 < 0 ? nil : v1)
         case FA_ERR_UNSUPPORTED_ISA:
@@ -274,6 +297,10 @@ extension AttentionError {
         case FA_ARG_WORKSPACE: "workspace"
         case FA_ARG_ISA: "options.kernel"
         case FA_ARG_WINDOW: "options.window"
+        case FA_ARG_Q_LENGTHS: "options.queryLengths"
+        case FA_ARG_KV_LENGTHS: "options.keyLengths"
+        case FA_ARG_SOFTCAP: "options.softcap"
+        case FA_ARG_ALIBI: "options.alibiSlopes"
         default: TensorRole(argument)?.name ?? "problem"
         }
     }

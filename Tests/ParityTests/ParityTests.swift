@@ -154,6 +154,21 @@ struct ParityTests {
         #expect(!checker.check(directory: dir).passed)
     }
 
+    @Test("query_lengths and key_lengths keys")
+    func lengths() throws {
+        let c = AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 2, queryLength: 30,
+                                                    keyLength: 40, headDim: 8),
+                              causal: .bottomRight, queryLengths: [30, 12], keyLengths: [25, 40],
+                              seed: 45)
+        let dir = try makeCase(c, json: "{\"causal\": \"bottom_right\", \"query_lengths\": [30, 12], \"key_lengths\": [25, 40]}",
+                               withGradients: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let result = checker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+        try "{\"causal\": \"bottom_right\", \"key_lengths\": [25, 40, 3]}".write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        #expect(!checker.check(directory: dir).passed)
+    }
+
     @Test("features the library lacks are reported unsupported and fail",
           arguments: ["{\"mask\": {\"file\": \"mask.npy\", \"kind\": \"bool\"}}",
                       "{\"something_new\": 1}"])

@@ -7,6 +7,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public var window: SlidingWindow?
     public var softcap: Float?
     public var alibiSlopes: [Float]?
+    public var queryLengths: [Int]?
+    public var keyLengths: [Int]?
     public var scale: Float?
     public var layout: TensorLayout
     /// Inputs are uniform in ±magnitude; 30 makes the softmax nearly one-hot.
@@ -15,6 +17,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
 
     public init(shape: AttentionShape, causal: CausalMask = .none, window: SlidingWindow? = nil,
                 softcap: Float? = nil, alibiSlopes: [Float]? = nil,
+                queryLengths: [Int]? = nil, keyLengths: [Int]? = nil,
                 scale: Float? = nil, layout: TensorLayout = .bhld, magnitude: Float = 1,
                 seed: UInt64 = 1) {
         self.shape = shape
@@ -22,6 +25,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         self.window = window
         self.softcap = softcap
         self.alibiSlopes = alibiSlopes
+        self.queryLengths = queryLengths
+        self.keyLengths = keyLengths
         self.scale = scale
         self.layout = layout
         self.magnitude = magnitude
@@ -34,13 +39,15 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
             + "D\(s.headDim)/\(s.valueHeadDim) \(causal)"
             + (window.map { " window(\($0.left.map(String.init) ?? "-"),\($0.right.map(String.init) ?? "-"))" } ?? "")
             + (softcap.map { " softcap \($0)" } ?? "") + (alibiSlopes == nil ? "" : " alibi")
+            + (queryLengths.map { " qlens \($0)" } ?? "") + (keyLengths.map { " klens \($0)" } ?? "")
             + " scale \(scale.map { "\($0)" } ?? "default") "
             + "\(layout) ±\(magnitude)"
     }
 
     public var options: AttentionOptions {
         AttentionOptions(scale: scale, causal: causal, window: window, softcap: softcap,
-                         alibiSlopes: alibiSlopes, layout: layout)
+                         alibiSlopes: alibiSlopes, queryLengths: queryLengths,
+                         keyLengths: keyLengths, layout: layout)
     }
 
     public var strides: AttentionTensorStrides { .packed(layout, shape: shape) }
@@ -78,7 +85,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         return referenceBackward(query: q, key: k, value: v, outputGradient: outputGradient(),
                                  shape: shape, scale: resolvedScale, causal: causal,
                                  forward: forward ?? reference(),
-                                 softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes)
+                                 softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes,
+                                 queryLengths: queryLengths, keyLengths: keyLengths)
     }
 
     /// The float64 reference for these inputs.
@@ -87,7 +95,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         let scale = Double(self.scale ?? 1 / Float(shape.headDim).squareRoot())
         return referenceAttention(query: q, key: k, value: v, shape: shape, scale: scale,
                                   causal: causal, window: window,
-                                  softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes)
+                                  softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes,
+                                  queryLengths: queryLengths, keyLengths: keyLengths)
     }
 }
 

@@ -102,7 +102,8 @@ public func visibleRange(row i: Int, queryLength lq: Int, keyLength lk: Int,
 public func referenceAttention(query: StridedTensor, key: StridedTensor, value: StridedTensor,
                                shape: AttentionShape, scale: Double,
                                causal: CausalMask, window: SlidingWindow? = nil,
-                               softcap: Double? = nil, alibiSlopes: [Float]? = nil) -> ReferenceResult {
+                               softcap: Double? = nil, alibiSlopes: [Float]? = nil,
+                               queryLengths: [Int]? = nil, keyLengths: [Int]? = nil) -> ReferenceResult {
     let (bN, hq, lq, lk) = (shape.batch, shape.queryHeads, shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
     let group = shape.queryHeads / shape.keyValueHeads
@@ -120,8 +121,11 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
             let g = h / group
             for i in 0 ..< lq {
                 let row = (b * hq + h) * lq + i
-                let keys = visibleRange(row: i, queryLength: lq, keyLength: lk, causal: causal,
-                                        window: window)
+                // Batch entry b is the problem (its query length, its key length); its padding
+                // rows see nothing.
+                let (lqb, lkb) = (queryLengths?[b] ?? lq, keyLengths?[b] ?? lk)
+                let keys = i < lqb ? visibleRange(row: i, queryLength: lqb, keyLength: lkb,
+                                                  causal: causal, window: window) : 0 ..< 0
                 let n = keys.count
                 visible[row] = n
                 start[row] = keys.lowerBound
@@ -136,8 +140,8 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                         dot += prod
                         absDot += abs(prod)
                     }
-                    scores[j] = modifiedScore(scale * dot, row: i, key: j, queryLength: lq,
-                                              keyLength: lk, softcap: softcap,
+                    scores[j] = modifiedScore(scale * dot, row: i, key: j, queryLength: lqb,
+                                              keyLength: lkb, softcap: softcap,
                                               slope: alibiSlopes.map { Double($0[h]) })
                     m = max(m, scores[j])
                     magnitude = max(magnitude, absDot)

@@ -37,7 +37,8 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                               outputGradient dO: StridedTensor, shape: AttentionShape,
                               scale: Double, causal: CausalMask,
                               forward: ReferenceResult, softcap: Double? = nil,
-                              alibiSlopes: [Float]? = nil) -> ReferenceGradients {
+                              alibiSlopes: [Float]? = nil, queryLengths: [Int]? = nil,
+                              keyLengths: [Int]? = nil) -> ReferenceGradients {
     let (bN, hq, hkv, lq, lk) = (shape.batch, shape.queryHeads, shape.keyValueHeads,
                                  shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
@@ -81,7 +82,8 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                     }
                     s *= scale
                     // dS is taken with respect to the raw scaled score: × (1 − tanh²).
-                    let modified = modifiedScore(s, row: i, key: j, queryLength: lq, keyLength: lk,
+                    let modified = modifiedScore(s, row: i, key: j, queryLength: queryLengths?[b] ?? lq,
+                                                 keyLength: keyLengths?[b] ?? lk,
                                                  softcap: softcap, slope: alibiSlopes.map { Double($0[h]) })
                     if let c = softcap { let ch = cosh(s / c); capFactor[j] = 1 / (ch * ch) } else { capFactor[j] = 1 }
                     s = modified

@@ -102,7 +102,6 @@ typedef struct backward_plan {
     backward_layout layout;
     float scale;
     int64_t group;
-    fa_row_band band;  ///< the keys each row sees (causal mask, sliding window)
 } backward_plan;
 
 // One block of query rows of head h against the key blocks of [kc0, kc1) it sees: adds into
@@ -115,7 +114,18 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
     const int64_t g = h / pl->group;
     const int bq = l->bq, bk = l->bk;
-    const int rows = (int)(p->shape.q_len - q0 < bq ? p->shape.q_len - q0 : bq);
+    const int block_rows = (int)(p->shape.q_len - q0 < bq ? p->shape.q_len - q0 : bq);
+    // Rows past the batch entry's valid length are padding: zero dQ, nothing added to dK, dV.
+    const int64_t q_valid = fa_q_len_of(p, b) - q0;
+    const int rows = (int)(q_valid < 0 ? 0 : (q_valid < block_rows ? q_valid : block_rows));
+    const fa_row_band band = fa_row_band_for(p, b);
+    if (kc0 == 0)
+        for (int i = rows; i < block_rows; i++) {
+            float *di = p->dq + b * p->dq_strides.batch + h * p->dq_strides.head +
+                        (q0 + i) * p->dq_strides.seq;
+            for (int64_t c = 0; c < p->shape.head_dim_qk; c++) di[c] = 0.0f;
+        }
+    if (rows == 0) return;
     const int vw = kr->vector_width;
     const int rows_padded = (rows + vw - 1) / vw * vw;
 
@@ -131,12 +141,12 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     float *qt = ws + l->qt, *dot = ws + l->dot, *st = ws + l->st, *dpt = ws + l->dpt;
     float *dq_acc = ws + l->dq_acc, *lse2 = ws + l->lse2, *dsum = ws + l->dsum;
     float *scratch = ws + l->scratch, *dmod = ws + l->dmod;
-    const fa_score_mods mods = fa_score_mods_for(p, h);
+    const fa_score_mods mods = fa_score_mods_for(p, b, h);
     float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
 
     // The band's key blocks (aligned to BK) within this chunk.
-    const int64_t kv_begin = fa_row_lo(&pl->band, q0) / l->bk * l->bk;
-    const int64_t kv_end = fa_row_hi(&pl->band, q0 + rows - 1);
+    const int64_t kv_begin = fa_row_lo(&band, q0) / l->bk * l->bk;
+    const int64_t kv_end = fa_row_hi(&band, q0 + rows - 1);
     const int64_t begin = kv_begin > kc0 ? kv_begin : kc0;
     const int64_t end = kv_end < kc1 ? kv_end : kc1;
     if (kc0 > 0 && end <= begin) return;  // nothing to add to dQ, dK, dV from this chunk
@@ -160,7 +170,7 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     for (int64_t k0 = begin; k0 < end; k0 += bk) {
         const int keys = (int)(end - k0 < bk ? end - k0 : bk);
         int64_t lo, hi;
-        const int masked = fa_tile_band(&pl->band, q0, rows, k0, keys, &lo, &hi);
+        const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
         const float *kb = k + k0 * p->k_strides.seq, *vb = v + k0 * p->v_strides.seq;
         // Sᵀ = K·Qᵀ (log2 units, −inf where hidden); dPᵀ = V·dOᵀ.
         kr->scores_t(keys, rows_padded, dqk, kb, p->k_strides.seq, qt, bq, st, bq, masked, lo, hi,
@@ -231,7 +241,6 @@ fa_status fa_backward(const fa_problem *p) {
     pl.layout = backward_layout_for(&p->shape, pl.kr);
     pl.scale = r.scale;
     pl.group = r.group;
-    pl.band = fa_row_band_for(p);
 
     size_t bytes = 0;
     st = fa_backward_workspace_bytes(p, &bytes);

@@ -32,7 +32,6 @@ typedef struct forward_plan {
     fa_forward_layout layout;
     float scale_log2;       ///< scale · log2(e)
     int64_t group;          ///< query heads per key/value head
-    fa_row_band band;       ///< the keys each row sees (causal mask, sliding window)
     int64_t q_blocks;       ///< ceil(Lq / BQ)
 } forward_plan;
 
@@ -49,7 +48,11 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
     const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
     const int bq = pl->blocks.block_q, bk = pl->blocks.block_k;
     const int64_t q0 = qb * bq;
-    const int rows = (int)(p->shape.q_len - q0 < bq ? p->shape.q_len - q0 : bq);
+    const int block_rows = (int)(p->shape.q_len - q0 < bq ? p->shape.q_len - q0 : bq);
+    // Rows past the batch entry's valid length are padding: output 0, logsumexp −inf.
+    const int64_t q_valid = fa_q_len_of(p, b) - q0;
+    const int rows = (int)(q_valid < 0 ? 0 : (q_valid < block_rows ? q_valid : block_rows));
+    const fa_row_band band = fa_row_band_for(p, b);
     const int vw = kr->vector_width;
     const int rows_padded = (rows + vw - 1) / vw * vw;
     const int64_t g = h / pl->group;
@@ -58,7 +61,15 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
     const float *q = p->q + b * p->q_strides.batch + h * p->q_strides.head + q0 * p->q_strides.seq;
     const float *k = p->k + b * p->k_strides.batch + g * p->k_strides.head;
     const float *v = p->v + b * p->v_strides.batch + g * p->v_strides.head;
-    const fa_score_mods mods = fa_score_mods_for(p, h);
+    const fa_score_mods mods = fa_score_mods_for(p, b, h);
+    float *o = p->o + b * p->o_strides.batch + h * p->o_strides.head + q0 * p->o_strides.seq;
+    for (int i = rows; i < block_rows; i++) {
+        for (int64_t d = 0; d < dv; d++) o[i * p->o_strides.seq + d] = 0.0f;
+        if (p->lse)
+            p->lse[b * p->lse_strides.batch + h * p->lse_strides.head +
+                   (q0 + i) * p->lse_strides.seq] = -INFINITY;
+    }
+    if (rows == 0) return;
 
     float *qt = ws + pl->layout.qt;
     float *st = ws + pl->layout.st;
@@ -70,8 +81,8 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
 
     // Keys outside [first row's start, last row's end) are hidden from every row: only the
     // key blocks in between are visited (aligned to BK, so the rescale points are fixed).
-    const int64_t kv_begin = fa_row_lo(&pl->band, q0) / bk * bk;
-    const int64_t kv_end = fa_row_hi(&pl->band, q0 + rows - 1);
+    const int64_t kv_begin = fa_row_lo(&band, q0) / bk * bk;
+    const int64_t kv_end = fa_row_hi(&band, q0 + rows - 1);
     if (kv_begin < kv_end) {  // the first key block loads while Q is packed
         const int first = (int)(kv_end - kv_begin < bk ? kv_end - kv_begin : bk);
         prefetch_rows(k + kv_begin * p->k_strides.seq, first, p->k_strides.seq, dqk);
@@ -99,7 +110,7 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         // Local query i sees local key j iff j + lo ≤ i < j + hi (element masks on the
         // band's edges only).
         int64_t lo, hi;
-        const int masked = fa_tile_band(&pl->band, q0, rows, k0, keys, &lo, &hi);
+        const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
         kr->scores_t(keys, rows_padded, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt, bq,
                      st, bq, masked, lo, hi, block_max);
         // Soft-capping and ALiBi, if any (they also recompute the block max).
@@ -112,7 +123,6 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
     }
 
     // O = acc / l,  LSE = (m + log2 l)·ln 2  (0 and −inf for rows that saw no key)
-    float *o = p->o + b * p->o_strides.batch + h * p->o_strides.head + q0 * p->o_strides.seq;
     for (int i = 0; i < rows; i++) {
         float *oi = o + i * p->o_strides.seq;
         const float l = row_sum[i];
@@ -143,7 +153,6 @@ fa_status fa_forward(const fa_problem *p) {
     pl.layout = fa_forward_layout_for(&p->shape, pl.blocks);
     pl.scale_log2 = r.scale * FA_LOG2E;
     pl.group = r.group;
-    pl.band = fa_row_band_for(p);
     pl.q_blocks = (p->shape.q_len + pl.blocks.block_q - 1) / pl.blocks.block_q;
 
     // A caller workspace is split between the threads; otherwise each thread uses its own

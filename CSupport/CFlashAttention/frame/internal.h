@@ -75,8 +75,16 @@ typedef struct fa_row_band {
     int64_t lk;
 } fa_row_band;
 
-/// The band of a (validated) problem.
-fa_row_band fa_row_band_for(const fa_problem *p);
+/// Batch entry b's valid query rows and keys (the extents unless per-batch lengths are given).
+static inline int64_t fa_q_len_of(const fa_problem *p, int64_t b) {
+    return p->q_lengths ? p->q_lengths[b] : p->shape.q_len;
+}
+static inline int64_t fa_kv_len_of(const fa_problem *p, int64_t b) {
+    return p->kv_lengths ? p->kv_lengths[b] : p->shape.kv_len;
+}
+
+/// The band of batch entry b of a (validated) problem.
+fa_row_band fa_row_band_for(const fa_problem *p, int64_t b);
 
 static inline int64_t fa_row_lo(const fa_row_band *b, int64_t i) {
     if (!b->has_lo) return 0;
@@ -111,13 +119,13 @@ typedef struct fa_score_mods {
     int64_t offset;      ///< Lk − Lq: ALiBi's distance is |i + offset − j|
 } fa_score_mods;
 
-/// The modifiers of `p` for query head h.
-static inline fa_score_mods fa_score_mods_for(const fa_problem *p, int64_t h) {
+/// The modifiers of `p` for batch entry b and query head h.
+static inline fa_score_mods fa_score_mods_for(const fa_problem *p, int64_t b, int64_t h) {
     fa_score_mods m = {0};
     m.softcap = p->softcap;
     m.has_alibi = p->alibi_slopes != NULL;
     m.alibi_slope = m.has_alibi ? p->alibi_slopes[h] : 0.0f;
-    m.offset = p->shape.kv_len - p->shape.q_len;
+    m.offset = fa_kv_len_of(p, b) - fa_q_len_of(p, b);
     m.active = m.softcap > 0.0f || m.has_alibi;
     return m;
 }

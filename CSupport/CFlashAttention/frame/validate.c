@@ -19,10 +19,10 @@ void fa_problem_init(fa_problem *p) {
     p->window_right = -1;
 }
 
-fa_row_band fa_row_band_for(const fa_problem *p) {
+fa_row_band fa_row_band_for(const fa_problem *p, int64_t batch) {
     fa_row_band b = {0};
-    b.lk = p->shape.kv_len;
-    const int64_t off = p->shape.kv_len - p->shape.q_len;  // the window's (bottom-right) offset
+    b.lk = fa_kv_len_of(p, batch);
+    const int64_t off = b.lk - fa_q_len_of(p, batch);  // the window's (bottom-right) offset
     if (p->causal != FA_CAUSAL_NONE) {
         b.has_hi = 1;
         b.c_hi = (p->causal == FA_CAUSAL_BOTTOM_RIGHT ? off : 0) + 1;
@@ -67,6 +67,7 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_INVALID_WINDOW: return "a sliding-window side is below -1 (-1 means unbounded)";
     case FA_ERR_INVALID_SOFTCAP: return "softcap is negative, infinite or NaN (0 turns it off)";
     case FA_ERR_INVALID_ALIBI: return "an ALiBi slope is infinite or NaN";
+    case FA_ERR_INVALID_LENGTH: return "a per-batch length is negative or beyond its extent";
     }
     return "unknown status";
 }
@@ -283,6 +284,18 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
                 return fail(diag, FA_ERR_INVALID_ALIBI, FA_ARG_ALIBI, h, 0, 0,
                             "alibi_slopes[%lld] is %g; slopes must be finite", (long long)h,
                             (double)p->alibi_slopes[h]);
+    const struct { const int32_t *lengths; int64_t extent; fa_argument arg; const char *name; } lens[] = {
+        {p->q_lengths, s->q_len, FA_ARG_Q_LENGTHS, "q_lengths"},
+        {p->kv_lengths, s->kv_len, FA_ARG_KV_LENGTHS, "kv_lengths"},
+    };
+    for (int l = 0; l < 2; l++)
+        if (lens[l].lengths)
+            for (int64_t b = 0; b < s->batch; b++)
+                if (lens[l].lengths[b] < 0 || lens[l].lengths[b] > lens[l].extent)
+                    return fail(diag, FA_ERR_INVALID_LENGTH, lens[l].arg, b, lens[l].lengths[b],
+                                lens[l].extent, "%s[%lld] is %d; it must be between 0 and %lld",
+                                lens[l].name, (long long)b, (int)lens[l].lengths[b],
+                                (long long)lens[l].extent);
     if (p->num_threads < 0)
         return fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
                     "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);

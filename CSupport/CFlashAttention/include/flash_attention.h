@@ -48,6 +48,7 @@ typedef enum fa_status {
     FA_ERR_INVALID_WINDOW = 13,    ///< a window side is below −1
     FA_ERR_INVALID_SOFTCAP = 14,   ///< softcap is negative, infinite or NaN
     FA_ERR_INVALID_ALIBI = 15,     ///< an ALiBi slope is infinite or NaN
+    FA_ERR_INVALID_LENGTH = 16,    ///< a per-batch length is negative or beyond its extent
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -59,6 +60,7 @@ typedef enum fa_argument {
     FA_ARG_Q, FA_ARG_K, FA_ARG_V, FA_ARG_O, FA_ARG_LSE,
     FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE, FA_ARG_ISA,
     FA_ARG_DOUT, FA_ARG_DQ, FA_ARG_DK, FA_ARG_DV, FA_ARG_WINDOW, FA_ARG_SOFTCAP, FA_ARG_ALIBI,
+    FA_ARG_Q_LENGTHS, FA_ARG_KV_LENGTHS,
 } fa_argument;
 
 /// Which micro-kernels fa_forward runs. FA_ISA_AUTO picks the best the CPU supports, or what
@@ -124,6 +126,13 @@ typedef struct fa_problem {
     /// ALiBi: one slope per query head (q_heads floats); the bias −slope · |i + Lk − Lq − j| is
     /// added to the scaled (and capped) scores. NULL (the default) turns it off.
     const float *alibi_slopes;
+    /// Padded batches: the valid query rows and keys of each batch entry (batch int32 each, in
+    /// [0, q_len] and [0, kv_len]); NULL means all. Batch entry b is then the problem
+    /// (q_lengths[b], kv_lengths[b]) in the first rows and keys of its buffers — causal
+    /// alignment, windows and ALiBi use those lengths — and its padding rows get output 0,
+    /// logsumexp −inf and zero gradients; padding keys are never seen.
+    const int32_t *q_lengths;
+    const int32_t *kv_lengths;
     int32_t num_threads;  ///< 0: as many as OpenMP offers (omp_get_max_threads); results never depend on it
     fa_isa isa;           ///< FA_ISA_AUTO by default; forcing another is for tests and benchmarks
 

@@ -19,8 +19,9 @@ static int64_t leading_dim(int64_t len, int64_t stride, int64_t width) {
 
 // Soft-capping then ALiBi on a whole Lq×Lk score matrix of head h (natural units); with
 // `derivative`, also ∂s'/∂s = sech²(s/c) per element.
-static void apply_mods(const fa_problem *p, int64_t h, float *s, int64_t lq, int64_t lk,
-                       float *derivative) {
+static void apply_mods(const fa_problem *p, int64_t b, int64_t h, float *s, int64_t lq,
+                       int64_t lk, float *derivative) {
+    const int64_t offset = fa_kv_len_of(p, b) - fa_q_len_of(p, b);
     const float c = p->softcap;
     const float slope = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
     if (c <= 0.0f && !p->alibi_slopes) return;
@@ -31,7 +32,7 @@ static void apply_mods(const fa_problem *p, int64_t h, float *s, int64_t lq, int
                 if (derivative) derivative[i * lk + j] = fa_sech2(x / c);
                 x = c * tanhf(x / c);
             }
-            const int64_t dist = i + (lk - lq) - j;
+            const int64_t dist = i + offset - j;
             x -= slope * (float)(dist < 0 ? -dist : dist);
             s[i * lk + j] = x;
         }
@@ -81,7 +82,6 @@ fa_status fa_naive_forward(const fa_problem *p) {
         free(s);  // OpenBLAS takes 32-bit leading dimensions
         return FA_ERR_SIZE_OVERFLOW;
     }
-    const fa_row_band band = fa_row_band_for(p);
 
     for (int64_t b = 0; b < sh->batch; b++) {
         for (int64_t h = 0; h < sh->q_heads; h++) {
@@ -93,12 +93,17 @@ fa_status fa_naive_forward(const fa_problem *p) {
             // S = scale · Q · Kᵀ
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
                         r.scale, q, (int)ldq, k, (int)ldk, 0.0f, s, (int)lk);
-            apply_mods(p, h, s, lq, lk, NULL);
+            apply_mods(p, b, h, s, lq, lk, NULL);
+            const fa_row_band band = fa_row_band_for(p, b);
+            const int64_t q_valid = fa_q_len_of(p, b);
             for (int64_t i = 0; i < lq; i++) {
                 float *lse = p->lse ? p->lse + b * p->lse_strides.batch + h * p->lse_strides.head +
                                           i * p->lse_strides.seq
                                     : NULL;
-                softmax_row(s + i * lk, lk, fa_row_lo(&band, i), fa_row_hi(&band, i), lse);
+                // Padding rows (i ≥ the valid length) see nothing: P = 0, output 0, lse −inf.
+                const int64_t lo = i < q_valid ? fa_row_lo(&band, i) : 0;
+                const int64_t hi = i < q_valid ? fa_row_hi(&band, i) : 0;
+                softmax_row(s + i * lk, lk, lo, hi, lse);
             }
             // O = P · V
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)lq, (int)dv, (int)lk, 1.0f,
@@ -143,7 +148,6 @@ fa_status fa_naive_backward(const fa_problem *p) {
         }
     const int ldq = (int)ld[0], ldk = (int)ld[1], ldv = (int)ld[2];
     const int lddo = (int)ld[4], lddq = (int)ld[5], lddk = (int)ld[6], lddv = (int)ld[7];
-    const fa_row_band band = fa_row_band_for(p);
 
     for (int64_t b = 0; b < sh->batch; b++) {
         for (int64_t h = 0; h < sh->q_heads; h++) {
@@ -161,12 +165,15 @@ fa_status fa_naive_backward(const fa_problem *p) {
             // S = scale · Q·Kᵀ, then P in place.
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
                         r.scale, q, ldq, k, ldk, 0.0f, s, (int)lk);
-            apply_mods(p, h, s, lq, lk, dmod);
+            apply_mods(p, b, h, s, lq, lk, dmod);
+            const fa_row_band band = fa_row_band_for(p, b);
+            const int64_t q_valid = fa_q_len_of(p, b);
             // dP = dO·Vᵀ
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dv, 1.0f,
                         dout, lddo, v, ldv, 0.0f, dp, (int)lk);
             for (int64_t i = 0; i < lq; i++) {
-                const int64_t lo = fa_row_lo(&band, i), hi = fa_row_hi(&band, i);
+                const int64_t lo = i < q_valid ? fa_row_lo(&band, i) : 0;
+                const int64_t hi = i < q_valid ? fa_row_hi(&band, i) : 0;
                 const float l = lse[i * p->lse_strides.seq];
                 float d = 0.0f;
                 for (int64_t c = 0; c < dv; c++)
