@@ -45,6 +45,25 @@ func libraryGradients(_ c: AttentionCase, _ options: AttentionOptions) throws ->
                                        shape: c.shape, options: options)
 }
 
+/// Checks `c`'s forward (output and log-sum-exp) and backward against the float64 reference,
+/// for flash on every kernel ISA and for naive.
+func expectForwardAndBackward(_ c: AttentionCase,
+                              sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let forward = c.reference()
+    let gradients = c.referenceGradients(forward: forward)
+    let (q, k, v) = c.inputs()
+    for (name, options) in implementationsUnderTest(c.options) {
+        let (out, lse) = try FlashAttention.forwardWithLogSumExp(
+            query: q.data, key: k.data, value: v.data, shape: c.shape, options: options)
+        let f = compare(output: out, strides: c.strides.output, logSumExp: lse,
+                        reference: forward, shape: c.shape)
+        #expect(f.passed, "forward \(name) \(c): \(f)", sourceLocation: sourceLocation)
+        let g = try libraryGradients(c, options)
+        let b = compareGradients(g, layout: c.layout, reference: gradients, shape: c.shape)
+        #expect(b.passed, "backward \(name) \(c): \(b)", sourceLocation: sourceLocation)
+    }
+}
+
 @Suite("Backward against the float64 reference")
 struct BackwardTests {
     @Test("flash on every kernel ISA, and naive", arguments: backwardGrid)

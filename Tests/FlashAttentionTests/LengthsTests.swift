@@ -29,19 +29,7 @@ let lengthsGrid: [AttentionCase] = {
 struct LengthsTests {
     @Test("forward and backward on every kernel ISA and naive", arguments: lengthsGrid)
     func grid(_ c: AttentionCase) throws {
-        let forward = c.reference()
-        let gradients = c.referenceGradients(forward: forward)
-        let (q, k, v) = c.inputs()
-        for (name, options) in implementationsUnderTest(c.options) {
-            let (out, lse) = try FlashAttention.forwardWithLogSumExp(
-                query: q.data, key: k.data, value: v.data, shape: c.shape, options: options)
-            let f = compare(output: out, strides: c.strides.output, logSumExp: lse,
-                            reference: forward, shape: c.shape)
-            #expect(f.passed, "forward \(name) \(c): \(f)")
-            let g = try libraryGradients(c, options)
-            let b = compareGradients(g, layout: c.layout, reference: gradients, shape: c.shape)
-            #expect(b.passed, "backward \(name) \(c): \(b)")
-        }
+        try expectForwardAndBackward(c)
     }
 
     @Test("garbage in the padding never reaches the valid rows")

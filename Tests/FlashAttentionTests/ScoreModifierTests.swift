@@ -44,19 +44,7 @@ let modifierGrid: [AttentionCase] = {
 struct ScoreModifierTests {
     @Test("forward and backward on every kernel ISA and naive", arguments: modifierGrid)
     func grid(_ c: AttentionCase) throws {
-        let forward = c.reference()
-        let gradients = c.referenceGradients(forward: forward)
-        let (q, k, v) = c.inputs()
-        for (name, options) in implementationsUnderTest(c.options) {
-            let (out, lse) = try FlashAttention.forwardWithLogSumExp(
-                query: q.data, key: k.data, value: v.data, shape: c.shape, options: options)
-            let f = compare(output: out, strides: c.strides.output, logSumExp: lse,
-                            reference: forward, shape: c.shape)
-            #expect(f.passed, "forward \(name) \(c): \(f)")
-            let g = try libraryGradients(c, options)
-            let b = compareGradients(g, layout: c.layout, reference: gradients, shape: c.shape)
-            #expect(b.passed, "backward \(name) \(c): \(b)")
-        }
+        try expectForwardAndBackward(c)
     }
 
     @Test("the modifiers change the answer: without them the reference disagrees")
