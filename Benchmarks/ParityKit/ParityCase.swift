@@ -29,14 +29,16 @@ public struct ParityCase: Sendable {
     public var alibiSlopes: [Float]?
     public var queryLengths: [Int]?
     public var keyLengths: [Int]?
+    public var mask: AttentionMask?
     /// Features case.json asks for that the library does not have: each fails the case.
     public var unsupported: [String]
 
     /// The case.json keys this version understands.
     public static let supportedKeys: Set<String> = ["scale", "causal", "window", "softcap",
-                                                    "alibi_slopes", "query_lengths", "key_lengths"]
+                                                    "alibi_slopes", "query_lengths", "key_lengths",
+                                                    "mask"]
     /// Keys the format defines for features the library does not have yet.
-    public static let pendingKeys: Set<String> = ["mask"]
+    public static let pendingKeys: Set<String> = []
 
     /// Loads `directory`. With `requireExpected` false (for --write), out.npy may be missing.
     public init(directory: String, requireExpected: Bool = true) throws {
@@ -153,6 +155,36 @@ public struct ParityCase: Sendable {
         key = k.floats
         value = v.floats
 
+        // mask: {"file": "mask.npy", "kind": "bool" | "additive"}, broadcastable (NumPy rules,
+        // dimensions aligned to the right) to [B, Hq, Lq, Lk].
+        switch params["mask"] {
+        case nil, is NSNull: mask = nil
+        case let spec as [String: Any]:
+            guard let file = spec["file"] as? String, let kind = spec["kind"] as? String,
+                  kind == "bool" || kind == "additive" else {
+                throw CaseError("case.json: mask must be {\"file\": …, \"kind\": \"bool\" or \"additive\"}")
+            }
+            let m = try NpyArray(contentsOf: path(file))
+            let target = [b, hq, lq, lk]
+            guard m.shape.count <= 4 else {
+                throw CaseError("\(file) has shape \(m.shape); it must broadcast to \(target)")
+            }
+            let dims = [Int](repeating: 1, count: 4 - m.shape.count) + m.shape
+            var strides = [0, 0, 0, 0]
+            var step = 1
+            for d in (0 ..< 4).reversed() {
+                guard dims[d] == target[d] || dims[d] == 1 else {
+                    throw CaseError("\(file) has shape \(m.shape); it must broadcast to \(target)")
+                }
+                strides[d] = dims[d] == 1 ? 0 : step
+                step *= dims[d]
+            }
+            let ms = MaskStrides(batch: strides[0], head: strides[1], query: strides[2], key: strides[3])
+            mask = kind == "bool" ? AttentionMask(boolean: m.floats.map { $0 != 0 }, strides: ms)
+                                  : AttentionMask(additive: m.floats, strides: ms)
+        default: throw CaseError("case.json: mask must be an object or absent")
+        }
+
         if exists("out.npy") {
             let out = try NpyArray(contentsOf: path("out.npy"))
             guard out.shape == [b, hq, lq, dv] else {
@@ -195,6 +227,7 @@ public struct ParityCase: Sendable {
                         kernel: KernelISA = .automatic) -> AttentionOptions {
         AttentionOptions(scale: scale, causal: causal, window: window, softcap: softcap,
                          alibiSlopes: alibiSlopes, queryLengths: queryLengths,
-                         keyLengths: keyLengths, implementation: implementation, kernel: kernel)
+                         keyLengths: keyLengths, mask: mask, implementation: implementation,
+                         kernel: kernel)
     }
 }

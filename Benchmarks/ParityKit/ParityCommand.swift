@@ -12,7 +12,8 @@ public struct ParityCommand: ParsableCommand {
         dout.npy with the expected dq.npy, dk.npy, dv.npy (checked through the backward), and \
         case.json with "scale", "causal" ("none", "bottom_right", "top_left"), "window" \
         ([left, right], −1 = unbounded), "softcap" (number), "alibi_slopes" (a .npy of Hq \
-        slopes), "query_lengths" and "key_lengths" (B integers: padded batches). A tensor \
+        slopes), "query_lengths" and "key_lengths" (B integers: padded batches) and "mask" \
+        ({"file": …, "kind": "bool" | "additive"}, broadcastable to [B, Hq, Lq, Lk]). A tensor \
         passes when max |ours − expected| ≤ atol + rtol · max |expected| and NaN/inf agree. \
         A case asking for a feature the library lacks reports "unsupported: <feature>" and \
         fails. Exits 1 if any case fails. With --write, runs flash on each case's inputs and \

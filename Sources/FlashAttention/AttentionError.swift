@@ -35,6 +35,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidALiBiSlopes(reason: String)
     /// Per-batch lengths are not one value per batch entry within the extent.
     case invalidLengths(argument: String, reason: String)
+    /// The mask's strides are negative or address more elements than it holds.
+    case invalidMask(reason: String)
     /// The thread count is zero, negative or larger than `Int32.max`.
     case invalidThreadCount(Int)
     /// Memory for the workspace (flash) or the score matrix (naive) could not be allocated.
@@ -76,6 +78,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
             return "options.alibiSlopes: \(reason)"
         case let .invalidLengths(argument, reason):
             return "\(argument): \(reason)"
+        case let .invalidMask(reason):
+            return "options.mask: \(reason)"
         case let .invalidThreadCount(count):
             return "options.threadCount is \(count); it must be between 1 and \(Int32.max)"
         case let .outOfMemory(argument):

@@ -82,6 +82,8 @@ public struct AttentionOptions: Sendable, Hashable {
     /// Padded batches: the valid keys of each batch entry (`batch` values in `0 … keyLength`);
     /// `nil` means all. Padding keys are never seen.
     public var keyLengths: [Int]?
+    /// An element mask (boolean or additive), combined with everything above; `nil` by default.
+    public var mask: AttentionMask?
     /// Threads to use; `nil` uses every thread OpenMP offers. Results are bitwise the same for
     /// every thread count.
     public var threadCount: Int?
@@ -101,7 +103,7 @@ public struct AttentionOptions: Sendable, Hashable {
     /// ```
     public init(scale: Float? = nil, causal: CausalMask = .none, window: SlidingWindow? = nil,
                 softcap: Float? = nil, alibiSlopes: [Float]? = nil,
-                queryLengths: [Int]? = nil, keyLengths: [Int]? = nil,
+                queryLengths: [Int]? = nil, keyLengths: [Int]? = nil, mask: AttentionMask? = nil,
                 threadCount: Int? = nil, implementation: AttentionImplementation = .flash,
                 layout: TensorLayout = .bhld, kernel: KernelISA = .automatic) {
         self.scale = scale
@@ -111,6 +113,7 @@ public struct AttentionOptions: Sendable, Hashable {
         self.alibiSlopes = alibiSlopes
         self.queryLengths = queryLengths
         self.keyLengths = keyLengths
+        self.mask = mask
         self.threadCount = threadCount
         self.implementation = implementation
         self.layout = layout

@@ -143,6 +143,19 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
                                   reason: "entry \(bad) is \(lengths[bad]); it must be between 0 and \(extent)")
         }
     }
+    if let mask = options.mask {
+        guard let required = mask.requiredCount(shape) else {
+            throw .invalidMask(reason: "strides \(mask.strides) are negative or overflow")
+        }
+        guard mask.count >= required else {
+            throw .invalidMask(reason: "it holds \(mask.count) elements; its strides need \(required)")
+        }
+        let st = mask.strides
+        p.mask.batch = Int64(st.batch)
+        p.mask.head = Int64(st.head)
+        p.mask.query = Int64(st.query)
+        p.mask.key = Int64(st.key)
+    }
     guard fa_isa_supported(options.kernel.cValue) != 0 else {
         throw .unsupportedKernel(options.kernel)
     }
@@ -193,8 +206,25 @@ func withScoreModifiers(_ options: AttentionOptions, _ problem: inout fa_problem
                     problem.alibi_slopes = nil
                     problem.q_lengths = nil
                     problem.kv_lengths = nil
+                    problem.mask.data = nil
+                    problem.mask.kind = FA_MASK_NONE
                 }
-                try body(&problem)
+                switch options.mask?.values {
+                case nil:
+                    try body(&problem)
+                case let .boolean(values)?:
+                    try values.withUnsafeBufferPointer { (m) throws(AttentionError) in
+                        problem.mask.kind = FA_MASK_BOOL
+                        problem.mask.data = UnsafeRawPointer(m.baseAddress)
+                        try body(&problem)
+                    }
+                case let .additive(values)?:
+                    try values.withUnsafeBufferPointer { (m) throws(AttentionError) in
+                        problem.mask.kind = FA_MASK_ADDITIVE
+                        problem.mask.data = UnsafeRawPointer(m.baseAddress)
+                        try body(&problem)
+                    }
+                }
             }
         }
     }
@@ -267,6 +297,8 @@ extension AttentionError {
             self = .invalidSoftcap(Float.nan)
         case FA_ERR_INVALID_ALIBI:
             self = .invalidALiBiSlopes(reason: message)
+        case FA_ERR_INVALID_MASK:
+            self = .invalidMask(reason: message)
         case FA_ERR_INVALID_LENGTH:
             self = .invalidLengths(argument: name, reason: message)
         case FA_ERR_INVALID_WINDOW:
@@ -301,6 +333,7 @@ extension AttentionError {
         case FA_ARG_KV_LENGTHS: "options.keyLengths"
         case FA_ARG_SOFTCAP: "options.softcap"
         case FA_ARG_ALIBI: "options.alibiSlopes"
+        case FA_ARG_MASK: "options.mask"
         default: TensorRole(argument)?.name ?? "problem"
         }
     }

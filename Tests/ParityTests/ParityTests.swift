@@ -169,9 +169,37 @@ struct ParityTests {
         #expect(!checker.check(directory: dir).passed)
     }
 
+    @Test("mask key: a broadcast boolean mask and a dense additive one")
+    func masks() throws {
+        let shape = AttentionShape(batch: 2, queryHeads: 2, queryLength: 20, keyLength: 30, headDim: 8)
+        // [B, 1, 1, Lk] key padding, as a (2, 1, 1, 30) uint8 array.
+        var keep = [Float](repeating: 1, count: 60)
+        for j in 25 ..< 30 { keep[j] = 0 }
+        for j in 0 ..< 4 { keep[30 + j] = 0 }
+        let boolMask = AttentionMask(boolean: keep.map { $0 != 0 }, strides: .keyPadding(shape))
+        var c = AttentionCase(shape: shape, causal: .bottomRight, mask: boolMask, seed: 46)
+        var dir = try makeCase(c, json: "{\"causal\": \"bottom_right\", \"mask\": {\"file\": \"mask.npy\", \"kind\": \"bool\"}}",
+                               withGradients: true)
+        try NpyArray(shape: [2, 1, 1, 30], floats: keep).write(to: dir + "/mask.npy")
+        var result = checker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+        try? FileManager.default.removeItem(atPath: dir)
+
+        var rng = SplitMix64(seed: 9)
+        let add = randomFloats(shape.batch * shape.queryHeads * 20 * 30, magnitude: 2, using: &rng)
+        c = AttentionCase(shape: shape, mask: AttentionMask(additive: add, strides: .dense(shape)), seed: 47)
+        dir = try makeCase(c, json: "{\"mask\": {\"file\": \"mask.npy\", \"kind\": \"additive\"}}")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try NpyArray(shape: [2, 2, 20, 30], floats: add).write(to: dir + "/mask.npy")
+        result = checker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+        // A mask that does not broadcast is an error.
+        try NpyArray(shape: [3, 30], floats: [Float](repeating: 0, count: 90)).write(to: dir + "/mask.npy")
+        #expect(checker.check(directory: dir).error?.contains("must broadcast") == true)
+    }
+
     @Test("features the library lacks are reported unsupported and fail",
-          arguments: ["{\"mask\": {\"file\": \"mask.npy\", \"kind\": \"bool\"}}",
-                      "{\"something_new\": 1}"])
+          arguments: ["{\"something_new\": 1}", "{\"varlen\": [0, 3, 5]}"])
     func unsupported(_ json: String) throws {
         let c = AttentionCase(shape: AttentionShape(queryHeads: 1, queryLength: 5, headDim: 4), seed: 1)
         let dir = try makeCase(c, json: json)
@@ -179,6 +207,7 @@ struct ParityTests {
         let result = checker.check(directory: dir)
         #expect(!result.passed)
         #expect(result.unsupported.count == 1)
+        #expect(result.unsupported[0].contains("unknown key"))
         #expect(ParityReport.text([result], atol: 1e-5, rtol: 1e-5).contains("unsupported: "))
     }
 

@@ -9,6 +9,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public var alibiSlopes: [Float]?
     public var queryLengths: [Int]?
     public var keyLengths: [Int]?
+    public var mask: AttentionMask?
     public var scale: Float?
     public var layout: TensorLayout
     /// Inputs are uniform in ±magnitude; 30 makes the softmax nearly one-hot.
@@ -17,7 +18,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
 
     public init(shape: AttentionShape, causal: CausalMask = .none, window: SlidingWindow? = nil,
                 softcap: Float? = nil, alibiSlopes: [Float]? = nil,
-                queryLengths: [Int]? = nil, keyLengths: [Int]? = nil,
+                queryLengths: [Int]? = nil, keyLengths: [Int]? = nil, mask: AttentionMask? = nil,
                 scale: Float? = nil, layout: TensorLayout = .bhld, magnitude: Float = 1,
                 seed: UInt64 = 1) {
         self.shape = shape
@@ -27,6 +28,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         self.alibiSlopes = alibiSlopes
         self.queryLengths = queryLengths
         self.keyLengths = keyLengths
+        self.mask = mask
         self.scale = scale
         self.layout = layout
         self.magnitude = magnitude
@@ -40,6 +42,9 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
             + (window.map { " window(\($0.left.map(String.init) ?? "-"),\($0.right.map(String.init) ?? "-"))" } ?? "")
             + (softcap.map { " softcap \($0)" } ?? "") + (alibiSlopes == nil ? "" : " alibi")
             + (queryLengths.map { " qlens \($0)" } ?? "") + (keyLengths.map { " klens \($0)" } ?? "")
+            + (mask.map { m -> String in
+                if case .boolean = m.values { return " bool-mask \(m.strides)" }
+                return " additive-mask \(m.strides)" } ?? "")
             + " scale \(scale.map { "\($0)" } ?? "default") "
             + "\(layout) ±\(magnitude)"
     }
@@ -47,7 +52,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public var options: AttentionOptions {
         AttentionOptions(scale: scale, causal: causal, window: window, softcap: softcap,
                          alibiSlopes: alibiSlopes, queryLengths: queryLengths,
-                         keyLengths: keyLengths, layout: layout)
+                         keyLengths: keyLengths, mask: mask, layout: layout)
     }
 
     public var strides: AttentionTensorStrides { .packed(layout, shape: shape) }
@@ -86,7 +91,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
                                  shape: shape, scale: resolvedScale, causal: causal,
                                  forward: forward ?? reference(),
                                  softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes,
-                                 queryLengths: queryLengths, keyLengths: keyLengths)
+                                 queryLengths: queryLengths, keyLengths: keyLengths, mask: mask)
     }
 
     /// The float64 reference for these inputs.
@@ -96,7 +101,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         return referenceAttention(query: q, key: k, value: v, shape: shape, scale: scale,
                                   causal: causal, window: window,
                                   softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes,
-                                  queryLengths: queryLengths, keyLengths: keyLengths)
+                                  queryLengths: queryLengths, keyLengths: keyLengths, mask: mask)
     }
 }
 

@@ -44,8 +44,9 @@ public struct ReferenceResult: Sendable {
     public var logSumExpTolerance: [Double]
     /// Per row: how many keys the row sees (0: the row must be exactly 0 with logsumexp −inf).
     public var visibleKeys: [Int]
-    /// Per row: the first key the row sees (it sees visibleStart ..< visibleStart + visibleKeys).
-    public var visibleStart: [Int]
+    /// Per row: the band of keys the row may see (causal mask, window, lengths); an element mask
+    /// may hide some of them (their modified score is −inf).
+    public var visibleRanges: [Range<Int>]
 }
 
 /// The unit roundoff of float32, 2⁻²⁴.
@@ -59,11 +60,30 @@ public func visibleEnd(row i: Int, queryLength lq: Int, keyLength lk: Int,
 
 /// A scaled score after soft-capping (`c·tanh(s/c)`) and ALiBi (`− slope·|i + Lk − Lq − j|`).
 public func modifiedScore(_ s: Double, row i: Int, key j: Int, queryLength lq: Int,
-                          keyLength lk: Int, softcap: Double?, slope: Double?) -> Double {
+                          keyLength lk: Int, softcap: Double?, slope: Double?,
+                          mask: Double? = 0) -> Double {
     var x = s
     if let c = softcap { x = c * tanh(x / c) }
     if let slope { x -= slope * Double(abs(i + lk - lq - j)) }
-    return x
+    guard let mask else { return -.infinity }  // a boolean mask's 0
+    return x + mask
+}
+
+/// The additive value of (b, h, i, j): 0 without a mask, nil where a boolean mask hides it.
+func maskValue(_ mask: AttentionMask?, _ b: Int, _ h: Int, _ i: Int, _ j: Int) -> Double? {
+    guard let mask else { return 0 }
+    return mask.value(batch: b, head: h, query: i, key: j)
+}
+
+extension AttentionMask {
+    /// Element (b, h, i, j) as an additive value: nil where a boolean mask hides the key.
+    public func value(batch b: Int, head h: Int, query i: Int, key j: Int) -> Double? {
+        let at = b * strides.batch + h * strides.head + i * strides.query + j * strides.key
+        switch values {
+        case let .boolean(v): return v[at] != 0 ? 0 : nil
+        case let .additive(v): return Double(v[at])
+        }
+    }
 }
 
 /// The keys row `i` sees, written from the definitions: causal bottom-right `j ≤ i + Lk − Lq`,
@@ -103,7 +123,8 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                                shape: AttentionShape, scale: Double,
                                causal: CausalMask, window: SlidingWindow? = nil,
                                softcap: Double? = nil, alibiSlopes: [Float]? = nil,
-                               queryLengths: [Int]? = nil, keyLengths: [Int]? = nil) -> ReferenceResult {
+                               queryLengths: [Int]? = nil, keyLengths: [Int]? = nil,
+                               mask: AttentionMask? = nil) -> ReferenceResult {
     let (bN, hq, lq, lk) = (shape.batch, shape.queryHeads, shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
     let group = shape.queryHeads / shape.keyValueHeads
@@ -113,7 +134,7 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
     var outTol = [Double](repeating: 0, count: bN * hq * lq)
     var lseTol = [Double](repeating: 0, count: bN * hq * lq)
     var visible = [Int](repeating: 0, count: bN * hq * lq)
-    var start = [Int](repeating: 0, count: bN * hq * lq)
+    var ranges = [Range<Int>](repeating: 0 ..< 0, count: bN * hq * lq)
     var scores = [Double](repeating: 0, count: lk)
     var acc = [Double](repeating: 0, count: dv)
     for b in 0 ..< bN {
@@ -126,10 +147,8 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                 let (lqb, lkb) = (queryLengths?[b] ?? lq, keyLengths?[b] ?? lk)
                 let keys = i < lqb ? visibleRange(row: i, queryLength: lqb, keyLength: lkb,
                                                   causal: causal, window: window) : 0 ..< 0
-                let n = keys.count
-                visible[row] = n
-                start[row] = keys.lowerBound
-                guard n > 0 else { continue }  // output 0, lse −inf
+                ranges[row] = keys
+                guard !keys.isEmpty else { continue }  // output 0, lse −inf
                 var m = -Double.infinity
                 var magnitude = 0.0  // max_j Σ_d |q_id k_jd|
                 var vmax = 0.0
@@ -142,11 +161,16 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                     }
                     scores[j] = modifiedScore(scale * dot, row: i, key: j, queryLength: lqb,
                                               keyLength: lkb, softcap: softcap,
-                                              slope: alibiSlopes.map { Double($0[h]) })
+                                              slope: alibiSlopes.map { Double($0[h]) },
+                                              mask: maskValue(mask, b, h, i, j))
                     m = max(m, scores[j])
                     magnitude = max(magnitude, absDot)
                     for d in 0 ..< dv { vmax = max(vmax, abs(Double(value[b, g, j, d]))) }
                 }
+                // A row whose every key is masked sees nothing: output 0, lse −inf.
+                let n = keys.filter { scores[$0] > -.infinity }.count
+                visible[row] = n
+                guard n > 0 else { continue }
                 var sum = 0.0
                 for d in 0 ..< dv { acc[d] = 0 }
                 for j in keys {
@@ -167,6 +191,6 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
         }
     }
     return ReferenceResult(output: output, logSumExp: lse, outputTolerance: outTol,
-                           logSumExpTolerance: lseTol, visibleKeys: visible, visibleStart: start)
+                           logSumExpTolerance: lseTol, visibleKeys: visible, visibleRanges: ranges)
 }
 

@@ -38,7 +38,7 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                               scale: Double, causal: CausalMask,
                               forward: ReferenceResult, softcap: Double? = nil,
                               alibiSlopes: [Float]? = nil, queryLengths: [Int]? = nil,
-                              keyLengths: [Int]? = nil) -> ReferenceGradients {
+                              keyLengths: [Int]? = nil, mask: AttentionMask? = nil) -> ReferenceGradients {
     let (bN, hq, hkv, lq, lk) = (shape.batch, shape.queryHeads, shape.keyValueHeads,
                                  shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
@@ -61,7 +61,7 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                 let row = (b * hq + h) * lq + i
                 let n = forward.visibleKeys[row]
                 guard n > 0 else { continue }
-                let keys = forward.visibleStart[row] ..< forward.visibleStart[row] + n
+                let keys = forward.visibleRanges[row]
                 let lse = forward.logSumExp[row]
                 // D_i and its error.
                 var dsum = 0.0, dAbs = 0.0, dOAbs = 0.0
@@ -84,11 +84,12 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                     // dS is taken with respect to the raw scaled score: × (1 − tanh²).
                     let modified = modifiedScore(s, row: i, key: j, queryLength: queryLengths?[b] ?? lq,
                                                  keyLength: keyLengths?[b] ?? lk,
-                                                 softcap: softcap, slope: alibiSlopes.map { Double($0[h]) })
+                                                 softcap: softcap, slope: alibiSlopes.map { Double($0[h]) },
+                                                 mask: maskValue(mask, b, h, i, j))
                     if let c = softcap { let ch = cosh(s / c); capFactor[j] = 1 / (ch * ch) } else { capFactor[j] = 1 }
                     s = modified
                     p[j] = exp(s - lse)
-                    smax = max(smax, abs(s))
+                    if s.isFinite { smax = max(smax, abs(s)) }  // masked keys: P = 0
                     qkMax = max(qkMax, absQK)
                 }
                 let maxDistance = Double(max(lq, lk) + abs(lk - lq))

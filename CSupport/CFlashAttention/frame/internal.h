@@ -117,6 +117,10 @@ typedef struct fa_score_mods {
     int has_alibi;
     float alibi_slope;   ///< this head's slope (natural units per key of distance)
     int64_t offset;      ///< Lk − Lq: ALiBi's distance is |i + offset − j|
+    fa_mask_kind mask_kind;
+    const uint8_t *mask_bool;   ///< this (b, h)'s mask, element (i, j) at i·mask_q + j·mask_k
+    const float *mask_add;
+    int64_t mask_q, mask_k;
 } fa_score_mods;
 
 /// The modifiers of `p` for batch entry b and query head h.
@@ -126,7 +130,13 @@ static inline fa_score_mods fa_score_mods_for(const fa_problem *p, int64_t b, in
     m.has_alibi = p->alibi_slopes != NULL;
     m.alibi_slope = m.has_alibi ? p->alibi_slopes[h] : 0.0f;
     m.offset = fa_kv_len_of(p, b) - fa_q_len_of(p, b);
-    m.active = m.softcap > 0.0f || m.has_alibi;
+    m.mask_kind = p->mask.kind;
+    const int64_t base = b * p->mask.batch + h * p->mask.head;
+    if (p->mask.kind == FA_MASK_BOOL) m.mask_bool = (const uint8_t *)p->mask.data + base;
+    if (p->mask.kind == FA_MASK_ADDITIVE) m.mask_add = (const float *)p->mask.data + base;
+    m.mask_q = p->mask.query;
+    m.mask_k = p->mask.key;
+    m.active = m.softcap > 0.0f || m.has_alibi || m.mask_kind != FA_MASK_NONE;
     return m;
 }
 

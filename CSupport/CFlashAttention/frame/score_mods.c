@@ -3,6 +3,7 @@
 // Applied to a key-major score tile after scores_t, in this order (FlashAttention's):
 //   s ← c · tanh(s / c)                  (softcap c > 0; s the scaled score, natural units)
 //   s ← s − slope_h · |i + Lk − Lq − j|   (ALiBi, per query head)
+//   s ← s + mask[b,h,i,j]  or  −inf where a boolean mask is 0   (element mask)
 // Tiles hold scores in log2 units (scale·log2 e was folded into Q), so each element is taken
 // to natural units and back. Masked scores (−inf) stay −inf. The tile's row max is recomputed.
 // The backward also gets ∂s_capped/∂s = sech²(s/c) (= 1 − tanh², computed without the
@@ -39,6 +40,16 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, floa
             if (m->has_alibi) {
                 const int64_t dist = base + i;
                 s -= slope2 * (float)(dist < 0 ? -dist : dist);
+            }
+            if (m->mask_kind != FA_MASK_NONE) {
+                const int64_t at = (q0 + i) * m->mask_q + (k0 + j) * m->mask_k;
+                if (m->mask_kind == FA_MASK_BOOL ? m->mask_bool[at] == 0 : 0) s = -INFINITY;
+                else if (m->mask_kind == FA_MASK_ADDITIVE) s += m->mask_add[at] * FA_LOG2E;
+                if (s == -INFINITY) {  // masked now: P = 0, and no derivative
+                    sj[i] = s;
+                    if (dj) dj[i] = 0.0f;
+                    continue;
+                }
             }
             sj[i] = s;
             block_max[i] = s > block_max[i] ? s : block_max[i];

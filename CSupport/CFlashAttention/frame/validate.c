@@ -68,6 +68,7 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_INVALID_SOFTCAP: return "softcap is negative, infinite or NaN (0 turns it off)";
     case FA_ERR_INVALID_ALIBI: return "an ALiBi slope is infinite or NaN";
     case FA_ERR_INVALID_LENGTH: return "a per-batch length is negative or beyond its extent";
+    case FA_ERR_INVALID_MASK: return "the mask's kind is unknown, its data NULL or its strides invalid";
     }
     return "unknown status";
 }
@@ -296,6 +297,27 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
                                 lens[l].extent, "%s[%lld] is %d; it must be between 0 and %lld",
                                 lens[l].name, (long long)b, (int)lens[l].lengths[b],
                                 (long long)lens[l].extent);
+    if (p->mask.kind != FA_MASK_NONE) {
+        if (p->mask.kind != FA_MASK_BOOL && p->mask.kind != FA_MASK_ADDITIVE)
+            return fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, (int64_t)p->mask.kind, 0, 0,
+                        "mask.kind is %d; it must be 0 (none), 1 (bool) or 2 (additive)",
+                        (int)p->mask.kind);
+        if (!p->mask.data)
+            return fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, 0, 0, 0, "mask.data is NULL");
+        const int64_t ext[4] = {s->batch, s->q_heads, s->q_len, s->kv_len};
+        const int64_t str[4] = {p->mask.batch, p->mask.head, p->mask.query, p->mask.key};
+        int64_t span = 1;
+        for (int d = 0; d < 4; d++) {
+            int64_t step;
+            if (str[d] < 0)
+                return fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, d, str[d], 0,
+                            "mask stride %d is negative (%lld); 0 broadcasts", d, (long long)str[d]);
+            if (__builtin_mul_overflow(ext[d] - 1, str[d], &step) ||
+                __builtin_add_overflow(span, step, &span) || span > (int64_t)(SIZE_MAX / 8))
+                return fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, d, str[d], 0,
+                            "mask strides address more than the address space");
+        }
+    }
     if (p->num_threads < 0)
         return fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
                     "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);

@@ -49,6 +49,7 @@ typedef enum fa_status {
     FA_ERR_INVALID_SOFTCAP = 14,   ///< softcap is negative, infinite or NaN
     FA_ERR_INVALID_ALIBI = 15,     ///< an ALiBi slope is infinite or NaN
     FA_ERR_INVALID_LENGTH = 16,    ///< a per-batch length is negative or beyond its extent
+    FA_ERR_INVALID_MASK = 17,      ///< mask kind unknown, data NULL, or strides negative/overflowing
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -60,8 +61,23 @@ typedef enum fa_argument {
     FA_ARG_Q, FA_ARG_K, FA_ARG_V, FA_ARG_O, FA_ARG_LSE,
     FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE, FA_ARG_ISA,
     FA_ARG_DOUT, FA_ARG_DQ, FA_ARG_DK, FA_ARG_DV, FA_ARG_WINDOW, FA_ARG_SOFTCAP, FA_ARG_ALIBI,
-    FA_ARG_Q_LENGTHS, FA_ARG_KV_LENGTHS,
+    FA_ARG_Q_LENGTHS, FA_ARG_KV_LENGTHS, FA_ARG_MASK,
 } fa_argument;
+
+/// What a mask's elements mean.
+typedef enum fa_mask_kind {
+    FA_MASK_NONE = 0,
+    FA_MASK_BOOL = 1,      ///< uint8: nonzero = attend, 0 = masked
+    FA_MASK_ADDITIVE = 2,  ///< float: added to the scaled (capped, biased) scores; −inf masks
+} fa_mask_kind;
+
+/// An element mask broadcastable to [B, Hq, Lq, Lk]: element (b, h, i, j) is at
+/// data + b·batch + h·head + i·query + j·key (elements); a stride of 0 broadcasts.
+typedef struct fa_mask {
+    fa_mask_kind kind;
+    const void *data;
+    int64_t batch, head, query, key;
+} fa_mask;
 
 /// Which micro-kernels fa_forward runs. FA_ISA_AUTO picks the best the CPU supports, or what
 /// the environment variable FA_ISA (portable | avx2 | avx512) names, once per process.
@@ -133,6 +149,9 @@ typedef struct fa_problem {
     /// logsumexp −inf and zero gradients; padding keys are never seen.
     const int32_t *q_lengths;
     const int32_t *kv_lengths;
+    /// An element mask (FA_MASK_NONE by default), applied after soft-capping and ALiBi and
+    /// combined with the causal mask, window and lengths.
+    fa_mask mask;
     int32_t num_threads;  ///< 0: as many as OpenMP offers (omp_get_max_threads); results never depend on it
     fa_isa isa;           ///< FA_ISA_AUTO by default; forcing another is for tests and benchmarks
 

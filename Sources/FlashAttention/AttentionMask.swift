@@ -1,0 +1,90 @@
+/// Element strides of a mask over `[B, Hq, Lq, Lk]`; a stride of 0 broadcasts that dimension.
+public struct MaskStrides: Sendable, Hashable {
+    public var batch: Int
+    public var head: Int
+    public var query: Int
+    public var key: Int
+
+    /// Explicit strides.
+    public init(batch: Int, head: Int, query: Int, key: Int) {
+        self.batch = batch
+        self.head = head
+        self.query = query
+        self.key = key
+    }
+
+    /// A dense `[B, Hq, Lq, Lk]` mask.
+    ///
+    /// ```swift
+    /// let strides = MaskStrides.dense(shape)
+    /// ```
+    public static func dense(_ s: AttentionShape) -> Self {
+        Self(batch: s.queryHeads * s.queryLength * s.keyLength, head: s.queryLength * s.keyLength,
+             query: s.keyLength, key: 1)
+    }
+
+    /// A `[Lq, Lk]` mask shared by every batch entry and head.
+    public static func shared(_ s: AttentionShape) -> Self {
+        Self(batch: 0, head: 0, query: s.keyLength, key: 1)
+    }
+
+    /// A `[B, Lk]` key-padding mask: one row of keys per batch entry, for every head and query.
+    public static func keyPadding(_ s: AttentionShape) -> Self {
+        Self(batch: s.keyLength, head: 0, query: 0, key: 1)
+    }
+}
+
+/// An element mask broadcastable to `[B, Hq, Lq, Lk]`: boolean (`true` = attend) or additive
+/// (added to the scaled scores after soft-capping and ALiBi; `-.infinity` masks).
+///
+/// ```swift
+/// // Hide the last 3 keys of every batch entry's row of keys:
+/// var keep = [Bool](repeating: true, count: shape.batch * shape.keyLength)
+/// for b in 0 ..< shape.batch { for j in shape.keyLength - 3 ..< shape.keyLength { keep[b * shape.keyLength + j] = false } }
+/// let options = AttentionOptions(mask: AttentionMask(boolean: keep, strides: .keyPadding(shape)))
+/// ```
+public struct AttentionMask: Sendable, Hashable {
+    /// The mask's elements.
+    public enum Values: Sendable, Hashable {
+        /// 1 = attend, 0 = masked.
+        case boolean([UInt8])
+        /// Added to the scores.
+        case additive([Float])
+    }
+
+    public var values: Values
+    public var strides: MaskStrides
+
+    /// A boolean mask (`true` = attend).
+    public init(boolean: [Bool], strides: MaskStrides) {
+        values = .boolean(boolean.map { $0 ? 1 : 0 })
+        self.strides = strides
+    }
+
+    /// An additive mask.
+    public init(additive: [Float], strides: MaskStrides) {
+        values = .additive(additive)
+        self.strides = strides
+    }
+
+    var count: Int {
+        switch values {
+        case let .boolean(v): v.count
+        case let .additive(v): v.count
+        }
+    }
+
+    /// Elements the strides address for `shape` (nil on overflow or negative strides).
+    func requiredCount(_ s: AttentionShape) -> Int? {
+        var span = 1
+        for (n, stride) in [(s.batch, strides.batch), (s.queryHeads, strides.head),
+                            (s.queryLength, strides.query), (s.keyLength, strides.key)] {
+            guard stride >= 0 else { return nil }
+            let (step, o1) = (n - 1).multipliedReportingOverflow(by: stride)
+            let (sum, o2) = span.addingReportingOverflow(step)
+            guard !o1, !o2 else { return nil }
+            span = sum
+        }
+        return span
+    }
+}
