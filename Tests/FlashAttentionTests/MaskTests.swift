@@ -52,6 +52,12 @@ let maskGrid: [AttentionCase] = {
                                keyLengths: [100, 129],
                                mask: randomAdditiveMask(shape, .dense(shape), hidden: 0.1, seed: 77),
                                magnitude: 1, seed: 2200))
+    // Whole key blocks hidden for every row (keys 64 ..< 192 of 300): those blocks are skipped.
+    let wide = AttentionShape(queryHeads: 2, queryLength: 150, keyLength: 300, headDim: 32)
+    cases.append(AttentionCase(shape: wide, causal: .bottomRight,
+                               mask: AttentionMask(boolean: (0 ..< 300).map { $0 < 64 || $0 >= 192 },
+                                                   strides: MaskStrides(batch: 0, head: 0, query: 0, key: 1)),
+                               seed: 2400))
     // A mask of all −inf: every row sees nothing.
     cases.append(AttentionCase(shape: shape, mask: AttentionMask(boolean: [false], strides:
         MaskStrides(batch: 0, head: 0, query: 0, key: 0)), seed: 2300))

@@ -169,6 +169,7 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
 
     for (int64_t k0 = begin; k0 < end; k0 += bk) {
         const int keys = (int)(end - k0 < bk ? end - k0 : bk);
+        if (fa_mask_block_hidden(&mods, q0, rows, k0, keys)) continue;  // P = 0: adds nothing
         int64_t lo, hi;
         const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
         const float *kb = k + k0 * p->k_strides.seq, *vb = v + k0 * p->v_strides.seq;

@@ -107,6 +107,8 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
             prefetch_rows(k + (k0 + bk) * p->k_strides.seq, next, p->k_strides.seq, dqk);
             prefetch_rows(v + (k0 + bk) * p->v_strides.seq, next, p->v_strides.seq, dv);
         }
+        // A block the element mask hides entirely adds nothing (P = 0): skip it.
+        if (fa_mask_block_hidden(&mods, q0, rows, k0, keys)) continue;
         // Local query i sees local key j iff j + lo ≤ i < j + hi (element masks on the
         // band's edges only).
         int64_t lo, hi;

@@ -153,6 +153,10 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, floa
                          int64_t ldst, int64_t q0, int64_t k0, float *block_max,
                          float *derivative);
 
+/// Whether the element mask hides every (row, key) of a block (then the block can be skipped:
+/// its probabilities are all 0, so skipping it changes no bit of any result).
+int fa_mask_block_hidden(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys);
+
 /// Threads OpenMP would give a call that asks for `requested` (0 = the default).
 int fa_resolve_threads(int32_t requested);
 

@@ -56,3 +56,17 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, floa
         }
     }
 }
+
+int fa_mask_block_hidden(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys) {
+    if (m->mask_kind == FA_MASK_NONE) return 0;
+    for (int i = 0; i < rows; i++) {
+        const int64_t row = (q0 + i) * m->mask_q;
+        for (int j = 0; j < keys; j++) {
+            const int64_t at = row + (k0 + j) * m->mask_k;
+            if (m->mask_kind == FA_MASK_BOOL ? m->mask_bool[at] != 0
+                                             : m->mask_add[at] != -INFINITY)
+                return 0;  // one visible element: the block is needed
+        }
+    }
+    return 1;
+}
