@@ -93,6 +93,10 @@ public struct AttentionBenchCommand: ParsableCommand {
     @Flag(help: "Add ALiBi biases with BLOOM's slopes.")
     public var alibi = false
 
+    @Option(name: .customLong("block-sparse"),
+            help: "Block-sparse mask KEEP,SIZE: keep this fraction of SIZE×SIZE blocks (seeded).")
+    public var blockSparse: String?
+
     @Option(help: "Passes: forward, backward or both.")
     public var pass: PassChoice = .forward
 
@@ -135,7 +139,19 @@ public struct AttentionBenchCommand: ParsableCommand {
         spec.window = parsedWindow
         spec.softcap = softcap
         spec.alibi = alibi
+        if let (keep, size) = parsedBlockSparse {
+            spec.blockSparseKeep = keep
+            spec.blockSparseSize = size
+        }
         return spec
+    }
+
+    var parsedBlockSparse: (Double, Int)? {
+        guard let blockSparse else { return nil }
+        let parts = blockSparse.split(separator: ",")
+        guard parts.count == 2, let keep = Double(parts[0]), let size = Int(parts[1]),
+              keep >= 0, keep <= 1, size >= 1 else { return nil }
+        return (keep, size)
     }
 
     /// --window as a SlidingWindow (nil when absent or malformed; validate() reports the latter).
@@ -162,6 +178,9 @@ public struct AttentionBenchCommand: ParsableCommand {
         }
         if let softcap, !(softcap.isFinite && softcap > 0) {
             throw ValidationError("--softcap must be a positive number; got \(softcap)")
+        }
+        if blockSparse != nil && parsedBlockSparse == nil {
+            throw ValidationError("--block-sparse takes KEEP,SIZE with 0 ≤ KEEP ≤ 1 and SIZE ≥ 1")
         }
         if window != nil && parsedWindow == nil {
             throw ValidationError("--window takes LEFT,RIGHT, each ≥ -1 (-1 = unbounded); got \(window!)")

@@ -165,6 +165,7 @@ public struct BenchRunner {
                 let options = AttentionOptions(causal: config.causal.mask,
                                                window: config.window, softcap: config.softcap,
                                                alibiSlopes: config.alibiSlopes,
+                                               blockMask: config.blockMask,
                                                threadCount: config.threads,
                                                implementation: impl.implementation,
                                                kernel: impl.kernel)
@@ -239,6 +240,7 @@ public struct BenchRunner {
             + (c.pass == .forward ? "" : " backward")
             + (c.window == nil ? "" : " window(\(c.windowLeft ?? -1),\(c.windowRight ?? -1))")
             + (c.softcap.map { " softcap \($0)" } ?? "") + (c.alibi ? " alibi" : "")
+            + (c.blockSparseKeep.map { " block-sparse \($0)" } ?? "")
     }
 
     static func seconds(_ s: Double) -> String {

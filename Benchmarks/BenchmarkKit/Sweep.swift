@@ -43,6 +43,22 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// Logit soft-cap (nil = off) and ALiBi (BLOOM's slopes for Hq heads when true).
     public var softcap: Float?
     public var alibi = false
+    /// Block-sparse: the fraction of blocks kept and the (square) block size; nil = dense.
+    public var blockSparseKeep: Double?
+    public var blockSparseSize: Int?
+
+    /// The seeded block mask of a block-sparse case (the same for every implementation).
+    public var blockMask: BlockMask? {
+        guard let keep = blockSparseKeep, let size = blockSparseSize else { return nil }
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let s = shape
+        let nq = (queryLength + size - 1) / size, nk = (keyLength + size - 1) / size
+        let kept = (0 ..< s.batch * s.queryHeads * nq * nk).map { _ -> Bool in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 11) / Double(1 << 53) < keep
+        }
+        return BlockMask(kept: kept, blockQuery: size, blockKey: size, shape: s)
+    }
 
     /// BLOOM's ALiBi slopes for `heads` heads: 2^(−8k/heads), k = 1 … heads.
     public var alibiSlopes: [Float]? {
@@ -85,7 +101,42 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// pairs only (= 4·B·Hq·D·pairs when Dv = Dqk). Masked pairs are not counted, so a causal
     /// run is credited only with the work it must do.
     public var forwardFlops: Double {
-        Double(batch * queryHeads) * Double(2 * headDim + 2 * headDim) * Double(visiblePairs)
+        Double(2 * headDim + 2 * headDim) * Double(totalVisiblePairs)
+    }
+
+    /// Visible pairs over every (batch, head): the causal/window pairs, only inside kept blocks
+    /// for a block-sparse case.
+    public var totalVisiblePairs: Int {
+        guard let bm = blockMask else { return batch * queryHeads * visiblePairs }
+        var total = 0
+        for b in 0 ..< batch {
+            for h in 0 ..< queryHeads {
+                for i in 0 ..< queryLength {
+                    let range = rowRange(i)
+                    var j = range.lowerBound
+                    while j < range.upperBound {  // whole block columns at a time
+                        let end = min(range.upperBound, (j / bm.blockKey + 1) * bm.blockKey)
+                        if bm.keeps(batch: b, head: h, query: i, key: j) { total += end - j }
+                        j = end
+                    }
+                }
+            }
+        }
+        return total
+    }
+
+    func rowRange(_ i: Int) -> Range<Int> {
+        let off = keyLength - queryLength
+        var lo = 0, hi = keyLength
+        switch causal {
+        case .none: break
+        case .bottomRight: hi = min(hi, i + off + 1)
+        case .topLeft: hi = min(hi, i + 1)
+        }
+        if let l = windowLeft { lo = max(lo, i + off - l) }
+        if let r = windowRight { hi = min(hi, i + off + r + 1) }
+        lo = max(0, min(keyLength, lo))
+        return lo ..< max(lo, min(keyLength, hi))
     }
 
     /// FLOPs credited to this case's pass: the forward's, or 2.5× that for the backward
@@ -133,6 +184,8 @@ public struct SweepSpecification: Sendable, Hashable {
     public var window: SlidingWindow?
     public var softcap: Float?
     public var alibi = false
+    public var blockSparseKeep: Double?
+    public var blockSparseSize: Int?
 
     public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
                 kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
@@ -169,6 +222,8 @@ public struct SweepSpecification: Sendable, Hashable {
                                             config.windowRight = window?.right
                                             config.softcap = softcap
                                             config.alibi = alibi
+                                            config.blockSparseKeep = blockSparseKeep
+                                            config.blockSparseSize = blockSparseSize
                                             out.append(config)
                                         }
                                     }

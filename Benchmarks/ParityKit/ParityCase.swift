@@ -30,13 +30,14 @@ public struct ParityCase: Sendable {
     public var queryLengths: [Int]?
     public var keyLengths: [Int]?
     public var mask: AttentionMask?
+    public var blockMask: BlockMask?
     /// Features case.json asks for that the library does not have: each fails the case.
     public var unsupported: [String]
 
     /// The case.json keys this version understands.
     public static let supportedKeys: Set<String> = ["scale", "causal", "window", "softcap",
                                                     "alibi_slopes", "query_lengths", "key_lengths",
-                                                    "mask"]
+                                                    "mask", "block_mask"]
     /// Keys the format defines for features the library does not have yet.
     public static let pendingKeys: Set<String> = []
 
@@ -185,6 +186,36 @@ public struct ParityCase: Sendable {
         default: throw CaseError("case.json: mask must be an object or absent")
         }
 
+        // block_mask: {"file": "blocks.npy", "block": [block_q, block_k]}; the array
+        // broadcasts to [B, Hq, ⌈Lq/block_q⌉, ⌈Lk/block_k⌉]; nonzero = kept.
+        switch params["block_mask"] {
+        case nil, is NSNull: blockMask = nil
+        case let spec as [String: Any]:
+            let sizes = (spec["block"] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue } ?? []
+            guard let file = spec["file"] as? String, sizes.count == 2, sizes.allSatisfy({ $0 >= 1 }) else {
+                throw CaseError("case.json: block_mask must be {\"file\": …, \"block\": [rows, keys]}")
+            }
+            let m = try NpyArray(contentsOf: path(file))
+            let target = [b, hq, (lq + sizes[0] - 1) / sizes[0], (lk + sizes[1] - 1) / sizes[1]]
+            guard m.shape.count <= 4 else {
+                throw CaseError("\(file) has shape \(m.shape); it must broadcast to \(target)")
+            }
+            let dims = [Int](repeating: 1, count: 4 - m.shape.count) + m.shape
+            var strides = [0, 0, 0, 0]
+            var step = 1
+            for d in (0 ..< 4).reversed() {
+                guard dims[d] == target[d] || dims[d] == 1 else {
+                    throw CaseError("\(file) has shape \(m.shape); it must broadcast to \(target)")
+                }
+                strides[d] = dims[d] == 1 ? 0 : step
+                step *= dims[d]
+            }
+            blockMask = BlockMask(kept: m.floats.map { $0 != 0 }, blockQuery: sizes[0], blockKey: sizes[1],
+                                  strides: MaskStrides(batch: strides[0], head: strides[1],
+                                                       query: strides[2], key: strides[3]))
+        default: throw CaseError("case.json: block_mask must be an object or absent")
+        }
+
         if exists("out.npy") {
             let out = try NpyArray(contentsOf: path("out.npy"))
             guard out.shape == [b, hq, lq, dv] else {
@@ -227,7 +258,8 @@ public struct ParityCase: Sendable {
                         kernel: KernelISA = .automatic) -> AttentionOptions {
         AttentionOptions(scale: scale, causal: causal, window: window, softcap: softcap,
                          alibiSlopes: alibiSlopes, queryLengths: queryLengths,
-                         keyLengths: keyLengths, mask: mask, implementation: implementation,
+                         keyLengths: keyLengths, mask: mask, blockMask: blockMask,
+                         implementation: implementation,
                          kernel: kernel)
     }
 }

@@ -88,3 +88,62 @@ public struct AttentionMask: Sendable, Hashable {
         return span
     }
 }
+
+/// A block-sparse mask (FlashAttention paper §3.3): attention is computed only inside the kept
+/// `blockQuery × blockKey` blocks of the score matrix; blocks marked off are skipped, so the
+/// cost follows the number of kept blocks.
+///
+/// ```swift
+/// // Keep every 10th 64 × 64 block of an [B, Hq, Lq/64, Lk/64] grid:
+/// let nq = (shape.queryLength + 63) / 64, nk = (shape.keyLength + 63) / 64
+/// let kept = (0 ..< shape.batch * shape.queryHeads * nq * nk).map { $0 % 10 == 0 }
+/// let options = AttentionOptions(blockMask: BlockMask(kept: kept, blockQuery: 64, blockKey: 64,
+///                                                     shape: shape))
+/// ```
+public struct BlockMask: Sendable, Hashable {
+    /// 1 = the block is kept.
+    public var kept: [UInt8]
+    /// Rows and keys per block (≥ 1).
+    public var blockQuery: Int
+    public var blockKey: Int
+    /// Strides over [B, Hq, block rows, block columns]; 0 broadcasts.
+    public var strides: MaskStrides
+
+    /// A block mask with explicit strides.
+    public init(kept: [Bool], blockQuery: Int, blockKey: Int, strides: MaskStrides) {
+        self.kept = kept.map { $0 ? 1 : 0 }
+        self.blockQuery = blockQuery
+        self.blockKey = blockKey
+        self.strides = strides
+    }
+
+    /// A dense `[B, Hq, ⌈Lq/blockQuery⌉, ⌈Lk/blockKey⌉]` block mask.
+    public init(kept: [Bool], blockQuery: Int, blockKey: Int, shape s: AttentionShape) {
+        let nq = (s.queryLength + max(blockQuery, 1) - 1) / max(blockQuery, 1)
+        let nk = (s.keyLength + max(blockKey, 1) - 1) / max(blockKey, 1)
+        self.init(kept: kept, blockQuery: blockQuery, blockKey: blockKey,
+                  strides: MaskStrides(batch: s.queryHeads * nq * nk, head: nq * nk, query: nk, key: 1))
+    }
+
+    /// Elements the strides address for `shape` (nil on bad granularity, strides or overflow).
+    func requiredCount(_ s: AttentionShape) -> Int? {
+        guard blockQuery >= 1, blockKey >= 1 else { return nil }
+        let nq = (s.queryLength + blockQuery - 1) / blockQuery, nk = (s.keyLength + blockKey - 1) / blockKey
+        var span = 1
+        for (n, stride) in [(s.batch, strides.batch), (s.queryHeads, strides.head), (nq, strides.query),
+                            (nk, strides.key)] {
+            guard stride >= 0 else { return nil }
+            let (step, o1) = (n - 1).multipliedReportingOverflow(by: stride)
+            let (sum, o2) = span.addingReportingOverflow(step)
+            guard !o1, !o2 else { return nil }
+            span = sum
+        }
+        return span
+    }
+
+    /// Whether element (b, h, i, j) lies in a kept block.
+    public func keeps(batch b: Int, head h: Int, query i: Int, key j: Int) -> Bool {
+        kept[b * strides.batch + h * strides.head + (i / blockQuery) * strides.query
+             + (j / blockKey) * strides.key] != 0
+    }
+}

@@ -84,6 +84,8 @@ public struct AttentionOptions: Sendable, Hashable {
     public var keyLengths: [Int]?
     /// An element mask (boolean or additive), combined with everything above; `nil` by default.
     public var mask: AttentionMask?
+    /// A block-sparse mask; `nil` by default.
+    public var blockMask: BlockMask?
     /// Threads to use; `nil` uses every thread OpenMP offers. Results are bitwise the same for
     /// every thread count.
     public var threadCount: Int?
@@ -104,7 +106,7 @@ public struct AttentionOptions: Sendable, Hashable {
     public init(scale: Float? = nil, causal: CausalMask = .none, window: SlidingWindow? = nil,
                 softcap: Float? = nil, alibiSlopes: [Float]? = nil,
                 queryLengths: [Int]? = nil, keyLengths: [Int]? = nil, mask: AttentionMask? = nil,
-                threadCount: Int? = nil, implementation: AttentionImplementation = .flash,
+                blockMask: BlockMask? = nil, threadCount: Int? = nil, implementation: AttentionImplementation = .flash,
                 layout: TensorLayout = .bhld, kernel: KernelISA = .automatic) {
         self.scale = scale
         self.causal = causal
@@ -114,6 +116,7 @@ public struct AttentionOptions: Sendable, Hashable {
         self.queryLengths = queryLengths
         self.keyLengths = keyLengths
         self.mask = mask
+        self.blockMask = blockMask
         self.threadCount = threadCount
         self.implementation = implementation
         self.layout = layout

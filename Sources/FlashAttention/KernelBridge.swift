@@ -156,6 +156,20 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
         p.mask.query = Int64(st.query)
         p.mask.key = Int64(st.key)
     }
+    if let bm = options.blockMask {
+        guard let required = bm.requiredCount(shape) else {
+            throw .invalidMask(reason: "block mask: granularity \(bm.blockQuery) × \(bm.blockKey) or strides \(bm.strides) invalid")
+        }
+        guard bm.kept.count >= required else {
+            throw .invalidMask(reason: "block mask holds \(bm.kept.count) blocks; its strides need \(required)")
+        }
+        p.block_mask.block_q = Int64(bm.blockQuery)
+        p.block_mask.block_k = Int64(bm.blockKey)
+        p.block_mask.batch = Int64(bm.strides.batch)
+        p.block_mask.head = Int64(bm.strides.head)
+        p.block_mask.qblock = Int64(bm.strides.query)
+        p.block_mask.kblock = Int64(bm.strides.key)
+    }
     guard fa_isa_supported(options.kernel.cValue) != 0 else {
         throw .unsupportedKernel(options.kernel)
     }
@@ -196,6 +210,10 @@ func withScoreModifiers(_ options: AttentionOptions, _ problem: inout fa_problem
     let qLengths = options.queryLengths.map { $0.map { Int32($0) } } ?? []
     let kvLengths = options.keyLengths.map { $0.map { Int32($0) } } ?? []
     let slopes = options.alibiSlopes ?? []
+    let blocks = options.blockMask?.kept ?? []
+    try blocks.withUnsafeBufferPointer { (bk) throws(AttentionError) in
+    problem.block_mask.data = options.blockMask == nil ? nil : bk.baseAddress
+    defer { problem.block_mask.data = nil }
     try slopes.withUnsafeBufferPointer { (s) throws(AttentionError) in
         try qLengths.withUnsafeBufferPointer { (ql) throws(AttentionError) in
             try kvLengths.withUnsafeBufferPointer { (kl) throws(AttentionError) in
@@ -227,6 +245,7 @@ func withScoreModifiers(_ options: AttentionOptions, _ problem: inout fa_problem
                 }
             }
         }
+    }
     }
 }
 
@@ -297,7 +316,7 @@ extension AttentionError {
             self = .invalidSoftcap(Float.nan)
         case FA_ERR_INVALID_ALIBI:
             self = .invalidALiBiSlopes(reason: message)
-        case FA_ERR_INVALID_MASK:
+        case FA_ERR_INVALID_MASK, FA_ERR_INVALID_BLOCK_MASK:
             self = .invalidMask(reason: message)
         case FA_ERR_INVALID_LENGTH:
             self = .invalidLengths(argument: name, reason: message)
@@ -334,6 +353,7 @@ extension AttentionError {
         case FA_ARG_SOFTCAP: "options.softcap"
         case FA_ARG_ALIBI: "options.alibiSlopes"
         case FA_ARG_MASK: "options.mask"
+        case FA_ARG_BLOCK_MASK: "options.blockMask"
         default: TensorRole(argument)?.name ?? "problem"
         }
     }

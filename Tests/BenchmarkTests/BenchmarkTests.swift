@@ -32,6 +32,16 @@ struct ArgumentTests {
         #expect(try AttentionBenchCommand.parse(["--pass", "both"]).specification.passes == [.forward, .backward])
         #expect(try AttentionBenchCommand.parse(["--window", "256,-1"]).specification.window
             == SlidingWindow(left: 256, right: nil))
+        let sparse = try AttentionBenchCommand.parse(["--block-sparse", "0.1,64"]).specification
+        #expect(sparse.blockSparseKeep == 0.1 && sparse.blockSparseSize == 64)
+        // A block-sparse case is credited only with the pairs inside its kept blocks.
+        var config = BenchConfiguration(batch: 1, queryHeads: 2, keyValueHeads: 2, queryLength: 256,
+                                        keyLength: 256, headDim: 16, causal: .none, threads: 1)
+        let dense = config.forwardFlops
+        config.blockSparseKeep = 0.25
+        config.blockSparseSize = 32
+        let keptBlocks = config.blockMask!.kept.filter { $0 != 0 }.count
+        #expect(config.forwardFlops == dense * Double(keptBlocks) / Double(2 * 8 * 8))
         #expect(try AttentionBenchCommand.parse(["--pass", "backward"]).specification.passes == [.backward])
         let defaults = try AttentionBenchCommand.parse([]).specification
         #expect(defaults.passes == [.forward])
@@ -48,7 +58,8 @@ struct ArgumentTests {
           arguments: [["--seq-lens", "0"], ["--causal", "sideways"], ["--impl", "magic"],
                       ["--heads", "8", "--kv-heads", "3"], ["--repeats", "0"],
                       ["--threads", "-1"], ["--format", "xml"], ["--seq-lens", "1,,x"],
-                      ["--window", "3"], ["--window", "-2,0"]])
+                      ["--window", "3"], ["--window", "-2,0"], ["--block-sparse", "2,64"],
+                      ["--block-sparse", "0.5"]])
     func refused(_ args: [String]) {
         #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(args) }
     }

@@ -198,6 +198,22 @@ struct ParityTests {
         #expect(checker.check(directory: dir).error?.contains("must broadcast") == true)
     }
 
+    @Test("block_mask key")
+    func blockMask() throws {
+        let shape = AttentionShape(batch: 1, queryHeads: 2, queryLength: 40, keyLength: 50, headDim: 8)
+        // [1, 1, 3, 4] blocks of 16 × 16, shared by both heads.
+        let kept: [Float] = [1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 0, 0]
+        let bm = BlockMask(kept: kept.map { $0 != 0 }, blockQuery: 16, blockKey: 16,
+                           strides: MaskStrides(batch: 0, head: 0, query: 4, key: 1))
+        let c = AttentionCase(shape: shape, causal: .bottomRight, blockMask: bm, seed: 48)
+        let dir = try makeCase(c, json: "{\"causal\": \"bottom_right\", \"block_mask\": {\"file\": \"blocks.npy\", \"block\": [16, 16]}}",
+                               withGradients: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try NpyArray(shape: [1, 1, 3, 4], floats: kept).write(to: dir + "/blocks.npy")
+        let result = checker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+    }
+
     @Test("features the library lacks are reported unsupported and fail",
           arguments: ["{\"something_new\": 1}", "{\"varlen\": [0, 3, 5]}"])
     func unsupported(_ json: String) throws {

@@ -10,6 +10,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public var queryLengths: [Int]?
     public var keyLengths: [Int]?
     public var mask: AttentionMask?
+    public var blockMask: BlockMask?
     public var scale: Float?
     public var layout: TensorLayout
     /// Inputs are uniform in ±magnitude; 30 makes the softmax nearly one-hot.
@@ -19,7 +20,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public init(shape: AttentionShape, causal: CausalMask = .none, window: SlidingWindow? = nil,
                 softcap: Float? = nil, alibiSlopes: [Float]? = nil,
                 queryLengths: [Int]? = nil, keyLengths: [Int]? = nil, mask: AttentionMask? = nil,
-                scale: Float? = nil, layout: TensorLayout = .bhld, magnitude: Float = 1,
+                blockMask: BlockMask? = nil, scale: Float? = nil, layout: TensorLayout = .bhld, magnitude: Float = 1,
                 seed: UInt64 = 1) {
         self.shape = shape
         self.causal = causal
@@ -29,6 +30,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         self.queryLengths = queryLengths
         self.keyLengths = keyLengths
         self.mask = mask
+        self.blockMask = blockMask
         self.scale = scale
         self.layout = layout
         self.magnitude = magnitude
@@ -45,6 +47,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
             + (mask.map { m -> String in
                 if case .boolean = m.values { return " bool-mask \(m.strides)" }
                 return " additive-mask \(m.strides)" } ?? "")
+            + (blockMask.map { " block-sparse \($0.blockQuery)x\($0.blockKey)" } ?? "")
             + " scale \(scale.map { "\($0)" } ?? "default") "
             + "\(layout) ±\(magnitude)"
     }
@@ -52,7 +55,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public var options: AttentionOptions {
         AttentionOptions(scale: scale, causal: causal, window: window, softcap: softcap,
                          alibiSlopes: alibiSlopes, queryLengths: queryLengths,
-                         keyLengths: keyLengths, mask: mask, layout: layout)
+                         keyLengths: keyLengths, mask: mask, blockMask: blockMask, layout: layout)
     }
 
     public var strides: AttentionTensorStrides { .packed(layout, shape: shape) }
@@ -91,7 +94,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
                                  shape: shape, scale: resolvedScale, causal: causal,
                                  forward: forward ?? reference(),
                                  softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes,
-                                 queryLengths: queryLengths, keyLengths: keyLengths, mask: mask)
+                                 queryLengths: queryLengths, keyLengths: keyLengths, mask: mask,
+                                 blockMask: blockMask)
     }
 
     /// The float64 reference for these inputs.
@@ -101,7 +105,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
         return referenceAttention(query: q, key: k, value: v, shape: shape, scale: scale,
                                   causal: causal, window: window,
                                   softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes,
-                                  queryLengths: queryLengths, keyLengths: keyLengths, mask: mask)
+                                  queryLengths: queryLengths, keyLengths: keyLengths, mask: mask,
+                                  blockMask: blockMask)
     }
 }
 

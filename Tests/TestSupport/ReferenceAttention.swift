@@ -69,8 +69,11 @@ public func modifiedScore(_ s: Double, row i: Int, key j: Int, queryLength lq: I
     return x + mask
 }
 
-/// The additive value of (b, h, i, j): 0 without a mask, nil where a boolean mask hides it.
-func maskValue(_ mask: AttentionMask?, _ b: Int, _ h: Int, _ i: Int, _ j: Int) -> Double? {
+/// The additive value of (b, h, i, j): 0 without a mask, nil where a boolean mask or a block
+/// mask hides it.
+func maskValue(_ mask: AttentionMask?, _ b: Int, _ h: Int, _ i: Int, _ j: Int,
+               blocks: BlockMask? = nil) -> Double? {
+    if let blocks, !blocks.keeps(batch: b, head: h, query: i, key: j) { return nil }
     guard let mask else { return 0 }
     return mask.value(batch: b, head: h, query: i, key: j)
 }
@@ -124,7 +127,7 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                                causal: CausalMask, window: SlidingWindow? = nil,
                                softcap: Double? = nil, alibiSlopes: [Float]? = nil,
                                queryLengths: [Int]? = nil, keyLengths: [Int]? = nil,
-                               mask: AttentionMask? = nil) -> ReferenceResult {
+                               mask: AttentionMask? = nil, blockMask: BlockMask? = nil) -> ReferenceResult {
     let (bN, hq, lq, lk) = (shape.batch, shape.queryHeads, shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
     let group = shape.queryHeads / shape.keyValueHeads
@@ -162,7 +165,7 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                     scores[j] = modifiedScore(scale * dot, row: i, key: j, queryLength: lqb,
                                               keyLength: lkb, softcap: softcap,
                                               slope: alibiSlopes.map { Double($0[h]) },
-                                              mask: maskValue(mask, b, h, i, j))
+                                              mask: maskValue(mask, b, h, i, j, blocks: blockMask))
                     m = max(m, scores[j])
                     magnitude = max(magnitude, absDot)
                     for d in 0 ..< dv { vmax = max(vmax, abs(Double(value[b, g, j, d]))) }

@@ -38,7 +38,8 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                               scale: Double, causal: CausalMask,
                               forward: ReferenceResult, softcap: Double? = nil,
                               alibiSlopes: [Float]? = nil, queryLengths: [Int]? = nil,
-                              keyLengths: [Int]? = nil, mask: AttentionMask? = nil) -> ReferenceGradients {
+                              keyLengths: [Int]? = nil, mask: AttentionMask? = nil,
+                              blockMask: BlockMask? = nil) -> ReferenceGradients {
     let (bN, hq, hkv, lq, lk) = (shape.batch, shape.queryHeads, shape.keyValueHeads,
                                  shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
@@ -85,7 +86,7 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                     let modified = modifiedScore(s, row: i, key: j, queryLength: queryLengths?[b] ?? lq,
                                                  keyLength: keyLengths?[b] ?? lk,
                                                  softcap: softcap, slope: alibiSlopes.map { Double($0[h]) },
-                                                 mask: maskValue(mask, b, h, i, j))
+                                                 mask: maskValue(mask, b, h, i, j, blocks: blockMask))
                     if let c = softcap { let ch = cosh(s / c); capFactor[j] = 1 / (ch * ch) } else { capFactor[j] = 1 }
                     s = modified
                     p[j] = exp(s - lse)

@@ -116,7 +116,7 @@ static int64_t env_int(const char *name) {
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads,
-                            int64_t window_left) {
+                            int64_t window_left, int64_t mask_block_q) {
     fa_blocking b;
     b.block_k = 64;
     const int64_t over_k = env_int("FA_BLOCK_K");
@@ -139,6 +139,13 @@ fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads
         const int64_t limit = cap > floor_rows ? cap : floor_rows;
         if (bq > limit) bq = limit;
     }
+    // A block-sparse mask skips whole blocks only when a query block stays inside one of its
+    // block rows: use its row granularity (rounded down to vectors), if smaller.
+    if (mask_block_q > 0) {
+        int64_t aligned = mask_block_q / kr->vector_width * kr->vector_width;
+        if (aligned < kr->vector_width) aligned = kr->vector_width;
+        if (bq > aligned) bq = aligned;
+    }
     // Enough work items for the threads (BQ never changes the numbers, only the schedule).
     const int64_t heads = s->batch * s->q_heads;
     while (bq > qt && heads * ((s->q_len + bq - 1) / bq) < 4 * (int64_t)threads) bq -= qt;
@@ -159,7 +166,8 @@ fa_status fa_kernel_info_for(const fa_problem *p, fa_kernel_info *info) {
     const fa_isa isa = fa_resolve_isa(p->isa);
     const fa_kernels *kr = fa_kernels_for(isa);
     const fa_blocking b = fa_blocking_for(kr, &p->shape, fa_resolve_threads(p->num_threads),
-                                          p->window_left);
+                                          p->window_left,
+                                          p->block_mask.data ? p->block_mask.block_q : 0);
     info->isa = isa;
     info->name = kr->name;
     info->vector_width = kr->vector_width;

@@ -177,14 +177,14 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         kr->scores_t(keys, rows_padded, dqk, kb, p->k_strides.seq, qt, bq, st, bq, masked, lo, hi,
                      scratch);
         // The forward's score modifiers, keeping ∂s'/∂s for the chain rule below.
-        if (mods.active)
-            fa_apply_score_mods(&mods, keys, rows_padded, st, bq, q0, k0, scratch, dmod);
+        const int modded = mods.active && fa_mods_needed(&mods, q0, rows, k0, keys);
+        if (modded) fa_apply_score_mods(&mods, keys, rows_padded, st, bq, q0, k0, scratch, dmod);
         kr->scores_t(keys, rows_padded, dv, vb, p->v_strides.seq, dot, bq, dpt, bq, 0, 0, 0,
                      scratch);
         // Pᵀ = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D).
         kr->softmax_grad_t(keys, rows_padded, st, dpt, bq, lse2, dsum);
         // dS with respect to the raw score: times ∂s'/∂s (1 − tanh² under soft-capping).
-        if (mods.active && mods.softcap > 0.0f)
+        if (modded && mods.softcap > 0.0f)
             for (int j = 0; j < keys; j++)
                 for (int i = 0; i < rows_padded; i++) dpt[j * bq + i] *= dmod[j * bq + i];
         // dV[keys] += Pᵀ·dO;  dK[keys] += dSᵀ·Q  (reductions over the real rows only).

@@ -116,7 +116,7 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         kr->scores_t(keys, rows_padded, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt, bq,
                      st, bq, masked, lo, hi, block_max);
         // Soft-capping and ALiBi, if any (they also recompute the block max).
-        if (mods.active)
+        if (mods.active && fa_mods_needed(&mods, q0, rows, k0, keys))
             fa_apply_score_mods(&mods, keys, rows_padded, st, bq, q0, k0, block_max, NULL);
         kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha, masked, lo,
                       hi);
@@ -151,7 +151,8 @@ fa_status fa_forward(const fa_problem *p) {
     forward_plan pl = {0};
     pl.p = p;
     pl.kr = fa_kernels_for(p->isa);
-    pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads, p->window_left);
+    pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads, p->window_left,
+                                p->block_mask.data ? p->block_mask.block_q : 0);
     pl.layout = fa_forward_layout_for(&p->shape, pl.blocks);
     pl.scale_log2 = r.scale * FA_LOG2E;
     pl.group = r.group;

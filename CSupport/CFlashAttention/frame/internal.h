@@ -44,7 +44,7 @@ const fa_kernels *fa_kernels_for(fa_isa isa);
 int64_t fa_l2_bytes(void);
 /// The tile sizes for a problem (dispatch/cpu.c explains the heuristic).
 fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads,
-                            int64_t window_left);
+                            int64_t window_left, int64_t mask_block_q);
 
 /// Per-thread workspace of the forward: regions, each FA_ALIGN-aligned, offsets in floats.
 typedef struct fa_forward_layout {
@@ -121,6 +121,8 @@ typedef struct fa_score_mods {
     const uint8_t *mask_bool;   ///< this (b, h)'s mask, element (i, j) at i·mask_q + j·mask_k
     const float *mask_add;
     int64_t mask_q, mask_k;
+    const uint8_t *blocks;  ///< this (b, h)'s block mask (NULL: none)
+    int64_t block_q, block_k, blocks_q, blocks_k;  ///< granularity and strides
 } fa_score_mods;
 
 /// The modifiers of `p` for batch entry b and query head h.
@@ -136,7 +138,14 @@ static inline fa_score_mods fa_score_mods_for(const fa_problem *p, int64_t b, in
     if (p->mask.kind == FA_MASK_ADDITIVE) m.mask_add = (const float *)p->mask.data + base;
     m.mask_q = p->mask.query;
     m.mask_k = p->mask.key;
-    m.active = m.softcap > 0.0f || m.has_alibi || m.mask_kind != FA_MASK_NONE;
+    if (p->block_mask.data) {
+        m.blocks = p->block_mask.data + b * p->block_mask.batch + h * p->block_mask.head;
+        m.block_q = p->block_mask.block_q;
+        m.block_k = p->block_mask.block_k;
+        m.blocks_q = p->block_mask.qblock;
+        m.blocks_k = p->block_mask.kblock;
+    }
+    m.active = m.softcap > 0.0f || m.has_alibi || m.mask_kind != FA_MASK_NONE || m.blocks;
     return m;
 }
 
@@ -152,6 +161,18 @@ static inline float fa_sech2(float x) {
 void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, float *st,
                          int64_t ldst, int64_t q0, int64_t k0, float *block_max,
                          float *derivative);
+
+/// The block mask over a tile: 0 every block it touches is off, 1 all kept (or no block
+/// mask), 2 mixed (element-level masking needed).
+int fa_block_mask_state(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys);
+
+/// Whether the modifier pass is needed on a tile the block mask does not hide: soft-capping,
+/// ALiBi or an element mask, or a block mask that covers the tile only partly.
+static inline int fa_mods_needed(const fa_score_mods *m, int64_t q0, int rows, int64_t k0,
+                                 int keys) {
+    if (m->softcap > 0.0f || m->has_alibi || m->mask_kind != FA_MASK_NONE) return 1;
+    return m->blocks && fa_block_mask_state(m, q0, rows, k0, keys) == 2;
+}
 
 /// Whether the element mask hides every (row, key) of a block (then the block can be skipped:
 /// its probabilities are all 0, so skipping it changes no bit of any result).

@@ -41,6 +41,12 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, floa
                 const int64_t dist = base + i;
                 s -= slope2 * (float)(dist < 0 ? -dist : dist);
             }
+            if (m->blocks && m->blocks[(q0 + i) / m->block_q * m->blocks_q +
+                                       (k0 + j) / m->block_k * m->blocks_k] == 0) {
+                sj[i] = -INFINITY;  // a block marked off
+                if (dj) dj[i] = 0.0f;
+                continue;
+            }
             if (m->mask_kind != FA_MASK_NONE) {
                 const int64_t at = (q0 + i) * m->mask_q + (k0 + j) * m->mask_k;
                 if (m->mask_kind == FA_MASK_BOOL ? m->mask_bool[at] == 0 : 0) s = -INFINITY;
@@ -57,7 +63,19 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, floa
     }
 }
 
+int fa_block_mask_state(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys) {
+    if (!m->blocks) return 1;
+    int kept = 0, off = 0;
+    for (int64_t qb = q0 / m->block_q; qb <= (q0 + rows - 1) / m->block_q; qb++)
+        for (int64_t kb = k0 / m->block_k; kb <= (k0 + keys - 1) / m->block_k; kb++) {
+            if (m->blocks[qb * m->blocks_q + kb * m->blocks_k]) kept = 1;
+            else off = 1;
+        }
+    return kept ? (off ? 2 : 1) : 0;
+}
+
 int fa_mask_block_hidden(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys) {
+    if (m->blocks && fa_block_mask_state(m, q0, rows, k0, keys) == 0) return 1;
     if (m->mask_kind == FA_MASK_NONE) return 0;
     for (int i = 0; i < rows; i++) {
         const int64_t row = (q0 + i) * m->mask_q;

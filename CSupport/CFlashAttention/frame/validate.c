@@ -69,6 +69,7 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_INVALID_ALIBI: return "an ALiBi slope is infinite or NaN";
     case FA_ERR_INVALID_LENGTH: return "a per-batch length is negative or beyond its extent";
     case FA_ERR_INVALID_MASK: return "the mask's kind is unknown, its data NULL or its strides invalid";
+    case FA_ERR_INVALID_BLOCK_MASK: return "the block mask's granularity is below 1 or its strides are invalid";
     }
     return "unknown status";
 }
@@ -318,6 +319,25 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
                             "mask strides address more than the address space");
         }
     }
+    if (p->block_mask.data) {
+        const fa_block_mask *bm = &p->block_mask;
+        if (bm->block_q < 1 || bm->block_k < 1)
+            return fail(diag, FA_ERR_INVALID_BLOCK_MASK, FA_ARG_BLOCK_MASK, bm->block_q, bm->block_k,
+                        0, "block_mask granularity is %lld × %lld; both must be >= 1",
+                        (long long)bm->block_q, (long long)bm->block_k);
+        const int64_t ext[4] = {s->batch, s->q_heads, (s->q_len + bm->block_q - 1) / bm->block_q,
+                                (s->kv_len + bm->block_k - 1) / bm->block_k};
+        const int64_t str[4] = {bm->batch, bm->head, bm->qblock, bm->kblock};
+        int64_t span = 1;
+        for (int d = 0; d < 4; d++) {
+            int64_t step;
+            if (str[d] < 0 || __builtin_mul_overflow(ext[d] - 1, str[d], &step) ||
+                __builtin_add_overflow(span, step, &span))
+                return fail(diag, FA_ERR_INVALID_BLOCK_MASK, FA_ARG_BLOCK_MASK, d, str[d], 0,
+                            "block_mask stride %d (%lld) is negative or overflows", d,
+                            (long long)str[d]);
+        }
+    }
     if (p->num_threads < 0)
         return fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
                     "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);
@@ -419,7 +439,8 @@ fa_status fa_workspace_bytes(const fa_problem *p, size_t *bytes) {
     fa_status st = fa_validate_shape_options(p, NULL);
     if (st != FA_OK) return st;
     const int threads = fa_resolve_threads(p->num_threads);
-    const fa_blocking b = fa_blocking_for(fa_kernels_for(p->isa), &p->shape, threads, p->window_left);
+    const fa_blocking b = fa_blocking_for(fa_kernels_for(p->isa), &p->shape, threads, p->window_left,
+                                            p->block_mask.data ? p->block_mask.block_q : 0);
     const fa_forward_layout l = fa_forward_layout_for(&p->shape, b);
     size_t total;
     if (__builtin_mul_overflow(l.per_thread_bytes, (size_t)threads, &total) ||

@@ -50,6 +50,7 @@ typedef enum fa_status {
     FA_ERR_INVALID_ALIBI = 15,     ///< an ALiBi slope is infinite or NaN
     FA_ERR_INVALID_LENGTH = 16,    ///< a per-batch length is negative or beyond its extent
     FA_ERR_INVALID_MASK = 17,      ///< mask kind unknown, data NULL, or strides negative/overflowing
+    FA_ERR_INVALID_BLOCK_MASK = 18,  ///< block-mask granularity < 1 or strides invalid
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -61,7 +62,7 @@ typedef enum fa_argument {
     FA_ARG_Q, FA_ARG_K, FA_ARG_V, FA_ARG_O, FA_ARG_LSE,
     FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE, FA_ARG_ISA,
     FA_ARG_DOUT, FA_ARG_DQ, FA_ARG_DK, FA_ARG_DV, FA_ARG_WINDOW, FA_ARG_SOFTCAP, FA_ARG_ALIBI,
-    FA_ARG_Q_LENGTHS, FA_ARG_KV_LENGTHS, FA_ARG_MASK,
+    FA_ARG_Q_LENGTHS, FA_ARG_KV_LENGTHS, FA_ARG_MASK, FA_ARG_BLOCK_MASK,
 } fa_argument;
 
 /// What a mask's elements mean.
@@ -70,6 +71,15 @@ typedef enum fa_mask_kind {
     FA_MASK_BOOL = 1,      ///< uint8: nonzero = attend, 0 = masked
     FA_MASK_ADDITIVE = 2,  ///< float: added to the scaled (capped, biased) scores; −inf masks
 } fa_mask_kind;
+
+/// A block-sparse mask (FlashAttention paper §3.3): the (block_q × block_k) block (qb, kb) of
+/// batch entry b and query head h is kept iff data[b·batch + h·head + qb·qblock + kb·kblock]
+/// is nonzero (strides in elements; 0 broadcasts). Blocks marked off are never computed.
+typedef struct fa_block_mask {
+    const uint8_t *data;       ///< NULL: no block mask
+    int64_t block_q, block_k;  ///< the granularity, in query rows and keys (≥ 1)
+    int64_t batch, head, qblock, kblock;
+} fa_block_mask;
 
 /// An element mask broadcastable to [B, Hq, Lq, Lk]: element (b, h, i, j) is at
 /// data + b·batch + h·head + i·query + j·key (elements); a stride of 0 broadcasts.
@@ -152,6 +162,8 @@ typedef struct fa_problem {
     /// An element mask (FA_MASK_NONE by default), applied after soft-capping and ALiBi and
     /// combined with the causal mask, window and lengths.
     fa_mask mask;
+    /// A block-sparse mask (none by default), combined with everything above.
+    fa_block_mask block_mask;
     int32_t num_threads;  ///< 0: as many as OpenMP offers (omp_get_max_threads); results never depend on it
     fa_isa isa;           ///< FA_ISA_AUTO by default; forcing another is for tests and benchmarks
 

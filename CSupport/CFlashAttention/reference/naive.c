@@ -24,7 +24,8 @@ static void apply_mods(const fa_problem *p, int64_t b, int64_t h, float *s, int6
     const int64_t offset = fa_kv_len_of(p, b) - fa_q_len_of(p, b);
     const float c = p->softcap;
     const float slope = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
-    if (c <= 0.0f && !p->alibi_slopes && p->mask.kind == FA_MASK_NONE) return;
+    if (c <= 0.0f && !p->alibi_slopes && p->mask.kind == FA_MASK_NONE && !p->block_mask.data)
+        return;
     const fa_score_mods m = fa_score_mods_for(p, b, h);
     for (int64_t i = 0; i < lq; i++)
         for (int64_t j = 0; j < lk; j++) {
@@ -35,6 +36,8 @@ static void apply_mods(const fa_problem *p, int64_t b, int64_t h, float *s, int6
             }
             const int64_t dist = i + offset - j;
             x -= slope * (float)(dist < 0 ? -dist : dist);
+            if (m.blocks && m.blocks[i / m.block_q * m.blocks_q + j / m.block_k * m.blocks_k] == 0)
+                x = -INFINITY;
             if (m.mask_kind != FA_MASK_NONE) {
                 const int64_t at = i * m.mask_q + j * m.mask_k;
                 if (m.mask_kind == FA_MASK_BOOL) {
