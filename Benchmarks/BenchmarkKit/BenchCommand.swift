@@ -97,6 +97,13 @@ public struct AttentionBenchCommand: ParsableCommand {
             help: "Block-sparse mask KEEP,SIZE: keep this fraction of SIZE×SIZE blocks (seeded).")
     public var blockSparse: String?
 
+    @Option(name: .customLong("mask-density"),
+            help: "A dense random boolean mask keeping this fraction of [B, Hq, Lq, Lk].")
+    public var maskDensity: Double?
+
+    @Flag(name: .customLong("additive-mask"), help: "A dense random additive mask in [-2, 2).")
+    public var additiveMask = false
+
     @Option(help: "Passes: forward, backward or both.")
     public var pass: PassChoice = .forward
 
@@ -139,6 +146,8 @@ public struct AttentionBenchCommand: ParsableCommand {
         spec.window = parsedWindow
         spec.softcap = softcap
         spec.alibi = alibi
+        spec.maskDensity = maskDensity
+        spec.additiveMask = additiveMask
         if let (keep, size) = parsedBlockSparse {
             spec.blockSparseKeep = keep
             spec.blockSparseSize = size
@@ -178,6 +187,9 @@ public struct AttentionBenchCommand: ParsableCommand {
         }
         if let softcap, !(softcap.isFinite && softcap > 0) {
             throw ValidationError("--softcap must be a positive number; got \(softcap)")
+        }
+        if let maskDensity, !(maskDensity >= 0 && maskDensity <= 1) {
+            throw ValidationError("--mask-density takes a fraction between 0 and 1")
         }
         if blockSparse != nil && parsedBlockSparse == nil {
             throw ValidationError("--block-sparse takes KEEP,SIZE with 0 ≤ KEEP ≤ 1 and SIZE ≥ 1")

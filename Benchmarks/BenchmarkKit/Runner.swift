@@ -165,6 +165,7 @@ public struct BenchRunner {
                 let options = AttentionOptions(causal: config.causal.mask,
                                                window: config.window, softcap: config.softcap,
                                                alibiSlopes: config.alibiSlopes,
+                                               mask: config.elementMask,
                                                blockMask: config.blockMask,
                                                threadCount: config.threads,
                                                implementation: impl.implementation,
@@ -241,6 +242,7 @@ public struct BenchRunner {
             + (c.window == nil ? "" : " window(\(c.windowLeft ?? -1),\(c.windowRight ?? -1))")
             + (c.softcap.map { " softcap \($0)" } ?? "") + (c.alibi ? " alibi" : "")
             + (c.blockSparseKeep.map { " block-sparse \($0)" } ?? "")
+            + (c.maskDensity.map { " mask \($0)" } ?? "") + (c.additiveMask ? " additive-mask" : "")
     }
 
     static func seconds(_ s: Double) -> String {

@@ -47,6 +47,27 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     public var blockSparseKeep: Double?
     public var blockSparseSize: Int?
 
+    /// A dense element mask: boolean keeping this fraction (`maskDensity`), or additive
+    /// (finite values, `additiveMask`); seeded, the same for every implementation.
+    public var maskDensity: Double?
+    public var additiveMask = false
+
+    public var elementMask: AttentionMask? {
+        guard maskDensity != nil || additiveMask else { return nil }
+        var state: UInt64 = 0x2545_F491_4F6C_DD1D
+        func next() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 11) / Double(1 << 53)
+        }
+        let s = shape
+        let n = s.batch * s.queryHeads * queryLength * keyLength
+        if additiveMask {
+            return AttentionMask(additive: (0 ..< n).map { _ in Float(next() * 4 - 2) }, strides: .dense(s))
+        }
+        let keep = maskDensity ?? 1
+        return AttentionMask(boolean: (0 ..< n).map { _ in next() < keep }, strides: .dense(s))
+    }
+
     /// The seeded block mask of a block-sparse case (the same for every implementation).
     public var blockMask: BlockMask? {
         guard let keep = blockSparseKeep, let size = blockSparseSize else { return nil }
@@ -186,6 +207,8 @@ public struct SweepSpecification: Sendable, Hashable {
     public var alibi = false
     public var blockSparseKeep: Double?
     public var blockSparseSize: Int?
+    public var maskDensity: Double?
+    public var additiveMask = false
 
     public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
                 kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
@@ -224,6 +247,8 @@ public struct SweepSpecification: Sendable, Hashable {
                                             config.alibi = alibi
                                             config.blockSparseKeep = blockSparseKeep
                                             config.blockSparseSize = blockSparseSize
+                                            config.maskDensity = maskDensity
+                                            config.additiveMask = additiveMask
                                             out.append(config)
                                         }
                                     }

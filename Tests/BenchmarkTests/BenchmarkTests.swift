@@ -32,6 +32,8 @@ struct ArgumentTests {
         #expect(try AttentionBenchCommand.parse(["--pass", "both"]).specification.passes == [.forward, .backward])
         #expect(try AttentionBenchCommand.parse(["--window", "256,-1"]).specification.window
             == SlidingWindow(left: 256, right: nil))
+        let masked = try AttentionBenchCommand.parse(["--mask-density", "0.3", "--additive-mask"]).specification
+        #expect(masked.maskDensity == 0.3 && masked.additiveMask)
         let sparse = try AttentionBenchCommand.parse(["--block-sparse", "0.1,64"]).specification
         #expect(sparse.blockSparseKeep == 0.1 && sparse.blockSparseSize == 64)
         // A block-sparse case is credited only with the pairs inside its kept blocks.
@@ -59,7 +61,7 @@ struct ArgumentTests {
                       ["--heads", "8", "--kv-heads", "3"], ["--repeats", "0"],
                       ["--threads", "-1"], ["--format", "xml"], ["--seq-lens", "1,,x"],
                       ["--window", "3"], ["--window", "-2,0"], ["--block-sparse", "2,64"],
-                      ["--block-sparse", "0.5"]])
+                      ["--block-sparse", "0.5"], ["--mask-density", "1.5"]])
     func refused(_ args: [String]) {
         #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(args) }
     }
