@@ -5,7 +5,7 @@ SWIFT ?= swift
 PACKAGES := libopenblas-dev libomp-dev
 BENCH_ARGS ?=
 
-.PHONY: deps build test unit-test consumer-test bench bench-backward clean
+.PHONY: deps build test unit-test sanitize-test consumer-test bench bench-backward clean
 
 # System libraries: OpenBLAS (the naive reference and the roofline) and LLVM's OpenMP runtime.
 deps:
@@ -33,10 +33,15 @@ unit-test: deps
 	$(SWIFT) test -c release
 	$(SWIFT) test -c release --disable-default-traits --scratch-path .build-no-openmp
 
+# Every test again under AddressSanitizer (out-of-bounds reads and writes in the C kernels).
+# Leak checking is off: worker threads keep their cached workspaces until they exit.
+sanitize-test: deps
+	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --scratch-path .build-asan
+
 consumer-test: deps
 	bash .ci/consumer-test
 
-test: unit-test consumer-test
+test: unit-test sanitize-test consumer-test
 
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for this command alone: some machines set
 # them to pin an older OpenBLAS kernel, which would understate the sgemm roofline. The
@@ -51,4 +56,4 @@ bench-backward: deps
 	  $(SWIFT) run -c release attention-bench --pass backward --output Benchmarks/results/backward $(BENCH_ARGS)
 
 clean:
-	rm -rf .build .build-no-openmp
+	rm -rf .build .build-no-openmp .build-asan

@@ -178,7 +178,7 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
                      scratch);
         // The forward's score modifiers, keeping ∂s'/∂s for the chain rule below.
         const int modded = mods.active && fa_mods_needed(&mods, q0, rows, k0, keys);
-        if (modded) fa_apply_score_mods(&mods, keys, rows_padded, st, bq, q0, k0, scratch, dmod);
+        if (modded) fa_apply_score_mods(&mods, keys, rows, rows_padded, st, bq, q0, k0, scratch, dmod);
         kr->scores_t(keys, rows_padded, dv, vb, p->v_strides.seq, dot, bq, dpt, bq, 0, 0, 0,
                      scratch);
         // Pᵀ = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D).

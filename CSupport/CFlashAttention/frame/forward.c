@@ -117,7 +117,7 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
                      st, bq, masked, lo, hi, block_max);
         // Soft-capping and ALiBi, if any (they also recompute the block max).
         if (mods.active && fa_mods_needed(&mods, q0, rows, k0, keys))
-            fa_apply_score_mods(&mods, keys, rows_padded, st, bq, q0, k0, block_max, NULL);
+            fa_apply_score_mods(&mods, keys, rows, rows_padded, st, bq, q0, k0, block_max, NULL);
         kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha, masked, lo,
                       hi);
         kr->accumulate_pv(rows_padded, keys, dv, st, bq, v + k0 * p->v_strides.seq,

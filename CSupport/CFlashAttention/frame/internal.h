@@ -158,8 +158,8 @@ static inline float fa_sech2(float x) {
 
 /// Applies the modifiers to a key-major tile of scores (log2 units) for rows from q0 and
 /// keys from k0, recomputing block_max; with `derivative`, also writes ∂s'/∂s per element.
-void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, float *st,
-                         int64_t ldst, int64_t q0, int64_t k0, float *block_max,
+void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows, int rows_padded,
+                         float *st, int64_t ldst, int64_t q0, int64_t k0, float *block_max,
                          float *derivative);
 
 /// The block mask over a tile: 0 every block it touches is off, 1 all kept (or no block

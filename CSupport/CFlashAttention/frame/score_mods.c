@@ -13,8 +13,8 @@
 #include <math.h>
 #include "internal.h"
 
-void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, float *st,
-                         int64_t ldst, int64_t q0, int64_t k0, float *block_max,
+void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows, int rows_padded,
+                         float *st, int64_t ldst, int64_t q0, int64_t k0, float *block_max,
                          float *derivative) {
     const float c = m->softcap;
     const float slope2 = m->alibi_slope * FA_LOG2E;  // bias in log2 units per key of distance
@@ -40,6 +40,13 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows_padded, floa
             if (m->has_alibi) {
                 const int64_t dist = base + i;
                 s -= slope2 * (float)(dist < 0 ? -dist : dist);
+            }
+            // Pad rows (i ≥ rows) are past the problem: their results are discarded, and the
+            // masks have no element for them, so they keep their raw scores.
+            if (i >= rows) {
+                sj[i] = s;
+                block_max[i] = s > block_max[i] ? s : block_max[i];
+                continue;
             }
             if (m->blocks && m->blocks[(q0 + i) / m->block_q * m->blocks_q +
                                        (k0 + j) / m->block_k * m->blocks_k] == 0) {
