@@ -22,15 +22,8 @@ public struct ParityCase: Sendable {
     /// ∂loss/∂out, and the expected gradients (any of them may be absent).
     public var outputGradient: [Float]?
     public var expectedGradients: [String: NpyArray] = [:]
-    public var scale: Float?
-    public var causal: CausalMask
-    public var window: SlidingWindow?
-    public var softcap: Float?
-    public var alibiSlopes: [Float]?
-    public var queryLengths: [Int]?
-    public var keyLengths: [Int]?
-    public var mask: AttentionMask?
-    public var blockMask: BlockMask?
+    /// Everything case.json sets: scale, causal mask, window, soft-cap, ALiBi, lengths, masks.
+    public var attention = AttentionOptions()
     /// Features case.json asks for that the library does not have: each fails the case.
     public var unsupported: [String]
 
@@ -62,42 +55,42 @@ public struct ParityCase: Sendable {
             unsupported.append(Self.pendingKeys.contains(key) ? key : "\(key) (unknown key)")
         }
         switch params["scale"] {
-        case nil, is NSNull: scale = nil
+        case nil, is NSNull: attention.scale = nil
         case let n as NSNumber:
             guard n.doubleValue.isFinite else { throw CaseError("case.json: scale must be finite") }
-            scale = n.floatValue
+            attention.scale = n.floatValue
         default: throw CaseError("case.json: scale must be a number or absent")
         }
         switch params["causal"] {
-        case nil, is NSNull: causal = .none
+        case nil, is NSNull: attention.causal = .none
         case let s as String:
             switch s {
-            case "none": causal = .none
-            case "bottom_right": causal = .bottomRight
-            case "top_left": causal = .topLeft
+            case "none": attention.causal = .none
+            case "bottom_right": attention.causal = .bottomRight
+            case "top_left": attention.causal = .topLeft
             default: throw CaseError("case.json: causal is '\(s)'; use none, bottom_right or top_left")
             }
         default: throw CaseError("case.json: causal must be a string")
         }
         switch params["window"] {
-        case nil, is NSNull: window = nil
+        case nil, is NSNull: attention.window = nil
         case let pair as [Any]:
             let sides = pair.compactMap { ($0 as? NSNumber).map { $0.intValue } }
             guard pair.count == 2, sides.count == 2, sides.allSatisfy({ $0 >= -1 }) else {
                 throw CaseError("case.json: window must be [left, right] with each ≥ −1 (−1 = unbounded)")
             }
-            window = SlidingWindow(left: sides[0] < 0 ? nil : sides[0],
+            attention.window = SlidingWindow(left: sides[0] < 0 ? nil : sides[0],
                                    right: sides[1] < 0 ? nil : sides[1])
         default: throw CaseError("case.json: window must be [left, right] or absent")
         }
         self.unsupported = unsupported
         switch params["softcap"] {
-        case nil, is NSNull: softcap = nil
+        case nil, is NSNull: attention.softcap = nil
         case let n as NSNumber:
             guard n.doubleValue.isFinite, n.doubleValue > 0 else {
                 throw CaseError("case.json: softcap must be a positive number or absent")
             }
-            softcap = n.floatValue
+            attention.softcap = n.floatValue
         default: throw CaseError("case.json: softcap must be a number or absent")
         }
         func lengths(_ key: String) throws -> [Int]? {
@@ -112,16 +105,16 @@ public struct ParityCase: Sendable {
             default: throw CaseError("case.json: \(key) must be a list of integers or absent")
             }
         }
-        queryLengths = try lengths("query_lengths")
-        keyLengths = try lengths("key_lengths")
+        attention.queryLengths = try lengths("query_lengths")
+        attention.keyLengths = try lengths("key_lengths")
         switch params["alibi_slopes"] {
-        case nil, is NSNull: alibiSlopes = nil
+        case nil, is NSNull: attention.alibiSlopes = nil
         case let file as String:
             let slopes = try NpyArray(contentsOf: path(file))
             guard slopes.shape.count == 1 else {
                 throw CaseError("\(file) has shape \(slopes.shape); expected [Hq]")
             }
-            alibiSlopes = slopes.floats
+            attention.alibiSlopes = slopes.floats
         default: throw CaseError("case.json: alibi_slopes must be a file name or absent")
         }
 
@@ -147,7 +140,7 @@ public struct ParityCase: Sendable {
         guard hkv > 0, hq % hkv == 0 else {
             throw CaseError("q has \(hq) heads, not a multiple of k's \(hkv)")
         }
-        if let slopes = alibiSlopes, slopes.count != hq {
+        if let slopes = attention.alibiSlopes, slopes.count != hq {
             throw CaseError("alibi_slopes has \(slopes.count) slopes for \(hq) query heads")
         }
         shape = AttentionShape(batch: b, queryHeads: hq, keyValueHeads: hkv, queryLength: lq,
@@ -159,29 +152,15 @@ public struct ParityCase: Sendable {
         // mask: {"file": "mask.npy", "kind": "bool" | "additive"}, broadcastable (NumPy rules,
         // dimensions aligned to the right) to [B, Hq, Lq, Lk].
         switch params["mask"] {
-        case nil, is NSNull: mask = nil
+        case nil, is NSNull: attention.mask = nil
         case let spec as [String: Any]:
             guard let file = spec["file"] as? String, let kind = spec["kind"] as? String,
                   kind == "bool" || kind == "additive" else {
                 throw CaseError("case.json: mask must be {\"file\": …, \"kind\": \"bool\" or \"additive\"}")
             }
             let m = try NpyArray(contentsOf: path(file))
-            let target = [b, hq, lq, lk]
-            guard m.shape.count <= 4 else {
-                throw CaseError("\(file) has shape \(m.shape); it must broadcast to \(target)")
-            }
-            let dims = [Int](repeating: 1, count: 4 - m.shape.count) + m.shape
-            var strides = [0, 0, 0, 0]
-            var step = 1
-            for d in (0 ..< 4).reversed() {
-                guard dims[d] == target[d] || dims[d] == 1 else {
-                    throw CaseError("\(file) has shape \(m.shape); it must broadcast to \(target)")
-                }
-                strides[d] = dims[d] == 1 ? 0 : step
-                step *= dims[d]
-            }
-            let ms = MaskStrides(batch: strides[0], head: strides[1], query: strides[2], key: strides[3])
-            mask = kind == "bool" ? AttentionMask(boolean: m.floats.map { $0 != 0 }, strides: ms)
+            let ms = try Self.broadcastStrides(of: m, to: [b, hq, lq, lk], file: file)
+            attention.mask = kind == "bool" ? AttentionMask(boolean: m.floats.map { $0 != 0 }, strides: ms)
                                   : AttentionMask(additive: m.floats, strides: ms)
         default: throw CaseError("case.json: mask must be an object or absent")
         }
@@ -189,7 +168,7 @@ public struct ParityCase: Sendable {
         // block_mask: {"file": "blocks.npy", "block": [block_q, block_k]}; the array
         // broadcasts to [B, Hq, ⌈Lq/block_q⌉, ⌈Lk/block_k⌉]; nonzero = kept.
         switch params["block_mask"] {
-        case nil, is NSNull: blockMask = nil
+        case nil, is NSNull: attention.blockMask = nil
         case let spec as [String: Any]:
             let sizes = (spec["block"] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue } ?? []
             guard let file = spec["file"] as? String, sizes.count == 2, sizes.allSatisfy({ $0 >= 1 }) else {
@@ -197,22 +176,8 @@ public struct ParityCase: Sendable {
             }
             let m = try NpyArray(contentsOf: path(file))
             let target = [b, hq, (lq + sizes[0] - 1) / sizes[0], (lk + sizes[1] - 1) / sizes[1]]
-            guard m.shape.count <= 4 else {
-                throw CaseError("\(file) has shape \(m.shape); it must broadcast to \(target)")
-            }
-            let dims = [Int](repeating: 1, count: 4 - m.shape.count) + m.shape
-            var strides = [0, 0, 0, 0]
-            var step = 1
-            for d in (0 ..< 4).reversed() {
-                guard dims[d] == target[d] || dims[d] == 1 else {
-                    throw CaseError("\(file) has shape \(m.shape); it must broadcast to \(target)")
-                }
-                strides[d] = dims[d] == 1 ? 0 : step
-                step *= dims[d]
-            }
-            blockMask = BlockMask(kept: m.floats.map { $0 != 0 }, blockQuery: sizes[0], blockKey: sizes[1],
-                                  strides: MaskStrides(batch: strides[0], head: strides[1],
-                                                       query: strides[2], key: strides[3]))
+            attention.blockMask = BlockMask(kept: m.floats.map { $0 != 0 }, blockQuery: sizes[0], blockKey: sizes[1],
+                                  strides: try Self.broadcastStrides(of: m, to: target, file: file))
         default: throw CaseError("case.json: block_mask must be an object or absent")
         }
 
@@ -253,13 +218,28 @@ public struct ParityCase: Sendable {
         }
     }
 
+    /// Strides that broadcast `m` to the four-dimensional `target` by NumPy's rules (dimensions
+    /// aligned to the right; a dimension of 1 broadcasts with stride 0).
+    static func broadcastStrides(of m: NpyArray, to target: [Int], file: String) throws -> MaskStrides {
+        let fail = CaseError("\(file) has shape \(m.shape); it must broadcast to \(target)")
+        guard m.shape.count <= 4 else { throw fail }
+        let dims = [Int](repeating: 1, count: 4 - m.shape.count) + m.shape
+        var strides = [0, 0, 0, 0]
+        var step = 1
+        for d in (0 ..< 4).reversed() {
+            guard dims[d] == target[d] || dims[d] == 1 else { throw fail }
+            strides[d] = dims[d] == 1 ? 0 : step
+            step *= dims[d]
+        }
+        return MaskStrides(batch: strides[0], head: strides[1], query: strides[2], key: strides[3])
+    }
+
     /// The options for one implementation.
     public func options(_ implementation: AttentionImplementation,
                         kernel: KernelISA = .automatic) -> AttentionOptions {
-        AttentionOptions(scale: scale, causal: causal, window: window, softcap: softcap,
-                         alibiSlopes: alibiSlopes, queryLengths: queryLengths,
-                         keyLengths: keyLengths, mask: mask, blockMask: blockMask,
-                         implementation: implementation,
-                         kernel: kernel)
+        var o = attention
+        o.implementation = implementation
+        o.kernel = kernel
+        return o
     }
 }

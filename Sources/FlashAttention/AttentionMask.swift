@@ -13,6 +13,20 @@ public struct MaskStrides: Sendable, Hashable {
         self.key = key
     }
 
+    /// Elements these strides address over `extents` (batch, head, query, key): one past the
+    /// largest offset; nil for a negative stride or an overflow.
+    func span(over extents: [Int]) -> Int? {
+        var span = 1
+        for (n, stride) in zip(extents, [batch, head, query, key]) {
+            guard stride >= 0 else { return nil }
+            let (step, o1) = (n - 1).multipliedReportingOverflow(by: stride)
+            let (sum, o2) = span.addingReportingOverflow(step)
+            guard !o1, !o2 else { return nil }
+            span = sum
+        }
+        return span
+    }
+
     /// A dense `[B, Hq, Lq, Lk]` mask.
     ///
     /// ```swift
@@ -76,16 +90,7 @@ public struct AttentionMask: Sendable, Hashable {
 
     /// Elements the strides address for `shape` (nil on overflow or negative strides).
     func requiredCount(_ s: AttentionShape) -> Int? {
-        var span = 1
-        for (n, stride) in [(s.batch, strides.batch), (s.queryHeads, strides.head),
-                            (s.queryLength, strides.query), (s.keyLength, strides.key)] {
-            guard stride >= 0 else { return nil }
-            let (step, o1) = (n - 1).multipliedReportingOverflow(by: stride)
-            let (sum, o2) = span.addingReportingOverflow(step)
-            guard !o1, !o2 else { return nil }
-            span = sum
-        }
-        return span
+        strides.span(over: [s.batch, s.queryHeads, s.queryLength, s.keyLength])
     }
 }
 
@@ -129,16 +134,7 @@ public struct BlockMask: Sendable, Hashable {
     func requiredCount(_ s: AttentionShape) -> Int? {
         guard blockQuery >= 1, blockKey >= 1 else { return nil }
         let nq = (s.queryLength + blockQuery - 1) / blockQuery, nk = (s.keyLength + blockKey - 1) / blockKey
-        var span = 1
-        for (n, stride) in [(s.batch, strides.batch), (s.queryHeads, strides.head), (nq, strides.query),
-                            (nk, strides.key)] {
-            guard stride >= 0 else { return nil }
-            let (step, o1) = (n - 1).multipliedReportingOverflow(by: stride)
-            let (sum, o2) = span.addingReportingOverflow(step)
-            guard !o1, !o2 else { return nil }
-            span = sum
-        }
-        return span
+        return strides.span(over: [s.batch, s.queryHeads, nq, nk])
     }
 
     /// Whether element (b, h, i, j) lies in a kept block.

@@ -169,7 +169,8 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
 
     for (int64_t k0 = begin; k0 < end; k0 += bk) {
         const int keys = (int)(end - k0 < bk ? end - k0 : bk);
-        if (fa_mask_block_hidden(&mods, q0, rows, k0, keys)) continue;  // P = 0: adds nothing
+        const fa_tile_kind tile = fa_classify_tile(&mods, q0, rows, k0, keys);
+        if (tile == FA_TILE_HIDDEN) continue;  // P = 0: adds nothing
         int64_t lo, hi;
         const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
         const float *kb = k + k0 * p->k_strides.seq, *vb = v + k0 * p->v_strides.seq;
@@ -177,7 +178,7 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         kr->scores_t(keys, rows_padded, dqk, kb, p->k_strides.seq, qt, bq, st, bq, masked, lo, hi,
                      scratch);
         // The forward's score modifiers, keeping ∂s'/∂s for the chain rule below.
-        const int modded = mods.active && fa_mods_needed(&mods, q0, rows, k0, keys);
+        const int modded = tile == FA_TILE_MODIFIED;
         if (modded) fa_apply_score_mods(&mods, keys, rows, rows_padded, st, bq, q0, k0, scratch, dmod);
         kr->scores_t(keys, rows_padded, dv, vb, p->v_strides.seq, dot, bq, dpt, bq, 0, 0, 0,
                      scratch);

@@ -107,8 +107,9 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
             prefetch_rows(k + (k0 + bk) * p->k_strides.seq, next, p->k_strides.seq, dqk);
             prefetch_rows(v + (k0 + bk) * p->v_strides.seq, next, p->v_strides.seq, dv);
         }
-        // A block the element mask hides entirely adds nothing (P = 0): skip it.
-        if (fa_mask_block_hidden(&mods, q0, rows, k0, keys)) continue;
+        // A block the masks hide entirely adds nothing (P = 0): skip it.
+        const fa_tile_kind tile = fa_classify_tile(&mods, q0, rows, k0, keys);
+        if (tile == FA_TILE_HIDDEN) continue;
         // Local query i sees local key j iff j + lo ≤ i < j + hi (element masks on the
         // band's edges only).
         int64_t lo, hi;
@@ -116,7 +117,7 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         kr->scores_t(keys, rows_padded, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt, bq,
                      st, bq, masked, lo, hi, block_max);
         // Soft-capping and ALiBi, if any (they also recompute the block max).
-        if (mods.active && fa_mods_needed(&mods, q0, rows, k0, keys))
+        if (tile == FA_TILE_MODIFIED)
             fa_apply_score_mods(&mods, keys, rows, rows_padded, st, bq, q0, k0, block_max, NULL);
         kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha, masked, lo,
                       hi);

@@ -162,21 +162,18 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows, int rows_pa
                          float *st, int64_t ldst, int64_t q0, int64_t k0, float *block_max,
                          float *derivative);
 
-/// The block mask over a tile: 0 every block it touches is off, 1 all kept (or no block
-/// mask), 2 mixed (element-level masking needed).
-int fa_block_mask_state(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys);
+/// What a (rows × keys) tile needs from the modifiers, decided once per tile.
+typedef enum fa_tile_kind {
+    FA_TILE_HIDDEN,    ///< every element masked (block or element mask): skip the tile
+    FA_TILE_PLAIN,     ///< no modifier pass needed
+    FA_TILE_MODIFIED,  ///< run fa_apply_score_mods on it
+} fa_tile_kind;
 
-/// Whether the modifier pass is needed on a tile the block mask does not hide: soft-capping,
-/// ALiBi or an element mask, or a block mask that covers the tile only partly.
-static inline int fa_mods_needed(const fa_score_mods *m, int64_t q0, int rows, int64_t k0,
-                                 int keys) {
-    if (m->softcap > 0.0f || m->has_alibi || m->mask_kind != FA_MASK_NONE) return 1;
-    return m->blocks && fa_block_mask_state(m, q0, rows, k0, keys) == 2;
-}
-
-/// Whether the element mask hides every (row, key) of a block (then the block can be skipped:
-/// its probabilities are all 0, so skipping it changes no bit of any result).
-int fa_mask_block_hidden(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys);
+/// Classifies a tile: hidden if every block-mask block it touches is off or the element mask
+/// hides all of it (skipping it changes no bit: its probabilities are all 0); modified if
+/// soft-capping, ALiBi or an element mask apply, or a block mask covers it only partly.
+fa_tile_kind fa_classify_tile(const fa_score_mods *m, int64_t q0, int rows, int64_t k0,
+                              int keys);
 
 /// Threads OpenMP would give a call that asks for `requested` (0 = the default).
 int fa_resolve_threads(int32_t requested);

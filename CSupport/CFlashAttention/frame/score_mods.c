@@ -70,7 +70,9 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows, int rows_pa
     }
 }
 
-int fa_block_mask_state(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys) {
+// The block mask over a tile: 0 every block it touches is off, 1 all kept (or no block
+// mask), 2 mixed.
+static int block_mask_state(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys) {
     if (!m->blocks) return 1;
     int kept = 0, off = 0;
     for (int64_t qb = q0 / m->block_q; qb <= (q0 + rows - 1) / m->block_q; qb++)
@@ -81,8 +83,9 @@ int fa_block_mask_state(const fa_score_mods *m, int64_t q0, int rows, int64_t k0
     return kept ? (off ? 2 : 1) : 0;
 }
 
-int fa_mask_block_hidden(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys) {
-    if (m->blocks && fa_block_mask_state(m, q0, rows, k0, keys) == 0) return 1;
+// Whether the element mask hides every (row, key) of the tile.
+static int element_mask_hides(const fa_score_mods *m, int64_t q0, int rows, int64_t k0,
+                              int keys) {
     if (m->mask_kind == FA_MASK_NONE) return 0;
     for (int i = 0; i < rows; i++) {
         const int64_t row = (q0 + i) * m->mask_q;
@@ -90,8 +93,18 @@ int fa_mask_block_hidden(const fa_score_mods *m, int64_t q0, int rows, int64_t k
             const int64_t at = row + (k0 + j) * m->mask_k;
             if (m->mask_kind == FA_MASK_BOOL ? m->mask_bool[at] != 0
                                              : m->mask_add[at] != -INFINITY)
-                return 0;  // one visible element: the block is needed
+                return 0;  // one visible element: the tile is needed
         }
     }
     return 1;
+}
+
+fa_tile_kind fa_classify_tile(const fa_score_mods *m, int64_t q0, int rows, int64_t k0,
+                              int keys) {
+    if (!m->active) return FA_TILE_PLAIN;
+    const int blocks = block_mask_state(m, q0, rows, k0, keys);
+    if (blocks == 0 || element_mask_hides(m, q0, rows, k0, keys)) return FA_TILE_HIDDEN;
+    if (m->softcap > 0.0f || m->has_alibi || m->mask_kind != FA_MASK_NONE || blocks == 2)
+        return FA_TILE_MODIFIED;
+    return FA_TILE_PLAIN;
 }

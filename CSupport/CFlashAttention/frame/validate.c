@@ -181,6 +181,19 @@ fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b) {
     return l;
 }
 
+// A broadcastable (mask) layout: the first dimension whose stride is negative or whose span
+// overflows, or −1 if all four are fine. Strides of 0 broadcast, so overlap is allowed.
+static int bad_broadcast_stride(const int64_t ext[4], const int64_t str[4]) {
+    int64_t span = 1;
+    for (int d = 0; d < 4; d++) {
+        int64_t step;
+        if (str[d] < 0 || __builtin_mul_overflow(ext[d] - 1, str[d], &step) ||
+            __builtin_add_overflow(span, step, &span) || span > (int64_t)(SIZE_MAX / 8))
+            return d;
+    }
+    return -1;
+}
+
 // Every extent in [1, 2^31−1], and q_heads a multiple of kv_heads.
 static fa_status check_extents(const fa_shape *s, fa_diagnostic *diag) {
     const struct { const char *name; fa_argument arg; int64_t value; } extents[] = {
@@ -307,17 +320,11 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
             return fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, 0, 0, 0, "mask.data is NULL");
         const int64_t ext[4] = {s->batch, s->q_heads, s->q_len, s->kv_len};
         const int64_t str[4] = {p->mask.batch, p->mask.head, p->mask.query, p->mask.key};
-        int64_t span = 1;
-        for (int d = 0; d < 4; d++) {
-            int64_t step;
-            if (str[d] < 0)
-                return fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, d, str[d], 0,
-                            "mask stride %d is negative (%lld); 0 broadcasts", d, (long long)str[d]);
-            if (__builtin_mul_overflow(ext[d] - 1, str[d], &step) ||
-                __builtin_add_overflow(span, step, &span) || span > (int64_t)(SIZE_MAX / 8))
-                return fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, d, str[d], 0,
-                            "mask strides address more than the address space");
-        }
+        const int bad = bad_broadcast_stride(ext, str);
+        if (bad >= 0)
+            return fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, bad, str[bad], 0,
+                        "mask stride %d (%lld) is negative or overflows; 0 broadcasts", bad,
+                        (long long)str[bad]);
     }
     if (p->block_mask.data) {
         const fa_block_mask *bm = &p->block_mask;
@@ -328,15 +335,11 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
         const int64_t ext[4] = {s->batch, s->q_heads, (s->q_len + bm->block_q - 1) / bm->block_q,
                                 (s->kv_len + bm->block_k - 1) / bm->block_k};
         const int64_t str[4] = {bm->batch, bm->head, bm->qblock, bm->kblock};
-        int64_t span = 1;
-        for (int d = 0; d < 4; d++) {
-            int64_t step;
-            if (str[d] < 0 || __builtin_mul_overflow(ext[d] - 1, str[d], &step) ||
-                __builtin_add_overflow(span, step, &span))
-                return fail(diag, FA_ERR_INVALID_BLOCK_MASK, FA_ARG_BLOCK_MASK, d, str[d], 0,
-                            "block_mask stride %d (%lld) is negative or overflows", d,
-                            (long long)str[d]);
-        }
+        const int bad = bad_broadcast_stride(ext, str);
+        if (bad >= 0)
+            return fail(diag, FA_ERR_INVALID_BLOCK_MASK, FA_ARG_BLOCK_MASK, bad, str[bad], 0,
+                        "block_mask stride %d (%lld) is negative or overflows; 0 broadcasts", bad,
+                        (long long)str[bad]);
     }
     if (p->num_threads < 0)
         return fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
