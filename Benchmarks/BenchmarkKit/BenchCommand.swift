@@ -22,6 +22,7 @@ public struct ListArgument<Element: ExpressibleByArgument & Sendable>: Expressib
 }
 
 extension BenchCausal: ExpressibleByArgument {}
+extension VarlenDistribution: ExpressibleByArgument {}
 
 /// --pass values.
 public enum PassChoice: String, CaseIterable, ExpressibleByArgument, Sendable {
@@ -104,6 +105,9 @@ public struct AttentionBenchCommand: ParsableCommand {
     @Flag(name: .customLong("additive-mask"), help: "A dense random additive mask in [-2, 2).")
     public var additiveMask = false
 
+    @Option(help: ArgumentHelp("Packed variable-length sequences: each case packs --batch sequences of N tokens in all (keys the same sequences), lengths drawn from DIST: equal, uniform or exponential.", valueName: "DIST"))
+    public var varlen: VarlenDistribution?
+
     @Option(help: "Passes: forward, backward or both.")
     public var pass: PassChoice = .forward
 
@@ -148,6 +152,7 @@ public struct AttentionBenchCommand: ParsableCommand {
         spec.alibi = alibi
         spec.maskDensity = maskDensity
         spec.additiveMask = additiveMask
+        spec.varlen = varlen
         if let (keep, size) = parsedBlockSparse {
             spec.blockSparseKeep = keep
             spec.blockSparseSize = size
@@ -196,6 +201,14 @@ public struct AttentionBenchCommand: ParsableCommand {
         }
         if window != nil && parsedWindow == nil {
             throw ValidationError("--window takes LEFT,RIGHT, each ≥ -1 (-1 = unbounded); got \(window!)")
+        }
+        if varlen != nil {
+            if !kvLens.isEmpty || blockSparse != nil || maskDensity != nil || additiveMask {
+                throw ValidationError("--varlen packs self-attention sequences: it takes no --kv-lens, --block-sparse, --mask-density or --additive-mask")
+            }
+            if let n = s.seqLens.min(), let b = s.batches.max(), n < b {
+                throw ValidationError("--varlen needs at least one token per sequence: N = \(n) < --batch \(b)")
+            }
         }
         if s.configurations.isEmpty {
             throw ValidationError("no configuration: every --kv-heads value must divide a --heads value")

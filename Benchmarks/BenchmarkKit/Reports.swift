@@ -71,7 +71,8 @@ public struct SweepReport: Sendable, Codable {
         "impl", "pass", "batch", "q_heads", "kv_heads", "q_len", "kv_len", "head_dim", "causal", "threads",
         "median_ms", "min_ms", "max_ms", "samples", "gflops", "roofline_fraction",
         "peak_extra_bytes", "workspace_bytes", "speedup_over_naive", "max_abs_diff", "skipped",
-        "window_left", "window_right", "softcap", "alibi",
+        "window_left", "window_right", "softcap", "alibi", "block_sparse_keep", "block_sparse_size",
+        "mask_density", "additive_mask", "varlen", "sequence_lengths",
     ]
 
     /// One row per case; empty fields where a value does not apply; RFC 4180 quoting.
@@ -93,6 +94,10 @@ public struct SweepReport: Sendable, Codable {
                 r.skipReason ?? "",
                 c.windowLeft.map(String.init) ?? "", c.windowRight.map(String.init) ?? "",
                 c.softcap.map { "\($0)" } ?? "", c.alibi ? "1" : "",
+                c.blockSparseKeep.map { "\($0)" } ?? "", c.blockSparseSize.map { "\($0)" } ?? "",
+                c.maskDensity.map { "\($0)" } ?? "", c.additiveMask ? "1" : "",
+                c.varlen?.rawValue ?? "",
+                c.sequenceLengths.map { $0.map(String.init).joined(separator: " ") } ?? "",
             ]
             lines.append(fields.map(Self.quoted).joined(separator: ","))
         }

@@ -146,7 +146,7 @@ public struct BenchRunner {
         var caseIndex = 0
         for config in configurations {
             let shape = config.shape
-            var buffers = CaseBuffers(shape, seed: UInt64(config.queryLength * 131 + config.keyLength * 17 + config.headDim),
+            var buffers = CaseBuffers(config.bufferShape, seed: UInt64(config.queryLength * 131 + config.keyLength * 17 + config.headDim),
                                       pass: config.pass)
             let run: (inout CaseBuffers, AttentionOptions) throws -> Void = config.pass == .forward
                 ? { try $0.run($1, shape: shape) } : { try $0.runBackward($1, shape: shape) }
@@ -169,7 +169,9 @@ public struct BenchRunner {
                                                blockMask: config.blockMask,
                                                threadCount: config.threads,
                                                implementation: impl.implementation,
-                                               kernel: impl.kernel)
+                                               kernel: impl.kernel,
+                                               querySequenceOffsets: config.sequenceOffsets,
+                                               keySequenceOffsets: config.sequenceOffsets)
                 if !impl.isSupported {
                     row.skipReason = "this CPU does not support \(impl.kernel.rawValue)"
                     rows.append(row)
@@ -243,6 +245,7 @@ public struct BenchRunner {
             + (c.softcap.map { " softcap \($0)" } ?? "") + (c.alibi ? " alibi" : "")
             + (c.blockSparseKeep.map { " block-sparse \($0)" } ?? "")
             + (c.maskDensity.map { " mask \($0)" } ?? "") + (c.additiveMask ? " additive-mask" : "")
+            + (c.varlen.map { " varlen \($0.rawValue) (longest \(c.sequenceLengths?.max() ?? 0))" } ?? "")
     }
 
     static func seconds(_ s: Double) -> String {

@@ -20,6 +20,16 @@ public enum BenchCausal: String, CaseIterable, Sendable, Codable {
     }
 }
 
+/// How --varlen draws the lengths of the packed sequences of a case.
+public enum VarlenDistribution: String, CaseIterable, Sendable, Codable {
+    /// Every sequence N / B tokens (what padding costs nothing for).
+    case equal
+    /// Lengths proportional to uniform draws in (0, 1].
+    case uniform
+    /// Lengths proportional to exponential draws: a few long sequences, many short ones.
+    case exponential
+}
+
 /// Which pass a case times.
 public enum BenchPass: String, CaseIterable, Sendable, Codable {
     case forward, backward
@@ -51,6 +61,45 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// (finite values, `additiveMask`); seeded, the same for every implementation.
     public var maskDensity: Double?
     public var additiveMask = false
+    /// Packed variable-length sequences: `batch` sequences, `queryLength` tokens in all (keys
+    /// the same sequences), lengths drawn from this distribution; nil = a padded batch.
+    public var varlen: VarlenDistribution?
+
+    /// The seeded lengths of a varlen case: `batch` values ≥ 1 summing to `queryLength`.
+    public var sequenceLengths: [Int]? {
+        guard let varlen else { return nil }
+        var state: UInt64 = 0xD1B5_4A32_D192_ED03
+        func draw() -> Double {  // in (0, 1]
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return (Double(state >> 11) + 1) / Double(1 << 53)
+        }
+        let weights: [Double] = (0 ..< batch).map { _ in
+            switch varlen {
+            case .equal: 1
+            case .uniform: draw()
+            case .exponential: -log(draw()) + 1e-9
+            }
+        }
+        // One token each, the rest shared in proportion (largest remainders get the leftovers).
+        let spare = max(0, queryLength - batch), total = weights.reduce(0, +)
+        let exact = weights.map { Double(spare) * $0 / total }
+        var lengths = exact.map { 1 + Int($0) }
+        let order = exact.indices.sorted { exact[$0] - floor(exact[$0]) > exact[$1] - floor(exact[$1]) }
+        for i in order.prefix(queryLength - lengths.reduce(0, +)) { lengths[i] += 1 }
+        return lengths
+    }
+
+    /// The packed offsets of a varlen case (cu_seqlens).
+    public var sequenceOffsets: [Int]? {
+        sequenceLengths.map { $0.reduce(into: [0]) { $0.append($0.last! + $1) } }
+    }
+
+    /// The shape the buffers are allocated with: a packed case has no batch dimension.
+    public var bufferShape: AttentionShape {
+        var s = shape
+        if varlen != nil { s.batch = 1 }
+        return s
+    }
 
     public var elementMask: AttentionMask? {
         guard maskDensity != nil || additiveMask else { return nil }
@@ -128,6 +177,11 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// Visible pairs over every (batch, head): the causal/window pairs, only inside kept blocks
     /// for a block-sparse case.
     public var totalVisiblePairs: Int {
+        if let lengths = sequenceLengths {
+            return queryHeads * lengths.reduce(0) {
+                $0 + visibleQueryKeyPairs(queryLength: $1, keyLength: $1, causal: causal.mask, window: window)
+            }
+        }
         guard let bm = blockMask else { return batch * queryHeads * visiblePairs }
         var total = 0
         for b in 0 ..< batch {
@@ -167,7 +221,9 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// Bytes the naive implementation's score matrices take: one Lq×Lk float32 buffer for
     /// the forward, two (P and dP) for the backward.
     public var naiveScoreBytes: Int {
-        (pass == .forward ? 1 : 2) * queryLength * keyLength * MemoryLayout<Float>.size
+        let longest = sequenceLengths?.max()
+        return (pass == .forward ? 1 : 2) * (longest ?? queryLength) * (longest ?? keyLength)
+            * MemoryLayout<Float>.size
     }
 }
 
@@ -209,6 +265,7 @@ public struct SweepSpecification: Sendable, Hashable {
     public var blockSparseSize: Int?
     public var maskDensity: Double?
     public var additiveMask = false
+    public var varlen: VarlenDistribution?
 
     public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
                 kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
@@ -249,6 +306,7 @@ public struct SweepSpecification: Sendable, Hashable {
                                             config.blockSparseSize = blockSparseSize
                                             config.maskDensity = maskDensity
                                             config.additiveMask = additiveMask
+                                            config.varlen = varlen
                                             out.append(config)
                                         }
                                     }

@@ -10,7 +10,11 @@ public struct CaseError: Error, CustomStringConvertible, Sendable {
 /// One parity case directory: inputs, expected outputs and the parameters of case.json.
 ///
 /// Layout: `q.npy [B,Hq,Lq,Dqk]`, `k.npy [B,Hkv,Lk,Dqk]`, `v.npy [B,Hkv,Lk,Dv]`, expected
-/// `out.npy [B,Hq,Lq,Dv]` and optionally `lse.npy [B,Hq,Lq]`, and `case.json`.
+/// `out.npy [B,Hq,Lq,Dv]` and optionally `lse.npy [B,Hq,Lq]`, and `case.json`. A side with
+/// packed sequences (`cu_seqlens_q` / `cu_seqlens_k`) has FlashAttention's varlen layout
+/// instead: `q.npy`, `out.npy`, `dout.npy`, `dq.npy` `[Tq, Hq, D]`, `lse.npy` `[Hq, Tq]`;
+/// `k.npy`, `v.npy`, `dk.npy`, `dv.npy` `[Tk, Hkv, D]`. In memory every tensor is head-major
+/// (`.bhld`; a packed side `[H, T, D]`), so arrays are transposed on loading and writing.
 public struct ParityCase: Sendable {
     public var directory: String
     public var shape: AttentionShape
@@ -30,6 +34,7 @@ public struct ParityCase: Sendable {
     /// The case.json keys this version understands.
     public static let supportedKeys: Set<String> = ["scale", "causal", "window", "softcap",
                                                     "alibi_slopes", "query_lengths", "key_lengths",
+                                                    "cu_seqlens_q", "cu_seqlens_k",
                                                     "mask", "block_mask"]
     /// Keys the format defines for features the library does not have yet.
     public static let pendingKeys: Set<String> = []
@@ -107,6 +112,12 @@ public struct ParityCase: Sendable {
         }
         attention.queryLengths = try lengths("query_lengths")
         attention.keyLengths = try lengths("key_lengths")
+        attention.querySequenceOffsets = try lengths("cu_seqlens_q")
+        attention.keySequenceOffsets = try lengths("cu_seqlens_k")
+        let packedQ = attention.querySequenceOffsets != nil, packedK = attention.keySequenceOffsets != nil
+        for (name, cu) in [("cu_seqlens_q", attention.querySequenceOffsets), ("cu_seqlens_k", attention.keySequenceOffsets)] {
+            if let cu, cu.count < 2 { throw CaseError("case.json: \(name) needs at least two offsets") }
+        }
         switch params["alibi_slopes"] {
         case nil, is NSNull: attention.alibiSlopes = nil
         case let file as String:
@@ -122,19 +133,31 @@ public struct ParityCase: Sendable {
         let q = try NpyArray(contentsOf: path("q.npy"))
         let k = try NpyArray(contentsOf: path("k.npy"))
         let v = try NpyArray(contentsOf: path("v.npy"))
-        for (name, a) in [("q", q), ("k", k), ("v", v)] where a.shape.count != 4 {
-            throw CaseError("\(name).npy has shape \(a.shape); expected 4 dimensions [B, H, L, D]")
+        for (name, a, packed) in [("q", q, packedQ), ("k", k, packedK), ("v", v, packedK)] {
+            if packed && a.shape.count != 3 {
+                throw CaseError("\(name).npy has shape \(a.shape); a packed side is [T, H, D]")
+            }
+            if !packed && a.shape.count != 4 {
+                throw CaseError("\(name).npy has shape \(a.shape); expected 4 dimensions [B, H, L, D]")
+            }
         }
-        let (b, hq, lq, dqk) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
-        let (hkv, lk) = (k.shape[1], k.shape[2])
-        let dv = v.shape[3]
-        guard k.shape[0] == b, v.shape[0] == b else {
-            throw CaseError("batch sizes differ: q \(q.shape), k \(k.shape), v \(v.shape)")
+        // [B, H, L, D] of each side (a packed side: B from its offsets, L the packed total).
+        func dims(_ a: NpyArray, _ cu: [Int]?) -> (b: Int, h: Int, l: Int, d: Int) {
+            if let cu { return (cu.count - 1, a.shape[1], a.shape[0], a.shape[2]) }
+            return (a.shape[0], a.shape[1], a.shape[2], a.shape[3])
         }
-        guard k.shape[3] == dqk else {
-            throw CaseError("k.npy head dim \(k.shape[3]) differs from q.npy's \(dqk)")
+        let qd = dims(q, attention.querySequenceOffsets), kd = dims(k, attention.keySequenceOffsets)
+        let vd = dims(v, attention.keySequenceOffsets)
+        let (b, hq, lq, dqk) = qd
+        let (hkv, lk) = (kd.h, kd.l)
+        let dv = vd.d
+        guard kd.b == b, vd.b == b else {
+            throw CaseError("batch sizes differ: q \(q.shape), k \(k.shape), v \(v.shape) (offsets count as batch + 1)")
         }
-        guard v.shape[1] == hkv, v.shape[2] == lk else {
+        guard kd.d == dqk else {
+            throw CaseError("k.npy head dim \(kd.d) differs from q.npy's \(dqk)")
+        }
+        guard vd.h == hkv, vd.l == lk else {
             throw CaseError("v.npy \(v.shape) does not match k.npy \(k.shape) in heads and length")
         }
         guard hkv > 0, hq % hkv == 0 else {
@@ -145,9 +168,15 @@ public struct ParityCase: Sendable {
         }
         shape = AttentionShape(batch: b, queryHeads: hq, keyValueHeads: hkv, queryLength: lq,
                                keyLength: lk, headDim: dqk, valueHeadDim: dv)
-        query = q.floats
-        key = k.floats
-        value = v.floats
+        query = packedQ ? Self.headMajor(q) : q.floats
+        key = packedK ? Self.headMajor(k) : k.floats
+        value = packedK ? Self.headMajor(v) : v.floats
+        // Masks are indexed by local positions: on a packed side, up to the longest sequence.
+        func longest(_ cu: [Int]?, _ extent: Int) -> Int {
+            guard let cu else { return extent }
+            return max(1, zip(cu.dropFirst(), cu).map { $0 - $1 }.max() ?? 1)
+        }
+        let (mq, mk) = (longest(attention.querySequenceOffsets, lq), longest(attention.keySequenceOffsets, lk))
 
         // mask: {"file": "mask.npy", "kind": "bool" | "additive"}, broadcastable (NumPy rules,
         // dimensions aligned to the right) to [B, Hq, Lq, Lk].
@@ -159,7 +188,7 @@ public struct ParityCase: Sendable {
                 throw CaseError("case.json: mask must be {\"file\": …, \"kind\": \"bool\" or \"additive\"}")
             }
             let m = try NpyArray(contentsOf: path(file))
-            let ms = try Self.broadcastStrides(of: m, to: [b, hq, lq, lk], file: file)
+            let ms = try Self.broadcastStrides(of: m, to: [b, hq, mq, mk], file: file)
             attention.mask = kind == "bool" ? AttentionMask(boolean: m.floats.map { $0 != 0 }, strides: ms)
                                   : AttentionMask(additive: m.floats, strides: ms)
         default: throw CaseError("case.json: mask must be an object or absent")
@@ -175,41 +204,34 @@ public struct ParityCase: Sendable {
                 throw CaseError("case.json: block_mask must be {\"file\": …, \"block\": [rows, keys]}")
             }
             let m = try NpyArray(contentsOf: path(file))
-            let target = [b, hq, (lq + sizes[0] - 1) / sizes[0], (lk + sizes[1] - 1) / sizes[1]]
+            let target = [b, hq, (mq + sizes[0] - 1) / sizes[0], (mk + sizes[1] - 1) / sizes[1]]
             attention.blockMask = BlockMask(kept: m.floats.map { $0 != 0 }, blockQuery: sizes[0], blockKey: sizes[1],
                                   strides: try Self.broadcastStrides(of: m, to: target, file: file))
         default: throw CaseError("case.json: block_mask must be an object or absent")
         }
 
-        if exists("out.npy") {
-            let out = try NpyArray(contentsOf: path("out.npy"))
-            guard out.shape == [b, hq, lq, dv] else {
-                throw CaseError("out.npy has shape \(out.shape); expected \([b, hq, lq, dv])")
+        // Expected tensors, as on disk, then in memory order.
+        let fileShapes = Self.fileShapes(shape, packedQ: packedQ, packedK: packedK)
+        func load(_ name: String) throws -> NpyArray {
+            let a = try NpyArray(contentsOf: path(name + ".npy"))
+            guard a.shape == fileShapes[name]! else {
+                throw CaseError("\(name).npy has shape \(a.shape); expected \(fileShapes[name]!)")
             }
-            expectedOutput = out
+            let packed = name == "dk" || name == "dv" ? packedK : packedQ
+            return packed && name != "lse" ? NpyArray(shape: a.shape, floats: Self.headMajor(a)) : a
+        }
+        if exists("out.npy") {
+            expectedOutput = try load("out")
         } else if requireExpected {
             throw CaseError("\(path("out.npy")) is missing")
         }
         if exists("lse.npy") {
-            let lse = try NpyArray(contentsOf: path("lse.npy"))
-            guard lse.shape == [b, hq, lq] else {
-                throw CaseError("lse.npy has shape \(lse.shape); expected \([b, hq, lq])")
-            }
-            expectedLogSumExp = lse
+            expectedLogSumExp = try load("lse")
         }
         if exists("dout.npy") {
-            let dout = try NpyArray(contentsOf: path("dout.npy"))
-            guard dout.shape == [b, hq, lq, dv] else {
-                throw CaseError("dout.npy has shape \(dout.shape); expected \([b, hq, lq, dv])")
-            }
-            outputGradient = dout.floats
-            let expectedShapes = ["dq": [b, hq, lq, dqk], "dk": [b, hkv, lk, dqk], "dv": [b, hkv, lk, dv]]
+            outputGradient = try load("dout").floats
             for name in ["dq", "dk", "dv"] where exists(name + ".npy") {
-                let g = try NpyArray(contentsOf: path(name + ".npy"))
-                guard g.shape == expectedShapes[name]! else {
-                    throw CaseError("\(name).npy has shape \(g.shape); expected \(expectedShapes[name]!)")
-                }
-                expectedGradients[name] = g
+                expectedGradients[name] = try load(name)
             }
         } else {
             for name in ["dq", "dk", "dv"] where exists(name + ".npy") {
@@ -232,6 +254,37 @@ public struct ParityCase: Sendable {
             step *= dims[d]
         }
         return MaskStrides(batch: strides[0], head: strides[1], query: strides[2], key: strides[3])
+    }
+
+    /// The on-disk shapes of out, lse, dout, dq, dk and dv.
+    static func fileShapes(_ s: AttentionShape, packedQ: Bool, packedK: Bool) -> [String: [Int]] {
+        let (b, hq, hkv, lq, lk) = (s.batch, s.queryHeads, s.keyValueHeads, s.queryLength, s.keyLength)
+        func q(_ d: Int) -> [Int] { packedQ ? [lq, hq, d] : [b, hq, lq, d] }
+        func k(_ d: Int) -> [Int] { packedK ? [lk, hkv, d] : [b, hkv, lk, d] }
+        return ["out": q(s.valueHeadDim), "dout": q(s.valueHeadDim), "dq": q(s.headDim),
+                "lse": packedQ ? [hq, lq] : [b, hq, lq], "dk": k(s.headDim), "dv": k(s.valueHeadDim)]
+    }
+
+    /// [T, H, D] → [H, T, D].
+    static func headMajor(_ a: NpyArray) -> [Float] {
+        let (t, h, d) = (a.shape[0], a.shape[1], a.shape[2])
+        let x = a.floats
+        var y = [Float](repeating: 0, count: x.count)
+        for i in 0 ..< t { for j in 0 ..< h { for c in 0 ..< d { y[(j * t + i) * d + c] = x[(i * h + j) * d + c] } } }
+        return y
+    }
+
+    /// A result tensor (`out`, `lse`, `dq`, `dk`, `dv`) as its file holds it.
+    public func fileArray(_ name: String, _ values: [Float]) -> NpyArray {
+        let packedQ = attention.querySequenceOffsets != nil, packedK = attention.keySequenceOffsets != nil
+        let shape = Self.fileShapes(self.shape, packedQ: packedQ, packedK: packedK)[name]!
+        let packed = name == "dk" || name == "dv" ? packedK : packedQ
+        guard packed, name != "lse" else { return NpyArray(shape: shape, floats: values) }
+        // [H, T, D] → [T, H, D]
+        let (t, h, d) = (shape[0], shape[1], shape[2])
+        var y = [Float](repeating: 0, count: values.count)
+        for j in 0 ..< h { for i in 0 ..< t { for c in 0 ..< d { y[(i * h + j) * d + c] = values[(j * t + i) * d + c] } } }
+        return NpyArray(shape: shape, floats: y)
     }
 
     /// The options for one implementation.

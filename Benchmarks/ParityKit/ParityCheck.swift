@@ -136,20 +136,15 @@ public struct ParityChecker: Sendable {
         let (out, lse) = try FlashAttention.forwardWithLogSumExp(
             query: c.query, key: c.key, value: c.value, shape: c.shape,
             options: c.options(implementation.implementation, kernel: implementation.kernel))
-        let s = c.shape
         var written: [String] = []
-        var arrays = [("out.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength, s.valueHeadDim], floats: out)),
-                      ("lse.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength], floats: lse))]
+        var arrays = [("out.npy", c.fileArray("out", out)), ("lse.npy", c.fileArray("lse", lse))]
         if let dout = c.outputGradient {
             let g = try FlashAttention.backward(
                 query: c.query, key: c.key, value: c.value, output: out, logSumExp: lse,
                 outputGradient: dout, shape: c.shape,
                 options: c.options(implementation.implementation, kernel: implementation.kernel))
-            arrays += [
-                ("dq.npy", NpyArray(shape: [s.batch, s.queryHeads, s.queryLength, s.headDim], floats: g.query)),
-                ("dk.npy", NpyArray(shape: [s.batch, s.keyValueHeads, s.keyLength, s.headDim], floats: g.key)),
-                ("dv.npy", NpyArray(shape: [s.batch, s.keyValueHeads, s.keyLength, s.valueHeadDim], floats: g.value)),
-            ]
+            arrays += [("dq.npy", c.fileArray("dq", g.query)), ("dk.npy", c.fileArray("dk", g.key)),
+                       ("dv.npy", c.fileArray("dv", g.value))]
         }
         for (name, array) in arrays {
             let path = (directory as NSString).appendingPathComponent(name)

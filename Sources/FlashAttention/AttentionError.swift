@@ -35,6 +35,9 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidALiBiSlopes(reason: String)
     /// Per-batch lengths are not one value per batch entry within the extent.
     case invalidLengths(argument: String, reason: String)
+    /// Packed-sequence offsets are not `batch + 1` values from 0, non-decreasing and within the
+    /// packed extent, or are given together with per-batch lengths for the same side.
+    case invalidSequenceOffsets(argument: String, reason: String)
     /// The mask's strides are negative or address more elements than it holds.
     case invalidMask(reason: String)
     /// The thread count is zero, negative or larger than `Int32.max`.
@@ -77,6 +80,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .invalidALiBiSlopes(reason):
             return "options.alibiSlopes: \(reason)"
         case let .invalidLengths(argument, reason):
+            return "\(argument): \(reason)"
+        case let .invalidSequenceOffsets(argument, reason):
             return "\(argument): \(reason)"
         case let .invalidMask(reason):
             return "options.mask: \(reason)"

@@ -82,6 +82,31 @@ public struct AttentionOptions: Sendable, Hashable {
     /// Padded batches: the valid keys of each batch entry (`batch` values in `0 … keyLength`);
     /// `nil` means all. Padding keys are never seen.
     public var keyLengths: [Int]?
+    /// Packed variable-length sequences (FlashAttention's `cu_seqlens_q`): the queries of all
+    /// `batch` sequences lie back to back along the query sequence dimension, sequence `b` in
+    /// rows `offsets[b] ..< offsets[b + 1]`; `batch + 1` values from 0, non-decreasing, the last
+    /// at most `shape.queryLength` (the packed extent). `nil` (not packed) by default.
+    ///
+    /// The query-side tensors (query, output, log-sum-exp and their gradients) then have no
+    /// batch dimension: `[Lq, Hq, D]` in `.blhd`, `[Hq, Lq, D]` in `.bhld`, log-sum-exp
+    /// `[Hq, Lq]`. Each sequence attends only within itself as its own problem — causal
+    /// alignment, windows and ALiBi per sequence; masks are indexed by sequence and local
+    /// positions. Rows past the last offset get output 0 and log-sum-exp −∞. Exclusive with
+    /// ``queryLengths``.
+    ///
+    /// ```swift
+    /// // Three sequences of 5, 1 and 12 tokens in one [18, H, D] buffer:
+    /// let shape = AttentionShape(batch: 3, queryHeads: 8, queryLength: 18, keyLength: 18, headDim: 64)
+    /// let options = AttentionOptions(causal: .bottomRight, layout: .blhd,
+    ///                                querySequenceOffsets: [0, 5, 6, 18],
+    ///                                keySequenceOffsets: [0, 5, 6, 18])
+    /// ```
+    public var querySequenceOffsets: [Int]?
+    /// Packed variable-length key/value sequences (`cu_seqlens_k`), as
+    /// ``querySequenceOffsets`` for the key, value and their gradients (no batch dimension;
+    /// keys past the last offset get zero gradients). Either side may be packed alone — e.g.
+    /// packed queries against a padded cache with ``keyLengths``. Exclusive with ``keyLengths``.
+    public var keySequenceOffsets: [Int]?
     /// An element mask (boolean or additive), combined with everything above; `nil` by default.
     public var mask: AttentionMask?
     /// A block-sparse mask; `nil` by default.
@@ -107,7 +132,8 @@ public struct AttentionOptions: Sendable, Hashable {
                 softcap: Float? = nil, alibiSlopes: [Float]? = nil,
                 queryLengths: [Int]? = nil, keyLengths: [Int]? = nil, mask: AttentionMask? = nil,
                 blockMask: BlockMask? = nil, threadCount: Int? = nil, implementation: AttentionImplementation = .flash,
-                layout: TensorLayout = .bhld, kernel: KernelISA = .automatic) {
+                layout: TensorLayout = .bhld, kernel: KernelISA = .automatic,
+                querySequenceOffsets: [Int]? = nil, keySequenceOffsets: [Int]? = nil) {
         self.scale = scale
         self.causal = causal
         self.window = window
@@ -121,5 +147,7 @@ public struct AttentionOptions: Sendable, Hashable {
         self.implementation = implementation
         self.layout = layout
         self.kernel = kernel
+        self.querySequenceOffsets = querySequenceOffsets
+        self.keySequenceOffsets = keySequenceOffsets
     }
 }

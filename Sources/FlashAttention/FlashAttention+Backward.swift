@@ -42,6 +42,13 @@ public struct AttentionGradients: Sendable {
     public var key: [Float]
     /// ∂loss/∂value, summed over the query heads that share each value head.
     public var value: [Float]
+
+    /// Gradients from their three arrays (e.g. slices of a packed batch's gradients).
+    public init(query: [Float], key: [Float], value: [Float]) {
+        self.query = query
+        self.key = key
+        self.value = value
+    }
 }
 
 /// What a training forward keeps for its backward: the inputs (arrays are shared, not
@@ -121,7 +128,7 @@ extension FlashAttention {
             (.outputGradient, outputGradient.count),
         ]
         for (role, count) in arrays {
-            let required = try requiredElements(role, shape: shape, strides: strides)
+            let required = try requiredElements(role, shape: shape, strides: strides, options: options)
             guard count == required else {
                 if role == .logSumExp && count == 0 { throw .missingLogSumExp }
                 throw .wrongCount(argument: role.name, expected: required, count: count)
@@ -182,10 +189,10 @@ extension FlashAttention {
             (.valueGradient, valueGradient.count),
         ]
         for (role, count) in counts {
-            try checkBuffer(role, count: count, shape: shape, strides: strides, gradients: gradients)
+            try checkBuffer(role, count: count, shape: shape, strides: strides, options: options, gradients: gradients)
         }
         guard logSumExp.count > 0 else { throw .missingLogSumExp }
-        try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides)
+        try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides, options: options)
         problem.q = query.baseAddress
         problem.k = key.baseAddress
         problem.v = value.baseAddress
@@ -218,7 +225,7 @@ extension FlashAttention {
     {
         let strides = AttentionTensorStrides.packed(.bhld, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
-        _ = try requiredElements(.query, shape: shape, strides: strides)
+        _ = try requiredElements(.query, shape: shape, strides: strides, options: options)
         var bytes = 0
         guard fa_backward_workspace_bytes(&problem, &bytes) == FA_OK else {
             throw .sizeOverflow(argument: "workspace")

@@ -58,7 +58,7 @@ public enum FlashAttention {
     {
         let strides = AttentionTensorStrides.packed(.bhld, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
-        _ = try requiredElements(.query, shape: shape, strides: strides)
+        _ = try requiredElements(.query, shape: shape, strides: strides, options: options)
         var info = fa_kernel_info()
         guard fa_kernel_info_for(&problem, &info) == FA_OK else {
             throw .unsupportedKernel(options.kernel)
@@ -159,12 +159,12 @@ public enum FlashAttention {
     {
         let strides = strides ?? .packed(options.layout, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
-        try checkBuffer(.query, count: query.count, shape: shape, strides: strides)
-        try checkBuffer(.key, count: key.count, shape: shape, strides: strides)
-        try checkBuffer(.value, count: value.count, shape: shape, strides: strides)
-        try checkBuffer(.output, count: output.count, shape: shape, strides: strides)
+        try checkBuffer(.query, count: query.count, shape: shape, strides: strides, options: options)
+        try checkBuffer(.key, count: key.count, shape: shape, strides: strides, options: options)
+        try checkBuffer(.value, count: value.count, shape: shape, strides: strides, options: options)
+        try checkBuffer(.output, count: output.count, shape: shape, strides: strides, options: options)
         if let logSumExp {
-            try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides)
+            try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides, options: options)
             problem.lse = logSumExp.baseAddress
         }
         problem.q = query.baseAddress
@@ -216,7 +216,7 @@ public enum FlashAttention {
     {
         let strides = AttentionTensorStrides.packed(.bhld, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
-        _ = try requiredElements(.query, shape: shape, strides: strides)  // checks every extent
+        _ = try requiredElements(.query, shape: shape, strides: strides, options: options)  // checks every extent
         var bytes = 0
         let status = fa_workspace_bytes(&problem, &bytes)
         guard status == FA_OK else {
@@ -236,14 +236,14 @@ public enum FlashAttention {
         _ = try makeProblem(shape: shape, strides: strides, options: options)
         for role in [TensorRole.query, .key, .value] {
             let count = role == .query ? query.count : role == .key ? key.count : value.count
-            let required = try requiredElements(role, shape: shape, strides: strides)
+            let required = try requiredElements(role, shape: shape, strides: strides, options: options)
             guard count == required else {
                 throw .wrongCount(argument: role.name, expected: required, count: count)
             }
         }
-        let outputCount = try requiredElements(.output, shape: shape, strides: strides)
+        let outputCount = try requiredElements(.output, shape: shape, strides: strides, options: options)
         let lseCount = wantsLogSumExp
-            ? try requiredElements(.logSumExp, shape: shape, strides: strides) : 0
+            ? try requiredElements(.logSumExp, shape: shape, strides: strides, options: options) : 0
         var output = [Float](repeating: 0, count: outputCount)
         var logSumExp = [Float](repeating: 0, count: lseCount)
         try query.withUnsafeBufferPointer { (q) throws(AttentionError) in

@@ -35,6 +35,11 @@ enum TensorRole: CaseIterable {
         }
     }
 
+    /// K, V and their gradients: the tensors indexed by key.
+    var isKeySide: Bool {
+        self == .key || self == .value || self == .keyGradient || self == .valueGradient
+    }
+
     init?(_ argument: fa_argument) {
         guard let role = Self.allCases.first(where: { $0.argument == argument }) else { return nil }
         self = role
@@ -143,8 +148,37 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
                                   reason: "entry \(bad) is \(lengths[bad]); it must be between 0 and \(extent)")
         }
     }
+    for (name, offsets, lengths, extent) in [
+        ("options.querySequenceOffsets", options.querySequenceOffsets, options.queryLengths, shape.queryLength),
+        ("options.keySequenceOffsets", options.keySequenceOffsets, options.keyLengths, shape.keyLength),
+    ] {
+        guard let offsets else { continue }
+        guard lengths == nil else {
+            throw .invalidSequenceOffsets(argument: name, reason: "a side is either packed (offsets) or padded (lengths), not both")
+        }
+        guard offsets.count == shape.batch + 1 else {
+            throw .invalidSequenceOffsets(argument: name, reason: "\(offsets.count) offsets for \(shape.batch) sequences; it needs batch + 1")
+        }
+        guard offsets[0] == 0 else {
+            throw .invalidSequenceOffsets(argument: name, reason: "the first offset is \(offsets[0]); it must be 0")
+        }
+        if let bad = offsets.indices.dropFirst().first(where: { offsets[$0] < offsets[$0 - 1] }) {
+            throw .invalidSequenceOffsets(argument: name, reason: "offset \(bad) is \(offsets[bad]), below offset \(bad - 1) (\(offsets[bad - 1]))")
+        }
+        guard offsets[shape.batch] <= extent else {
+            throw .invalidSequenceOffsets(argument: name, reason: "the last offset is \(offsets[shape.batch]), past the packed extent \(extent)")
+        }
+    }
+    // Masks are indexed by local positions: on a packed side, up to the longest sequence.
+    var maskShape = shape
+    if let o = options.querySequenceOffsets, o.count == shape.batch + 1 {
+        maskShape.queryLength = max(1, zip(o.dropFirst(), o).map { $0 - $1 }.max() ?? 1)
+    }
+    if let o = options.keySequenceOffsets, o.count == shape.batch + 1 {
+        maskShape.keyLength = max(1, zip(o.dropFirst(), o).map { $0 - $1 }.max() ?? 1)
+    }
     if let mask = options.mask {
-        guard let required = mask.requiredCount(shape) else {
+        guard let required = mask.requiredCount(maskShape) else {
             throw .invalidMask(reason: "strides \(mask.strides) are negative or overflow")
         }
         guard mask.count >= required else {
@@ -157,7 +191,7 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
         p.mask.key = Int64(st.key)
     }
     if let bm = options.blockMask {
-        guard let required = bm.requiredCount(shape) else {
+        guard let required = bm.requiredCount(maskShape) else {
             throw .invalidMask(reason: "block mask: granularity \(bm.blockQuery) × \(bm.blockKey) or strides \(bm.strides) invalid")
         }
         guard bm.kept.count >= required else {
@@ -181,10 +215,15 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
     return p
 }
 
-/// Elements the buffer of `role` must hold; throws for bad extents or strides.
+/// Elements the buffer of `role` must hold; throws for bad extents or strides. A side of
+/// packed sequences has no batch dimension.
 func requiredElements(_ role: TensorRole, shape: AttentionShape, strides: AttentionTensorStrides,
+                      options: AttentionOptions,
                       gradients: AttentionGradientStrides? = nil) throws(AttentionError) -> Int {
     var cShape = shape.cShape
+    if role.isKeySide ? options.keySequenceOffsets != nil : options.querySequenceOffsets != nil {
+        cShape.batch = 1
+    }
     var elements: Int64 = 0
     var diag = fa_diagnostic()
     let status = fa_tensor_elements(&cShape, role.argument,
@@ -195,9 +234,10 @@ func requiredElements(_ role: TensorRole, shape: AttentionShape, strides: Attent
 
 /// Throws unless a buffer of `count` elements is large enough for `role`.
 func checkBuffer(_ role: TensorRole, count: Int, shape: AttentionShape,
-                 strides: AttentionTensorStrides,
+                 strides: AttentionTensorStrides, options: AttentionOptions,
                  gradients: AttentionGradientStrides? = nil) throws(AttentionError) {
-    let required = try requiredElements(role, shape: shape, strides: strides, gradients: gradients)
+    let required = try requiredElements(role, shape: shape, strides: strides, options: options,
+                                        gradients: gradients)
     guard count >= required else {
         throw .bufferTooSmall(argument: role.name, required: required, count: count)
     }
@@ -209,11 +249,21 @@ func withScoreModifiers(_ options: AttentionOptions, _ problem: inout fa_problem
                         _ body: (inout fa_problem) throws(AttentionError) -> Void) throws(AttentionError) {
     let qLengths = options.queryLengths.map { $0.map { Int32($0) } } ?? []
     let kvLengths = options.keyLengths.map { $0.map { Int32($0) } } ?? []
+    let qOffsets = options.querySequenceOffsets.map { $0.map { Int32($0) } } ?? []
+    let kvOffsets = options.keySequenceOffsets.map { $0.map { Int32($0) } } ?? []
     let slopes = options.alibiSlopes ?? []
     let blocks = options.blockMask?.kept ?? []
+    try qOffsets.withUnsafeBufferPointer { (qo) throws(AttentionError) in
+    try kvOffsets.withUnsafeBufferPointer { (ko) throws(AttentionError) in
     try blocks.withUnsafeBufferPointer { (bk) throws(AttentionError) in
     problem.block_mask.data = options.blockMask == nil ? nil : bk.baseAddress
-    defer { problem.block_mask.data = nil }
+    problem.cu_seqlens_q = options.querySequenceOffsets == nil ? nil : qo.baseAddress
+    problem.cu_seqlens_k = options.keySequenceOffsets == nil ? nil : ko.baseAddress
+    defer {
+        problem.block_mask.data = nil
+        problem.cu_seqlens_q = nil
+        problem.cu_seqlens_k = nil
+    }
     try slopes.withUnsafeBufferPointer { (s) throws(AttentionError) in
         try qLengths.withUnsafeBufferPointer { (ql) throws(AttentionError) in
             try kvLengths.withUnsafeBufferPointer { (kl) throws(AttentionError) in
@@ -245,6 +295,8 @@ func withScoreModifiers(_ options: AttentionOptions, _ problem: inout fa_problem
                 }
             }
         }
+    }
+    }
     }
     }
 }
@@ -320,6 +372,8 @@ extension AttentionError {
             self = .invalidMask(reason: message)
         case FA_ERR_INVALID_LENGTH:
             self = .invalidLengths(argument: name, reason: message)
+        case FA_ERR_INVALID_OFFSETS:
+            self = .invalidSequenceOffsets(argument: name, reason: message)
         case FA_ERR_INVALID_WINDOW:
             self = .invalidWindow(left: v0 < 0 ? nil : v0, right: v1 < 0 ? nil : v1)
         case FA_ERR_UNSUPPORTED_ISA:
@@ -350,6 +404,8 @@ extension AttentionError {
         case FA_ARG_WINDOW: "options.window"
         case FA_ARG_Q_LENGTHS: "options.queryLengths"
         case FA_ARG_KV_LENGTHS: "options.keyLengths"
+        case FA_ARG_CU_SEQLENS_Q: "options.querySequenceOffsets"
+        case FA_ARG_CU_SEQLENS_K: "options.keySequenceOffsets"
         case FA_ARG_SOFTCAP: "options.softcap"
         case FA_ARG_ALIBI: "options.alibiSlopes"
         case FA_ARG_MASK: "options.mask"

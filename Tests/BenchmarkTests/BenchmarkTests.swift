@@ -44,6 +44,20 @@ struct ArgumentTests {
         config.blockSparseSize = 32
         let keptBlocks = config.blockMask!.kept.filter { $0 != 0 }.count
         #expect(config.forwardFlops == dense * Double(keptBlocks) / Double(2 * 8 * 8))
+        // --varlen: B sequences of N tokens in all, each ≥ 1, seeded; FLOPs per sequence.
+        #expect(try AttentionBenchCommand.parse(["--varlen", "exponential"]).specification.varlen == .exponential)
+        for dist in VarlenDistribution.allCases {
+            var v = BenchConfiguration(batch: 7, queryHeads: 2, keyValueHeads: 2, queryLength: 1000,
+                                       keyLength: 1000, headDim: 16, causal: .bottomRight, threads: 1)
+            v.varlen = dist
+            let lengths = try #require(v.sequenceLengths)
+            #expect(lengths.count == 7 && lengths.reduce(0, +) == 1000 && lengths.allSatisfy { $0 >= 1 })
+            #expect(v.sequenceLengths == lengths && v.sequenceOffsets?.last == 1000)
+            #expect(dist != .equal || lengths.max()! - lengths.min()! <= 1)
+            let pairs = lengths.reduce(0) { $0 + $1 * ($1 + 1) / 2 }  // causal, Lq = Lk
+            #expect(v.forwardFlops == Double(4 * 16 * 2 * pairs))
+            #expect(v.bufferShape.batch == 1 && v.naiveScoreBytes == 4 * lengths.max()! * lengths.max()!)
+        }
         #expect(try AttentionBenchCommand.parse(["--pass", "backward"]).specification.passes == [.backward])
         let defaults = try AttentionBenchCommand.parse([]).specification
         #expect(defaults.passes == [.forward])
@@ -61,7 +75,8 @@ struct ArgumentTests {
                       ["--heads", "8", "--kv-heads", "3"], ["--repeats", "0"],
                       ["--threads", "-1"], ["--format", "xml"], ["--seq-lens", "1,,x"],
                       ["--window", "3"], ["--window", "-2,0"], ["--block-sparse", "2,64"],
-                      ["--block-sparse", "0.5"], ["--mask-density", "1.5"]])
+                      ["--block-sparse", "0.5"], ["--mask-density", "1.5"], ["--varlen", "zipf"],
+                      ["--varlen", "uniform", "--kv-lens", "64"], ["--varlen", "equal", "--seq-lens", "4", "--batch", "5"]])
     func refused(_ args: [String]) {
         #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(args) }
     }
@@ -201,7 +216,7 @@ struct WriterTests {
         #expect(lines.count == 6)  // header, 4 rows, trailing empty
         #expect(lines[0] == Substring(SweepReport.csvHeader.joined(separator: ",")))
         #expect(lines[1].hasPrefix("flash,forward,1,8,8,256,256,64,none,2,"))
-        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\",,,,"))
+        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\"" + String(repeating: ",", count: 10)))
         #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
             == SweepReport.csvHeader.count)
     }
@@ -299,5 +314,15 @@ struct SmokeTests {
         #expect(bwd.flops == 2.5 * fwd.flops)
         #expect(try #require(bwd.maxAbsDifference) < 1e-4)
         #expect(bwd.workspaceBytes > 0)
+
+        // Packed sequences: flash and naive agree in both passes.
+        let varlen = try AttentionBenchCommand.parse([
+            "--seq-lens", "90", "--batch", "4", "--head-dims", "16", "--heads", "2", "--threads", "1",
+            "--causal", "bottom-right", "--varlen", "exponential", "--pass", "both", "--warmup", "0",
+            "--repeats", "1", "--min-time", "0", "--output", dir.path,
+        ])
+        report = try varlen.runSweep()
+        #expect(report.cases.count == 4)
+        #expect(report.cases.allSatisfy { $0.skipReason == nil && ($0.maxAbsDifference ?? 1) < 1e-4 })
     }
 }

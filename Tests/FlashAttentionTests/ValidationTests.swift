@@ -237,7 +237,24 @@ struct CValidationTests {
     @Test("each bad field gives its status, argument and a message naming it")
     func badFields() {
         let b = Buffers()
+        // Packed-sequence offsets (batch 1: two values each), alive for the whole test.
+        let offsets = UnsafeMutablePointer<Int32>.allocate(capacity: 8)
+        defer { offsets.deallocate() }
+        let lengths = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        defer { lengths.deallocate() }
+        for (i, x) in [1, 3, 0, 4, 0, -1, 0, 2].enumerated() { offsets[i] = Int32(x) }
+        lengths[0] = 2
         let cases: [(String, (inout fa_problem) -> Void, fa_status, fa_argument, String)] = [
+            ("offsets not 0-based", { $0.cu_seqlens_q = UnsafePointer(offsets) }, FA_ERR_INVALID_OFFSETS,
+             FA_ARG_CU_SEQLENS_Q, "cu_seqlens_q[0] is 1"),
+            ("offsets past the extent", { $0.cu_seqlens_k = UnsafePointer(offsets + 2) },
+             FA_ERR_INVALID_OFFSETS, FA_ARG_CU_SEQLENS_K, "cu_seqlens_k[1] is 4, past the extent 3"),
+            ("offsets decreasing", { $0.cu_seqlens_q = UnsafePointer(offsets + 4) },
+             FA_ERR_INVALID_OFFSETS, FA_ARG_CU_SEQLENS_Q, "cu_seqlens_q[1] is -1, below"),
+            ("offsets and lengths", { p in
+                p.cu_seqlens_k = UnsafePointer(offsets + 6)
+                p.kv_lengths = UnsafePointer(lengths)
+            }, FA_ERR_INVALID_OFFSETS, FA_ARG_CU_SEQLENS_K, "both given"),
             ("null q", { $0.q = nil }, FA_ERR_NULL_POINTER, FA_ARG_Q, "q is NULL"),
             ("null o", { $0.o = nil }, FA_ERR_NULL_POINTER, FA_ARG_O, "o is NULL"),
             ("zero heads", { $0.shape.q_heads = 0 }, FA_ERR_INVALID_EXTENT, FA_ARG_Q_HEADS,
@@ -284,7 +301,7 @@ struct CValidationTests {
 
     @Test("every status has its own message")
     func messages() {
-        let statuses = (0 ... 11).map { fa_status(rawValue: UInt32($0)) }
+        let statuses = (0 ... 19).map { fa_status(rawValue: UInt32($0)) }
         let messages = statuses.map { String(cString: fa_status_message($0)) }
         #expect(Set(messages).count == statuses.count)
         #expect(!messages.contains("unknown status"))

@@ -169,6 +169,73 @@ struct ParityTests {
         #expect(!checker.check(directory: dir).passed)
     }
 
+    @Test("cu_seqlens_q and cu_seqlens_k keys: packed [T, H, D] tensors, checked and written")
+    func packedSequences() throws {
+        // Sequences of 5, 1 and 17 queries against 9, 4 and 17 keys, each its own reference.
+        let lq = [5, 1, 17], lk = [9, 4, 17]
+        let (hq, hkv, d, dv) = (4, 2, 8, 6)
+        let cases = (0 ..< 3).map { b in
+            AttentionCase(shape: AttentionShape(queryHeads: hq, keyValueHeads: hkv, queryLength: lq[b],
+                                                keyLength: lk[b], headDim: d, valueHeadDim: dv),
+                          causal: .bottomRight, seed: 60 + UInt64(b))
+        }
+        let (tq, tk) = (lq.reduce(0, +), lk.reduce(0, +))
+        var q = [Float](), k = [Float](), v = [Float](), dout = [Float]()
+        var out = [Double](), lse = [Double](repeating: 0, count: hq * tq)
+        var dq = [Double](), dk = [Double](), dvv = [Double]()
+        var row = 0
+        for (b, c) in cases.enumerated() {
+            let (cq, ck, cv) = c.inputs()
+            let g = c.outputGradient()
+            let f = c.reference()
+            let r = c.referenceGradients(forward: f)
+            // [1, H, L, D] (bhld) per sequence → rows of [T, H, D].
+            for i in 0 ..< lq[b] {
+                for h in 0 ..< hq {
+                    for x in 0 ..< d { q.append(cq[0, h, i, x]); dq.append(r.query[(h * lq[b] + i) * d + x]) }
+                    for x in 0 ..< dv { dout.append(g[0, h, i, x]); out.append(f.output[(h * lq[b] + i) * dv + x]) }
+                    lse[h * tq + row + i] = f.logSumExp[h * lq[b] + i]
+                }
+            }
+            for j in 0 ..< lk[b] {
+                for h in 0 ..< hkv {
+                    for x in 0 ..< d { k.append(ck[0, h, j, x]); dk.append(r.key[(h * lk[b] + j) * d + x]) }
+                    for x in 0 ..< dv { v.append(cv[0, h, j, x]); dvv.append(r.value[(h * lk[b] + j) * dv + x]) }
+                }
+            }
+            row += lq[b]
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parity-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try NpyArray(shape: [tq, hq, d], floats: q).write(to: dir + "/q.npy")
+        try NpyArray(shape: [tk, hkv, d], floats: k).write(to: dir + "/k.npy")
+        try NpyArray(shape: [tk, hkv, dv], floats: v).write(to: dir + "/v.npy")
+        try NpyArray(shape: [tq, hq, dv], floats: dout).write(to: dir + "/dout.npy")
+        try NpyArray(shape: [tq, hq, dv], doubles: out).write(to: dir + "/out.npy")
+        try NpyArray(shape: [hq, tq], doubles: lse).write(to: dir + "/lse.npy")
+        try NpyArray(shape: [tq, hq, d], doubles: dq).write(to: dir + "/dq.npy")
+        try NpyArray(shape: [tk, hkv, d], doubles: dk).write(to: dir + "/dk.npy")
+        try NpyArray(shape: [tk, hkv, dv], doubles: dvv).write(to: dir + "/dv.npy")
+        let json = "{\"causal\": \"bottom_right\", \"cu_seqlens_q\": [0, 5, 6, 23], \"cu_seqlens_k\": [0, 9, 13, 30]}"
+        try json.write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        let result = checker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+        #expect(result.results.allSatisfy { $0.tensors.map(\.tensor) == ["out", "lse", "dq", "dk", "dv"] })
+        // Other boundaries between the same tokens: the same files must fail.
+        try json.replacingOccurrences(of: "[0, 5, 6, 23]", with: "[0, 6, 7, 23]")
+            .write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        #expect(!checker.check(directory: dir).passed)
+        // --write writes [T, H, D] / [H, T] files that pass against the same case.
+        try json.write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        _ = try ParityChecker.write(directory: dir, overwrite: true)
+        #expect(try NpyArray(contentsOf: dir + "/out.npy").shape == [tq, hq, dv])
+        #expect(try NpyArray(contentsOf: dir + "/lse.npy").shape == [hq, tq])
+        #expect(try NpyArray(contentsOf: dir + "/dk.npy").shape == [tk, hkv, d])
+        let rewritten = checker.check(directory: dir)
+        #expect(rewritten.passed, "\(ParityReport.text([rewritten], atol: 1e-5, rtol: 1e-5))")
+    }
+
     @Test("mask key: a broadcast boolean mask and a dense additive one")
     func masks() throws {
         let shape = AttentionShape(batch: 2, queryHeads: 2, queryLength: 20, keyLength: 30, headDim: 8)
@@ -261,8 +328,7 @@ struct ParityTests {
         #expect(cmd.directories == ["a", "b"] && cmd.atol == 1e-4 && cmd.impl == [.naive] && cmd.json)
         #expect(throws: (any Error).self) { try ParityCommand.parse([]) }
         #expect(throws: (any Error).self) { try ParityCommand.parse(["a", "--rtol", "-1"]) }
-        var failing = try ParityCommand.parse(["/nonexistent"])
+        let failing = try ParityCommand.parse(["/nonexistent"])
         #expect(throws: (any Error).self) { try failing.run() }
-        _ = failing
     }
 }

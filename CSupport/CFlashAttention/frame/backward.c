@@ -114,14 +114,15 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
     const int64_t g = h / pl->group;
     const int bq = l->bq, bk = l->bk;
-    const int block_rows = (int)(p->shape.q_len - q0 < bq ? p->shape.q_len - q0 : bq);
+    const int64_t entry_rows = fa_q_rows_of(p, b);
+    const int block_rows = (int)(entry_rows - q0 < bq ? entry_rows - q0 : bq);
     // Rows past the batch entry's valid length are padding: zero dQ, nothing added to dK, dV.
     const int64_t q_valid = fa_q_len_of(p, b) - q0;
     const int rows = (int)(q_valid < 0 ? 0 : (q_valid < block_rows ? q_valid : block_rows));
     const fa_row_band band = fa_row_band_for(p, b);
     if (kc0 == 0)
         for (int i = rows; i < block_rows; i++) {
-            float *di = p->dq + b * p->dq_strides.batch + h * p->dq_strides.head +
+            float *di = p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head +
                         (q0 + i) * p->dq_strides.seq;
             for (int64_t c = 0; c < p->shape.head_dim_qk; c++) di[c] = 0.0f;
         }
@@ -129,14 +130,16 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     const int vw = kr->vector_width;
     const int rows_padded = (rows + vw - 1) / vw * vw;
 
-    const float *q = p->q + b * p->q_strides.batch + h * p->q_strides.head + q0 * p->q_strides.seq;
-    const float *o = p->o + b * p->o_strides.batch + h * p->o_strides.head + q0 * p->o_strides.seq;
-    const float *dout = p->dout + b * p->dout_strides.batch + h * p->dout_strides.head +
+    const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head +
+                     q0 * p->q_strides.seq;
+    const float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head +
+                     q0 * p->o_strides.seq;
+    const float *dout = p->dout + fa_q_entry(p, b, p->dout_strides) + h * p->dout_strides.head +
                         q0 * p->dout_strides.seq;
-    const float *lse = p->lse + b * p->lse_strides.batch + h * p->lse_strides.head +
+    const float *lse = p->lse + fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head +
                        q0 * p->lse_strides.seq;
-    const float *k = p->k + b * p->k_strides.batch + g * p->k_strides.head;
-    const float *v = p->v + b * p->v_strides.batch + g * p->v_strides.head;
+    const float *k = p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
+    const float *v = p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
 
     float *qt = ws + l->qt, *dot = ws + l->dot, *st = ws + l->st, *dpt = ws + l->dpt;
     float *dq_acc = ws + l->dq_acc, *lse2 = ws + l->lse2, *dsum = ws + l->dsum;
@@ -197,7 +200,8 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         kr->gemm_acc(rows_padded, dqk, keys, dpt, 1, bq, kb, p->k_strides.seq, dq_acc, l->ldk);
     }
 
-    float *dq = p->dq + b * p->dq_strides.batch + h * p->dq_strides.head + q0 * p->dq_strides.seq;
+    float *dq = p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head +
+                q0 * p->dq_strides.seq;
     for (int i = 0; i < rows; i++) {
         float *di = dq + i * p->dq_strides.seq;
         const float *ai = dq_acc + (int64_t)i * l->ldk;
@@ -212,16 +216,21 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
 static void backward_item(const backward_plan *pl, int64_t b, int64_t g, float *ws) {
     const fa_problem *p = pl->p;
     const backward_layout *l = &pl->layout;
-    const int64_t lk = p->shape.kv_len, dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
+    const int64_t lk = fa_kv_rows_of(p, b), lq = fa_q_rows_of(p, b);
+    const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
     float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
-    float *dk = p->dk + b * p->dk_strides.batch + g * p->dk_strides.head;
-    float *dvo = p->dv + b * p->dv_strides.batch + g * p->dv_strides.head;
+    float *dk = p->dk + fa_kv_entry(p, b, p->dk_strides) + g * p->dk_strides.head;
+    float *dvo = p->dv + fa_kv_entry(p, b, p->dv_strides) + g * p->dv_strides.head;
+    // A sequence without keys: its dQ rows still have to be written (zero).
+    if (lk == 0)
+        for (int64_t h = g * pl->group; h < (g + 1) * pl->group; h++)
+            for (int64_t q0 = 0; q0 < lq; q0 += l->bq) backward_query_block(pl, b, h, q0, 0, 0, ws);
     for (int64_t kc0 = 0; kc0 < lk; kc0 += l->chunk) {
         const int64_t kc1 = kc0 + l->chunk < lk ? kc0 + l->chunk : lk;
         memset(dk_acc, 0, sizeof(float) * (size_t)(kc1 - kc0) * (size_t)l->ldk);
         memset(dv_acc, 0, sizeof(float) * (size_t)(kc1 - kc0) * (size_t)l->ldv);
         for (int64_t h = g * pl->group; h < (g + 1) * pl->group; h++)
-            for (int64_t q0 = 0; q0 < p->shape.q_len; q0 += l->bq)
+            for (int64_t q0 = 0; q0 < lq; q0 += l->bq)
                 backward_query_block(pl, b, h, q0, kc0, kc1, ws);
         for (int64_t j = kc0; j < kc1; j++) {
             float *kj = dk + j * p->dk_strides.seq, *vj = dvo + j * p->dv_strides.seq;
@@ -278,5 +287,6 @@ fa_status fa_backward(const fa_problem *p) {
     }
     (void)stride;
     free(owned);
+    fa_clear_unpacked_rows(p, 1);
     return FA_OK;
 }

@@ -48,7 +48,10 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
     const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
     const int bq = pl->blocks.block_q, bk = pl->blocks.block_k;
     const int64_t q0 = qb * bq;
-    const int block_rows = (int)(p->shape.q_len - q0 < bq ? p->shape.q_len - q0 : bq);
+    // Rows of this entry's buffer in the block (packed sequences are shorter than q_len).
+    const int64_t entry_rows = fa_q_rows_of(p, b);
+    if (q0 >= entry_rows) return;
+    const int block_rows = (int)(entry_rows - q0 < bq ? entry_rows - q0 : bq);
     // Rows past the batch entry's valid length are padding: output 0, logsumexp −inf.
     const int64_t q_valid = fa_q_len_of(p, b) - q0;
     const int rows = (int)(q_valid < 0 ? 0 : (q_valid < block_rows ? q_valid : block_rows));
@@ -58,16 +61,19 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
     const int64_t g = h / pl->group;
     const int64_t ldacc = pl->layout.ldacc;
 
-    const float *q = p->q + b * p->q_strides.batch + h * p->q_strides.head + q0 * p->q_strides.seq;
-    const float *k = p->k + b * p->k_strides.batch + g * p->k_strides.head;
-    const float *v = p->v + b * p->v_strides.batch + g * p->v_strides.head;
+    const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head +
+                     q0 * p->q_strides.seq;
+    const float *k = p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
+    const float *v = p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
     const fa_score_mods mods = fa_score_mods_for(p, b, h);
-    float *o = p->o + b * p->o_strides.batch + h * p->o_strides.head + q0 * p->o_strides.seq;
+    float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head +
+               q0 * p->o_strides.seq;
+    float *lse = p->lse ? p->lse + fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head +
+                              q0 * p->lse_strides.seq
+                        : NULL;
     for (int i = rows; i < block_rows; i++) {
         for (int64_t d = 0; d < dv; d++) o[i * p->o_strides.seq + d] = 0.0f;
-        if (p->lse)
-            p->lse[b * p->lse_strides.batch + h * p->lse_strides.head +
-                   (q0 + i) * p->lse_strides.seq] = -INFINITY;
+        if (lse) lse[i * p->lse_strides.seq] = -INFINITY;
     }
     if (rows == 0) return;
 
@@ -136,11 +142,7 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         } else {
             for (int64_t d = 0; d < dv; d++) oi[d] = 0.0f;
         }
-        if (p->lse) {
-            float *lse = p->lse + b * p->lse_strides.batch + h * p->lse_strides.head +
-                         (q0 + i) * p->lse_strides.seq;
-            *lse = l > 0.0f ? (row_max[i] + log2f(l)) * FA_LN2 : -INFINITY;
-        }
+        if (lse) lse[i * p->lse_strides.seq] = l > 0.0f ? (row_max[i] + log2f(l)) * FA_LN2 : -INFINITY;
     }
 }
 
@@ -157,7 +159,8 @@ fa_status fa_forward(const fa_problem *p) {
     pl.layout = fa_forward_layout_for(&p->shape, pl.blocks);
     pl.scale_log2 = r.scale * FA_LOG2E;
     pl.group = r.group;
-    pl.q_blocks = (p->shape.q_len + pl.blocks.block_q - 1) / pl.blocks.block_q;
+    // Packed sequences: blocks of the longest; a shorter sequence's extra items are empty.
+    pl.q_blocks = (fa_max_q_rows(p) + pl.blocks.block_q - 1) / pl.blocks.block_q;
 
     // A caller workspace is split between the threads; otherwise each thread uses its own
     // cached one (frame/workspace.c). Either way every thread has its workspace before any
@@ -199,5 +202,6 @@ fa_status fa_forward(const fa_problem *p) {
         }
     }
     if (failed) return FA_ERR_OUT_OF_MEMORY;
+    fa_clear_unpacked_rows(p, 0);
     return FA_OK;
 }

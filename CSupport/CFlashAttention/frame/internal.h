@@ -75,13 +75,39 @@ typedef struct fa_row_band {
     int64_t lk;
 } fa_row_band;
 
-/// Batch entry b's valid query rows and keys (the extents unless per-batch lengths are given).
+/// Batch entry b's valid query rows and keys: its packed sequence's length, its per-batch
+/// length, or the extent.
 static inline int64_t fa_q_len_of(const fa_problem *p, int64_t b) {
+    if (p->cu_seqlens_q) return (int64_t)p->cu_seqlens_q[b + 1] - p->cu_seqlens_q[b];
     return p->q_lengths ? p->q_lengths[b] : p->shape.q_len;
 }
 static inline int64_t fa_kv_len_of(const fa_problem *p, int64_t b) {
+    if (p->cu_seqlens_k) return (int64_t)p->cu_seqlens_k[b + 1] - p->cu_seqlens_k[b];
     return p->kv_lengths ? p->kv_lengths[b] : p->shape.kv_len;
 }
+/// The buffer rows batch entry b owns (valid rows, then padding): its packed sequence, or the
+/// whole extent.
+static inline int64_t fa_q_rows_of(const fa_problem *p, int64_t b) {
+    return p->cu_seqlens_q ? fa_q_len_of(p, b) : p->shape.q_len;
+}
+static inline int64_t fa_kv_rows_of(const fa_problem *p, int64_t b) {
+    return p->cu_seqlens_k ? fa_kv_len_of(p, b) : p->shape.kv_len;
+}
+/// Element offset of batch entry b's first row in a query-side tensor (Q, O, LSE, dO, dQ)
+/// with strides s: its packed sequence's first row, or b batch strides.
+static inline int64_t fa_q_entry(const fa_problem *p, int64_t b, fa_strides s) {
+    return p->cu_seqlens_q ? (int64_t)p->cu_seqlens_q[b] * s.seq : b * s.batch;
+}
+/// The same for a key-side tensor (K, V, dK, dV).
+static inline int64_t fa_kv_entry(const fa_problem *p, int64_t b, fa_strides s) {
+    return p->cu_seqlens_k ? (int64_t)p->cu_seqlens_k[b] * s.seq : b * s.batch;
+}
+/// The largest fa_q_rows_of over the batch.
+int64_t fa_max_q_rows(const fa_problem *p);
+int64_t fa_max_kv_rows(const fa_problem *p);
+/// Packed problems: rows of the query side past the last sequence get output 0, logsumexp
+/// −inf (forward) or dQ = 0 (backward); keys past the last sequence dK = dV = 0 (backward).
+void fa_clear_unpacked_rows(const fa_problem *p, int backward);
 
 /// The band of batch entry b of a (validated) problem.
 fa_row_band fa_row_band_for(const fa_problem *p, int64_t b);

@@ -70,6 +70,7 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_INVALID_LENGTH: return "a per-batch length is negative or beyond its extent";
     case FA_ERR_INVALID_MASK: return "the mask's kind is unknown, its data NULL or its strides invalid";
     case FA_ERR_INVALID_BLOCK_MASK: return "the block mask's granularity is below 1 or its strides are invalid";
+    case FA_ERR_INVALID_OFFSETS: return "packed-sequence offsets must start at 0, never decrease and end within the extent";
     }
     return "unknown status";
 }
@@ -218,8 +219,10 @@ static fa_status check_extents(const fa_shape *s, fa_diagnostic *diag) {
     return FA_OK;
 }
 
-// The view of tensor `arg` of `s` with strides `st` at `base`.
-static tensor_view view_of(const fa_shape *s, fa_argument arg, fa_strides st, const void *base) {
+// The view of tensor `arg` of `s` with strides `st` at `base`; `packed`: the tensor's side
+// holds packed sequences, so it has no batch dimension.
+static tensor_view view_of(const fa_shape *s, fa_argument arg, fa_strides st, const void *base,
+                           int packed) {
     tensor_view t = {0};
     t.arg = arg;
     t.base = base;
@@ -236,7 +239,7 @@ static tensor_view view_of(const fa_shape *s, fa_argument arg, fa_strides st, co
     case FA_ARG_DV: t.name = "dv"; heads = s->kv_heads; len = s->kv_len; dim = s->head_dim_v; break;
     default: t.name = "lse"; break;
     }
-    const int64_t extent[4] = {s->batch, heads, len, dim};
+    const int64_t extent[4] = {packed ? 1 : s->batch, heads, len, dim};
     const int64_t stride[4] = {st.batch, st.head, st.seq, 1};
     memcpy(t.extent, extent, sizeof extent);
     memcpy(t.stride, stride, sizeof stride);
@@ -256,7 +259,7 @@ fa_status fa_tensor_elements(const fa_shape *shape, fa_argument tensor, fa_strid
                     "fa_tensor_elements: argument %d is not a tensor", (int)tensor);
     fa_status st = check_extents(shape, diag);
     if (st != FA_OK) return st;
-    tensor_view t = view_of(shape, tensor, strides, NULL);
+    tensor_view t = view_of(shape, tensor, strides, NULL, 0);
     st = check_tensor(&t, diag);
     if (st != FA_OK) return st;
     *elements = t.span;
@@ -303,6 +306,31 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
         {p->q_lengths, s->q_len, FA_ARG_Q_LENGTHS, "q_lengths"},
         {p->kv_lengths, s->kv_len, FA_ARG_KV_LENGTHS, "kv_lengths"},
     };
+    const struct { const int32_t *offsets; const int32_t *lengths; int64_t extent; fa_argument arg; const char *name; } packs[] = {
+        {p->cu_seqlens_q, p->q_lengths, s->q_len, FA_ARG_CU_SEQLENS_Q, "cu_seqlens_q"},
+        {p->cu_seqlens_k, p->kv_lengths, s->kv_len, FA_ARG_CU_SEQLENS_K, "cu_seqlens_k"},
+    };
+    for (int l = 0; l < 2; l++) {
+        const int32_t *cu = packs[l].offsets;
+        if (!cu) continue;
+        if (packs[l].lengths)
+            return fail(diag, FA_ERR_INVALID_OFFSETS, packs[l].arg, 0, 0, 0,
+                        "%s and %s are both given; a side is either packed or padded",
+                        packs[l].name, l == 0 ? "q_lengths" : "kv_lengths");
+        if (cu[0] != 0)
+            return fail(diag, FA_ERR_INVALID_OFFSETS, packs[l].arg, 0, cu[0], 0,
+                        "%s[0] is %d; packed offsets start at 0", packs[l].name, (int)cu[0]);
+        for (int64_t b = 0; b < s->batch; b++)
+            if (cu[b + 1] < cu[b])
+                return fail(diag, FA_ERR_INVALID_OFFSETS, packs[l].arg, b + 1, cu[b + 1], cu[b],
+                            "%s[%lld] is %d, below %s[%lld] = %d; offsets never decrease",
+                            packs[l].name, (long long)(b + 1), (int)cu[b + 1], packs[l].name,
+                            (long long)b, (int)cu[b]);
+        if (cu[s->batch] > packs[l].extent)
+            return fail(diag, FA_ERR_INVALID_OFFSETS, packs[l].arg, s->batch, cu[s->batch],
+                        packs[l].extent, "%s[%lld] is %d, past the extent %lld", packs[l].name,
+                        (long long)s->batch, (int)cu[s->batch], (long long)packs[l].extent);
+    }
     for (int l = 0; l < 2; l++)
         if (lens[l].lengths)
             for (int64_t b = 0; b < s->batch; b++)
@@ -383,7 +411,7 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
     for (int i = 0; i < count; i++) {
         if (!all[i].ptr) {
             if (!all[i].required) continue;
-            tensor_view t = view_of(s, all[i].arg, all[i].strides, NULL);
+            tensor_view t = view_of(s, all[i].arg, all[i].strides, NULL, 0);
             if (all[i].arg == FA_ARG_LSE)
                 return fail(diag, FA_ERR_NULL_POINTER, FA_ARG_LSE, 0, 0, 0,
                             "lse is NULL; the backward needs the forward's logsumexp");
@@ -392,7 +420,10 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
         // Forward: q, k, v in; o, lse out. Backward: q … dout in; dq, dk, dv out.
         if ((backward && all[i].arg == FA_ARG_DQ) || (!backward && all[i].arg == FA_ARG_O))
             first_output = n;
-        views[n++] = view_of(s, all[i].arg, all[i].strides, all[i].ptr);
+        const fa_argument a = all[i].arg;
+        const int key_side = a == FA_ARG_K || a == FA_ARG_V || a == FA_ARG_DK || a == FA_ARG_DV;
+        const int packed = key_side ? p->cu_seqlens_k != NULL : p->cu_seqlens_q != NULL;
+        views[n++] = view_of(s, a, all[i].strides, all[i].ptr, packed);
     }
     for (int i = 0; i < n; i++) {
         st = check_tensor(&views[i], diag);

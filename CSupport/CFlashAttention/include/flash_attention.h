@@ -51,6 +51,7 @@ typedef enum fa_status {
     FA_ERR_INVALID_LENGTH = 16,    ///< a per-batch length is negative or beyond its extent
     FA_ERR_INVALID_MASK = 17,      ///< mask kind unknown, data NULL, or strides negative/overflowing
     FA_ERR_INVALID_BLOCK_MASK = 18,  ///< block-mask granularity < 1 or strides invalid
+    FA_ERR_INVALID_OFFSETS = 19,   ///< packed-sequence offsets not 0-based, decreasing or too large
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -63,6 +64,7 @@ typedef enum fa_argument {
     FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE, FA_ARG_ISA,
     FA_ARG_DOUT, FA_ARG_DQ, FA_ARG_DK, FA_ARG_DV, FA_ARG_WINDOW, FA_ARG_SOFTCAP, FA_ARG_ALIBI,
     FA_ARG_Q_LENGTHS, FA_ARG_KV_LENGTHS, FA_ARG_MASK, FA_ARG_BLOCK_MASK,
+    FA_ARG_CU_SEQLENS_Q, FA_ARG_CU_SEQLENS_K,
 } fa_argument;
 
 /// What a mask's elements mean.
@@ -159,6 +161,20 @@ typedef struct fa_problem {
     /// logsumexp −inf and zero gradients; padding keys are never seen.
     const int32_t *q_lengths;
     const int32_t *kv_lengths;
+    /// Packed variable-length sequences (FlashAttention's cu_seqlens_q / cu_seqlens_k): the
+    /// queries (keys and values) of all batch entries lie back to back along the sequence
+    /// dimension, entry b in rows cu_seqlens[b] … cu_seqlens[b+1] − 1; `batch` is the number
+    /// of sequences and q_len (kv_len) the packed dimension's extent. batch + 1 int32 each,
+    /// starting at 0, non-decreasing, the last ≤ the extent; NULL: not packed. On a packed side
+    /// the tensors have no batch dimension (their batch strides are ignored), so Q is e.g.
+    /// [total_q, Hq, D] with strides {_, D, Hq·D}, and LSE [Hq, total_q]. Each sequence attends
+    /// only within itself, as its own (Lq_b, Lk_b) problem: causal alignment, windows and ALiBi
+    /// are per sequence; element and block masks are indexed (b, h, i, j) with i, j local to
+    /// the sequence. Rows past the last offset get output 0, logsumexp −inf and zero dQ; keys
+    /// past it zero dK, dV. Either side may be packed alone (e.g. one query per sequence
+    /// against a padded cache with kv_lengths); a side cannot have both offsets and lengths.
+    const int32_t *cu_seqlens_q;
+    const int32_t *cu_seqlens_k;
     /// An element mask (FA_MASK_NONE by default), applied after soft-capping and ALiBi and
     /// combined with the causal mask, window and lengths.
     fa_mask mask;

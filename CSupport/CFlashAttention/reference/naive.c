@@ -77,31 +77,44 @@ fa_status fa_naive_forward(const fa_problem *p) {
     fa_status st = fa_validate(p, NULL, &r);
     if (st != FA_OK) return st;
     const fa_shape *sh = &p->shape;
-    size_t count, bytes;
-    if (__builtin_mul_overflow((size_t)sh->q_len, (size_t)sh->kv_len, &count) ||
-        __builtin_mul_overflow(count, sizeof(float), &bytes))
+    size_t count, bytes;  // one score matrix of the largest (packed) sequence
+    if (__builtin_mul_overflow((size_t)fa_max_q_rows(p), (size_t)fa_max_kv_rows(p), &count) ||
+        __builtin_mul_overflow(count > 0 ? count : 1, sizeof(float), &bytes))
         return FA_ERR_SIZE_OVERFLOW;
     float *s = malloc(bytes);
     if (!s) return FA_ERR_OUT_OF_MEMORY;
 
     if (openblas_get_num_threads() != r.threads) openblas_set_num_threads(r.threads);
-    const int64_t lq = sh->q_len, lk = sh->kv_len, dqk = sh->head_dim_qk, dv = sh->head_dim_v;
-    const int64_t ldq = leading_dim(lq, p->q_strides.seq, dqk);
-    const int64_t ldk = leading_dim(lk, p->k_strides.seq, dqk);
-    const int64_t ldv = leading_dim(lk, p->v_strides.seq, dv);
-    const int64_t ldo = leading_dim(lq, p->o_strides.seq, dv);
+    const int64_t dqk = sh->head_dim_qk, dv = sh->head_dim_v;
+    const int64_t lq_max = sh->q_len, lk_max = sh->kv_len;
+    const int64_t ldq = leading_dim(lq_max, p->q_strides.seq, dqk);
+    const int64_t ldk = leading_dim(lk_max, p->k_strides.seq, dqk);
+    const int64_t ldv = leading_dim(lk_max, p->v_strides.seq, dv);
+    const int64_t ldo = leading_dim(lq_max, p->o_strides.seq, dv);
     if (ldq > INT32_MAX || ldk > INT32_MAX || ldv > INT32_MAX || ldo > INT32_MAX) {
         free(s);  // OpenBLAS takes 32-bit leading dimensions
         return FA_ERR_SIZE_OVERFLOW;
     }
 
     for (int64_t b = 0; b < sh->batch; b++) {
-        for (int64_t h = 0; h < sh->q_heads; h++) {
+        // This entry's rows and keys: the extents, or its packed sequence's.
+        const int64_t lq = fa_q_rows_of(p, b), lk = fa_kv_rows_of(p, b);
+        for (int64_t h = 0; h < sh->q_heads && lq > 0; h++) {
             const int64_t g = h / r.group;
-            const float *q = p->q + b * p->q_strides.batch + h * p->q_strides.head;
-            const float *k = p->k + b * p->k_strides.batch + g * p->k_strides.head;
-            const float *v = p->v + b * p->v_strides.batch + g * p->v_strides.head;
-            float *o = p->o + b * p->o_strides.batch + h * p->o_strides.head;
+            const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head;
+            const float *k = p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
+            const float *v = p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
+            float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head;
+            float *lse_h = p->lse ? p->lse + fa_q_entry(p, b, p->lse_strides) +
+                                        h * p->lse_strides.head
+                                  : NULL;
+            if (lk == 0) {  // a sequence without keys: every row sees nothing
+                for (int64_t i = 0; i < lq; i++) {
+                    for (int64_t d = 0; d < dv; d++) o[i * p->o_strides.seq + d] = 0.0f;
+                    if (lse_h) lse_h[i * p->lse_strides.seq] = -INFINITY;
+                }
+                continue;
+            }
             // S = scale · Q · Kᵀ
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
                         r.scale, q, (int)ldq, k, (int)ldk, 0.0f, s, (int)lk);
@@ -109,9 +122,7 @@ fa_status fa_naive_forward(const fa_problem *p) {
             const fa_row_band band = fa_row_band_for(p, b);
             const int64_t q_valid = fa_q_len_of(p, b);
             for (int64_t i = 0; i < lq; i++) {
-                float *lse = p->lse ? p->lse + b * p->lse_strides.batch + h * p->lse_strides.head +
-                                          i * p->lse_strides.seq
-                                    : NULL;
+                float *lse = lse_h ? lse_h + i * p->lse_strides.seq : NULL;
                 // Padding rows (i ≥ the valid length) see nothing: P = 0, output 0, lse −inf.
                 const int64_t lo = i < q_valid ? fa_row_lo(&band, i) : 0;
                 const int64_t hi = i < q_valid ? fa_row_hi(&band, i) : 0;
@@ -123,6 +134,7 @@ fa_status fa_naive_forward(const fa_problem *p) {
         }
     }
     free(s);
+    fa_clear_unpacked_rows(p, 0);
     return FA_OK;
 }
 
@@ -135,24 +147,26 @@ fa_status fa_naive_backward(const fa_problem *p) {
     fa_status st = fa_validate_mode(p, NULL, &r, FA_MODE_BACKWARD);
     if (st != FA_OK) return st;
     const fa_shape *sh = &p->shape;
-    size_t count, bytes;
-    if (__builtin_mul_overflow((size_t)sh->q_len, (size_t)sh->kv_len, &count) ||
-        __builtin_mul_overflow(count, 2 * sizeof(float), &bytes))
+    size_t count, bytes;  // score matrices of the largest (packed) sequence
+    if (__builtin_mul_overflow((size_t)fa_max_q_rows(p), (size_t)fa_max_kv_rows(p), &count) ||
+        __builtin_mul_overflow(count > 0 ? count : 1, 2 * sizeof(float), &bytes))
         return FA_ERR_SIZE_OVERFLOW;
     const int capped = p->softcap > 0.0f;  // a third Lq×Lk buffer for ∂s'/∂s
-    if (capped && __builtin_mul_overflow(count, 3 * sizeof(float), &bytes)) return FA_ERR_SIZE_OVERFLOW;
+    if (capped && __builtin_mul_overflow(count > 0 ? count : 1, 3 * sizeof(float), &bytes))
+        return FA_ERR_SIZE_OVERFLOW;
     float *s = malloc(bytes);
     if (!s) return FA_ERR_OUT_OF_MEMORY;
     float *dp = s + count;
     float *dmod = capped ? s + 2 * count : NULL;
 
     if (openblas_get_num_threads() != r.threads) openblas_set_num_threads(r.threads);
-    const int64_t lq = sh->q_len, lk = sh->kv_len, dqk = sh->head_dim_qk, dv = sh->head_dim_v;
+    const int64_t lq_max = sh->q_len, lk_max = sh->kv_len;
+    const int64_t dqk = sh->head_dim_qk, dv = sh->head_dim_v;
     const int64_t ld[8] = {
-        leading_dim(lq, p->q_strides.seq, dqk), leading_dim(lk, p->k_strides.seq, dqk),
-        leading_dim(lk, p->v_strides.seq, dv), leading_dim(lq, p->o_strides.seq, dv),
-        leading_dim(lq, p->dout_strides.seq, dv), leading_dim(lq, p->dq_strides.seq, dqk),
-        leading_dim(lk, p->dk_strides.seq, dqk), leading_dim(lk, p->dv_strides.seq, dv)};
+        leading_dim(lq_max, p->q_strides.seq, dqk), leading_dim(lk_max, p->k_strides.seq, dqk),
+        leading_dim(lk_max, p->v_strides.seq, dv), leading_dim(lq_max, p->o_strides.seq, dv),
+        leading_dim(lq_max, p->dout_strides.seq, dv), leading_dim(lq_max, p->dq_strides.seq, dqk),
+        leading_dim(lk_max, p->dk_strides.seq, dqk), leading_dim(lk_max, p->dv_strides.seq, dv)};
     for (int i = 0; i < 8; i++)
         if (ld[i] > INT32_MAX) {
             free(s);
@@ -162,18 +176,28 @@ fa_status fa_naive_backward(const fa_problem *p) {
     const int lddo = (int)ld[4], lddq = (int)ld[5], lddk = (int)ld[6], lddv = (int)ld[7];
 
     for (int64_t b = 0; b < sh->batch; b++) {
+        const int64_t lq = fa_q_rows_of(p, b), lk = fa_kv_rows_of(p, b);
         for (int64_t h = 0; h < sh->q_heads; h++) {
             const int64_t g = h / r.group;
             const float first = h % r.group == 0 ? 0.0f : 1.0f;  // beta: start or add
-            const float *q = p->q + b * p->q_strides.batch + h * p->q_strides.head;
-            const float *k = p->k + b * p->k_strides.batch + g * p->k_strides.head;
-            const float *v = p->v + b * p->v_strides.batch + g * p->v_strides.head;
-            const float *o = p->o + b * p->o_strides.batch + h * p->o_strides.head;
-            const float *lse = p->lse + b * p->lse_strides.batch + h * p->lse_strides.head;
-            const float *dout = p->dout + b * p->dout_strides.batch + h * p->dout_strides.head;
-            float *dq = p->dq + b * p->dq_strides.batch + h * p->dq_strides.head;
-            float *dk = p->dk + b * p->dk_strides.batch + g * p->dk_strides.head;
-            float *dvg = p->dv + b * p->dv_strides.batch + g * p->dv_strides.head;
+            const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head;
+            const float *k = p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
+            const float *v = p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
+            const float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head;
+            const float *lse = p->lse + fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head;
+            const float *dout = p->dout + fa_q_entry(p, b, p->dout_strides) + h * p->dout_strides.head;
+            float *dq = p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head;
+            float *dk = p->dk + fa_kv_entry(p, b, p->dk_strides) + g * p->dk_strides.head;
+            float *dvg = p->dv + fa_kv_entry(p, b, p->dv_strides) + g * p->dv_strides.head;
+            if (lq == 0 || lk == 0) {  // an empty sequence: zero gradients, no product
+                for (int64_t i = 0; i < lq; i++)
+                    for (int64_t c = 0; c < dqk; c++) dq[i * p->dq_strides.seq + c] = 0.0f;
+                for (int64_t j = 0; j < lk && first == 0.0f; j++) {
+                    for (int64_t c = 0; c < dqk; c++) dk[j * p->dk_strides.seq + c] = 0.0f;
+                    for (int64_t c = 0; c < dv; c++) dvg[j * p->dv_strides.seq + c] = 0.0f;
+                }
+                continue;
+            }
             // S = scale · Q·Kᵀ, then P in place.
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
                         r.scale, q, ldq, k, ldk, 0.0f, s, (int)lk);
@@ -208,5 +232,6 @@ fa_status fa_naive_backward(const fa_problem *p) {
         }
     }
     free(s);
+    fa_clear_unpacked_rows(p, 1);
     return FA_OK;
 }
