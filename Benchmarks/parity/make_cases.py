@@ -5,13 +5,17 @@
     python3 Benchmarks/parity/make_cases.py OUT_DIR --backend numpy
     swift run -c release attention-parity OUT_DIR/*
 
-Each case directory gets q.npy, k.npy, v.npy (float32 [B, H, L, D]), out.npy, lse.npy,
-dout.npy with the gradients dq.npy, dk.npy, dv.npy, and case.json ({"scale": ...,
-"causal": "none" | "bottom_right" | "top_left", "window": [left, right] or null}). With PyTorch, out comes from
-torch.nn.functional.scaled_dot_product_attention in float64 (top-left causal is its is_causal;
-bottom-right is an explicit boolean mask), lse from torch.logsumexp of the scaled, masked
-scores, and the gradients from autograd of sum(out * dout). Rows that see no key get out = 0,
-lse = -inf and no gradient, the library's convention.
+Each case directory gets q.npy, k.npy, v.npy (float32 [B, H, L, D]; packed cases [T, H, D]),
+out.npy, lse.npy, dout.npy with the gradients dq.npy, dk.npy, dv.npy, and case.json with the
+keys the README documents (scale, causal, window, softcap, alibi_slopes, query_lengths,
+key_lengths, cu_seqlens_q/k, mask, block_mask) and the files they name. Every modifier becomes
+one float64 bias added to the (soft-capped) scaled scores — ALiBi, masks, and -inf outside the
+causal band, window, lengths and kept blocks. With PyTorch, out comes from
+torch.nn.functional.scaled_dot_product_attention in float64 with that bias as its attn_mask
+(soft-capping, which SDPA lacks, is written out with torch.tanh and torch.softmax), lse from
+torch.logsumexp of the biased scores, and the gradients from autograd of sum(out * dout).
+Packed cases compute each sequence alone and lay them back to back. Rows that see no key get
+out = 0, lse = -inf and no gradient, the library's convention.
 
 Not needed to build or test the package; it only needs numpy (and torch, if you want the
 PyTorch reference).
@@ -46,15 +50,43 @@ def visible_mask(lq, lk, causal, window=None):
     return mask
 
 
-def reference_numpy(q, k, v, dout, scale, causal, window=None):
-    """float64 attention with GQA: out [B,Hq,Lq,Dv], lse [B,Hq,Lq] and dq, dk, dv."""
+def modifiers(b, hq, lq, lk, causal, window, alibi=None, query_lengths=None, key_lengths=None,
+              mask=None, blocks=None):
+    """What the library adds to the scaled (soft-capped) scores, as float64 [B, Hq, Lq, Lk]:
+    ALiBi's -slope·|i + Lk_b − Lq_b − j|, an additive mask (a boolean one as 0 / -inf), and
+    -inf outside the causal band, the window, the valid lengths and the kept blocks."""
+    bias = np.zeros((b, hq, lq, lk))
+    for e in range(b):
+        ql = lq if query_lengths is None else query_lengths[e]
+        kl = lk if key_lengths is None else key_lengths[e]
+        seen = np.zeros((lq, lk), dtype=bool)
+        seen[:ql, :kl] = visible_mask(ql, kl, causal, window) if ql and kl else False
+        bias[e] = np.where(seen, 0.0, -np.inf)[None]
+        if alibi is not None:
+            i = np.arange(lq)[:, None]
+            j = np.arange(lk)[None, :]
+            bias[e] -= alibi[:, None, None] * np.abs(i + (kl - ql) - j)[None]
+    if mask is not None:
+        m = np.broadcast_to(mask, (b, hq, lq, lk))
+        bias += np.where(m, 0.0, -np.inf) if m.dtype == bool else m
+    if blocks is not None:
+        kept, (bq, bk) = blocks
+        kept = np.broadcast_to(kept, (b, hq) + kept.shape[2:])
+        full = np.repeat(np.repeat(kept, bq, axis=2), bk, axis=3)[:, :, :lq, :lk]
+        bias = np.where(full != 0, bias, -np.inf)
+    return bias
+
+
+def reference_numpy(q, k, v, dout, scale, bias, softcap=None):
+    """float64 attention with GQA: out [B,Hq,Lq,Dv], lse [B,Hq,Lq] and dq, dk, dv, for scores
+    s = softcap·tanh(scale·q·k / softcap) (or scale·q·k) + bias."""
     q, k, v, dout = (x.astype(np.float64) for x in (q, k, v, dout))
     group = q.shape[1] // k.shape[1]
     kr = np.repeat(k, group, axis=1)
     vr = np.repeat(v, group, axis=1)
     s = scale * np.einsum("bhid,bhjd->bhij", q, kr)
-    mask = visible_mask(q.shape[2], k.shape[2], causal, window)
-    s = np.where(mask, s, -np.inf)
+    t = np.tanh(s / softcap) if softcap else None
+    s = (softcap * t if softcap else s) + bias
     m = s.max(axis=-1, keepdims=True)
     seen = np.isfinite(m)
     m = np.where(seen, m, 0.0)
@@ -63,9 +95,12 @@ def reference_numpy(q, k, v, dout, scale, causal, window=None):
     p = e / np.where(seen, total, 1.0)
     out = np.einsum("bhij,bhjd->bhid", p, vr)
     lse = np.where(seen[..., 0], m[..., 0] + np.log(np.where(seen[..., 0], total[..., 0], 1.0)), -np.inf)
-    # Backward: dS = P ∘ (dP − rowsum(dO ∘ O)); dK, dV summed over each group's heads.
+    # Backward: dS = P ∘ (dP − rowsum(dO ∘ O)), times 1 − tanh² under soft-capping; dK, dV
+    # summed over each group's heads.
     dp = np.einsum("bhid,bhjd->bhij", dout, vr)
     ds = p * (dp - (dout * out).sum(axis=-1, keepdims=True))
+    if softcap:
+        ds = ds * (1.0 - t * t)
     dq = scale * np.einsum("bhij,bhjd->bhid", ds, kr)
     dk = scale * np.einsum("bhij,bhid->bhjd", ds, q)
     dv = np.einsum("bhij,bhid->bhjd", p, dout)
@@ -75,36 +110,122 @@ def reference_numpy(q, k, v, dout, scale, causal, window=None):
     return out, lse, dq, dk, dv
 
 
-def reference_torch(q, k, v, dout, scale, causal, window=None):
+def reference_torch(q, k, v, dout, scale, bias, softcap=None):
+    """The same in PyTorch float64 with autograd: scaled_dot_product_attention with the bias as
+    its float attn_mask, or (soft-capping, which SDPA lacks) the scores written out."""
     import torch
 
     tq, tk, tv = (torch.from_numpy(x.astype(np.float64)).requires_grad_() for x in (q, k, v))
     group = q.shape[1] // k.shape[1]
     kr = tk.repeat_interleave(group, dim=1)
     vr = tv.repeat_interleave(group, dim=1)
-    mask = torch.from_numpy(visible_mask(q.shape[2], k.shape[2], causal, window))
-    seen = mask.any(dim=-1)  # rows with no visible key: 0 and -inf, not NaN
-    safe = mask | ~seen[:, None]  # SDPA gives NaN on fully masked rows; zeroed below
-    out = torch.nn.functional.scaled_dot_product_attention(
-        tq, kr, vr, attn_mask=None if causal == "none" and window is None else safe, scale=scale)
-    out = torch.where(seen[None, None, :, None], out, torch.zeros_like(out))
+    tb = torch.from_numpy(bias)
+    seen = torch.isfinite(tb).any(dim=-1)  # rows with no visible key: 0 and -inf, not NaN
+    safe = torch.where(seen[..., None], tb, torch.zeros_like(tb))
+    if softcap:
+        s = softcap * torch.tanh(scale * tq @ kr.transpose(-1, -2) / softcap) + safe
+        out = torch.softmax(s, dim=-1) @ vr
+    else:
+        out = torch.nn.functional.scaled_dot_product_attention(tq, kr, vr, attn_mask=safe, scale=scale)
+    out = torch.where(seen[..., None], out, torch.zeros_like(out))
     (out * torch.from_numpy(dout.astype(np.float64))).sum().backward()
     with torch.no_grad():
-        scores = scale * tq @ kr.transpose(-1, -2)
-        lse = torch.logsumexp(scores.masked_fill(~mask, float("-inf")), dim=-1)
+        s = scale * tq @ kr.transpose(-1, -2)
+        if softcap:
+            s = softcap * torch.tanh(s / softcap)
+        lse = torch.logsumexp(s + tb, dim=-1)
     return (out.detach().numpy(), lse.numpy(), tq.grad.numpy(), tk.grad.numpy(), tv.grad.numpy())
 
 
 CASES = [
-    # name, B, Hq, Hkv, Lq, Lk, Dqk, Dv, scale (None = 1/sqrt(Dqk)), causal, window
-    ("mha_none", 1, 4, 4, 64, 64, 32, 32, None, "none", None),
-    ("gqa_bottom_right", 2, 8, 2, 65, 129, 64, 64, None, "bottom_right", None),
-    ("mqa_top_left", 1, 8, 1, 127, 127, 40, 40, 0.2, "top_left", None),
-    ("decode_like", 2, 4, 4, 1, 300, 128, 128, None, "bottom_right", None),
-    ("lq_gt_lk_bottom_right", 1, 2, 2, 100, 17, 16, 24, None, "bottom_right", None),
-    ("sliding_window_causal", 1, 4, 2, 200, 200, 64, 64, None, "bottom_right", [32, 0]),
-    ("sliding_window_two_sided", 1, 2, 2, 90, 120, 32, 32, None, "none", [8, 16]),
+    # name, B, Hq, Hkv, Lq, Lk, Dqk, Dv, scale (None = 1/sqrt(Dqk)), causal, window, extras
+    ("mha_none", 1, 4, 4, 64, 64, 32, 32, None, "none", None, {}),
+    ("gqa_bottom_right", 2, 8, 2, 65, 129, 64, 64, None, "bottom_right", None, {}),
+    ("mqa_top_left", 1, 8, 1, 127, 127, 40, 40, 0.2, "top_left", None, {}),
+    ("decode_like", 2, 4, 4, 1, 300, 128, 128, None, "bottom_right", None, {}),
+    ("lq_gt_lk_bottom_right", 1, 2, 2, 100, 17, 16, 24, None, "bottom_right", None, {}),
+    ("sliding_window_causal", 1, 4, 2, 200, 200, 64, 64, None, "bottom_right", [32, 0], {}),
+    ("sliding_window_two_sided", 1, 2, 2, 90, 120, 32, 32, None, "none", [8, 16], {}),
+    ("softcap_alibi", 2, 4, 2, 63, 65, 32, 32, None, "bottom_right", None, {"softcap": 5.0, "alibi": True}),
+    ("key_padding_bool_mask", 2, 4, 4, 17, 70, 32, 16, None, "none", None, {"mask": "key_padding"}),
+    ("dense_additive_mask", 1, 2, 1, 65, 63, 16, 16, None, "top_left", None, {"mask": "additive"}),
+    ("padded_lengths", 3, 4, 2, 40, 50, 24, 24, None, "bottom_right", None,
+     {"query_lengths": [40, 1, 0], "key_lengths": [50, 7, 20]}),
+    ("block_sparse", 1, 2, 2, 70, 100, 16, 16, None, "none", None, {"blocks": [16, 32]}),
+    ("varlen_packed", 4, 4, 2, None, None, 32, 32, None, "bottom_right", None,
+     {"seqlens": [(1, 1), (7, 9), (64, 64), (30, 100)]}),
+    ("everything", 2, 4, 2, 65, 129, 64, 64, None, "bottom_right", [40, 0],
+     {"softcap": 20.0, "alibi": True, "mask": "additive", "blocks": [32, 32]}),
 ]
+
+
+def write_case(d, arrays, params):
+    os.makedirs(d, exist_ok=True)
+    for fname, arr in arrays.items():
+        np.save(os.path.join(d, fname + ".npy"), arr)
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(params, f)
+
+
+def make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window, extras):
+    """Inputs, expected tensors and case.json parameters of one padded-batch case."""
+    q = rng.standard_normal((b, hq, lq, dqk)).astype(np.float32)
+    k = rng.standard_normal((b, hkv, lk, dqk)).astype(np.float32)
+    v = rng.standard_normal((b, hkv, lk, dv)).astype(np.float32)
+    dout = rng.standard_normal((b, hq, lq, dv)).astype(np.float32)
+    used_scale = scale if scale is not None else 1.0 / math.sqrt(dqk)
+    params = {"scale": scale, "causal": causal, "window": window}
+    files = {}
+    alibi = mask = blocks = None
+    if extras.get("softcap"):
+        params["softcap"] = extras["softcap"]
+    if extras.get("alibi"):
+        alibi = np.array([2.0 ** (-8.0 * (h + 1) / hq) for h in range(hq)], dtype=np.float32)
+        files["slopes"] = alibi
+        params["alibi_slopes"] = "slopes.npy"
+        alibi = alibi.astype(np.float64)
+    for key in ("query_lengths", "key_lengths"):
+        if key in extras:
+            params[key] = extras[key]
+    if extras.get("mask") == "key_padding":  # [B, 1, 1, Lk] booleans: the last keys of entry 1 off
+        mask = np.ones((b, 1, 1, lk), dtype=bool)
+        mask[1:, :, :, lk // 2:] = False
+        files["mask"] = mask
+        params["mask"] = {"file": "mask.npy", "kind": "bool"}
+    elif extras.get("mask") == "additive":  # dense [B, Hq, Lq, Lk] in [-2, 2), 10 % -inf
+        mask = rng.uniform(-2, 2, (b, hq, lq, lk)).astype(np.float32)
+        mask[rng.uniform(size=mask.shape) < 0.1] = -np.inf
+        files["mask"] = mask
+        params["mask"] = {"file": "mask.npy", "kind": "additive"}
+        mask = mask.astype(np.float64)
+    if "blocks" in extras:  # [B, Hq, ⌈Lq/bq⌉, ⌈Lk/bk⌉] uint8, about half kept
+        bq, bk = extras["blocks"]
+        kept = (rng.uniform(size=(b, hq, -(-lq // bq), -(-lk // bk))) < 0.5).astype(np.uint8)
+        files["blocks"] = kept
+        params["block_mask"] = {"file": "blocks.npy", "block": [bq, bk]}
+        blocks = (kept, (bq, bk))
+    bias = modifiers(b, hq, lq, lk, causal, window, alibi, extras.get("query_lengths"),
+                     extras.get("key_lengths"), mask, blocks)
+    out, lse, dq, dk, dvg = reference(q, k, v, dout, used_scale, bias, extras.get("softcap"))
+    files.update({"q": q, "k": k, "v": v, "out": out, "lse": lse, "dout": dout, "dq": dq,
+                  "dk": dk, "dv": dvg})
+    return files, params
+
+
+def make_packed_case(reference, rng, hq, hkv, dqk, dv, scale, causal, window, seqlens):
+    """Packed sequences: each (Lq_b, Lk_b) computed alone, then laid back to back in
+    FlashAttention's varlen layout ([T, H, D] tensors, lse [Hq, T])."""
+    parts = []
+    for lq, lk in seqlens:
+        files, params = make_case(reference, rng, 1, hq, hkv, lq, lk, dqk, dv, scale, causal, window, {})
+        parts.append(files)
+    files = {}
+    for name in ("q", "k", "v", "out", "dout", "dq", "dk", "dv"):  # [1, H, L, D] → [L, H, D]
+        files[name] = np.concatenate([p[name][0].transpose(1, 0, 2) for p in parts], axis=0)
+    files["lse"] = np.concatenate([p["lse"][0] for p in parts], axis=1)
+    params["cu_seqlens_q"] = [int(x) for x in np.cumsum([0] + [lq for lq, _ in seqlens])]
+    params["cu_seqlens_k"] = [int(x) for x in np.cumsum([0] + [lk for _, lk in seqlens])]
+    return files, params
 
 
 def main():
@@ -123,21 +244,17 @@ def main():
             backend = "numpy"
     reference = reference_torch if backend == "torch" else reference_numpy
     rng = np.random.default_rng(args.seed)
-    for name, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window in CASES:
+    for name, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window, extras in CASES:
         d = os.path.join(args.out_dir, name)
-        os.makedirs(d, exist_ok=True)
-        q = rng.standard_normal((b, hq, lq, dqk)).astype(np.float32)
-        k = rng.standard_normal((b, hkv, lk, dqk)).astype(np.float32)
-        v = rng.standard_normal((b, hkv, lk, dv)).astype(np.float32)
-        dout = rng.standard_normal((b, hq, lq, dv)).astype(np.float32)
-        used_scale = scale if scale is not None else 1.0 / math.sqrt(dqk)
-        out, lse, dq, dk, dvg = reference(q, k, v, dout, used_scale, causal, window)
-        for fname, arr in (("q", q), ("k", k), ("v", v), ("out", out), ("lse", lse),
-                           ("dout", dout), ("dq", dq), ("dk", dk), ("dv", dvg)):
-            np.save(os.path.join(d, fname + ".npy"), arr)
-        with open(os.path.join(d, "case.json"), "w") as f:
-            json.dump({"scale": scale, "causal": causal, "window": window}, f)
-        print(f"{d}: {backend} reference, {causal}, q {q.shape} k {k.shape} v {v.shape}")
+        if "seqlens" in extras:
+            files, params = make_packed_case(reference, rng, hq, hkv, dqk, dv, scale, causal, window,
+                                             extras["seqlens"])
+        else:
+            files, params = make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal,
+                                      window, extras)
+        write_case(d, files, params)
+        print(f"{d}: {backend} reference, {causal}, q {files['q'].shape} k {files['k'].shape} "
+              f"{' '.join(sorted(set(params) - {'scale', 'causal', 'window'}))}")
     return 0
 
 
