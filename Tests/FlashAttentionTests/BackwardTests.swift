@@ -132,23 +132,35 @@ struct BackwardTests {
         }
     }
 
-    @Test("gradients are bitwise identical for 1, 2 and 3 threads, on every kernel ISA",
+    @Test("gradients are bitwise identical for 1, 2, 3 and 5 threads, on every kernel ISA",
           arguments: FlashAttention.supportedKernels)
     func determinism(_ kernel: KernelISA) throws {
-        let c = AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 4, keyValueHeads: 2,
-                                                    queryLength: 150, keyLength: 170, headDim: 40,
-                                                    valueHeadDim: 24),
-                              causal: .bottomRight, seed: 31)
-        var bits: [[UInt32]] = []
-        for threads in [1, 2, 3] {
-            var o = c.options
-            o.kernel = kernel
-            o.threadCount = threads
-            let g = try libraryGradients(c, o)
-            bits.append((g.query + g.key + g.value).map(\.bitPattern))
+        // B·Hkv = 4 items, then MQA at batch 1 — one item, so 2 and 3 threads take the
+        // two-phase split (dK/dV by key ranges, then dQ by query blocks) — with keys spanning
+        // several L2 chunks at head dim 256, and causal.
+        let cases = [
+            AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 4, keyValueHeads: 2,
+                                                queryLength: 150, keyLength: 170, headDim: 40,
+                                                valueHeadDim: 24),
+                          causal: .bottomRight, seed: 31),
+            AttentionCase(shape: AttentionShape(queryHeads: 3, keyValueHeads: 1, queryLength: 130,
+                                                keyLength: 1100, headDim: 256, valueHeadDim: 256),
+                          causal: .bottomRight, seed: 32),
+            AttentionCase(shape: AttentionShape(queryHeads: 2, keyValueHeads: 1, queryLength: 200,
+                                                keyLength: 190, headDim: 16),
+                          window: SlidingWindow(left: 50, right: 3), seed: 33),
+        ]
+        for c in cases {
+            var bits: [[UInt32]] = []
+            for threads in [1, 2, 3, 5] {
+                var o = c.options
+                o.kernel = kernel
+                o.threadCount = threads
+                let g = try libraryGradients(c, o)
+                bits.append((g.query + g.key + g.value).map(\.bitPattern))
+            }
+            #expect(bits.allSatisfy { $0 == bits[0] }, "\(c)")
         }
-        #expect(bits[0] == bits[1])
-        #expect(bits[0] == bits[2])
     }
 
     @Test("rows that saw no key: dQ row 0, nothing added to dK and dV",

@@ -22,6 +22,15 @@
 // no atomics, and a fixed loop order — the gradients are bitwise identical for any thread
 // count. The query block (BQ = 96), key block (64) and key chunk never depend on the thread
 // count (the chunk follows the L2 size, so the summation order is fixed per machine).
+//
+// With fewer (batch, kv head) items than threads (MQA or GQA at batch 1, many cores), the
+// work is split in two phases that recompute P and dS, seven products instead of five but
+// every thread busy:
+//   A. items (b, g, key range): dK, dV of the range, as above without dQ;
+//   B. items (b, h, query block): dQ, chunk by chunk as above, without dK, dV.
+// Each key row's dK, dV and each query row's dQ see the same products in the same order as in
+// the one-phase loop (key ranges are whole key blocks; phase B keeps the chunks), so the
+// gradients are bitwise the same whichever way a call runs.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,12 +84,9 @@ static backward_layout backward_layout_for(const fa_shape *s, const fa_kernels *
     return l;
 }
 
-/// Threads that can have work: one item per (batch, kv head).
-static int backward_threads(const fa_problem *p) {
-    const int64_t items = p->shape.batch * p->shape.kv_heads;
-    const int t = fa_resolve_threads(p->num_threads);
-    return items < t ? (int)items : t;
-}
+/// Threads of a call: all it asks for (with fewer (batch, kv head) items than threads the
+/// work is split so that every thread has some; see fa_backward).
+static int backward_threads(const fa_problem *p) { return fa_resolve_threads(p->num_threads); }
 
 fa_status fa_backward_workspace_bytes(const fa_problem *p, size_t *bytes) {
     if (!p || !bytes) return FA_ERR_NULL_POINTER;
@@ -104,10 +110,14 @@ typedef struct backward_plan {
     int64_t group;
 } backward_plan;
 
+/// Which gradients a pass over a query block produces.
+enum { BACKWARD_DKDV = 1, BACKWARD_DQ = 2, BACKWARD_ALL = 3 };
+
 // One block of query rows of head h against the key blocks of [kc0, kc1) it sees: adds into
-// dK_acc, dV_acc (rows relative to kc0) and into dQ (written in the first chunk, kc0 = 0).
+// dK_acc, dV_acc (rows relative to kc0) and into dQ (written in the first chunk, kc0 = 0),
+// as `parts` asks.
 static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, int64_t q0,
-                                 int64_t kc0, int64_t kc1, float *ws) {
+                                 int64_t kc0, int64_t kc1, float *ws, int parts) {
     const fa_problem *p = pl->p;
     const fa_kernels *kr = pl->kr;
     const backward_layout *l = &pl->layout;
@@ -120,7 +130,7 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     const int64_t q_valid = fa_q_len_of(p, b) - q0;
     const int rows = (int)(q_valid < 0 ? 0 : (q_valid < block_rows ? q_valid : block_rows));
     const fa_row_band band = fa_row_band_for(p, b);
-    if (kc0 == 0)
+    if (kc0 == 0 && (parts & BACKWARD_DQ))
         for (int i = rows; i < block_rows; i++) {
             float *di = p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head +
                         (q0 + i) * p->dq_strides.seq;
@@ -192,13 +202,17 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
             for (int j = 0; j < keys; j++)
                 for (int i = 0; i < rows_padded; i++) dpt[j * bq + i] *= dmod[j * bq + i];
         // dV[keys] += Pᵀ·dO;  dK[keys] += dSᵀ·Q  (reductions over the real rows only).
-        kr->gemm_acc(keys, dv, rows, st, bq, 1, dout, p->dout_strides.seq,
-                     dv_acc + (k0 - kc0) * l->ldv, l->ldv);
-        kr->gemm_acc(keys, dqk, rows, dpt, bq, 1, q, p->q_strides.seq,
-                     dk_acc + (k0 - kc0) * l->ldk, l->ldk);
+        if (parts & BACKWARD_DKDV) {
+            kr->gemm_acc(keys, dv, rows, st, bq, 1, dout, p->dout_strides.seq,
+                         dv_acc + (k0 - kc0) * l->ldv, l->ldv);
+            kr->gemm_acc(keys, dqk, rows, dpt, bq, 1, q, p->q_strides.seq,
+                         dk_acc + (k0 - kc0) * l->ldk, l->ldk);
+        }
         // dQ += dS·K  (dS = (dSᵀ)ᵀ: row stride 1, column stride bq).
-        kr->gemm_acc(rows_padded, dqk, keys, dpt, 1, bq, kb, p->k_strides.seq, dq_acc, l->ldk);
+        if (parts & BACKWARD_DQ)
+            kr->gemm_acc(rows_padded, dqk, keys, dpt, 1, bq, kb, p->k_strides.seq, dq_acc, l->ldk);
     }
+    if (!(parts & BACKWARD_DQ)) return;
 
     float *dq = p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head +
                 q0 * p->dq_strides.seq;
@@ -212,33 +226,52 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     }
 }
 
-// One (batch, kv head): every query head of the group and every query block, then dK, dV.
-static void backward_item(const backward_plan *pl, int64_t b, int64_t g, float *ws) {
+// dK, dV of keys [k0, k1) (at most one chunk) of (batch b, kv head g): every query head of
+// the group and every query block, then the rows are written. With BACKWARD_ALL the query
+// blocks also add this range's dQ terms (so ranges must then come in chunk order).
+static void backward_keys(const backward_plan *pl, int64_t b, int64_t g, int64_t k0, int64_t k1,
+                          float *ws, int parts) {
     const fa_problem *p = pl->p;
     const backward_layout *l = &pl->layout;
-    const int64_t lk = fa_kv_rows_of(p, b), lq = fa_q_rows_of(p, b);
+    const int64_t lq = fa_q_rows_of(p, b);
     const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
     float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
     float *dk = p->dk + fa_kv_entry(p, b, p->dk_strides) + g * p->dk_strides.head;
     float *dvo = p->dv + fa_kv_entry(p, b, p->dv_strides) + g * p->dv_strides.head;
+    memset(dk_acc, 0, sizeof(float) * (size_t)(k1 - k0) * (size_t)l->ldk);
+    memset(dv_acc, 0, sizeof(float) * (size_t)(k1 - k0) * (size_t)l->ldv);
+    for (int64_t h = g * pl->group; h < (g + 1) * pl->group; h++)
+        for (int64_t q0 = 0; q0 < lq; q0 += l->bq)
+            backward_query_block(pl, b, h, q0, k0, k1, ws, parts);
+    for (int64_t j = k0; j < k1; j++) {
+        float *kj = dk + j * p->dk_strides.seq, *vj = dvo + j * p->dv_strides.seq;
+        const float *ak = dk_acc + (j - k0) * l->ldk, *av = dv_acc + (j - k0) * l->ldv;
+        for (int64_t c = 0; c < dqk; c++) kj[c] = pl->scale * ak[c];
+        for (int64_t c = 0; c < dv; c++) vj[c] = av[c];
+    }
+}
+
+// One (batch, kv head): every chunk of keys in order, with dQ — the one-phase work item.
+static void backward_item(const backward_plan *pl, int64_t b, int64_t g, float *ws) {
+    const fa_problem *p = pl->p;
+    const backward_layout *l = &pl->layout;
+    const int64_t lk = fa_kv_rows_of(p, b), lq = fa_q_rows_of(p, b);
     // A sequence without keys: its dQ rows still have to be written (zero).
     if (lk == 0)
         for (int64_t h = g * pl->group; h < (g + 1) * pl->group; h++)
-            for (int64_t q0 = 0; q0 < lq; q0 += l->bq) backward_query_block(pl, b, h, q0, 0, 0, ws);
-    for (int64_t kc0 = 0; kc0 < lk; kc0 += l->chunk) {
-        const int64_t kc1 = kc0 + l->chunk < lk ? kc0 + l->chunk : lk;
-        memset(dk_acc, 0, sizeof(float) * (size_t)(kc1 - kc0) * (size_t)l->ldk);
-        memset(dv_acc, 0, sizeof(float) * (size_t)(kc1 - kc0) * (size_t)l->ldv);
-        for (int64_t h = g * pl->group; h < (g + 1) * pl->group; h++)
             for (int64_t q0 = 0; q0 < lq; q0 += l->bq)
-                backward_query_block(pl, b, h, q0, kc0, kc1, ws);
-        for (int64_t j = kc0; j < kc1; j++) {
-            float *kj = dk + j * p->dk_strides.seq, *vj = dvo + j * p->dv_strides.seq;
-            const float *ak = dk_acc + (j - kc0) * l->ldk, *av = dv_acc + (j - kc0) * l->ldv;
-            for (int64_t c = 0; c < dqk; c++) kj[c] = pl->scale * ak[c];
-            for (int64_t c = 0; c < dv; c++) vj[c] = av[c];
-        }
-    }
+                backward_query_block(pl, b, h, q0, 0, 0, ws, BACKWARD_ALL);
+    for (int64_t kc0 = 0; kc0 < lk; kc0 += l->chunk)
+        backward_keys(pl, b, g, kc0, kc0 + l->chunk < lk ? kc0 + l->chunk : lk, ws, BACKWARD_ALL);
+}
+
+// Phase B of the split: dQ of one query block of (b, h), chunk by chunk as backward_item.
+static void backward_queries(const backward_plan *pl, int64_t b, int64_t h, int64_t q0, float *ws) {
+    const int64_t lk = fa_kv_rows_of(pl->p, b);
+    const int64_t chunk = pl->layout.chunk;
+    if (lk == 0) backward_query_block(pl, b, h, q0, 0, 0, ws, BACKWARD_DQ);
+    for (int64_t kc0 = 0; kc0 < lk; kc0 += chunk)
+        backward_query_block(pl, b, h, q0, kc0, kc0 + chunk < lk ? kc0 + chunk : lk, ws, BACKWARD_DQ);
 }
 
 fa_status fa_backward(const fa_problem *p) {
@@ -266,10 +299,22 @@ fa_status fa_backward(const fa_problem *p) {
     float *ws = (float *)(((uintptr_t)base + FA_ALIGN - 1) & ~(uintptr_t)(FA_ALIGN - 1));
     const size_t stride = pl.layout.per_thread_bytes / sizeof(float);
     const int threads = backward_threads(p);
-    (void)threads;
 
-    const int64_t items = p->shape.batch * p->shape.kv_heads;
-    int64_t next_item = 0;  // claimed one at a time (see forward.c)
+    const fa_shape *sh = &p->shape;
+    const int64_t items = sh->batch * sh->kv_heads;
+    // Fewer (b, g) items than threads: the two-phase split (see the top of the file). Phase A
+    // cuts each entry's keys into ranges of whole key blocks, about two items per thread.
+    const int split = items < threads;
+    const int64_t bk = pl.layout.bk, lk_max = fa_max_kv_rows(p);
+    const int64_t per_item = (2 * threads + items - 1) / items;  // ranges wanted per (b, g)
+    int64_t range = (lk_max + per_item - 1) / per_item;
+    range = (range + bk - 1) / bk * bk;
+    range = range < bk ? bk : (range > pl.layout.chunk ? pl.layout.chunk : range);
+    const int64_t ranges = (lk_max + range - 1) / range;
+    const int64_t q_blocks = (fa_max_q_rows(p) + pl.layout.bq - 1) / pl.layout.bq;
+    const int64_t items_a = split ? items * ranges : items;
+    const int64_t items_b = split ? sh->batch * sh->q_heads * q_blocks : 0;
+    int64_t next_a = 0, next_b = 0;  // claimed one at a time (see forward.c)
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -280,9 +325,23 @@ fa_status fa_backward(const fa_problem *p) {
         float *mine = ws;
 #endif
         for (;;) {
-            const int64_t t = __atomic_fetch_add(&next_item, 1, __ATOMIC_RELAXED);
-            if (t >= items) break;
-            backward_item(&pl, t / p->shape.kv_heads, t % p->shape.kv_heads, mine);
+            const int64_t t = __atomic_fetch_add(&next_a, 1, __ATOMIC_RELAXED);
+            if (t >= items_a) break;
+            if (!split) {
+                backward_item(&pl, t / sh->kv_heads, t % sh->kv_heads, mine);
+                continue;
+            }
+            const int64_t bg = t / ranges, k0 = t % ranges * range;  // A: dK, dV of a key range
+            const int64_t b = bg / sh->kv_heads, lk = fa_kv_rows_of(p, b);
+            if (k0 < lk) backward_keys(&pl, b, bg % sh->kv_heads, k0, k0 + range < lk ? k0 + range : lk,
+                                       mine, BACKWARD_DKDV);
+        }
+        for (;;) {  // B: dQ of a query block (phase A never writes dQ: no barrier needed)
+            const int64_t t = __atomic_fetch_add(&next_b, 1, __ATOMIC_RELAXED);
+            if (t >= items_b) break;
+            const int64_t bh = t / q_blocks, q0 = t % q_blocks * pl.layout.bq;
+            const int64_t b = bh / sh->q_heads;
+            if (q0 < fa_q_rows_of(p, b)) backward_queries(&pl, b, bh % sh->q_heads, q0, mine);
         }
     }
     (void)stride;
