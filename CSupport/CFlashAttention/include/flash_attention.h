@@ -246,7 +246,9 @@ fa_status fa_backward_workspace_bytes(const fa_problem *p, size_t *bytes);
 ///   D = rowsum(dout ∘ o);  dV = Pᵀ·dout;  dP = dout·Vᵀ;  dS = P ∘ (dP − D);
 ///   dQ = scale·dS·K;  dK = scale·dSᵀ·Q   (dK, dV summed over the query heads of a group).
 /// OpenMP over (batch, kv head); each is computed by one thread in a fixed order, so the
-/// gradients are bitwise identical for any thread count, with no atomics.
+/// gradients are bitwise identical for any thread count, with no atomics. With fewer
+/// (batch, kv head) pairs than threads, dK/dV (by key ranges) and dQ (by query blocks) are
+/// computed apart, recomputing P — the same bits, every thread busy.
 fa_status fa_backward(const fa_problem *p);
 
 /// Materialised backward with cblas_sgemm (Lq × Lk floats twice): the baseline.
