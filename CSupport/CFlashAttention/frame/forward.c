@@ -116,9 +116,10 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
         kr->scores_t(keys, rows_padded, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt, bq,
                      st, bq, masked, lo, hi, block_max);
-        // Soft-capping and ALiBi, if any (they also recompute the block max).
-        if (tile == FA_TILE_MODIFIED)
-            fa_apply_score_mods(&mods, keys, rows, rows_padded, st, bq, q0, k0, block_max, NULL);
+        // Soft-capping, ALiBi and element masks, if any (they also recompute the block max).
+        if (tile == FA_TILE_MODIFIED || tile == FA_TILE_PARTIAL)
+            fa_modify_tile(kr, tile, &mods, keys, rows, rows_padded, st, bq, q0, k0, block_max,
+                           NULL);
         kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha, masked, lo,
                       hi);
         kr->accumulate_pv(rows_padded, keys, dv, st, bq, v + k0 * p->v_strides.seq,
