@@ -166,6 +166,10 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows, int rows_pa
 /// (everything but the block mask).
 fa_tile_mods fa_tile_mods_for(const fa_score_mods *m, int64_t q0, int64_t k0);
 
+/// Asks for the element mask of a (rows × keys) tile (into L2): issued a tile ahead, the
+/// mask rows (a few cache lines each, far apart) arrive while the current tile computes.
+void fa_prefetch_tile_mask(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys);
+
 /// What a (rows × keys) tile needs from the modifiers, decided once per tile.
 typedef enum fa_tile_kind {
     FA_TILE_HIDDEN,    ///< every element masked (block or element mask): skip the tile

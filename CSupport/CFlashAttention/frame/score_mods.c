@@ -111,6 +111,25 @@ fa_tile_kind fa_classify_tile(const fa_score_mods *m, int64_t q0, int rows, int6
     return FA_TILE_PLAIN;
 }
 
+void fa_prefetch_tile_mask(const fa_score_mods *m, int64_t q0, int rows, int64_t k0,
+                           int keys) {
+    if (m->mask_kind == FA_MASK_NONE || rows <= 0 || keys <= 0) return;
+    const char *base = m->mask_kind == FA_MASK_BOOL ? (const char *)m->mask_bool
+                                                     : (const char *)m->mask_add;
+    const int64_t size = m->mask_kind == FA_MASK_BOOL ? 1 : 4;
+    // Rows of `keys` contiguous elements (key stride 1), or columns of `rows` (query stride 1).
+    int64_t lines, along, across, start = (q0 * m->mask_q + k0 * m->mask_k) * size;
+    if (m->mask_k == 1) lines = m->mask_q == 0 ? 1 : rows, along = keys, across = m->mask_q;
+    else if (m->mask_q == 1) lines = m->mask_k == 0 ? 1 : keys, along = rows, across = m->mask_k;
+    else return;  // scattered elements: left to the hardware
+    for (int64_t r = 0; r < lines; r++) {
+        const char *p = base + start + r * across * size;
+        // Every cache line the run touches, the last one included.
+        for (int64_t b = 0; b < along * size + 63; b += 64)
+            __builtin_prefetch(p + (b < along * size ? b : along * size - 1), 0, 2);
+    }
+}
+
 fa_tile_mods fa_tile_mods_for(const fa_score_mods *m, int64_t q0, int64_t k0) {
     fa_tile_mods t = {0};
     t.softcap = m->softcap;
