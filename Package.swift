@@ -48,8 +48,13 @@ let package = Package(
         // MARK: Tests
         .testTarget(
             name: "FlashAttentionTests",
-            dependencies: ["FlashAttention", "CFlashAttention", "TestSupport"],
+            dependencies: ["FlashAttention", "CFlashAttention", "TestSupport", "CKernelProbe"],
             path: "Tests/FlashAttentionTests"
+        ),
+        .target(
+            name: "CKernelProbe",
+            dependencies: ["CFlashAttention"],
+            path: "Tests/CKernelProbe"
         ),
         .testTarget(
             name: "BenchmarkTests",

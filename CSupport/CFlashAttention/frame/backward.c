@@ -191,8 +191,10 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         kr->scores_t(keys, rows_padded, dqk, kb, p->k_strides.seq, qt, bq, st, bq, masked, lo, hi,
                      scratch);
         // The forward's score modifiers, keeping ∂s'/∂s for the chain rule below.
-        const int modded = tile == FA_TILE_MODIFIED;
-        if (modded) fa_apply_score_mods(&mods, keys, rows, rows_padded, st, bq, q0, k0, scratch, dmod);
+        const int modded = tile == FA_TILE_MODIFIED || tile == FA_TILE_PARTIAL;
+        if (modded)
+            fa_modify_tile(kr, tile, &mods, keys, rows, rows_padded, st, bq, q0, k0, scratch,
+                           mods.softcap > 0.0f ? dmod : NULL);
         kr->scores_t(keys, rows_padded, dv, vb, p->v_strides.seq, dot, bq, dpt, bq, 0, 0, 0,
                      scratch);
         // Pᵀ = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D).

@@ -93,7 +93,12 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         const int first = (int)(kv_end - kv_begin < bk ? kv_end - kv_begin : bk);
         prefetch_rows(k + kv_begin * p->k_strides.seq, first, p->k_strides.seq, dqk);
         prefetch_rows(v + kv_begin * p->v_strides.seq, first, p->v_strides.seq, dv);
+        fa_prefetch_tile_mask(&mods, q0, rows, kv_begin, first);
     }
+    // With an element mask, scores are computed a few query tiles at a time, and after each
+    // chunk the next key block's mask for the same rows is asked for: a dense mask's rows are
+    // short runs far apart, which only arrive in time if requested spread over the block.
+    const int chunk = mods.mask_kind != FA_MASK_NONE ? 2 * kr->query_tile : rows_padded;
 
     // Qᵀ = scale·log2(e) · Qᵀ, padded with zero queries; fresh softmax state.
     kr->pack_qt(rows, rows_padded, dqk, q, p->q_strides.seq, pl->scale_log2, qt, bq);
@@ -120,11 +125,19 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         // band's edges only).
         int64_t lo, hi;
         const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
-        kr->scores_t(keys, rows_padded, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt, bq,
-                     st, bq, masked, lo, hi, block_max);
-        // Soft-capping and ALiBi, if any (they also recompute the block max).
-        if (tile == FA_TILE_MODIFIED)
-            fa_apply_score_mods(&mods, keys, rows, rows_padded, st, bq, q0, k0, block_max, NULL);
+        const int next_keys = (int)(kv_end - k0 - bk < bk ? kv_end - k0 - bk : bk);
+        for (int r0 = 0; r0 < rows_padded; r0 += chunk) {
+            const int n = rows_padded - r0 < chunk ? rows_padded - r0 : chunk;
+            kr->scores_t(keys, n, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt + r0, bq,
+                         st + r0, bq, masked, lo - r0, hi - r0, block_max + r0);
+            if (next_keys > 0 && r0 < rows)
+                fa_prefetch_tile_mask(&mods, q0 + r0, rows - r0 < n ? rows - r0 : n, k0 + bk,
+                                      next_keys);
+        }
+        // Soft-capping, ALiBi and element masks, if any (they also recompute the block max).
+        if (tile == FA_TILE_MODIFIED || tile == FA_TILE_PARTIAL)
+            fa_modify_tile(kr, tile, &mods, keys, rows, rows_padded, st, bq, q0, k0, block_max,
+                           NULL);
         kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha, masked, lo,
                       hi);
         kr->accumulate_pv(rows_padded, keys, dv, st, bq, v + k0 * p->v_strides.seq,

@@ -188,16 +188,39 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows, int rows_pa
                          float *st, int64_t ldst, int64_t q0, int64_t k0, float *block_max,
                          float *derivative);
 
+/// The modifiers of the tile with rows from q0 and keys from k0, for the kernels' score_mods
+/// (everything but the block mask).
+fa_tile_mods fa_tile_mods_for(const fa_score_mods *m, int64_t q0, int64_t k0);
+
+/// Asks for the element mask of a (rows × keys) tile (into L2): issued a tile ahead, the
+/// mask rows (a few cache lines each, far apart) arrive while the current tile computes.
+void fa_prefetch_tile_mask(const fa_score_mods *m, int64_t q0, int rows, int64_t k0, int keys);
+
 /// What a (rows × keys) tile needs from the modifiers, decided once per tile.
 typedef enum fa_tile_kind {
     FA_TILE_HIDDEN,    ///< every element masked (block or element mask): skip the tile
     FA_TILE_PLAIN,     ///< no modifier pass needed
-    FA_TILE_MODIFIED,  ///< run fa_apply_score_mods on it
+    FA_TILE_MODIFIED,  ///< run the kernels' score_mods on it (fa_tile_mods_for)
+    FA_TILE_PARTIAL,   ///< a block mask covers it only partly: run fa_apply_score_mods
 } fa_tile_kind;
 
+/// Applies a MODIFIED or PARTIAL tile's modifiers with the kernel's score_mods or the general
+/// fa_apply_score_mods.
+static inline void fa_modify_tile(const fa_kernels *kr, fa_tile_kind kind,
+                                  const fa_score_mods *m, int keys, int rows, int rows_padded,
+                                  float *st, int64_t ldst, int64_t q0, int64_t k0,
+                                  float *block_max, float *derivative) {
+    if (kind == FA_TILE_PARTIAL) {
+        fa_apply_score_mods(m, keys, rows, rows_padded, st, ldst, q0, k0, block_max, derivative);
+    } else {
+        const fa_tile_mods t = fa_tile_mods_for(m, q0, k0);
+        kr->score_mods(&t, keys, rows, rows_padded, st, ldst, block_max, derivative);
+    }
+}
+
 /// Classifies a tile: hidden if every block-mask block it touches is off or the element mask
-/// hides all of it (skipping it changes no bit: its probabilities are all 0); modified if
-/// soft-capping, ALiBi or an element mask apply, or a block mask covers it only partly.
+/// hides all of it (skipping it changes no bit: its probabilities are all 0); partial if a
+/// block mask covers it only partly; modified if soft-capping, ALiBi or an element mask apply.
 fa_tile_kind fa_classify_tile(const fa_score_mods *m, int64_t q0, int rows, int64_t k0,
                               int keys);
 

@@ -1,4 +1,4 @@
-// score_mods.c — the elementwise score modifiers: logit soft-capping and ALiBi.
+// score_mods.c — the elementwise score modifiers: logit soft-capping, ALiBi, element masks.
 //
 // Applied to a key-major score tile after scores_t, in this order (FlashAttention's):
 //   s ← c · tanh(s / c)                  (softcap c > 0; s the scaled score, natural units)
@@ -9,7 +9,9 @@
 // The backward also gets ∂s_capped/∂s = sech²(s/c) (= 1 − tanh², computed without the
 // cancellation of 1 − tanh² where tanh rounds to ±1), by which dS is multiplied.
 //
-// Plain C: the compiler vectorises the ALiBi part; tanh goes through libm.
+// Tiles run through the kernels' vectorised score_mods (kernels/*.c, same definitions); this
+// plain C version (tanh through libm) is the general path, kept for tiles a block mask covers
+// only partly, and the reference the kernels are written against.
 #include <math.h>
 #include "internal.h"
 
@@ -104,7 +106,40 @@ fa_tile_kind fa_classify_tile(const fa_score_mods *m, int64_t q0, int rows, int6
     if (!m->active) return FA_TILE_PLAIN;
     const int blocks = block_mask_state(m, q0, rows, k0, keys);
     if (blocks == 0 || element_mask_hides(m, q0, rows, k0, keys)) return FA_TILE_HIDDEN;
-    if (m->softcap > 0.0f || m->has_alibi || m->mask_kind != FA_MASK_NONE || blocks == 2)
-        return FA_TILE_MODIFIED;
+    if (blocks == 2) return FA_TILE_PARTIAL;
+    if (m->softcap > 0.0f || m->has_alibi || m->mask_kind != FA_MASK_NONE) return FA_TILE_MODIFIED;
     return FA_TILE_PLAIN;
+}
+
+void fa_prefetch_tile_mask(const fa_score_mods *m, int64_t q0, int rows, int64_t k0,
+                           int keys) {
+    if (m->mask_kind == FA_MASK_NONE || rows <= 0 || keys <= 0) return;
+    const char *base = m->mask_kind == FA_MASK_BOOL ? (const char *)m->mask_bool
+                                                     : (const char *)m->mask_add;
+    const int64_t size = m->mask_kind == FA_MASK_BOOL ? 1 : 4;
+    // Rows of `keys` contiguous elements (key stride 1), or columns of `rows` (query stride 1).
+    int64_t lines, along, across, start = (q0 * m->mask_q + k0 * m->mask_k) * size;
+    if (m->mask_k == 1) lines = m->mask_q == 0 ? 1 : rows, along = keys, across = m->mask_q;
+    else if (m->mask_q == 1) lines = m->mask_k == 0 ? 1 : keys, along = rows, across = m->mask_k;
+    else return;  // scattered elements: left to the hardware
+    for (int64_t r = 0; r < lines; r++) {
+        const char *p = base + start + r * across * size;
+        // Every cache line the run touches, the last one included.
+        for (int64_t b = 0; b < along * size + 63; b += 64)
+            __builtin_prefetch(p + (b < along * size ? b : along * size - 1), 0, 2);
+    }
+}
+
+fa_tile_mods fa_tile_mods_for(const fa_score_mods *m, int64_t q0, int64_t k0) {
+    fa_tile_mods t = {0};
+    t.softcap = m->softcap;
+    t.has_alibi = m->has_alibi;
+    t.alibi_slope2 = m->alibi_slope * FA_LOG2E;
+    t.alibi_base = q0 + m->offset - k0;
+    const int64_t at = q0 * m->mask_q + k0 * m->mask_k;  // the tile's (row 0, key 0)
+    if (m->mask_kind == FA_MASK_BOOL) t.mask_bool = m->mask_bool + at;
+    if (m->mask_kind == FA_MASK_ADDITIVE) t.mask_add = m->mask_add + at;
+    t.mask_q = m->mask_q;
+    t.mask_k = m->mask_k;
+    return t;
 }

@@ -279,6 +279,172 @@ FA_AVX2 static void gemm_acc_avx2(int M, int64_t N, int K, const float *a, int64
     }
 }
 
+// ---- score modifiers ----
+
+// tanh x, given e = e^(−2|x|) (computed by the caller without rounding x first): the odd
+// polynomial x + x·z·P(z), z = x², where |x| < FA_TANH_SMALL; elsewhere ±(1 − e)/(1 + e).
+FA_INLINE FA_AVX2 __m256 tanh_ps(__m256 x, __m256 e) {
+    const __m256 z = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(FA_TANH_P4);
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(FA_TANH_P3));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(FA_TANH_P2));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(FA_TANH_P1));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(FA_TANH_P0));
+    const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    const __m256 big = _mm256_or_ps(_mm256_and_ps(x, sign),
+                                    _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)));
+    const __m256 is_small = _mm256_cmp_ps(_mm256_andnot_ps(sign, x),
+                                          _mm256_set1_ps(FA_TANH_SMALL), _CMP_LT_OQ);
+    return _mm256_blendv_ps(big, small, is_small);
+}
+
+// In place: r[c] lane i ← r[i] lane c (an 8 × 8 transpose).
+FA_INLINE FA_AVX2 void transpose8(__m256 r[VW]) {
+    __m256 t[VW];
+    // t[2k], t[2k+1], lane half g: rows 2k, 2k+1 interleaved at columns 4g, 4g+1 | 4g+2, 4g+3
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    // r[4h + c], lane half g: rows 4h … 4h+3 at column 4g + c
+    for (int h = 0; h < 2; h++) {
+        r[4 * h] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    // column c: low halves of r[c], r[4 + c]; column 4 + c: their high halves
+    for (int c = 0; c < 4; c++) {
+        t[c] = _mm256_permute2f128_ps(r[c], r[4 + c], 0x20);
+        t[4 + c] = _mm256_permute2f128_ps(r[c], r[4 + c], 0x31);
+    }
+    for (int c = 0; c < VW; c++) r[c] = t[c];
+}
+
+// 8 bool mask bytes (the low 8 of b) → what they add to scores: 0 where nonzero, −inf where 0.
+FA_INLINE FA_AVX2 __m256 mask_from_bytes(__m128i b) {
+    const __m256i off = _mm256_cmpeq_epi32(_mm256_cvtepu8_epi32(b), _mm256_setzero_si256());
+    return _mm256_and_ps(_mm256_castsi256_ps(off), _mm256_set1_ps(-INFINITY));
+}
+
+// n (< 8) bool mask bytes, read one by one (8-byte loads could run past the mask's end).
+FA_INLINE FA_AVX2 __m128i load_bytes(const uint8_t *p, int n) {
+    uint8_t b[16] = {0};
+    for (int k = 0; k < n; k++) b[k] = p[k];
+    return _mm_loadu_si128((const __m128i *)b);
+}
+
+// One mask element (row i, key j of the tile) as added to a score: m·log2 e, or 0 / −inf.
+FA_INLINE FA_AVX2 float mask_one(const fa_tile_mods *m, int64_t i, int64_t j) {
+    const int64_t at = i * m->mask_q + j * m->mask_k;
+    if (m->mask_bool) return m->mask_bool[at] ? 0.0f : -INFINITY;
+    return m->mask_add[at] * FA_LOG2E;
+}
+
+// How the mask's strides let a tile read it.
+enum { MASK_NONE, MASK_BROADCAST, MASK_QUERIES, MASK_KEYS, MASK_GENERAL };
+
+// mv[jj] lane r = the mask added to key j0 + jj's score for row i0 + r (jj < nk, r < live:
+// the tile's real rows), and 0 in lanes r ≥ live (pad rows: the mask is not read there).
+FA_INLINE FA_AVX2 void mask_vectors(const fa_tile_mods *m, int path, int i0, int live, int j0,
+                                    int nk, __m256 mv[VW]) {
+    const __m256i rows = first_lanes(live);
+    const __m256 log2e = _mm256_set1_ps(FA_LOG2E);
+    if (path == MASK_BROADCAST) {  // [.., 1, Lk]: one element per key, for every row
+        for (int jj = 0; jj < nk; jj++)
+            mv[jj] = _mm256_and_ps(_mm256_castsi256_ps(rows), _mm256_set1_ps(mask_one(m, 0, j0 + jj)));
+    } else if (path == MASK_QUERIES) {  // query stride 1: a vector load per key
+        for (int jj = 0; jj < nk; jj++) {
+            const int64_t at = (j0 + jj) * m->mask_k + i0;
+            if (m->mask_bool) {
+                const uint8_t *p = m->mask_bool + at;
+                const __m128i b = live == VW ? _mm_loadl_epi64((const __m128i *)p) : load_bytes(p, live);
+                mv[jj] = _mm256_and_ps(_mm256_castsi256_ps(rows), mask_from_bytes(b));
+            } else {
+                mv[jj] = _mm256_mul_ps(_mm256_maskload_ps(m->mask_add + at, rows), log2e);
+            }
+        }
+    } else if (path == MASK_KEYS) {  // key stride 1: load 8 rows' keys, transpose
+        const __m256i cols = first_lanes(nk);
+        for (int r = 0; r < VW; r++) {
+            const int64_t at = (int64_t)(i0 + r) * m->mask_q + j0;
+            if (r >= live) {
+                mv[r] = _mm256_setzero_ps();
+            } else if (m->mask_bool) {
+                const uint8_t *p = m->mask_bool + at;
+                mv[r] = mask_from_bytes(nk == VW ? _mm_loadl_epi64((const __m128i *)p) : load_bytes(p, nk));
+            } else {
+                mv[r] = _mm256_mul_ps(_mm256_maskload_ps(m->mask_add + at, cols), log2e);
+            }
+        }
+        transpose8(mv);
+    } else {  // any other strides: element by element
+        for (int jj = 0; jj < nk; jj++) {
+            float v[VW];
+            for (int r = 0; r < VW; r++) v[r] = r < live ? mask_one(m, i0 + r, j0 + jj) : 0.0f;
+            mv[jj] = _mm256_loadu_ps(v);
+        }
+    }
+}
+
+// Per vector of 8 rows, key by key (the mask in 8-key sub-tiles):
+//   x = s·ln2/c,  e = 2^(−2|s|/c) = e^(−2|x|),  s' = c·tanh(x)·log2 e,  d = 4e/(1 + e)²
+//   s' −= slope2·|alibi_base + i − j|;  s' += mask (real rows);  −inf in, −inf out
+FA_AVX2 static void score_mods_avx2(const fa_tile_mods *m, int keys, int rows, int rows_padded,
+                                    float *st, int64_t ldst, float *block_max,
+                                    float *derivative) {
+    const float c = m->softcap;
+    const int path = !m->mask_bool && !m->mask_add ? MASK_NONE
+                   : m->mask_q == 0                ? MASK_BROADCAST
+                   : m->mask_q == 1                ? MASK_QUERIES
+                   : m->mask_k == 1                ? MASK_KEYS
+                                                   : MASK_GENERAL;
+    const __m256 neg_inf = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(1.0f);
+    const __m256 cap = _mm256_set1_ps(c), two = _mm256_set1_ps(2.0f);
+    const __m256 ln2 = _mm256_set1_ps(FA_LN2), log2e = _mm256_set1_ps(FA_LOG2E);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 slope2 = _mm256_set1_ps(m->alibi_slope2);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int i0 = 0; i0 < rows_padded; i0 += VW) {
+        const int live = rows - i0 < 0 ? 0 : (rows - i0 > VW ? VW : rows - i0);
+        __m256 mx = neg_inf;
+        for (int j0 = 0; j0 < keys; j0 += VW) {
+            const int nk = keys - j0 < VW ? keys - j0 : VW;
+            __m256 mv[VW];
+            const int masked = path != MASK_NONE && live > 0;
+            if (masked) mask_vectors(m, path, i0, live, j0, nk, mv);
+            for (int jj = 0; jj < nk; jj++) {
+                const int64_t j = j0 + jj;
+                float *sp = st + j * ldst + i0;
+                const __m256 s0 = _mm256_loadu_ps(sp);
+                __m256 s = s0, d = one;
+                if (c > 0.0f) {
+                    const __m256 x = _mm256_div_ps(_mm256_mul_ps(s0, ln2), cap);
+                    const __m256 abs2 = _mm256_mul_ps(two, _mm256_and_ps(s0, abs_mask));
+                    const __m256 e = exp2_ps(_mm256_div_ps(_mm256_sub_ps(_mm256_setzero_ps(), abs2), cap));
+                    s = _mm256_mul_ps(_mm256_mul_ps(cap, tanh_ps(x, e)), log2e);
+                    const __m256 e1 = _mm256_add_ps(one, e);
+                    if (derivative) d = _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), _mm256_mul_ps(e1, e1));
+                }
+                if (m->has_alibi) {  // distance |alibi_base + i0 + lane − j|, exact as int32
+                    const __m256i dist = _mm256_abs_epi32(_mm256_add_epi32(
+                        lane, _mm256_set1_epi32((int32_t)(m->alibi_base + i0 - j))));
+                    s = _mm256_fnmadd_ps(slope2, _mm256_cvtepi32_ps(dist), s);
+                }
+                if (masked) s = _mm256_add_ps(s, mv[jj]);
+                s = _mm256_blendv_ps(s, neg_inf, _mm256_cmp_ps(s0, neg_inf, _CMP_EQ_OQ));
+                _mm256_storeu_ps(sp, s);
+                mx = _mm256_max_ps(mx, s);
+                if (derivative)
+                    _mm256_storeu_ps(derivative + j * ldst + i0,
+                                     _mm256_and_ps(_mm256_cmp_ps(s, neg_inf, _CMP_NEQ_UQ), d));
+            }
+        }
+        _mm256_storeu_ps(block_max + i0, mx);
+    }
+}
+
 const fa_kernels fa_kernels_avx2 = {
     .name = "avx2",
     .vector_width = VW,
@@ -290,5 +456,6 @@ const fa_kernels fa_kernels_avx2 = {
     .accumulate_pv = accumulate_pv_avx2,
     .softmax_grad_t = softmax_grad_t_avx2,
     .gemm_acc = gemm_acc_avx2,
+    .score_mods = score_mods_avx2,
     .exp2 = exp2_avx2,
 };

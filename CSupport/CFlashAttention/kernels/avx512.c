@@ -335,6 +335,163 @@ FA_AVX512 static void gemm_acc_avx512(int M, int64_t N, int K, const float *a, i
     }
 }
 
+// ---- score modifiers ----
+
+// tanh x, given e = e^(−2|x|) (computed by the caller without rounding x first): the odd
+// polynomial x + x·z·P(z), z = x², where |x| < FA_TANH_SMALL; elsewhere ±(1 − e)/(1 + e).
+FA_INLINE FA_AVX512 __m512 tanh_ps(__m512 x, __m512 e) {
+    const __m512 z = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(FA_TANH_P4);
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(FA_TANH_P3));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(FA_TANH_P2));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(FA_TANH_P1));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(FA_TANH_P0));
+    const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+    const __m512 one = _mm512_set1_ps(1.0f), sign = _mm512_set1_ps(-0.0f);
+    const __m512 big = _mm512_or_ps(_mm512_and_ps(x, sign),
+                                    _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e)));
+    const __mmask16 is_small = _mm512_cmp_ps_mask(_mm512_andnot_ps(sign, x),
+                                                  _mm512_set1_ps(FA_TANH_SMALL), _CMP_LT_OQ);
+    return _mm512_mask_mov_ps(big, is_small, small);
+}
+
+// In place: r[c] lane i ← r[i] lane c (a 16 × 16 transpose: 4 rounds of 16 shuffles).
+FA_INLINE FA_AVX512 void transpose16(__m512 r[VW]) {
+    __m512 t[VW];
+    // t[2k], t[2k+1], lane block g: rows 2k, 2k+1 interleaved at columns 4g, 4g+1 | 4g+2, 4g+3
+    for (int k = 0; k < 8; k++) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    // r[4k + c], lane block g: rows 4k … 4k+3 at column 4g + c
+    for (int k = 0; k < 4; k++) {
+        r[4 * k] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    // t[8h + c] (even blocks), t[8h + 4 + c] (odd blocks) of rows 8h … 8h+7, column 4g + c
+    for (int h = 0; h < 2; h++)
+        for (int c = 0; c < 4; c++) {
+            t[8 * h + c] = _mm512_shuffle_f32x4(r[8 * h + c], r[8 * h + 4 + c], 0x88);
+            t[8 * h + 4 + c] = _mm512_shuffle_f32x4(r[8 * h + c], r[8 * h + 4 + c], 0xDD);
+        }
+    // column 4g + c: blocks g of r[c], r[4 + c], r[8 + c], r[12 + c]
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+        r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
+    }
+}
+
+// 16 bool mask bytes → what they add to scores: 0 where nonzero (kept), −inf where 0.
+FA_INLINE FA_AVX512 __m512 mask_from_bytes(__m128i b) {
+    const __m512i w = _mm512_cvtepu8_epi32(b);
+    return _mm512_maskz_mov_ps(_mm512_testn_epi32_mask(w, w), _mm512_set1_ps(-INFINITY));
+}
+
+// One mask element (row i, key j of the tile) as added to a score: m·log2 e, or 0 / −inf.
+FA_INLINE FA_AVX512 float mask_one(const fa_tile_mods *m, int64_t i, int64_t j) {
+    const int64_t at = i * m->mask_q + j * m->mask_k;
+    if (m->mask_bool) return m->mask_bool[at] ? 0.0f : -INFINITY;
+    return m->mask_add[at] * FA_LOG2E;
+}
+
+// How the mask's strides let a tile read it.
+enum { MASK_NONE, MASK_BROADCAST, MASK_QUERIES, MASK_KEYS, MASK_GENERAL };
+
+// mv[jj] lane r = the mask added to key j0 + jj's score for row i0 + r (jj < nk, r < live:
+// the tile's real rows), and 0 in lanes r ≥ live (pad rows: the mask is not read there).
+FA_INLINE FA_AVX512 void mask_vectors(const fa_tile_mods *m, int path, int i0, int live,
+                                      int j0, int nk, __m512 mv[VW]) {
+    const __mmask16 rows = (__mmask16)((1u << live) - 1);
+    const __m512 log2e = _mm512_set1_ps(FA_LOG2E);
+    if (path == MASK_BROADCAST) {  // [.., 1, Lk]: one element per key, for every row
+        for (int jj = 0; jj < nk; jj++)
+            mv[jj] = _mm512_maskz_mov_ps(rows, _mm512_set1_ps(mask_one(m, 0, j0 + jj)));
+    } else if (path == MASK_QUERIES) {  // query stride 1: a vector load per key
+        for (int jj = 0; jj < nk; jj++) {
+            const int64_t at = (j0 + jj) * m->mask_k + i0;
+            mv[jj] = m->mask_bool
+                ? _mm512_maskz_mov_ps(rows, mask_from_bytes(_mm_maskz_loadu_epi8(rows, m->mask_bool + at)))
+                : _mm512_mul_ps(_mm512_maskz_loadu_ps(rows, m->mask_add + at), log2e);
+        }
+    } else if (path == MASK_KEYS) {  // key stride 1: load 16 rows' keys, transpose
+        const __mmask16 cols = (__mmask16)((1u << nk) - 1);
+        for (int r = 0; r < VW; r++) {
+            const int64_t at = (int64_t)(i0 + r) * m->mask_q + j0;
+            if (r >= live) mv[r] = _mm512_setzero_ps();
+            else if (m->mask_bool) mv[r] = mask_from_bytes(_mm_maskz_loadu_epi8(cols, m->mask_bool + at));
+            else mv[r] = _mm512_mul_ps(_mm512_maskz_loadu_ps(cols, m->mask_add + at), log2e);
+        }
+        transpose16(mv);
+    } else {  // any other strides: element by element
+        for (int jj = 0; jj < nk; jj++) {
+            float v[VW];
+            for (int r = 0; r < VW; r++) v[r] = r < live ? mask_one(m, i0 + r, j0 + jj) : 0.0f;
+            mv[jj] = _mm512_loadu_ps(v);
+        }
+    }
+}
+
+// Per vector of 16 rows, key by key (the mask in 16-key sub-tiles):
+//   x = s·ln2/c,  e = 2^(−2|s|/c) = e^(−2|x|),  s' = c·tanh(x)·log2 e,  d = 4e/(1 + e)²
+//   s' −= slope2·|alibi_base + i − j|;  s' += mask (real rows);  −inf in, −inf out
+FA_AVX512 static void score_mods_avx512(const fa_tile_mods *m, int keys, int rows,
+                                        int rows_padded, float *st, int64_t ldst,
+                                        float *block_max, float *derivative) {
+    const float c = m->softcap;
+    const int path = !m->mask_bool && !m->mask_add ? MASK_NONE
+                   : m->mask_q == 0                ? MASK_BROADCAST
+                   : m->mask_q == 1                ? MASK_QUERIES
+                   : m->mask_k == 1                ? MASK_KEYS
+                                                   : MASK_GENERAL;
+    const __m512 neg_inf = _mm512_set1_ps(-INFINITY), one = _mm512_set1_ps(1.0f);
+    const __m512 cap = _mm512_set1_ps(c), two = _mm512_set1_ps(2.0f);
+    const __m512 ln2 = _mm512_set1_ps(FA_LN2), log2e = _mm512_set1_ps(FA_LOG2E);
+    const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    const __m512 slope2 = _mm512_set1_ps(m->alibi_slope2);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int i0 = 0; i0 < rows_padded; i0 += VW) {
+        const int live = rows - i0 < 0 ? 0 : (rows - i0 > VW ? VW : rows - i0);
+        __m512 mx = neg_inf;
+        for (int j0 = 0; j0 < keys; j0 += VW) {
+            const int nk = keys - j0 < VW ? keys - j0 : VW;
+            __m512 mv[VW];
+            const int masked = path != MASK_NONE && live > 0;
+            if (masked) mask_vectors(m, path, i0, live, j0, nk, mv);
+            for (int jj = 0; jj < nk; jj++) {
+                const int64_t j = j0 + jj;
+                float *sp = st + j * ldst + i0;
+                const __m512 s0 = _mm512_loadu_ps(sp);
+                __m512 s = s0, d = one;
+                if (c > 0.0f) {
+                    const __m512 x = _mm512_div_ps(_mm512_mul_ps(s0, ln2), cap);
+                    const __m512 abs2 = _mm512_mul_ps(two, _mm512_and_ps(s0, abs_mask));
+                    const __m512 e = exp2_ps(_mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), abs2), cap));
+                    s = _mm512_mul_ps(_mm512_mul_ps(cap, tanh_ps(x, e)), log2e);
+                    const __m512 e1 = _mm512_add_ps(one, e);
+                    if (derivative) d = _mm512_div_ps(_mm512_mul_ps(_mm512_set1_ps(4.0f), e), _mm512_mul_ps(e1, e1));
+                }
+                if (m->has_alibi) {  // distance |alibi_base + i0 + lane − j|, exact as int32
+                    const __m512i dist = _mm512_abs_epi32(_mm512_add_epi32(
+                        lane, _mm512_set1_epi32((int32_t)(m->alibi_base + i0 - j))));
+                    s = _mm512_fnmadd_ps(slope2, _mm512_cvtepi32_ps(dist), s);
+                }
+                if (masked) s = _mm512_add_ps(s, mv[jj]);
+                s = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(s0, neg_inf, _CMP_EQ_OQ), neg_inf);
+                _mm512_storeu_ps(sp, s);
+                mx = _mm512_max_ps(mx, s);
+                if (derivative)
+                    _mm512_storeu_ps(derivative + j * ldst + i0,
+                                     _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, neg_inf, _CMP_NEQ_UQ), d));
+            }
+        }
+        _mm512_storeu_ps(block_max + i0, mx);
+    }
+}
+
 const fa_kernels fa_kernels_avx512 = {
     .name = "avx512",
     .vector_width = VW,
@@ -346,5 +503,6 @@ const fa_kernels fa_kernels_avx512 = {
     .accumulate_pv = accumulate_pv_avx512,
     .softmax_grad_t = softmax_grad_t_avx512,
     .gemm_acc = gemm_acc_avx512,
+    .score_mods = score_mods_avx512,
     .exp2 = exp2_avx512,
 };

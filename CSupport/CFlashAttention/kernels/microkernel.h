@@ -56,6 +56,30 @@ static inline void fa_band_keys(int keys, int64_t i, int64_t nr, int masked, int
 #define FA_LOG2E 1.44269504088896341f
 #define FA_LN2 0.693147180559945309f
 
+/// The elementwise score modifiers of one tile (rows from q0, keys from k0), as score_mods
+/// applies them; the frame resolves them from the problem (frame/score_mods.c).
+typedef struct fa_tile_mods {
+    float softcap;        ///< c > 0: s ← c·tanh(s/c) in natural units; 0: none
+    int has_alibi;
+    float alibi_slope2;   ///< the head's ALiBi slope · log2(e): bias per key of distance
+    int64_t alibi_base;   ///< q0 + (Lk − Lq) − k0: row i, key j are |alibi_base + i − j| apart
+    /// The element mask (at most one non-NULL), pointing at the tile's (row 0, key 0) element:
+    /// (row i, key j) is at i·mask_q + j·mask_k. Bool: 0 masks; additive: added (natural units).
+    const uint8_t *mask_bool;
+    const float *mask_add;
+    int64_t mask_q, mask_k;
+} fa_tile_mods;
+
+/// Coefficients of tanh(x) ≈ x + x·z·P(z), z = x², |x| < FA_TANH_SMALL (Cephes' tanhf: relative
+/// error ≈ 1e-7 there). Beyond it tanh|x| = (1 − e)/(1 + e), e = e^(−2|x|) ≤ 0.29, which has no
+/// cancellation (unlike 1 − 2/(e^(2x) + 1) near 0).
+#define FA_TANH_SMALL 0.625f
+#define FA_TANH_P4 (-5.70498872745e-3f)
+#define FA_TANH_P3 2.06390887954e-2f
+#define FA_TANH_P2 (-5.37397155531e-2f)
+#define FA_TANH_P1 1.33314422036e-1f
+#define FA_TANH_P0 (-3.33332819422e-1f)
+
 typedef struct fa_kernels {
     const char *name;    ///< "portable", "avx2", "avx512"
     int vector_width;    ///< floats per vector: query rows are padded to a multiple of it
@@ -104,6 +128,17 @@ typedef struct fa_kernels {
     /// b is read only where n < N. With a_rs = 1 this is Aᵀ·B for a stored A.
     void (*gemm_acc)(int M, int64_t N, int K, const float *a, int64_t a_rs, int64_t a_cs,
                      const float *b, int64_t ldb, float *c, int64_t ldc);
+
+    /// The score modifiers on a key-major tile of scores_t's output (log2 units), in order:
+    ///   s ← c·tanh(s·ln2/c)·log2 e                    (softcap c > 0)
+    ///   s ← s − alibi_slope2·|alibi_base + i − j|      (ALiBi)
+    ///   s ← s + mask(i, j)·log2 e, or −inf where a bool mask is 0   (rows i < rows only)
+    /// for j < keys, i < rows_padded. A score of −inf stays −inf. Pad rows (rows ≤ i) keep
+    /// the capped, biased score and never read the mask. block_max[i] = max_j st[j, i] (set,
+    /// not folded into the old value). With `derivative` (same layout as st): ∂s'/∂s =
+    /// sech²(s·ln2/c) under softcap, else 1; 0 where the result is −inf.
+    void (*score_mods)(const fa_tile_mods *m, int keys, int rows, int rows_padded, float *st,
+                       int64_t ldst, float *block_max, float *derivative);
 
     /// y[j] = 2^x[j] for x[j] ≤ 0, as the softmax computes it (exposed for accuracy tests).
     void (*exp2)(const float *x, float *y, int64_t n);

@@ -2,6 +2,7 @@
 // the path on CPUs without AVX2. Inner loops run over contiguous queries so the compiler can
 // vectorise them with whatever the baseline target offers.
 #include <math.h>
+#include <stddef.h>
 #include "microkernel.h"
 
 // qt[d, i] = scale · q[i, d]; zero pad queries.
@@ -111,6 +112,47 @@ static void gemm_acc_portable(int M, int64_t N, int K, const float *a, int64_t a
     }
 }
 
+// Score s of tile element (row i, key j) with the element mask applied: s + m·log2 e, or
+// −inf where a bool mask is 0.
+static float masked_portable(const fa_tile_mods *m, float s, int64_t i, int64_t j) {
+    const int64_t at = i * m->mask_q + j * m->mask_k;
+    if (m->mask_bool) return m->mask_bool[at] ? s : -INFINITY;
+    return s + m->mask_add[at] * FA_LOG2E;
+}
+
+// Key by key over contiguous queries: softcap (libm tanh), ALiBi, mask, block max.
+static void score_mods_portable(const fa_tile_mods *m, int keys, int rows, int rows_padded,
+                                float *st, int64_t ldst, float *block_max, float *derivative) {
+    const float c = m->softcap;
+    const int has_mask = m->mask_bool || m->mask_add;
+    for (int i = 0; i < rows_padded; i++) block_max[i] = -INFINITY;
+    for (int j = 0; j < keys; j++) {
+        float *sj = st + j * ldst;
+        float *dj = derivative ? derivative + j * ldst : NULL;
+        const int64_t base = m->alibi_base - j;  // row i is |base + i| from key j
+        for (int i = 0; i < rows_padded; i++) {
+            const float s0 = sj[i];
+            float s = s0, d = 1.0f;
+            if (c > 0.0f) {
+                // x = s·ln2/c;  s' = c·tanh(x)·log2 e;  d = sech²x = 4e/(1 + e)², e = e^(−2|x|)
+                const float x = s * FA_LN2 / c;
+                const float e = expf(-2.0f * fabsf(x));
+                s = c * tanhf(x) * FA_LOG2E;
+                d = 4.0f * e / ((1.0f + e) * (1.0f + e));
+            }
+            if (m->has_alibi) {
+                const int64_t dist = base + i;
+                s -= m->alibi_slope2 * (float)(dist < 0 ? -dist : dist);
+            }
+            if (has_mask && i < rows) s = masked_portable(m, s, i, j);  // none for pad rows
+            if (s0 == -INFINITY) s = -INFINITY;  // hidden stays hidden
+            if (dj) dj[i] = s == -INFINITY ? 0.0f : d;
+            sj[i] = s;
+            block_max[i] = s > block_max[i] ? s : block_max[i];
+        }
+    }
+}
+
 static void exp2_portable(const float *x, float *y, int64_t n) {
     for (int64_t j = 0; j < n; j++) y[j] = exp2_portable_one(x[j]);
 }
@@ -126,5 +168,6 @@ const fa_kernels fa_kernels_portable = {
     .accumulate_pv = accumulate_pv_portable,
     .softmax_grad_t = softmax_grad_t_portable,
     .gemm_acc = gemm_acc_portable,
+    .score_mods = score_mods_portable,
     .exp2 = exp2_portable,
 };
