@@ -76,8 +76,34 @@ let softcapGrid: [AttentionCase] = {
     return cases
 }()
 
+/// A dense additive mask and nothing else — the kernels' dedicated path (rows transposed in
+/// registers, no soft-capping or ALiBi) — on every shape, both key-contiguous layouts, with
+/// and without a causal band (whose hidden scores must stay hidden whatever the mask adds).
+let additiveOnlyGrid: [AttentionCase] = {
+    var cases: [AttentionCase] = []
+    var n = 0
+    for shape in fastPathShapes {
+        for (_, strides) in fastPathStrides(shape).prefix(2) {
+            for causal in [CausalMask.none, .bottomRight] {
+                cases.append(AttentionCase(
+                    shape: shape, causal: causal,
+                    mask: randomAdditiveMask(shape, strides, hidden: 0.15, seed: UInt64(4500 + n)),
+                    layout: n % 2 == 0 ? .bhld : .blhd, seed: UInt64(4600 + n)))
+                n += 1
+            }
+        }
+    }
+    return cases
+}()
+
 @Suite("Vectorised score modifiers: every mask path and soft-capping")
 struct ScoreModsFastPathTests {
+    @Test("a dense additive mask alone (the dedicated path), with and without causal",
+          arguments: additiveOnlyGrid)
+    func additiveOnly(_ c: AttentionCase) throws {
+        try expectForwardAndBackward(c)
+    }
+
     @Test("mask paths (key-contiguous, query-broadcast, query-contiguous, general; bool and additive)",
           arguments: scoreModsFastPathGrid)
     func maskPaths(_ c: AttentionCase) throws {

@@ -41,6 +41,14 @@ static void prefetch_rows(const float *base, int rows, int64_t stride, int64_t w
         for (int64_t d = 0; d < width; d += 16) __builtin_prefetch(base + r * stride + d, 0, 3);
 }
 
+/// Burst `i` of `n`: asks for its share of the mask rows of the tile at (q0, k0).
+static void prefetch_burst(const fa_score_mods *m, int64_t q0, int rows, int i, int n,
+                           int64_t k0, int keys) {
+    if (m->mask_kind == FA_MASK_NONE) return;
+    const int r0 = (int)((int64_t)rows * i / n), r1 = (int)((int64_t)rows * (i + 1) / n);
+    if (r1 > r0) fa_prefetch_tile_mask(m, q0 + r0, r1 - r0, k0, keys);
+}
+
 // One query block of one (b, h): the whole inner loop of the algorithm above.
 static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t qb, float *ws) {
     const fa_problem *p = pl->p;
@@ -95,10 +103,9 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         prefetch_rows(v + kv_begin * p->v_strides.seq, first, p->v_strides.seq, dv);
         fa_prefetch_tile_mask(&mods, q0, rows, kv_begin, first);
     }
-    // With an element mask, scores are computed a few query tiles at a time, and after each
-    // chunk the next key block's mask for the same rows is asked for: a dense mask's rows are
-    // short runs far apart, which only arrive in time if requested spread over the block.
-    const int chunk = mods.mask_kind != FA_MASK_NONE ? 2 * kr->query_tile : rows_padded;
+    // With an element mask, scores and the P·V product are computed a query tile at a time,
+    // and between the chunks the next key block's mask is asked for (see below).
+    const int chunk = mods.mask_kind != FA_MASK_NONE ? kr->query_tile : rows_padded;
 
     // Qᵀ = scale·log2(e) · Qᵀ, padded with zero queries; fresh softmax state.
     kr->pack_qt(rows, rows_padded, dqk, q, p->q_strides.seq, pl->scale_log2, qt, bq);
@@ -126,13 +133,19 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         int64_t lo, hi;
         const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
         const int next_keys = (int)(kv_end - k0 - bk < bk ? kv_end - k0 - bk : bk);
+        // The next block's mask rows are asked for in 2·chunks bursts, after each chunk of
+        // scores and of the P·V product. A dense mask's tile is hundreds of short runs a mask
+        // row apart: no hardware prefetcher follows them, and requests made all at once are
+        // mostly dropped or evicted before use; spread over the whole block they are served
+        // while it computes (with the kernel's own requests a few row groups ahead, this took
+        // a dense additive mask from 1.8× to 1.25× the unmasked time at N = 2048, D = 64).
+        const int bursts = 2 * ((rows_padded + chunk - 1) / chunk);
+        int burst = 0;
         for (int r0 = 0; r0 < rows_padded; r0 += chunk) {
             const int n = rows_padded - r0 < chunk ? rows_padded - r0 : chunk;
             kr->scores_t(keys, n, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt + r0, bq,
                          st + r0, bq, masked, lo - r0, hi - r0, block_max + r0);
-            if (next_keys > 0 && r0 < rows)
-                fa_prefetch_tile_mask(&mods, q0 + r0, rows - r0 < n ? rows - r0 : n, k0 + bk,
-                                      next_keys);
+            if (next_keys > 0) prefetch_burst(&mods, q0, rows, burst++, bursts, k0 + bk, next_keys);
         }
         // Soft-capping, ALiBi and element masks, if any (they also recompute the block max).
         if (tile == FA_TILE_MODIFIED || tile == FA_TILE_PARTIAL)
@@ -140,8 +153,13 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
                            NULL);
         kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha, masked, lo,
                       hi);
-        kr->accumulate_pv(rows_padded, keys, dv, st, bq, v + k0 * p->v_strides.seq,
-                          p->v_strides.seq, alpha, acc, ldacc, masked, lo, hi);
+        for (int r0 = 0; r0 < rows_padded; r0 += chunk) {
+            const int n = rows_padded - r0 < chunk ? rows_padded - r0 : chunk;
+            kr->accumulate_pv(n, keys, dv, st + r0, bq, v + k0 * p->v_strides.seq,
+                              p->v_strides.seq, alpha + r0, acc + (int64_t)r0 * ldacc, ldacc,
+                              masked, lo - r0, hi - r0);
+            if (next_keys > 0) prefetch_burst(&mods, q0, rows, burst++, bursts, k0 + bk, next_keys);
+        }
     }
 
     // O = acc / l,  LSE = (m + log2 l)·ln 2  (0 and −inf for rows that saw no key)

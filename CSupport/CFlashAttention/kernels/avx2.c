@@ -391,10 +391,50 @@ FA_INLINE FA_AVX2 void mask_vectors(const fa_tile_mods *m, int path, int i0, int
 // Per vector of 8 rows, key by key (the mask in 8-key sub-tiles):
 //   x = s·ln2/c,  e = 2^(−2|s|/c) = e^(−2|x|),  s' = c·tanh(x)·log2 e,  d = 4e/(1 + e)²
 //   s' −= slope2·|alibi_base + i − j|;  s' += mask (real rows);  −inf in, −inf out
+// The dense additive mask alone (key stride 1; no soft-capping, ALiBi or derivative): per
+// 8 rows × 8 keys, 8 row loads, a register transpose and one FMA per key vector
+// (s + m·log2 e), mask rows asked for a few row groups ahead. Hidden scores (−inf) stay −inf.
+FA_AVX2 static void additive_rows_avx2(const fa_tile_mods *m, int keys, int rows,
+                                       int rows_padded, float *st, int64_t ldst,
+                                       float *block_max) {
+    const __m256 neg_inf = _mm256_set1_ps(-INFINITY), log2e = _mm256_set1_ps(FA_LOG2E);
+    const int ahead = 8 * VW;  // rows asked for ahead of the row group being modified
+    fa_prefetch_mask_rows(m, 0, rows < ahead ? rows : ahead, keys);
+    for (int i0 = 0; i0 < rows_padded; i0 += VW) {
+        const int live = rows - i0 < 0 ? 0 : (rows - i0 > VW ? VW : rows - i0);
+        if (i0 + ahead < rows)
+            fa_prefetch_mask_rows(m, i0 + ahead, rows < i0 + ahead + VW ? rows : i0 + ahead + VW, keys);
+        __m256 mx = neg_inf;
+        for (int j0 = 0; j0 < keys; j0 += VW) {
+            const int nk = keys - j0 < VW ? keys - j0 : VW;
+            const __m256i cols = first_lanes(nk);
+            __m256 mv[VW];
+            const float *row = m->mask_add + (int64_t)i0 * m->mask_q + j0;
+            for (int r = 0; r < VW; r++)  // pad rows (r ≥ live) add 0 and read nothing
+                mv[r] = r < live ? _mm256_maskload_ps(row + r * m->mask_q, cols) : _mm256_setzero_ps();
+            transpose8(mv);
+            float *sp = st + (int64_t)j0 * ldst + i0;
+            for (int jj = 0; jj < nk; jj++, sp += ldst) {
+                const __m256 s0 = _mm256_loadu_ps(sp);
+                __m256 s = _mm256_fmadd_ps(mv[jj], log2e, s0);
+                s = _mm256_blendv_ps(s, neg_inf, _mm256_cmp_ps(s0, neg_inf, _CMP_EQ_OQ));
+                _mm256_storeu_ps(sp, s);
+                mx = _mm256_max_ps(mx, s);
+            }
+        }
+        _mm256_storeu_ps(block_max + i0, mx);
+    }
+}
+
 FA_AVX2 static void score_mods_avx2(const fa_tile_mods *m, int keys, int rows, int rows_padded,
                                     float *st, int64_t ldst, float *block_max,
                                     float *derivative) {
     const float c = m->softcap;
+    if (m->mask_add && m->mask_k == 1 && m->mask_q > 1 && c == 0.0f && !m->has_alibi &&
+        !derivative) {
+        additive_rows_avx2(m, keys, rows, rows_padded, st, ldst, block_max);
+        return;
+    }
     const int path = !m->mask_bool && !m->mask_add ? MASK_NONE
                    : m->mask_q == 0                ? MASK_BROADCAST
                    : m->mask_q == 1                ? MASK_QUERIES

@@ -438,10 +438,51 @@ FA_INLINE FA_AVX512 void mask_vectors(const fa_tile_mods *m, int path, int i0, i
 // Per vector of 16 rows, key by key (the mask in 16-key sub-tiles):
 //   x = s·ln2/c,  e = 2^(−2|s|/c) = e^(−2|x|),  s' = c·tanh(x)·log2 e,  d = 4e/(1 + e)²
 //   s' −= slope2·|alibi_base + i − j|;  s' += mask (real rows);  −inf in, −inf out
+// The dense additive mask alone (key stride 1; no soft-capping, ALiBi or derivative), the
+// case a mask costs most in: per 16 rows × 16 keys, 16 row loads, a register transpose and
+// one FMA per key vector (s + m·log2 e). Scores hidden by the band (−inf) stay −inf.
+FA_AVX512 static void additive_rows_avx512(const fa_tile_mods *m, int keys, int rows,
+                                           int rows_padded, float *st, int64_t ldst,
+                                           float *block_max) {
+    const __m512 neg_inf = _mm512_set1_ps(-INFINITY), log2e = _mm512_set1_ps(FA_LOG2E);
+    const int ahead = 4 * VW;  // rows asked for ahead of the row group being modified
+    fa_prefetch_mask_rows(m, 0, rows < ahead ? rows : ahead, keys);
+    for (int i0 = 0; i0 < rows_padded; i0 += VW) {
+        const int live = rows - i0 < 0 ? 0 : (rows - i0 > VW ? VW : rows - i0);
+        if (i0 + ahead < rows)
+            fa_prefetch_mask_rows(m, i0 + ahead, rows < i0 + ahead + VW ? rows : i0 + ahead + VW, keys);
+        __m512 mx = neg_inf;
+        for (int j0 = 0; j0 < keys; j0 += VW) {
+            const int nk = keys - j0 < VW ? keys - j0 : VW;
+            const __mmask16 cols = (__mmask16)((1u << nk) - 1);
+            __m512 mv[VW];
+            const float *row = m->mask_add + (int64_t)i0 * m->mask_q + j0;
+            for (int r = 0; r < VW; r++)  // pad rows (r ≥ live) add 0 and read nothing
+                mv[r] = r < live ? _mm512_maskz_loadu_ps(cols, row + r * m->mask_q)
+                                 : _mm512_setzero_ps();
+            transpose16(mv);
+            float *sp = st + (int64_t)j0 * ldst + i0;
+            for (int jj = 0; jj < nk; jj++, sp += ldst) {
+                const __m512 s0 = _mm512_loadu_ps(sp);
+                __m512 s = _mm512_fmadd_ps(mv[jj], log2e, s0);
+                s = _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(s0, neg_inf, _CMP_EQ_OQ), neg_inf);
+                _mm512_storeu_ps(sp, s);
+                mx = _mm512_max_ps(mx, s);
+            }
+        }
+        _mm512_storeu_ps(block_max + i0, mx);
+    }
+}
+
 FA_AVX512 static void score_mods_avx512(const fa_tile_mods *m, int keys, int rows,
                                         int rows_padded, float *st, int64_t ldst,
                                         float *block_max, float *derivative) {
     const float c = m->softcap;
+    if (m->mask_add && m->mask_k == 1 && m->mask_q > 1 && c == 0.0f && !m->has_alibi &&
+        !derivative) {
+        additive_rows_avx512(m, keys, rows, rows_padded, st, ldst, block_max);
+        return;
+    }
     const int path = !m->mask_bool && !m->mask_add ? MASK_NONE
                    : m->mask_q == 0                ? MASK_BROADCAST
                    : m->mask_q == 1                ? MASK_QUERIES
@@ -453,9 +494,13 @@ FA_AVX512 static void score_mods_avx512(const fa_tile_mods *m, int keys, int row
     const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     const __m512 slope2 = _mm512_set1_ps(m->alibi_slope2);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int ahead = 2 * VW;  // rows prefetched ahead of the row group being modified
+    if (path == MASK_KEYS) fa_prefetch_mask_rows(m, 0, rows < ahead ? rows : ahead, keys);
     for (int i0 = 0; i0 < rows_padded; i0 += VW) {
         const int live = rows - i0 < 0 ? 0 : (rows - i0 > VW ? VW : rows - i0);
         __m512 mx = neg_inf;
+        if (path == MASK_KEYS && i0 + ahead < rows)
+            fa_prefetch_mask_rows(m, i0 + ahead, rows < i0 + ahead + VW ? rows : i0 + ahead + VW, keys);
         for (int j0 = 0; j0 < keys; j0 += VW) {
             const int nk = keys - j0 < VW ? keys - j0 : VW;
             __m512 mv[VW];

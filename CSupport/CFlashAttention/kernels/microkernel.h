@@ -70,6 +70,19 @@ typedef struct fa_tile_mods {
     int64_t mask_q, mask_k;
 } fa_tile_mods;
 
+/// Asks for the mask rows [r0, r1) of a tile (key-contiguous: mask_k = 1), `keys` elements each,
+/// a little before a score_mods kernel reads them: rows of a dense mask lie far apart, so the
+/// hardware prefetchers do not follow them.
+static inline void fa_prefetch_mask_rows(const fa_tile_mods *m, int r0, int r1, int keys) {
+    const int size = m->mask_bool ? 1 : 4;
+    const char *base = m->mask_bool ? (const char *)m->mask_bool : (const char *)m->mask_add;
+    for (int r = r0; r < r1; r++) {
+        const char *row = base + (int64_t)r * m->mask_q * size;
+        for (int b = 0; b < keys * size; b += 64) __builtin_prefetch(row + b, 0, 2);
+        __builtin_prefetch(row + keys * size - 1, 0, 2);
+    }
+}
+
 /// Coefficients of tanh(x) ≈ x + x·z·P(z), z = x², |x| < FA_TANH_SMALL (Cephes' tanhf: relative
 /// error ≈ 1e-7 there). Beyond it tanh|x| = (1 − e)/(1 + e), e = e^(−2|x|) ≤ 0.29, which has no
 /// cancellation (unlike 1 − 2/(e^(2x) + 1) near 0).
