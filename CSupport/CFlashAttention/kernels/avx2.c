@@ -442,7 +442,10 @@ FA_AVX2 static void score_mods_avx2(const fa_tile_mods *m, int keys, int rows, i
                                                    : MASK_GENERAL;
     const __m256 neg_inf = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(1.0f);
     const __m256 cap = _mm256_set1_ps(c), two = _mm256_set1_ps(2.0f);
-    const __m256 ln2 = _mm256_set1_ps(FA_LN2), log2e = _mm256_set1_ps(FA_LOG2E);
+    // Multiplications by 1/c instead of divisions by c (c > 0 only when used).
+    const __m256 inv_c = _mm256_set1_ps(c > 0.0f ? 1.0f / c : 0.0f);
+    const __m256 ln2_c = _mm256_set1_ps(c > 0.0f ? FA_LN2 / c : 0.0f);
+    const __m256 log2e = _mm256_set1_ps(FA_LOG2E);
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 slope2 = _mm256_set1_ps(m->alibi_slope2);
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -460,9 +463,9 @@ FA_AVX2 static void score_mods_avx2(const fa_tile_mods *m, int keys, int rows, i
                 const __m256 s0 = _mm256_loadu_ps(sp);
                 __m256 s = s0, d = one;
                 if (c > 0.0f) {
-                    const __m256 x = _mm256_div_ps(_mm256_mul_ps(s0, ln2), cap);
+                    const __m256 x = _mm256_mul_ps(s0, ln2_c);  // s·ln2/c, e = 2^(−2|s|/c)
                     const __m256 abs2 = _mm256_mul_ps(two, _mm256_and_ps(s0, abs_mask));
-                    const __m256 e = exp2_ps(_mm256_div_ps(_mm256_sub_ps(_mm256_setzero_ps(), abs2), cap));
+                    const __m256 e = exp2_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), abs2), inv_c));
                     s = _mm256_mul_ps(_mm256_mul_ps(cap, tanh_ps(x, e)), log2e);
                     const __m256 e1 = _mm256_add_ps(one, e);
                     if (derivative) d = _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(4.0f), e), _mm256_mul_ps(e1, e1));

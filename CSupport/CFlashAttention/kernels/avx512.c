@@ -490,7 +490,10 @@ FA_AVX512 static void score_mods_avx512(const fa_tile_mods *m, int keys, int row
                                                    : MASK_GENERAL;
     const __m512 neg_inf = _mm512_set1_ps(-INFINITY), one = _mm512_set1_ps(1.0f);
     const __m512 cap = _mm512_set1_ps(c), two = _mm512_set1_ps(2.0f);
-    const __m512 ln2 = _mm512_set1_ps(FA_LN2), log2e = _mm512_set1_ps(FA_LOG2E);
+    // Multiplications by 1/c instead of divisions by c (c > 0 only when used).
+    const __m512 inv_c = _mm512_set1_ps(c > 0.0f ? 1.0f / c : 0.0f);
+    const __m512 ln2_c = _mm512_set1_ps(c > 0.0f ? FA_LN2 / c : 0.0f);
+    const __m512 log2e = _mm512_set1_ps(FA_LOG2E);
     const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     const __m512 slope2 = _mm512_set1_ps(m->alibi_slope2);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -512,9 +515,9 @@ FA_AVX512 static void score_mods_avx512(const fa_tile_mods *m, int keys, int row
                 const __m512 s0 = _mm512_loadu_ps(sp);
                 __m512 s = s0, d = one;
                 if (c > 0.0f) {
-                    const __m512 x = _mm512_div_ps(_mm512_mul_ps(s0, ln2), cap);
+                    const __m512 x = _mm512_mul_ps(s0, ln2_c);  // s·ln2/c, e = 2^(−2|s|/c)
                     const __m512 abs2 = _mm512_mul_ps(two, _mm512_and_ps(s0, abs_mask));
-                    const __m512 e = exp2_ps(_mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), abs2), cap));
+                    const __m512 e = exp2_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), abs2), inv_c));
                     s = _mm512_mul_ps(_mm512_mul_ps(cap, tanh_ps(x, e)), log2e);
                     const __m512 e1 = _mm512_add_ps(one, e);
                     if (derivative) d = _mm512_div_ps(_mm512_mul_ps(_mm512_set1_ps(4.0f), e), _mm512_mul_ps(e1, e1));
