@@ -30,6 +30,17 @@ public enum VarlenDistribution: String, CaseIterable, Sendable, Codable {
     case exponential
 }
 
+/// A seeded uniform generator in [0, 1) (a 64-bit LCG's top 53 bits): the benchmark's masks
+/// and lengths are the same on every run and for every implementation.
+struct SeededUniform {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> Double {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Double(state >> 11) / Double(1 << 53)
+    }
+}
+
 /// Which pass a case times.
 public enum BenchPass: String, CaseIterable, Sendable, Codable {
     case forward, backward
@@ -68,16 +79,12 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// The seeded lengths of a varlen case: `batch` values ≥ 1 summing to `queryLength`.
     public var sequenceLengths: [Int]? {
         guard let varlen else { return nil }
-        var state: UInt64 = 0xD1B5_4A32_D192_ED03
-        func draw() -> Double {  // in (0, 1]
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return (Double(state >> 11) + 1) / Double(1 << 53)
-        }
+        var random = SeededUniform(seed: 0xD1B5_4A32_D192_ED03)
         let weights: [Double] = (0 ..< batch).map { _ in
-            switch varlen {
+            switch varlen {  // draws in (0, 1]
             case .equal: 1
-            case .uniform: draw()
-            case .exponential: -log(draw()) + 1e-9
+            case .uniform: random.next() + 0x1p-53
+            case .exponential: -log(random.next() + 0x1p-53) + 1e-9
             }
         }
         // One token each, the rest shared in proportion (largest remainders get the leftovers).
@@ -103,11 +110,8 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
 
     public var elementMask: AttentionMask? {
         guard maskDensity != nil || additiveMask else { return nil }
-        var state: UInt64 = 0x2545_F491_4F6C_DD1D
-        func next() -> Double {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Double(state >> 11) / Double(1 << 53)
-        }
+        var random = SeededUniform(seed: 0x2545_F491_4F6C_DD1D)
+        func next() -> Double { random.next() }
         let s = shape
         let n = s.batch * s.queryHeads * queryLength * keyLength
         if additiveMask {
@@ -120,13 +124,10 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// The seeded block mask of a block-sparse case (the same for every implementation).
     public var blockMask: BlockMask? {
         guard let keep = blockSparseKeep, let size = blockSparseSize else { return nil }
-        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var random = SeededUniform(seed: 0x9E37_79B9_7F4A_7C15)
         let s = shape
         let nq = (queryLength + size - 1) / size, nk = (keyLength + size - 1) / size
-        let kept = (0 ..< s.batch * s.queryHeads * nq * nk).map { _ -> Bool in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Double(state >> 11) / Double(1 << 53) < keep
-        }
+        let kept = (0 ..< s.batch * s.queryHeads * nq * nk).map { _ in random.next() < keep }
         return BlockMask(kept: kept, blockQuery: size, blockKey: size, shape: s)
     }
 
