@@ -13,8 +13,9 @@
 #define FA_AVX2 __attribute__((target("avx2,fma")))
 #define FA_INLINE static inline __attribute__((always_inline))
 
-// Floats per vector; keys × query vectors of a scores tile; rows × value vectors of a P·V tile.
-enum { VW = 8, KR = 6, QV = 2, MR = 6, DV = 2 };
+// Floats per vector; keys × query vectors of a scores tile (KR1 keys against a lone query
+// vector, so that it too has 12 accumulators); rows × value vectors of a P·V tile.
+enum { VW = 8, KR = 6, QV = 2, KR1 = 12, MR = 6, DV = 2 };
 
 // A lane mask with the first `n` (0…8) lanes set, for vmaskmov.
 FA_INLINE FA_AVX2 __m256i first_lanes(int n) {
@@ -65,12 +66,12 @@ FA_AVX2 static void pack_qt_avx2(int rows, int rows_padded, int64_t dqk, const f
 }
 
 // One scores tile: NK keys × NQ query vectors (NK ≤ 6, NQ ≤ 2: 12 accumulators, 2 query
-// vectors and a broadcast key, 15 of the 16 registers, so nothing spills).
+// vectors and a broadcast key, 15 of the 16 registers, so nothing spills; or NK ≤ 12, NQ = 1).
 FA_INLINE FA_AVX2 void scores_tile(const int NK, const int NQ, int64_t dqk, const float *k,
                                    int64_t ldk, const float *qt, int64_t ldqt, float *st,
                                    int64_t ldst, int masked, int64_t lo, int64_t hi,
                                    float *block_max) {
-    __m256 acc[KR][QV];
+    __m256 acc[KR1][QV];
     for (int a = 0; a < NK; a++)
         for (int v = 0; v < NQ; v++) acc[a][v] = _mm256_setzero_ps();
     // Key a is seen by queries [a + lo, a + hi): outside the tile for every key → all −inf.
@@ -104,12 +105,17 @@ FA_INLINE FA_AVX2 void scores_tile(const int NK, const int NQ, int64_t dqk, cons
     for (int v = 0; v < NQ; v++) _mm256_storeu_ps(block_max + v * VW, mx[v]);
 }
 
-// All keys against NQ query vectors: tiles of KR keys, then one tile of the 1…KR−1 left.
+// All keys against NQ query vectors: tiles of KR keys (KR1 for one vector, then at most one
+// of KR), then one tile of the 1…KR−1 left.
 FA_INLINE FA_AVX2 void scores_column(const int NQ, int keys, int64_t dqk, const float *k,
                                      int64_t ldk, const float *qt, int64_t ldqt, float *st,
                                      int64_t ldst, int masked, int64_t lo, int64_t hi,
                                      float *block_max) {
     int j = 0;
+    if (NQ == 1)
+        for (; j + KR1 <= keys; j += KR1)
+            scores_tile(KR1, 1, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
+                        j + lo, j + hi, block_max);
     for (; j + KR <= keys; j += KR)
         scores_tile(KR, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
                     j + lo, j + hi, block_max);
