@@ -47,6 +47,26 @@ FA_INLINE FA_AVX2 __m256 exp2_ps(__m256 x) {
     return _mm256_and_ps(_mm256_blendv_ps(out, x, nan), live);
 }
 
+// 2^x for the softmax, whose exponents are ≤ 0 (s − m with m ≥ s), −inf or NaN: exp2_ps
+// without the x ≥ 128 branch, and NaN kept by the operand order of vmaxps (it returns its
+// second operand when either is NaN), so NaN flows through the arithmetic and the live mask
+// (unordered compares as live). Bitwise equal to exp2_ps for every x < 128 that is not NaN.
+FA_INLINE FA_AVX2 __m256 exp2_nonpositive_ps(__m256 x) {
+    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(FA_EXP2_MIN), _CMP_NLT_UQ);
+    const __m256 xc = _mm256_max_ps(_mm256_set1_ps(FA_EXP2_MIN), x);  // NaN stays NaN
+    const __m256 n = _mm256_round_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(xc, n);
+    __m256 p = _mm256_set1_ps(FA_EXP2_C6);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C5));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C4));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C3));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C2));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C1));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), live);
+}
+
 FA_AVX2 static void exp2_avx2(const float *x, float *y, int64_t n) {
     int64_t j = 0;
     for (; j + VW <= n; j += VW) _mm256_storeu_ps(y + j, exp2_ps(_mm256_loadu_ps(x + j)));
@@ -152,7 +172,7 @@ FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t
         const __m256 m_new = _mm256_max_ps(m_old, _mm256_loadu_ps(block_max + i));
         const __m256 none = _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ);
         const __m256 m_use = _mm256_andnot_ps(none, m_new);  // −inf → 0
-        const __m256 a = exp2_ps(_mm256_sub_ps(m_old, m_use));
+        const __m256 a = exp2_nonpositive_ps(_mm256_sub_ps(m_old, m_use));
         __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
         // Keys outside these rows' band are −inf: P = 0, stored without an exp2.
         int j0, j1;
@@ -163,8 +183,8 @@ FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t
         int j = j0;
         for (; j + 2 <= j1; j += 2) {
             float *s0 = st + j * ldst + i, *s1 = s0 + ldst;
-            const __m256 p0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
-            const __m256 p1 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s1), m_use));
+            const __m256 p0 = exp2_nonpositive_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
+            const __m256 p1 = exp2_nonpositive_ps(_mm256_sub_ps(_mm256_loadu_ps(s1), m_use));
             _mm256_storeu_ps(s0, p0);
             _mm256_storeu_ps(s1, p1);
             sum0 = _mm256_add_ps(sum0, p0);
@@ -172,7 +192,7 @@ FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t
         }
         if (j < j1) {
             float *s0 = st + j * ldst + i;
-            const __m256 p0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
+            const __m256 p0 = exp2_nonpositive_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
             _mm256_storeu_ps(s0, p0);
             sum0 = _mm256_add_ps(sum0, p0);
         }
