@@ -1,8 +1,11 @@
 // avx2.c — AVX2 + FMA micro-kernels (16 ymm registers, 8 floats each).
 //
 // Same contract and structure as avx512.c, with register tiles sized for 16 registers:
-// scores 4 keys × 24 queries (12 accumulators), P·V 4 queries × 24 value columns
-// (12 accumulators). Tails use vmaskmov loads, which never touch masked-out memory.
+// scores 6 keys × 16 queries, P·V and the backward's gemm 6 rows × 16 columns — 12
+// accumulators, 2 vectors loaded and 1 broadcast per step, 15 registers: a 12-accumulator
+// tile with 3 loaded vectors (4 × 24) needs all 16, and the compiler then spilled an
+// accumulator to the stack inside the inner loop. Tails use vmaskmov loads, which never touch
+// masked-out memory.
 #include <immintrin.h>
 #include <math.h>
 #include "microkernel.h"
@@ -10,7 +13,9 @@
 #define FA_AVX2 __attribute__((target("avx2,fma")))
 #define FA_INLINE static inline __attribute__((always_inline))
 
-enum { VW = 8, KR = 4, QV = 3, MR = 4, DV = 3 };
+// Floats per vector; keys × query vectors of a scores tile (KR1 keys against a lone query
+// vector, so that it too has 12 accumulators); rows × value vectors of a P·V tile.
+enum { VW = 8, KR = 6, QV = 2, KR1 = 12, MR = 6, DV = 2 };
 
 // A lane mask with the first `n` (0…8) lanes set, for vmaskmov.
 FA_INLINE FA_AVX2 __m256i first_lanes(int n) {
@@ -42,6 +47,26 @@ FA_INLINE FA_AVX2 __m256 exp2_ps(__m256 x) {
     return _mm256_and_ps(_mm256_blendv_ps(out, x, nan), live);
 }
 
+// 2^x for the softmax, whose exponents are ≤ 0 (s − m with m ≥ s), −inf or NaN: exp2_ps
+// without the x ≥ 128 branch, and NaN kept by the operand order of vmaxps (it returns its
+// second operand when either is NaN), so NaN flows through the arithmetic and the live mask
+// (unordered compares as live). Bitwise equal to exp2_ps for every x < 128 that is not NaN.
+FA_INLINE FA_AVX2 __m256 exp2_nonpositive_ps(__m256 x) {
+    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(FA_EXP2_MIN), _CMP_NLT_UQ);
+    const __m256 xc = _mm256_max_ps(_mm256_set1_ps(FA_EXP2_MIN), x);  // NaN stays NaN
+    const __m256 n = _mm256_round_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(xc, n);
+    __m256 p = _mm256_set1_ps(FA_EXP2_C6);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C5));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C4));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C3));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C2));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C1));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), live);
+}
+
 FA_AVX2 static void exp2_avx2(const float *x, float *y, int64_t n) {
     int64_t j = 0;
     for (; j + VW <= n; j += VW) _mm256_storeu_ps(y + j, exp2_ps(_mm256_loadu_ps(x + j)));
@@ -60,15 +85,18 @@ FA_AVX2 static void pack_qt_avx2(int rows, int rows_padded, int64_t dqk, const f
     }
 }
 
+// One scores tile: NK keys × NQ query vectors (NK ≤ 6, NQ ≤ 2: 12 accumulators, 2 query
+// vectors and a broadcast key, 15 of the 16 registers, so nothing spills; or NK ≤ 12, NQ = 1).
 FA_INLINE FA_AVX2 void scores_tile(const int NK, const int NQ, int64_t dqk, const float *k,
                                    int64_t ldk, const float *qt, int64_t ldqt, float *st,
                                    int64_t ldst, int masked, int64_t lo, int64_t hi,
                                    float *block_max) {
-    __m256 acc[KR][QV];
+    __m256 acc[KR1][QV];
     for (int a = 0; a < NK; a++)
         for (int v = 0; v < NQ; v++) acc[a][v] = _mm256_setzero_ps();
     // Key a is seen by queries [a + lo, a + hi): outside the tile for every key → all −inf.
     const int hidden = masked && (lo >= NQ * VW || (NK - 1) + hi <= 0);
+    // st[a, i] = Σ_d k[a, d] · qt[d, i], d in order
     for (int64_t d = 0; d < (hidden ? 0 : dqk); d++) {
         __m256 qv[QV];
         for (int v = 0; v < NQ; v++) qv[v] = _mm256_loadu_ps(qt + d * ldqt + v * VW);
@@ -97,29 +125,39 @@ FA_INLINE FA_AVX2 void scores_tile(const int NK, const int NQ, int64_t dqk, cons
     for (int v = 0; v < NQ; v++) _mm256_storeu_ps(block_max + v * VW, mx[v]);
 }
 
+// All keys against NQ query vectors: tiles of KR keys (KR1 for one vector, then at most one
+// of KR), then one tile of the 1…KR−1 left.
 FA_INLINE FA_AVX2 void scores_column(const int NQ, int keys, int64_t dqk, const float *k,
                                      int64_t ldk, const float *qt, int64_t ldqt, float *st,
                                      int64_t ldst, int masked, int64_t lo, int64_t hi,
-                                       float *block_max) {
+                                     float *block_max) {
     int j = 0;
+    if (NQ == 1)
+        for (; j + KR1 <= keys; j += KR1)
+            scores_tile(KR1, 1, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
+                        j + lo, j + hi, block_max);
     for (; j + KR <= keys; j += KR)
         scores_tile(KR, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
                     j + lo, j + hi, block_max);
-    for (; j < keys; j++)
-        scores_tile(1, NQ, dqk, k + j * ldk, ldk, qt, ldqt, st + j * ldst, ldst, masked,
-                    j + lo, j + hi, block_max);
+    const float *kj = k + j * ldk;
+    float *sj = st + j * ldst;
+    switch (keys - j) {
+    case 5: scores_tile(5, NQ, dqk, kj, ldk, qt, ldqt, sj, ldst, masked, j + lo, j + hi, block_max); break;
+    case 4: scores_tile(4, NQ, dqk, kj, ldk, qt, ldqt, sj, ldst, masked, j + lo, j + hi, block_max); break;
+    case 3: scores_tile(3, NQ, dqk, kj, ldk, qt, ldqt, sj, ldst, masked, j + lo, j + hi, block_max); break;
+    case 2: scores_tile(2, NQ, dqk, kj, ldk, qt, ldqt, sj, ldst, masked, j + lo, j + hi, block_max); break;
+    case 1: scores_tile(1, NQ, dqk, kj, ldk, qt, ldqt, sj, ldst, masked, j + lo, j + hi, block_max); break;
+    default: break;
+    }
 }
 
 FA_AVX2 static void scores_t_avx2(int keys, int rows_padded, int64_t dqk, const float *k,
                                   int64_t ldk, const float *qt, int64_t ldqt, float *st,
                                   int64_t ldst, int masked, int64_t lo, int64_t hi, float *block_max) {
     for (int i0 = 0; i0 < rows_padded; i0 += QV * VW) {
-        const int nq = (rows_padded - i0) / VW;
         const int64_t l = lo - i0, h = hi - i0;
-        if (nq >= 3)
-            scores_column(3, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, l, h, block_max + i0);
-        else if (nq == 2)
-            scores_column(2, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, l, h, block_max + i0);
+        if (rows_padded - i0 >= QV * VW)
+            scores_column(QV, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, l, h, block_max + i0);
         else
             scores_column(1, keys, dqk, k, ldk, qt + i0, ldqt, st + i0, ldst, masked, l, h, block_max + i0);
     }
@@ -134,7 +172,7 @@ FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t
         const __m256 m_new = _mm256_max_ps(m_old, _mm256_loadu_ps(block_max + i));
         const __m256 none = _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ);
         const __m256 m_use = _mm256_andnot_ps(none, m_new);  // −inf → 0
-        const __m256 a = exp2_ps(_mm256_sub_ps(m_old, m_use));
+        const __m256 a = exp2_nonpositive_ps(_mm256_sub_ps(m_old, m_use));
         __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
         // Keys outside these rows' band are −inf: P = 0, stored without an exp2.
         int j0, j1;
@@ -145,8 +183,8 @@ FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t
         int j = j0;
         for (; j + 2 <= j1; j += 2) {
             float *s0 = st + j * ldst + i, *s1 = s0 + ldst;
-            const __m256 p0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
-            const __m256 p1 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s1), m_use));
+            const __m256 p0 = exp2_nonpositive_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
+            const __m256 p1 = exp2_nonpositive_ps(_mm256_sub_ps(_mm256_loadu_ps(s1), m_use));
             _mm256_storeu_ps(s0, p0);
             _mm256_storeu_ps(s1, p1);
             sum0 = _mm256_add_ps(sum0, p0);
@@ -154,7 +192,7 @@ FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t
         }
         if (j < j1) {
             float *s0 = st + j * ldst + i;
-            const __m256 p0 = exp2_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
+            const __m256 p0 = exp2_nonpositive_ps(_mm256_sub_ps(_mm256_loadu_ps(s0), m_use));
             _mm256_storeu_ps(s0, p0);
             sum0 = _mm256_add_ps(sum0, p0);
         }
@@ -166,32 +204,63 @@ FA_AVX2 static void softmax_t_avx2(int keys, int rows_padded, float *st, int64_t
     }
 }
 
-FA_INLINE FA_AVX2 void pv_tile(const int NV, int keys, const float *pt, int64_t ldpt,
-                               const float *v, int64_t ldv, __m256i tail, const float *alpha,
-                               float *acc, int64_t ldacc) {
+// One P·V tile: NR queries × NV value vectors (NR ≤ 6, NV ≤ 2: 12 accumulators, 2 value
+// vectors and a broadcast probability); the last vector is read under `tail` if TAIL.
+FA_INLINE FA_AVX2 void pv_tile(const int NR, const int NV, const int TAIL, int keys,
+                               const float *pt, int64_t ldpt, const float *v, int64_t ldv,
+                               __m256i tail, const float *alpha, float *acc, int64_t ldacc) {
     __m256 c[MR][DV];
     int rescale = 0;
-    for (int r = 0; r < MR; r++) rescale |= alpha[r] != 1.0f;
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < NR; r++) rescale |= alpha[r] != 1.0f;
+    // c = alpha · acc (skipped when no row's max moved)
+    for (int r = 0; r < NR; r++) {
         const __m256 a = _mm256_set1_ps(alpha[r]);
         for (int w = 0; w < NV; w++) {
             c[r][w] = _mm256_loadu_ps(acc + r * ldacc + w * VW);
             if (rescale) c[r][w] = _mm256_mul_ps(c[r][w], a);
         }
     }
+    // c[r, :] += Σ_j pt[j, r] · v[j, :], j in order
     for (int j = 0; j < keys; j++) {
         __m256 vv[DV];
         for (int w = 0; w < NV; w++)
-            vv[w] = w == NV - 1 ? _mm256_maskload_ps(v + j * ldv + w * VW, tail)
-                                : _mm256_loadu_ps(v + j * ldv + w * VW);
+            vv[w] = TAIL && w == NV - 1 ? _mm256_maskload_ps(v + j * ldv + w * VW, tail)
+                                        : _mm256_loadu_ps(v + j * ldv + w * VW);
         const float *p = pt + j * ldpt;
-        for (int r = 0; r < MR; r++) {
+        for (int r = 0; r < NR; r++) {
             const __m256 pb = _mm256_broadcast_ss(p + r);
             for (int w = 0; w < NV; w++) c[r][w] = _mm256_fmadd_ps(pb, vv[w], c[r][w]);
         }
     }
-    for (int r = 0; r < MR; r++)
+    for (int r = 0; r < NR; r++)
         for (int w = 0; w < NV; w++) _mm256_storeu_ps(acc + r * ldacc + w * VW, c[r][w]);
+}
+
+// All rows against one group of NV value vectors: tiles of MR rows, then one of the rest.
+FA_INLINE FA_AVX2 void pv_rows(const int NV, const int TAIL, int rows_padded, int keys,
+                               const float *pt, int64_t ldpt, const float *v, int64_t ldv,
+                               __m256i tail, const float *alpha, float *acc, int64_t ldacc,
+                               int masked, int64_t lo, int64_t hi) {
+    // A tile of NR rows from row i, over the keys its rows see (P = 0 elsewhere: skipped).
+#define FA_PV(NR, i)                                                                          \
+    do {                                                                                      \
+        int j0, j1;                                                                           \
+        fa_band_keys(keys, (i), (NR), masked, lo, hi, &j0, &j1);                              \
+        pv_tile((NR), NV, TAIL, j1 - j0, pt + (int64_t)j0 * ldpt + (i), ldpt,                 \
+                v + (int64_t)j0 * ldv, ldv, tail, alpha + (i), acc + (int64_t)(i) * ldacc,     \
+                ldacc);                                                                       \
+    } while (0)
+    int i = 0;
+    for (; i + MR <= rows_padded; i += MR) FA_PV(MR, i);
+    switch (rows_padded - i) {
+    case 5: FA_PV(5, i); break;
+    case 4: FA_PV(4, i); break;
+    case 3: FA_PV(3, i); break;
+    case 2: FA_PV(2, i); break;
+    case 1: FA_PV(1, i); break;
+    default: break;
+    }
+#undef FA_PV
 }
 
 FA_AVX2 static void accumulate_pv_avx2(int rows_padded, int keys, int64_t dv, const float *pt,
@@ -201,17 +270,18 @@ FA_AVX2 static void accumulate_pv_avx2(int rows_padded, int keys, int64_t dv, co
     for (int64_t d0 = 0; d0 < dv; d0 += DV * VW) {
         const int64_t cols = dv - d0 < DV * VW ? dv - d0 : DV * VW;
         const int nv = (int)((cols + VW - 1) / VW);
-        const __m256i tail = first_lanes((int)(cols - (int64_t)(nv - 1) * VW));
-        for (int i = 0; i < rows_padded; i += MR) {
-            float *a = acc + i * ldacc + d0;
-            // Only the keys rows i … i+MR−1 see (P = 0 elsewhere, so skipped).
-            int j0, j1;
-            fa_band_keys(keys, i, MR, masked, lo, hi, &j0, &j1);
-            const float *p0 = pt + (int64_t)j0 * ldpt + i, *v0 = v + (int64_t)j0 * ldv + d0;
-            if (nv == 3) pv_tile(3, j1 - j0, p0, ldpt, v0, ldv, tail, alpha + i, a, ldacc);
-            else if (nv == 2) pv_tile(2, j1 - j0, p0, ldpt, v0, ldv, tail, alpha + i, a, ldacc);
-            else pv_tile(1, j1 - j0, p0, ldpt, v0, ldv, tail, alpha + i, a, ldacc);
-        }
+        const int rem = (int)(cols - (int64_t)(nv - 1) * VW);
+        const __m256i tail = first_lanes(rem);
+        const float *vd = v + d0;
+        float *ad = acc + d0;
+        if (nv == 2 && rem == VW)
+            pv_rows(2, 0, rows_padded, keys, pt, ldpt, vd, ldv, tail, alpha, ad, ldacc, masked, lo, hi);
+        else if (nv == 2)
+            pv_rows(2, 1, rows_padded, keys, pt, ldpt, vd, ldv, tail, alpha, ad, ldacc, masked, lo, hi);
+        else if (rem == VW)
+            pv_rows(1, 0, rows_padded, keys, pt, ldpt, vd, ldv, tail, alpha, ad, ldacc, masked, lo, hi);
+        else
+            pv_rows(1, 1, rows_padded, keys, pt, ldpt, vd, ldv, tail, alpha, ad, ldacc, masked, lo, hi);
     }
 }
 
@@ -233,17 +303,20 @@ FA_AVX2 static void softmax_grad_t_avx2(int keys, int rows_padded, float *st, fl
     }
 }
 
-FA_INLINE FA_AVX2 void gemm_tile(const int NR, const int NV, int K, const float *a, int64_t a_rs,
-                                 int64_t a_cs, const float *b, int64_t ldb, __m256i tail,
-                                 float *c, int64_t ldc) {
+// One gemm tile: NR rows × NV column vectors (NR ≤ 6, NV ≤ 2); the last vector of b is read
+// under `tail` if TAIL.
+FA_INLINE FA_AVX2 void gemm_tile(const int NR, const int NV, const int TAIL, int K,
+                                 const float *a, int64_t a_rs, int64_t a_cs, const float *b,
+                                 int64_t ldb, __m256i tail, float *c, int64_t ldc) {
     __m256 acc[MR][DV];
     for (int r = 0; r < NR; r++)
         for (int w = 0; w < NV; w++) acc[r][w] = _mm256_loadu_ps(c + r * ldc + w * VW);
+    // c[r, :] += Σ_k a[r, k] · b[k, :], k in order
     for (int k = 0; k < K; k++) {
         __m256 bv[DV];
         for (int w = 0; w < NV; w++)
-            bv[w] = w == NV - 1 ? _mm256_maskload_ps(b + k * ldb + w * VW, tail)
-                                : _mm256_loadu_ps(b + k * ldb + w * VW);
+            bv[w] = TAIL && w == NV - 1 ? _mm256_maskload_ps(b + k * ldb + w * VW, tail)
+                                        : _mm256_loadu_ps(b + k * ldb + w * VW);
         for (int r = 0; r < NR; r++) {
             const __m256 ab = _mm256_broadcast_ss(a + r * a_rs + k * a_cs);
             for (int w = 0; w < NV; w++) acc[r][w] = _mm256_fmadd_ps(ab, bv[w], acc[r][w]);
@@ -253,29 +326,39 @@ FA_INLINE FA_AVX2 void gemm_tile(const int NR, const int NV, int K, const float 
         for (int w = 0; w < NV; w++) _mm256_storeu_ps(c + r * ldc + w * VW, acc[r][w]);
 }
 
+// All M rows against one group of NV column vectors: tiles of MR rows, then one of the rest.
+FA_INLINE FA_AVX2 void gemm_rows(const int NV, const int TAIL, int M, int K, const float *a,
+                                 int64_t a_rs, int64_t a_cs, const float *b, int64_t ldb,
+                                 __m256i tail, float *c, int64_t ldc) {
+    int m = 0;
+    for (; m + MR <= M; m += MR)
+        gemm_tile(MR, NV, TAIL, K, a + m * a_rs, a_rs, a_cs, b, ldb, tail, c + m * ldc, ldc);
+    const float *am = a + m * a_rs;
+    float *cm = c + m * ldc;
+    switch (M - m) {
+    case 5: gemm_tile(5, NV, TAIL, K, am, a_rs, a_cs, b, ldb, tail, cm, ldc); break;
+    case 4: gemm_tile(4, NV, TAIL, K, am, a_rs, a_cs, b, ldb, tail, cm, ldc); break;
+    case 3: gemm_tile(3, NV, TAIL, K, am, a_rs, a_cs, b, ldb, tail, cm, ldc); break;
+    case 2: gemm_tile(2, NV, TAIL, K, am, a_rs, a_cs, b, ldb, tail, cm, ldc); break;
+    case 1: gemm_tile(1, NV, TAIL, K, am, a_rs, a_cs, b, ldb, tail, cm, ldc); break;
+    default: break;
+    }
+}
+
 FA_AVX2 static void gemm_acc_avx2(int M, int64_t N, int K, const float *a, int64_t a_rs,
                                   int64_t a_cs, const float *b, int64_t ldb, float *c,
                                   int64_t ldc) {
-    for (int64_t n0 = 0; n0 < N; n0 += DV * VW) {  // 4 rows × 24 columns
+    for (int64_t n0 = 0; n0 < N; n0 += DV * VW) {  // 6 rows × 16 columns
         const int64_t cols = N - n0 < DV * VW ? N - n0 : DV * VW;
         const int nv = (int)((cols + VW - 1) / VW);
-        const __m256i tail = first_lanes((int)(cols - (int64_t)(nv - 1) * VW));
+        const int rem = (int)(cols - (int64_t)(nv - 1) * VW);
+        const __m256i tail = first_lanes(rem);
         const float *bn = b + n0;
         float *cn = c + n0;
-        for (int m = 0; m < M; m += MR) {
-            const int nr = M - m < MR ? M - m : MR;
-            const float *am = a + m * a_rs;
-            float *cm = cn + m * ldc;
-#define FA_GEMM_NV(NV)                                                                          \
-            if (nr == 4) gemm_tile(4, NV, K, am, a_rs, a_cs, bn, ldb, tail, cm, ldc);           \
-            else if (nr == 3) gemm_tile(3, NV, K, am, a_rs, a_cs, bn, ldb, tail, cm, ldc);      \
-            else if (nr == 2) gemm_tile(2, NV, K, am, a_rs, a_cs, bn, ldb, tail, cm, ldc);      \
-            else gemm_tile(1, NV, K, am, a_rs, a_cs, bn, ldb, tail, cm, ldc);
-            if (nv == 3) { FA_GEMM_NV(3) }
-            else if (nv == 2) { FA_GEMM_NV(2) }
-            else { FA_GEMM_NV(1) }
-#undef FA_GEMM_NV
-        }
+        if (nv == 2 && rem == VW) gemm_rows(2, 0, M, K, a, a_rs, a_cs, bn, ldb, tail, cn, ldc);
+        else if (nv == 2) gemm_rows(2, 1, M, K, a, a_rs, a_cs, bn, ldb, tail, cn, ldc);
+        else if (rem == VW) gemm_rows(1, 0, M, K, a, a_rs, a_cs, bn, ldb, tail, cn, ldc);
+        else gemm_rows(1, 1, M, K, a, a_rs, a_cs, bn, ldb, tail, cn, ldc);
     }
 }
 
@@ -492,7 +575,7 @@ const fa_kernels fa_kernels_avx2 = {
     .name = "avx2",
     .vector_width = VW,
     .query_tile = QV * VW,
-    .key_tile = KR,
+    .key_tile = 4,  // key blocks (64) stay multiples of 4; 6-key tiles end with a 4-key one
     .pack_qt = pack_qt_avx2,
     .scores_t = scores_t_avx2,
     .softmax_t = softmax_t_avx2,
