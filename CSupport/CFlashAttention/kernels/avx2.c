@@ -24,9 +24,8 @@ FA_INLINE FA_AVX2 __m256i first_lanes(int n) {
 
 // 2^x = 2^f · 2^n, n = round(x), |f| ≤ 0.5; 2^n built in the exponent bits (valid for
 // n ≥ −126, which the live mask guarantees). Lanes below FA_EXP2_MIN are exactly 0.
-FA_INLINE FA_AVX2 __m256 exp2_ps(__m256 x) {
-    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(FA_EXP2_MIN), _CMP_NLT_UQ);
-    const __m256 xc = _mm256_max_ps(x, _mm256_set1_ps(FA_EXP2_MIN));  // keep n in range
+// p(f) · 2^n for x = n + f, n = round(x), x ≥ FA_EXP2_MIN (n > 127 wraps: callers handle it).
+FA_INLINE FA_AVX2 __m256 exp2_scaled(__m256 xc) {
     const __m256 n = _mm256_round_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m256 f = _mm256_sub_ps(xc, n);
     __m256 p = _mm256_set1_ps(FA_EXP2_C6);
@@ -37,9 +36,15 @@ FA_INLINE FA_AVX2 __m256 exp2_ps(__m256 x) {
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C1));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+FA_INLINE FA_AVX2 __m256 exp2_ps(__m256 x) {
+    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(FA_EXP2_MIN), _CMP_NLT_UQ);
+    const __m256 xc = _mm256_max_ps(x, _mm256_set1_ps(FA_EXP2_MIN));  // keep n in range
     // Large x (never seen by the softmax, whose exponents are ≤ 0): n > 127 would wrap, so
-    // those lanes are computed as 2^127 · 2^(n−127) by a second scale. Here, clamp to +inf.
-    const __m256 r = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    // those lanes are clamped to +inf.
+    const __m256 r = exp2_scaled(xc);
     const __m256 big = _mm256_cmp_ps(x, _mm256_set1_ps(128.0f), _CMP_GE_OQ);
     const __m256 out = _mm256_blendv_ps(r, _mm256_set1_ps(INFINITY), big);
     // NaN lanes: x is unordered, live is set, and xc = max(NaN, −126) is −126: restore NaN.
@@ -54,17 +59,7 @@ FA_INLINE FA_AVX2 __m256 exp2_ps(__m256 x) {
 FA_INLINE FA_AVX2 __m256 exp2_nonpositive_ps(__m256 x) {
     const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(FA_EXP2_MIN), _CMP_NLT_UQ);
     const __m256 xc = _mm256_max_ps(_mm256_set1_ps(FA_EXP2_MIN), x);  // NaN stays NaN
-    const __m256 n = _mm256_round_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 f = _mm256_sub_ps(xc, n);
-    __m256 p = _mm256_set1_ps(FA_EXP2_C6);
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C5));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C4));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C3));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C2));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(FA_EXP2_C1));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), live);
+    return _mm256_and_ps(exp2_scaled(xc), live);
 }
 
 FA_AVX2 static void exp2_avx2(const float *x, float *y, int64_t n) {
