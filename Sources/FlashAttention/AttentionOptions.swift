@@ -111,6 +111,17 @@ public struct AttentionOptions: Sendable, Hashable {
     public var mask: AttentionMask?
     /// A block-sparse mask; `nil` by default.
     public var blockMask: BlockMask?
+    /// Split-KV (flash only): the key range of each query tile is cut into chunks of this many
+    /// keys, each chunk's partial attention state is computed on its own, and the states are
+    /// merged in a fixed order (see ``FlashAttention/mergeStates(_:_:)``). This keeps every
+    /// thread busy when there are fewer (batch, key/value head, query tile) items than threads
+    /// — decoding one token against a long cache at batch 1, MQA.
+    ///
+    /// `0` (the default) chooses from the problem alone (lengths, head dims, cache sizes),
+    /// never from the thread count; `Int.max` never splits; any other positive value is the
+    /// chunk size in keys. Results are bitwise the same for every thread count, and for a given
+    /// explicit size the same whatever else is in the batch.
+    public var keySplitSize: Int
     /// Threads to use; `nil` uses every thread OpenMP offers. Results are bitwise the same for
     /// every thread count.
     public var threadCount: Int?
@@ -133,7 +144,8 @@ public struct AttentionOptions: Sendable, Hashable {
                 queryLengths: [Int]? = nil, keyLengths: [Int]? = nil, mask: AttentionMask? = nil,
                 blockMask: BlockMask? = nil, threadCount: Int? = nil, implementation: AttentionImplementation = .flash,
                 layout: TensorLayout = .bhld, kernel: KernelISA = .automatic,
-                querySequenceOffsets: [Int]? = nil, keySequenceOffsets: [Int]? = nil) {
+                querySequenceOffsets: [Int]? = nil, keySequenceOffsets: [Int]? = nil,
+                keySplitSize: Int = 0) {
         self.scale = scale
         self.causal = causal
         self.window = window
@@ -149,5 +161,6 @@ public struct AttentionOptions: Sendable, Hashable {
         self.kernel = kernel
         self.querySequenceOffsets = querySequenceOffsets
         self.keySequenceOffsets = keySequenceOffsets
+        self.keySplitSize = keySplitSize
     }
 }
