@@ -42,6 +42,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidMask(reason: String)
     /// The thread count is zero, negative or larger than `Int32.max`.
     case invalidThreadCount(Int)
+    /// ``AttentionOptions/keySplitSize`` is negative.
+    case invalidKeySplitSize(Int)
     /// Memory for the workspace (flash) or the score matrix (naive) could not be allocated.
     case outOfMemory(argument: String)
     /// The backward was not given the forward's log-sum-exp.
@@ -87,6 +89,9 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
             return "options.mask: \(reason)"
         case let .invalidThreadCount(count):
             return "options.threadCount is \(count); it must be between 1 and \(Int32.max)"
+        case let .invalidKeySplitSize(size):
+            return "options.keySplitSize is \(size); it must be 0 (automatic), Int.max (no split) "
+                + "or a positive number of keys"
         case let .outOfMemory(argument):
             return "out of memory allocating the \(argument)"
         case .missingLogSumExp:

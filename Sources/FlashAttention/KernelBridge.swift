@@ -116,6 +116,8 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
         p.scale = scale
     }
     p.causal = options.causal.cValue
+    guard options.keySplitSize >= 0 else { throw .invalidKeySplitSize(options.keySplitSize) }
+    p.kv_split_size = Int64(options.keySplitSize)
     if let window = options.window {
         for side in [window.left, window.right] {
             if let side, side < 0 || side > Int(Int32.max) {
@@ -374,6 +376,8 @@ extension AttentionError {
             self = .invalidLengths(argument: name, reason: message)
         case FA_ERR_INVALID_OFFSETS:
             self = .invalidSequenceOffsets(argument: name, reason: message)
+        case FA_ERR_INVALID_SPLIT:
+            self = .invalidKeySplitSize(Int(v0))
         case FA_ERR_INVALID_WINDOW:
             self = .invalidWindow(left: v0 < 0 ? nil : v0, right: v1 < 0 ? nil : v1)
         case FA_ERR_UNSUPPORTED_ISA:
@@ -410,6 +414,7 @@ extension AttentionError {
         case FA_ARG_ALIBI: "options.alibiSlopes"
         case FA_ARG_MASK: "options.mask"
         case FA_ARG_BLOCK_MASK: "options.blockMask"
+        case FA_ARG_KV_SPLIT_SIZE: "options.keySplitSize"
         default: TensorRole(argument)?.name ?? "problem"
         }
     }

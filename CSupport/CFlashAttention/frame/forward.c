@@ -18,28 +18,13 @@
 // so results are bitwise independent of the thread count.
 #include <math.h>
 #include <string.h>
-#include "internal.h"
+#include <stdlib.h>
+#include "forward_plan.h"
+#include "kv_source.h"
 
 #ifdef _OPENMP
 int omp_get_thread_num(void);
 #endif
-
-/// Everything a work item needs, resolved once per call.
-typedef struct forward_plan {
-    const fa_problem *p;
-    const fa_kernels *kr;
-    fa_blocking blocks;
-    fa_forward_layout layout;
-    float scale_log2;       ///< scale · log2(e)
-    int64_t group;          ///< query heads per key/value head
-    int64_t q_blocks;       ///< ceil(Lq / BQ)
-} forward_plan;
-
-/// Prefetches `rows` rows of `width` floats, `stride` apart, into the caches.
-static void prefetch_rows(const float *base, int rows, int64_t stride, int64_t width) {
-    for (int r = 0; r < rows; r++)
-        for (int64_t d = 0; d < width; d += 16) __builtin_prefetch(base + r * stride + d, 0, 3);
-}
 
 /// The first key block from `k0` (a multiple of bk) before `kv_end` that the masks do not hide
 /// entirely, and its kind; kv_end if there is none.
@@ -60,93 +45,62 @@ static void prefetch_burst(const fa_score_mods *m, int64_t q0, int rows, int i, 
     if (r1 > r0) fa_prefetch_tile_mask(m, q0 + r0, r1 - r0, k0, keys);
 }
 
-// One query block of one (b, h): the whole inner loop of the algorithm above.
-static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t qb, float *ws) {
+/// A key-major tile: one query block of one (b, h), its Qᵀ packed, and what its step needs.
+typedef struct key_major_tile {
+    int64_t b, h, q0;
+    int rows, rows_padded;
+    fa_row_band band;
+    fa_score_mods mods;
+    fa_kv_source src;
+    const float *qt;
+    float *st, *block_max;
+} key_major_tile;
+
+// One step over the key blocks [k_begin, k_end) of a key-major tile (k_begin on the tile's
+// block grid): the online softmax update of `state`, which the caller owns.
+static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
+                          fa_softmax_state *state, int64_t k_begin, int64_t k_end) {
     const fa_problem *p = pl->p;
     const fa_kernels *kr = pl->kr;
     const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
     const int bq = pl->blocks.block_q, bk = pl->blocks.block_k;
-    const int64_t q0 = qb * bq;
-    // Rows of this entry's buffer in the block (packed sequences are shorter than q_len).
-    const int64_t entry_rows = fa_q_rows_of(p, b);
-    if (q0 >= entry_rows) return;
-    const int block_rows = (int)(entry_rows - q0 < bq ? entry_rows - q0 : bq);
-    // Rows past the batch entry's valid length are padding: output 0, logsumexp −inf.
-    const int64_t q_valid = fa_q_len_of(p, b) - q0;
-    const int rows = (int)(q_valid < 0 ? 0 : (q_valid < block_rows ? q_valid : block_rows));
-    const fa_row_band band = fa_row_band_for(p, b);
-    const int vw = kr->vector_width;
-    const int rows_padded = (rows + vw - 1) / vw * vw;
-    const int64_t g = h / pl->group;
-    const int64_t ldacc = pl->layout.ldacc;
+    const int64_t q0 = t->q0;
+    const int rows = t->rows, rows_padded = t->rows_padded;
+    const fa_score_mods *mods = &t->mods;
+    float *st = t->st, *block_max = t->block_max;
+    for (int i = 0; i < rows_padded; i++) block_max[i] = -INFINITY;
 
-    const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head +
-                     q0 * p->q_strides.seq;
-    const float *k = p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
-    const float *v = p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
-    const fa_score_mods mods = fa_score_mods_for(p, b, h);
-    float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head +
-               q0 * p->o_strides.seq;
-    float *lse = p->lse ? p->lse + fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head +
-                              q0 * p->lse_strides.seq
-                        : NULL;
-    for (int i = rows; i < block_rows; i++) {
-        for (int64_t d = 0; d < dv; d++) o[i * p->o_strides.seq + d] = 0.0f;
-        if (lse) lse[i * p->lse_strides.seq] = -INFINITY;
-    }
-    if (rows == 0) return;
-
-    float *qt = ws + pl->layout.qt;
-    float *st = ws + pl->layout.st;
-    float *acc = ws + pl->layout.acc;
-    float *row_max = ws + pl->layout.row_max;
-    float *row_sum = ws + pl->layout.row_sum;
-    float *alpha = ws + pl->layout.alpha;
-    float *block_max = ws + pl->layout.block_max;
-
-    // Keys outside [first row's start, last row's end) are hidden from every row: only the
-    // key blocks in between are visited (aligned to BK, so the rescale points are fixed).
     // Blocks the masks hide entirely add nothing (P = 0) and are skipped; each block is
     // classified once, one visited block ahead, so that only blocks that will be computed are
     // prefetched (a block-sparse mask keeping 10 % would otherwise fetch ten times the K, V).
-    const int64_t kv_begin = fa_row_lo(&band, q0) / bk * bk;
-    const int64_t kv_end = fa_row_hi(&band, q0 + rows - 1);
     fa_tile_kind tile;
-    int64_t k0 = next_visited(&mods, q0, rows, kv_begin, kv_end, bk, &tile);
-    if (k0 < kv_end) {  // the first key block loads while Q is packed
-        const int first = (int)(kv_end - k0 < bk ? kv_end - k0 : bk);
-        prefetch_rows(k + k0 * p->k_strides.seq, first, p->k_strides.seq, dqk);
-        prefetch_rows(v + k0 * p->v_strides.seq, first, p->v_strides.seq, dv);
-        fa_prefetch_tile_mask(&mods, q0, rows, k0, first);
+    int64_t k0 = next_visited(mods, q0, rows, k_begin, k_end, bk, &tile);
+    if (k0 < k_end) {  // the first key block loads while the caller packs Q
+        const int first = (int)(k_end - k0 < bk ? k_end - k0 : bk);
+        const fa_kv_block blk = fa_kv_block_at(&t->src, k0);
+        fa_kv_block_prefetch(&blk, first, dqk, dv);
+        fa_prefetch_tile_mask(mods, q0, rows, k0, first);
     }
     // With an element mask, scores and the P·V product are computed a query tile at a time,
     // and between the chunks the next key block's mask is asked for (see below).
-    const int chunk = mods.mask_kind != FA_MASK_NONE ? kr->query_tile : rows_padded;
+    const int chunk = mods->mask_kind != FA_MASK_NONE ? kr->query_tile : rows_padded;
 
-    // Qᵀ = scale·log2(e) · Qᵀ, padded with zero queries; fresh softmax state.
-    kr->pack_qt(rows, rows_padded, dqk, q, p->q_strides.seq, pl->scale_log2, qt, bq);
-    for (int i = 0; i < rows_padded; i++) {
-        row_max[i] = -INFINITY;
-        row_sum[i] = 0.0f;
-        block_max[i] = -INFINITY;
-    }
-    memset(acc, 0, sizeof(float) * (size_t)rows_padded * (size_t)ldacc);
-
-    while (k0 < kv_end) {
-        const int keys = (int)(kv_end - k0 < bk ? kv_end - k0 : bk);
+    while (k0 < k_end) {
+        const int keys = (int)(k_end - k0 < bk ? k_end - k0 : bk);
+        const fa_kv_block blk = fa_kv_block_at(&t->src, k0);
         // The next block to compute; ask for its K and V rows now: they arrive from L3 while
         // this block computes (the hardware prefetchers do not see 2·BK short row streams).
         fa_tile_kind next_tile;
-        const int64_t k1 = next_visited(&mods, q0, rows, k0 + bk, kv_end, bk, &next_tile);
-        const int next_keys = k1 < kv_end ? (int)(kv_end - k1 < bk ? kv_end - k1 : bk) : 0;
+        const int64_t k1 = next_visited(mods, q0, rows, k0 + bk, k_end, bk, &next_tile);
+        const int next_keys = k1 < k_end ? (int)(k_end - k1 < bk ? k_end - k1 : bk) : 0;
         if (next_keys > 0) {
-            prefetch_rows(k + k1 * p->k_strides.seq, next_keys, p->k_strides.seq, dqk);
-            prefetch_rows(v + k1 * p->v_strides.seq, next_keys, p->v_strides.seq, dv);
+            const fa_kv_block next = fa_kv_block_at(&t->src, k1);
+            fa_kv_block_prefetch(&next, next_keys, dqk, dv);
         }
         // Local query i sees local key j iff j + lo ≤ i < j + hi (element masks on the
         // band's edges only).
         int64_t lo, hi;
-        const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
+        const int masked = fa_tile_band(&t->band, q0, rows, k0, keys, &lo, &hi);
         // The next block's mask rows are asked for in 2·chunks bursts, after each chunk of
         // scores and of the P·V product. A dense mask's tile is hundreds of short runs a mask
         // row apart: no hardware prefetcher follows them, and requests made all at once are
@@ -157,40 +111,82 @@ static void forward_tile(const forward_plan *pl, int64_t b, int64_t h, int64_t q
         int burst = 0;
         for (int r0 = 0; r0 < rows_padded; r0 += chunk) {
             const int n = rows_padded - r0 < chunk ? rows_padded - r0 : chunk;
-            kr->scores_t(keys, n, dqk, k + k0 * p->k_strides.seq, p->k_strides.seq, qt + r0, bq,
-                         st + r0, bq, masked, lo - r0, hi - r0, block_max + r0);
-            if (next_keys > 0) prefetch_burst(&mods, q0, rows, burst++, bursts, k1, next_keys);
+            kr->scores_t(keys, n, dqk, blk.k, blk.ldk, t->qt + r0, bq, st + r0, bq, masked,
+                         lo - r0, hi - r0, block_max + r0);
+            if (next_keys > 0) prefetch_burst(mods, q0, rows, burst++, bursts, k1, next_keys);
         }
         // Soft-capping, ALiBi and element masks, if any (they also recompute the block max).
         if (tile == FA_TILE_MODIFIED || tile == FA_TILE_PARTIAL)
-            fa_modify_tile(kr, tile, &mods, keys, rows, rows_padded, st, bq, q0, k0, block_max,
+            fa_modify_tile(kr, tile, mods, keys, rows, rows_padded, st, bq, q0, k0, block_max,
                            NULL);
-        kr->softmax_t(keys, rows_padded, st, bq, block_max, row_max, row_sum, alpha, masked, lo,
-                      hi);
+        kr->softmax_t(keys, rows_padded, st, bq, block_max, state->row_max, state->row_sum,
+                      state->alpha, masked, lo, hi);
         for (int r0 = 0; r0 < rows_padded; r0 += chunk) {
             const int n = rows_padded - r0 < chunk ? rows_padded - r0 : chunk;
-            kr->accumulate_pv(n, keys, dv, st + r0, bq, v + k0 * p->v_strides.seq,
-                              p->v_strides.seq, alpha + r0, acc + (int64_t)r0 * ldacc, ldacc,
-                              masked, lo - r0, hi - r0);
-            if (next_keys > 0) prefetch_burst(&mods, q0, rows, burst++, bursts, k1, next_keys);
+            kr->accumulate_pv(n, keys, dv, st + r0, bq, blk.v, blk.ldv, state->alpha + r0,
+                              state->acc + (int64_t)r0 * state->ldacc, state->ldacc, masked,
+                              lo - r0, hi - r0);
+            if (next_keys > 0) prefetch_burst(mods, q0, rows, burst++, bursts, k1, next_keys);
         }
         k0 = k1;
         tile = next_tile;
     }
+}
+
+// One query block of one (b, h) over key chunk `split`: pack Qᵀ, one step over the block's
+// keys in the chunk, finish into O and LSE (or the chunk's partial state).
+static void forward_tile(const fa_forward_plan *pl, int64_t b, int64_t h, int64_t qb,
+                         int64_t split, float *ws) {
+    const fa_problem *p = pl->p;
+    const int bq = pl->blocks.block_q;
+    const int64_t q0 = qb * bq;
+    if (split >= fa_splits_of(&pl->split, p, b)) return;
+    // Rows of this entry's buffer in the block (packed sequences are shorter than q_len).
+    const int64_t entry_rows = fa_q_rows_of(p, b);
+    if (q0 >= entry_rows) return;
+    const int block_rows = (int)(entry_rows - q0 < bq ? entry_rows - q0 : bq);
+    // Rows past the batch entry's valid length are padding: output 0, logsumexp −inf
+    // (written once, by the first chunk's item).
+    const int64_t q_valid = fa_q_len_of(p, b) - q0;
+    const int rows = (int)(q_valid < 0 ? 0 : (q_valid < block_rows ? q_valid : block_rows));
+    if (split == 0)
+        for (int i = rows; i < block_rows; i++) fa_clear_row(p, b, h, q0 + i);
+    if (rows == 0) return;
+
+    const int vw = pl->kr->vector_width;
+    key_major_tile t;
+    t.b = b;
+    t.h = h;
+    t.q0 = q0;
+    t.rows = rows;
+    t.rows_padded = (rows + vw - 1) / vw * vw;
+    t.band = fa_row_band_for(p, b);
+    t.mods = fa_score_mods_for(p, b, h);
+    t.src = fa_kv_source_for(p, b, h / pl->group);
+    t.qt = ws + pl->layout.qt;
+    t.st = ws + pl->layout.st;
+    t.block_max = ws + pl->layout.block_max;
+    fa_softmax_state state = {ws + pl->layout.row_max, ws + pl->layout.row_sum,
+                              ws + pl->layout.alpha, ws + pl->layout.acc, pl->layout.ldacc,
+                              t.rows_padded};
+
+    // Keys outside [first row's start, last row's end) are hidden from every row: only the
+    // key blocks in between, within this chunk, are visited (on a grid of BK from the chunk's
+    // first key, so the rescale points are fixed).
+    int64_t k_begin, k_end;
+    fa_chunk_range(pl, b, split, fa_row_lo(&t.band, q0), fa_row_hi(&t.band, q0 + rows - 1),
+                   pl->blocks.block_k, &k_begin, &k_end);
+
+    // Qᵀ = scale·log2(e) · Qᵀ, padded with zero queries; fresh softmax state.
+    const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head +
+                     q0 * p->q_strides.seq;
+    pl->kr->pack_qt(rows, t.rows_padded, p->shape.head_dim_qk, q, p->q_strides.seq,
+                    pl->scale_log2, ws + pl->layout.qt, bq);
+    fa_state_reset(&state);
+    attend_keys_t(pl, &t, &state, k_begin, k_end);
 
     // O = acc / l,  LSE = (m + log2 l)·ln 2  (0 and −inf for rows that saw no key)
-    for (int i = 0; i < rows; i++) {
-        float *oi = o + i * p->o_strides.seq;
-        const float l = row_sum[i];
-        if (l > 0.0f) {
-            const float inv = 1.0f / l;
-            const float *ai = acc + (int64_t)i * ldacc;
-            for (int64_t d = 0; d < dv; d++) oi[d] = ai[d] * inv;
-        } else {
-            for (int64_t d = 0; d < dv; d++) oi[d] = 0.0f;
-        }
-        if (lse) lse[i * p->lse_strides.seq] = l > 0.0f ? (row_max[i] + log2f(l)) * FA_LN2 : -INFINITY;
-    }
+    for (int i = 0; i < rows; i++) fa_store_row(pl, b, h, q0 + i, split, &state, i);
 }
 
 fa_status fa_forward(const fa_problem *p) {
@@ -198,27 +194,52 @@ fa_status fa_forward(const fa_problem *p) {
     fa_status st = fa_validate(p, NULL, &r);
     if (st != FA_OK) return st;
 
-    forward_plan pl = {0};
+    fa_forward_plan pl = {0};
     pl.p = p;
     pl.kr = fa_kernels_for(p->isa);
-    pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads, p->window_left,
-                                p->block_mask.data ? p->block_mask.block_q : 0);
-    pl.layout = fa_forward_layout_for(&p->shape, pl.blocks);
     pl.scale_log2 = r.scale * FA_LOG2E;
     pl.group = r.group;
-    // Packed sequences: blocks of the longest; a shorter sequence's extra items are empty.
-    pl.q_blocks = (fa_max_q_rows(p) + pl.blocks.block_q - 1) / pl.blocks.block_q;
+    pl.row_tiles = fa_uses_row_tiles(p);
+    pl.split = fa_split_plan_for(p);
+    size_t per_thread;
+    int64_t items;
+    if (pl.row_tiles) {  // decoding shapes: row tiles of whole GQA groups (decode.c)
+        pl.row_layout = fa_row_layout_for(&p->shape);
+        pl.row_chunks = fa_row_chunks(p);
+        per_thread = pl.row_layout.per_thread_bytes;
+        items = p->shape.batch * p->shape.kv_heads * pl.row_chunks;
+    } else {
+        pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads, p->window_left,
+                                    p->block_mask.data ? p->block_mask.block_q : 0);
+        pl.layout = fa_forward_layout_for(&p->shape, pl.blocks);
+        // Packed sequences: blocks of the longest; a shorter sequence's extra items are empty.
+        pl.q_blocks = (fa_max_q_rows(p) + pl.blocks.block_q - 1) / pl.blocks.block_q;
+        per_thread = pl.layout.per_thread_bytes;
+        items = p->shape.batch * p->shape.q_heads * pl.q_blocks;
+    }
+    items *= pl.split.count;
 
-    // A caller workspace is split between the threads; otherwise each thread uses its own
-    // cached one (frame/workspace.c). Either way every thread has its workspace before any
-    // output is written, so a failed allocation leaves the outputs untouched.
+    // A caller workspace is split between the threads, the partial states after them;
+    // otherwise each thread uses its own cached one (frame/workspace.c) and the partial states
+    // are allocated for the call. Either way everything is in hand before any output is
+    // written, so a failed allocation leaves the outputs untouched.
     float *shared = p->workspace
         ? (float *)(((uintptr_t)p->workspace + FA_ALIGN - 1) & ~(uintptr_t)(FA_ALIGN - 1))
         : NULL;
-    const size_t per_thread = pl.layout.per_thread_bytes;
+    void *partials = NULL;
+    if (pl.split.count > 1) {
+        float *base = shared ? shared + (size_t)r.threads * (per_thread / sizeof(float))
+                             : (partials = malloc(pl.split.bytes));
+        if (!base) return FA_ERR_OUT_OF_MEMORY;
+        const fa_split_plan *sp = &pl.split;
+        pl.partial_o = base;
+        pl.partial_lse = base + (size_t)p->shape.batch * (size_t)p->shape.q_heads *
+                                    (size_t)sp->rows_per_head * (size_t)sp->count *
+                                    (size_t)p->shape.head_dim_v;
+    }
 
     const int64_t heads = p->shape.batch * p->shape.q_heads;
-    const int64_t items = heads * pl.q_blocks;
+    const int64_t count = pl.split.count;
     // Items are claimed from a shared counter (dynamic scheduling by hand: the Debian libomp
     // predates the runtime entry points clang emits for schedule(dynamic)).
     int64_t next_item = 0;
@@ -241,13 +262,22 @@ fa_status fa_forward(const fa_problem *p) {
         while (!__atomic_load_n(&failed, __ATOMIC_RELAXED)) {
             const int64_t t = __atomic_fetch_add(&next_item, 1, __ATOMIC_RELAXED);
             if (t >= items) break;
+            const int64_t split = t % count, u = t / count;  // an item's chunks side by side
+            if (pl.row_tiles) {
+                const int64_t chunk = u % pl.row_chunks, bg = u / pl.row_chunks;
+                fa_row_tile(&pl, bg / p->shape.kv_heads, bg % p->shape.kv_heads, chunk, split,
+                            mine);
+                continue;
+            }
             // Causal: the last query blocks see the most keys, so they are handed out first.
-            int64_t qb = t / heads;
+            int64_t qb = u / heads;
             if (p->causal != FA_CAUSAL_NONE) qb = pl.q_blocks - 1 - qb;
-            const int64_t bh = t % heads;
-            forward_tile(&pl, bh / p->shape.q_heads, bh % p->shape.q_heads, qb, mine);
+            const int64_t bh = u % heads;
+            forward_tile(&pl, bh / p->shape.q_heads, bh % p->shape.q_heads, qb, split, mine);
         }
     }
+    if (!failed && count > 1) fa_merge_partials(&pl, r.threads);
+    free(partials);
     if (failed) return FA_ERR_OUT_OF_MEMORY;
     fa_clear_unpacked_rows(p, 0);
     return FA_OK;

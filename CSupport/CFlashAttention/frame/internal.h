@@ -224,6 +224,19 @@ static inline void fa_modify_tile(const fa_kernels *kr, fa_tile_kind kind,
 fa_tile_kind fa_classify_tile(const fa_score_mods *m, int64_t q0, int rows, int64_t k0,
                               int keys);
 
+/// Records a failure in `diag` (if any: status, argument, values, printf-style message) and
+/// returns `status` (validate.c).
+fa_status fa_fail(fa_diagnostic *diag, fa_status status, fa_argument arg, int64_t v0,
+                  int64_t v1, int64_t v2, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+/// Checks a strided tensor of four dimensions (the last contiguous, stride 1): strides ≥ 0,
+/// no two elements at one address, the span within the address space; writes the span in
+/// bytes. `name` and `arg` go into the diagnostic (validate.c).
+fa_status fa_check_strided(const char *name, fa_argument arg, const void *base,
+                           const int64_t extent[4], const int64_t stride[4], size_t *span_bytes,
+                           fa_diagnostic *diag);
+
 /// Threads OpenMP would give a call that asks for `requested` (0 = the default).
 int fa_resolve_threads(int32_t requested);
 

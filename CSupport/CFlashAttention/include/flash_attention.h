@@ -52,6 +52,7 @@ typedef enum fa_status {
     FA_ERR_INVALID_MASK = 17,      ///< mask kind unknown, data NULL, or strides negative/overflowing
     FA_ERR_INVALID_BLOCK_MASK = 18,  ///< block-mask granularity < 1 or strides invalid
     FA_ERR_INVALID_OFFSETS = 19,   ///< packed-sequence offsets not 0-based, decreasing or too large
+    FA_ERR_INVALID_SPLIT = 20,     ///< kv_split_size is negative
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -64,7 +65,9 @@ typedef enum fa_argument {
     FA_ARG_SCALE, FA_ARG_CAUSAL, FA_ARG_NUM_THREADS, FA_ARG_WORKSPACE, FA_ARG_ISA,
     FA_ARG_DOUT, FA_ARG_DQ, FA_ARG_DK, FA_ARG_DV, FA_ARG_WINDOW, FA_ARG_SOFTCAP, FA_ARG_ALIBI,
     FA_ARG_Q_LENGTHS, FA_ARG_KV_LENGTHS, FA_ARG_MASK, FA_ARG_BLOCK_MASK,
-    FA_ARG_CU_SEQLENS_Q, FA_ARG_CU_SEQLENS_K,
+    FA_ARG_CU_SEQLENS_Q, FA_ARG_CU_SEQLENS_K, FA_ARG_KV_SPLIT_SIZE,
+    FA_ARG_STATES,   ///< fa_merge_states: the input states (values[0] = which one)
+    FA_ARG_MERGED,   ///< fa_merge_states: the output state
 } fa_argument;
 
 /// What a mask's elements mean.
@@ -180,6 +183,17 @@ typedef struct fa_problem {
     fa_mask mask;
     /// A block-sparse mask (none by default), combined with everything above.
     fa_block_mask block_mask;
+    /// Split-KV: each query tile's keys are cut into chunks of kv_split_size keys (counted
+    /// from each sequence's first key), every chunk's partial state (normalised output and
+    /// logsumexp) is computed on its own, and the chunks are merged in order (fa_merge_states'
+    /// arithmetic). It keeps every thread busy when there are few (batch, kv head, query tile)
+    /// items: decoding at batch 1, MQA. 0 (the default): chosen from the problem alone
+    /// (lengths, head dims), never from the thread count — decode-shaped problems (at most
+    /// FA_DECODE_MAX_Q query rows per sequence) are split when they have fewer than
+    /// FA_SPLIT_TARGET_ITEMS items, others not; ≥ the key length (e.g. INT64_MAX): never.
+    /// Results are bitwise identical for every thread count, and for an explicit size the
+    /// same whatever else is in the batch. The partial states live in the workspace.
+    int64_t kv_split_size;
     int32_t num_threads;  ///< 0: as many as OpenMP offers (omp_get_max_threads); results never depend on it
     fa_isa isa;           ///< FA_ISA_AUTO by default; forcing another is for tests and benchmarks
 
@@ -253,6 +267,50 @@ fa_status fa_backward(const fa_problem *p);
 
 /// Materialised backward with cblas_sgemm (Lq × Lk floats twice): the baseline.
 fa_status fa_naive_backward(const fa_problem *p);
+
+/// Query rows per sequence up to which fa_forward stacks the rows of every query head of a
+/// GQA group into one query-major tile (decoding): each K/V block is then read once for the
+/// whole group, with every vector lane live.
+#define FA_DECODE_MAX_Q 16
+/// Automatic split-KV (kv_split_size = 0) aims for this many work items.
+#define FA_SPLIT_TARGET_ITEMS 32
+
+// ---- merging attention states ----
+//
+// An attention state over a set of keys is (O, LSE): O the softmax-normalised output over
+// those keys and LSE the natural log of the sum of exp of their (scaled, masked) scores —
+// exactly what fa_forward writes as o and lse. States over disjoint key sets merge into the
+// state over their union:
+//   m = max_i LSE_i;  LSE = m + log Σ_i e^(LSE_i − m);  O = Σ_i e^(LSE_i − LSE) · O_i
+// (0, −inf) is the identity: a state that saw no key is skipped (its O is never read, so it
+// may hold anything), and merging only such states gives (0, −inf), never NaN. This is what
+// split-KV, prefix caches and attention across machines are built on.
+// LSEs are natural logs. A base-2 LSE (FlashInfer's default) converts as LSE = LSE₂ · ln 2.
+
+/// Extents of a batch of attention states: O [batch, heads, len, head_dim], LSE
+/// [batch, heads, len]; each ≥ 1.
+typedef struct fa_state_shape {
+    int64_t batch, heads, len, head_dim;
+} fa_state_shape;
+
+/// One attention state: O and LSE addressed by element strides (batch, head, seq; the last
+/// dimension of O is contiguous; for the LSE, seq is the stride between rows).
+typedef struct fa_attention_state {
+    float *o;   fa_strides o_strides;
+    float *lse; fa_strides lse_strides;
+} fa_attention_state;
+
+/// Merges `count` (≥ 1) states, in order, into `out`. `out` may be one of the inputs exactly
+/// (same pointers and strides: merging in place); any other overlap between `out` and an
+/// input, or between its O and LSE, is FA_ERR_OVERLAP. Bad extents, NULL pointers or strides
+/// that overlap elements are refused before anything is written. `diag` may be NULL.
+fa_status fa_merge_states(const fa_state_shape *shape, const fa_attention_state *states,
+                          int64_t count, const fa_attention_state *out, fa_diagnostic *diag);
+
+/// In place: `acc` ← merge(acc, other). The same as fa_merge_states with states
+/// {acc, other} and out = acc.
+fa_status fa_merge_state_into(const fa_state_shape *shape, const fa_attention_state *acc,
+                              const fa_attention_state *other, fa_diagnostic *diag);
 
 /// A sentence describing a status (static storage; never NULL).
 const char *fa_status_message(fa_status status);

@@ -566,6 +566,10 @@ FA_AVX2 static void score_mods_avx2(const fa_tile_mods *m, int keys, int rows, i
     }
 }
 
+// ---- query-major row tiles (decoding), from the shared source ----
+#include "vec_avx2.h"
+#include "row_kernels.h"
+
 const fa_kernels fa_kernels_avx2 = {
     .name = "avx2",
     .vector_width = VW,
@@ -579,4 +583,7 @@ const fa_kernels fa_kernels_avx2 = {
     .gemm_acc = gemm_acc_avx2,
     .score_mods = score_mods_avx2,
     .exp2 = exp2_avx2,
+    .scores_q = row_scores,
+    .softmax_q = row_softmax,
+    .accumulate_pv_q = row_accumulate_pv,
 };

@@ -540,6 +540,10 @@ FA_AVX512 static void score_mods_avx512(const fa_tile_mods *m, int keys, int row
     }
 }
 
+// ---- query-major row tiles (decoding), from the shared source ----
+#include "vec_avx512.h"
+#include "row_kernels.h"
+
 const fa_kernels fa_kernels_avx512 = {
     .name = "avx512",
     .vector_width = VW,
@@ -553,4 +557,7 @@ const fa_kernels fa_kernels_avx512 = {
     .gemm_acc = gemm_acc_avx512,
     .score_mods = score_mods_avx512,
     .exp2 = exp2_avx512,
+    .scores_q = row_scores,
+    .softmax_q = row_softmax,
+    .accumulate_pv_q = row_accumulate_pv,
 };

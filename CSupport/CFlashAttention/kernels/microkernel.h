@@ -153,6 +153,26 @@ typedef struct fa_kernels {
     void (*score_mods)(const fa_tile_mods *m, int keys, int rows, int rows_padded, float *st,
                        int64_t ldst, float *block_max, float *derivative);
 
+    // ---- query-major row tiles (decoding; kernels/row_kernels.h) ----
+    // q [rows × ldq]: scaled query rows (log2 units), zero from dqk up to ldq (a multiple of
+    // 16); s [rows × lds]: scores, then probabilities, one query's keys contiguous.
+
+    /// s[r, j] = Σ_d q[r, d] · k[j, d]   (r < rows, j < keys).
+    void (*scores_q)(int rows, int keys, int64_t dqk, const float *q, int64_t ldq,
+                     const float *k, int64_t ldk, float *s, int64_t lds);
+
+    /// Per row r: m' = max(row_max, max_j s[r, j]); P = 2^(s − m') in place;
+    /// alpha = 2^(row_max − m'); row_sum = alpha·row_sum + Σ_j P; row_max = m'. A row with
+    /// m' = −inf keeps its state and gets P = 0.
+    void (*softmax_q)(int rows, int keys, float *s, int64_t lds, float *row_max,
+                      float *row_sum, float *alpha);
+
+    /// acc[r, :] = alpha[r] · acc[r, :] + Σ_j p[r, j] · v[j, :]   (r < rows); acc rows are
+    /// read and written as whole vectors up to dv rounded up to 16 (ldacc ≥ that).
+    void (*accumulate_pv_q)(int rows, int keys, int64_t dv, const float *p, int64_t ldp,
+                            const float *v, int64_t ldv, const float *alpha, float *acc,
+                            int64_t ldacc);
+
     /// y[j] = 2^x[j] for x[j] ≤ 0, as the softmax computes it (exposed for accuracy tests).
     void (*exp2)(const float *x, float *y, int64_t n);
 } fa_kernels;

@@ -157,6 +157,10 @@ static void exp2_portable(const float *x, float *y, int64_t n) {
     for (int64_t j = 0; j < n; j++) y[j] = exp2_portable_one(x[j]);
 }
 
+// ---- query-major row tiles (decoding), from the shared source ----
+#include "vec_portable.h"
+#include "row_kernels.h"
+
 const fa_kernels fa_kernels_portable = {
     .name = "portable",
     .vector_width = 8,
@@ -170,4 +174,7 @@ const fa_kernels fa_kernels_portable = {
     .gemm_acc = gemm_acc_portable,
     .score_mods = score_mods_portable,
     .exp2 = exp2_portable,
+    .scores_q = row_scores,
+    .softmax_q = row_softmax,
+    .accumulate_pv_q = row_accumulate_pv,
 };

@@ -1,0 +1,123 @@
+// decode.c — row tiles: the forward for decoding shapes (at most FA_DECODE_MAX_Q query rows
+// per sequence), one GQA group at a time.
+//
+// A tile stacks the query rows of every head of one kv head's group: row t of the group's
+// G·Lq_b rows is head g·G + t / Lq_b, query row t mod Lq_b, and FA_ROW_TILE_ROWS of them make
+// one tile. Each K/V block is then read once for the whole group (a key-major tile per head
+// reads it G times), and the query-major kernels (kernels/row_kernels.h) keep every vector
+// lane live for any number of rows. Per tile:
+//   q = scale·log2(e) · Q rows (zero-padded to 16)            (once)
+//   for each block of FA_ROW_TILE_KEYS keys in the tile's range within its key chunk:
+//     s = q · Kᵀ                                              (scores_q)
+//     s = −inf outside each row's band (causal, window); soft-capping, ALiBi, masks by the
+//         row's own (head, position)                          (fa_apply_score_mods per row)
+//     online softmax and acc = α·acc + P·V                    (softmax_q, accumulate_pv_q)
+//   finish each row into O and LSE, or into its chunk's partial state (fa_store_row)
+// A row's arithmetic never depends on the other rows of its tile, so the stacking (and the
+// thread count) changes no bit.
+#include <math.h>
+#include "forward_plan.h"
+#include "kv_source.h"
+
+/// One row of a tile: its head, its query position, its band of keys and its modifiers.
+typedef struct tile_row {
+    int64_t h, i;
+    int64_t lo, hi;  ///< keys [lo, hi) are visible (band ∩ the sequence's keys)
+} tile_row;
+
+// The keys the rows see in [k0, k0 + keys): −inf outside each row's band, then the
+// elementwise modifiers of the row's head.
+static void modify_rows(const fa_forward_plan *pl, int64_t b, const tile_row *rows, int n,
+                        int64_t k0, int keys, float *s, int64_t lds, int mods_active) {
+    for (int r = 0; r < n; r++) {
+        float *sr = s + r * lds;
+        const int64_t lo = rows[r].lo - k0, hi = rows[r].hi - k0;
+        if (lo > 0 || hi < keys) {
+            for (int j = 0; j < keys; j++)
+                if (j < lo || j >= hi) sr[j] = -INFINITY;
+        }
+        if (mods_active) {
+            // A one-row key-major tile is one query-major row: st[j·1 + 0] = s[r, j].
+            const fa_score_mods m = fa_score_mods_for(pl->p, b, rows[r].h);
+            float unused_max;
+            fa_apply_score_mods(&m, keys, 1, 1, sr, 1, rows[r].i, k0, &unused_max, NULL);
+        }
+    }
+}
+
+// One step over the keys [k_begin, k_end) of the tile's rows: the online softmax update of
+// `state` (the caller owns it: reset before the first range, finished after the last).
+static void attend_rows(const fa_forward_plan *pl, int64_t b, const fa_kv_source *src,
+                        const tile_row *rows, int n, const float *q, fa_softmax_state *state,
+                        float *s, int64_t k_begin, int64_t k_end, int mods_active) {
+    const fa_problem *p = pl->p;
+    const fa_kernels *kr = pl->kr;
+    const fa_row_layout *l = &pl->row_layout;
+    const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
+    for (int64_t k0 = k_begin; k0 < k_end; k0 += FA_ROW_TILE_KEYS) {
+        const int keys = (int)(k_end - k0 < FA_ROW_TILE_KEYS ? k_end - k0 : FA_ROW_TILE_KEYS);
+        const fa_kv_block blk = fa_kv_block_at(src, k0);
+        if (k0 + FA_ROW_TILE_KEYS < k_end) {  // the next block arrives while this one computes
+            const fa_kv_block next = fa_kv_block_at(src, k0 + FA_ROW_TILE_KEYS);
+            const int64_t left = k_end - k0 - FA_ROW_TILE_KEYS;
+            fa_kv_block_prefetch(&next, (int)(left < FA_ROW_TILE_KEYS ? left : FA_ROW_TILE_KEYS),
+                                 dqk, dv);
+        }
+        kr->scores_q(n, keys, dqk, q, l->ldq, blk.k, blk.ldk, s, l->lds);
+        modify_rows(pl, b, rows, n, k0, keys, s, l->lds, mods_active);
+        kr->softmax_q(n, keys, s, l->lds, state->row_max, state->row_sum, state->alpha);
+        kr->accumulate_pv_q(n, keys, dv, s, l->lds, blk.v, blk.ldv, state->alpha, state->acc,
+                            state->ldacc);
+    }
+}
+
+void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk, int64_t split,
+                 float *ws) {
+    const fa_problem *p = pl->p;
+    const int64_t q_valid = fa_q_len_of(p, b), q_rows = fa_q_rows_of(p, b);
+    const int64_t group = pl->group;
+    // Padding rows of a padded batch entry: cleared once, by the entry's first item.
+    if (chunk == 0 && split == 0)
+        for (int64_t hh = 0; hh < group; hh++)
+            for (int64_t i = q_valid; i < q_rows; i++) fa_clear_row(p, b, g * group + hh, i);
+    const int64_t total = group * q_valid;
+    const int64_t t0 = chunk * FA_ROW_TILE_ROWS;
+    if (t0 >= total) return;
+    const int n = (int)(total - t0 < FA_ROW_TILE_ROWS ? total - t0 : FA_ROW_TILE_ROWS);
+
+    const fa_row_layout *l = &pl->row_layout;
+    const int64_t dqk = p->shape.head_dim_qk;
+    const fa_row_band band = fa_row_band_for(p, b);
+    tile_row rows[FA_ROW_TILE_ROWS];
+    int64_t lo = INT64_MAX, hi = 0;
+    float *q = ws + l->q;
+    for (int r = 0; r < n; r++) {
+        const int64_t t = t0 + r;
+        tile_row *row = &rows[r];
+        row->h = g * group + t / q_valid;
+        row->i = t % q_valid;
+        row->lo = fa_row_lo(&band, row->i);
+        row->hi = fa_row_hi(&band, row->i);
+        if (row->hi > row->lo) {  // rows that see no key do not widen the range
+            lo = row->lo < lo ? row->lo : lo;
+            hi = row->hi > hi ? row->hi : hi;
+        }
+        // q[r, :] = scale·log2(e) · Q[b, h, i, :], zero up to ldq.
+        const float *src = p->q + fa_q_entry(p, b, p->q_strides) + row->h * p->q_strides.head +
+                           row->i * p->q_strides.seq;
+        float *dst = q + (int64_t)r * l->ldq;
+        for (int64_t d = 0; d < dqk; d++) dst[d] = pl->scale_log2 * src[d];
+        for (int64_t d = dqk; d < l->ldq; d++) dst[d] = 0.0f;
+    }
+    fa_softmax_state state = {ws + l->row_max, ws + l->row_sum, ws + l->alpha, ws + l->acc,
+                              l->ldacc, n};
+    fa_state_reset(&state);
+    if (hi > lo) {
+        int64_t k_begin, k_end;
+        fa_chunk_range(pl, b, split, lo, hi, FA_ROW_TILE_KEYS, &k_begin, &k_end);
+        const fa_score_mods any = fa_score_mods_for(p, b, g * group);
+        const fa_kv_source src = fa_kv_source_for(p, b, g);
+        attend_rows(pl, b, &src, rows, n, q, &state, ws + l->s, k_begin, k_end, any.active);
+    }
+    for (int r = 0; r < n; r++) fa_store_row(pl, b, rows[r].h, rows[r].i, split, &state, r);
+}

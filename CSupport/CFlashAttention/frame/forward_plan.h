@@ -1,0 +1,123 @@
+// forward_plan.h — what fa_forward resolves once per call, shared by its two tile kinds:
+// key-major tiles of one query head (forward.c: prefill) and query-major row tiles of a
+// whole GQA group (decode.c: at most FA_DECODE_MAX_Q query rows per sequence), and where
+// each tile's rows end up: the output, or a partial state for the split-KV merge (split.c).
+#ifndef FA_FORWARD_PLAN_H
+#define FA_FORWARD_PLAN_H
+
+#include "internal.h"
+#include "online_softmax.h"
+
+/// Rows of a row tile (query rows × heads of a group, flattened) and its key block.
+#define FA_ROW_TILE_ROWS 64
+#define FA_ROW_TILE_KEYS 128
+/// The smallest automatic split-KV chunk, in keys.
+#define FA_SPLIT_MIN_KEYS 512
+
+/// Per-thread workspace of a row tile: regions FA_ALIGN-aligned, offsets in floats.
+typedef struct fa_row_layout {
+    size_t q;        ///< rows × ldq      scaled query rows, zero-padded
+    size_t s;        ///< rows × lds      scores, then probabilities (query-major)
+    size_t acc;      ///< rows × ldacc
+    size_t row_max, row_sum, alpha;  ///< rows each
+    int64_t ldq, lds, ldacc;
+    size_t per_thread_bytes;
+} fa_row_layout;
+
+fa_row_layout fa_row_layout_for(const fa_shape *s);
+
+/// Whether fa_forward runs p on row tiles (decoding shapes).
+int fa_uses_row_tiles(const fa_problem *p);
+/// Row tiles per (batch entry, kv head): the group's heads × the longest sequence's query
+/// rows, FA_ROW_TILE_ROWS at a time.
+int64_t fa_row_chunks(const fa_problem *p);
+
+/// Split-KV: how a call cuts its keys and where the partial states go.
+typedef struct fa_split_plan {
+    int64_t size;           ///< keys per chunk, counted from each sequence's first key
+    int64_t count;          ///< chunks of the longest sequence (1: nothing is split)
+    int64_t rows_per_head;  ///< query rows of the longest sequence (partial-state index)
+    size_t bytes;           ///< partial states: B·Hq·rows_per_head·count·(Dv + 1) floats, or 0
+} fa_split_plan;
+
+/// The split of a (validated) problem: kv_split_size, or the automatic choice.
+fa_split_plan fa_split_plan_for(const fa_problem *p);
+
+/// Chunks of batch entry b's keys (1 for an entry of at most `size` keys, or none).
+static inline int64_t fa_splits_of(const fa_split_plan *s, const fa_problem *p, int64_t b) {
+    const int64_t kv = fa_kv_len_of(p, b);
+    return kv <= s->size ? 1 : (kv + s->size - 1) / s->size;
+}
+
+/// Everything a work item needs, resolved once per call.
+typedef struct fa_forward_plan {
+    const fa_problem *p;
+    const fa_kernels *kr;
+    fa_blocking blocks;         ///< key-major tiles
+    fa_forward_layout layout;   ///< key-major tiles
+    fa_row_layout row_layout;   ///< row tiles
+    int row_tiles;              ///< 1: row tiles, 0: key-major tiles
+    float scale_log2;           ///< scale · log2(e)
+    int64_t group;              ///< query heads per key/value head
+    int64_t q_blocks;           ///< key-major: query blocks of the longest sequence
+    int64_t row_chunks;         ///< row tiles: tiles per (entry, kv head)
+    fa_split_plan split;
+    float *partial_o;           ///< [B, Hq, rows_per_head, count, Dv] (split.count > 1)
+    float *partial_lse;         ///< [B, Hq, rows_per_head, count]
+} fa_forward_plan;
+
+/// Stores row r of a finished step: query row i of batch entry b, head h, over key chunk
+/// `split` — into o and lse when the entry has one chunk, else into its partial state.
+static inline void fa_store_row(const fa_forward_plan *pl, int64_t b, int64_t h, int64_t i,
+                                int64_t split, const fa_softmax_state *st, int r) {
+    const fa_problem *p = pl->p;
+    const int64_t dv = p->shape.head_dim_v;
+    if (pl->split.count > 1 && fa_splits_of(&pl->split, p, b) > 1) {
+        const int64_t at = ((b * p->shape.q_heads + h) * pl->split.rows_per_head + i) *
+                               pl->split.count + split;
+        pl->partial_lse[at] = fa_state_result(st, r, dv, pl->partial_o + at * dv);
+        return;
+    }
+    float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head + i * p->o_strides.seq;
+    const float lse = fa_state_result(st, r, dv, o);
+    if (p->lse)
+        p->lse[fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head + i * p->lse_strides.seq] = lse;
+}
+
+/// Padding row i (past the entry's valid rows) of entry b, head h: output 0, LSE −inf.
+static inline void fa_clear_row(const fa_problem *p, int64_t b, int64_t h, int64_t i) {
+    float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head + i * p->o_strides.seq;
+    for (int64_t d = 0; d < p->shape.head_dim_v; d++) o[d] = 0.0f;
+    if (p->lse)
+        p->lse[fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head + i * p->lse_strides.seq] = -INFINITY;
+}
+
+/// The keys [*begin, *end) a tile visits within chunk `split` of entry b, given the keys its
+/// rows can see, [lo, hi): blocks start at multiples of `block` from the chunk's first key,
+/// so the rescale points depend on the problem and the split size only.
+static inline void fa_chunk_range(const fa_forward_plan *pl, int64_t b, int64_t split,
+                                  int64_t lo, int64_t hi, int block, int64_t *begin,
+                                  int64_t *end) {
+    const int64_t kv = fa_kv_len_of(pl->p, b);
+    const int64_t c0 = split * pl->split.size;
+    const int64_t c1 = fa_splits_of(&pl->split, pl->p, b) == 1 ? kv
+                     : (c0 + pl->split.size < kv ? c0 + pl->split.size : kv);
+    const int64_t first = lo > c0 ? lo : c0;
+    *begin = c0 + (first - c0) / block * block;
+    *end = hi < c1 ? hi : c1;
+}
+
+/// One row tile: chunk `chunk` of entry b's kv head g, over key chunk `split` (decode.c).
+void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk, int64_t split,
+                 float *ws);
+
+/// Merges the partial states of every split entry into o and lse, rows in parallel, each
+/// row's chunks in order (split.c).
+void fa_merge_partials(const fa_forward_plan *pl, int threads);
+
+/// Merges n states of one row, chunk by chunk in order: O_i at o + i·o_step (dv floats),
+/// LSE_i at lse[i·lse_step]; writes dv floats to out and returns the LSE (merge.c).
+float fa_merge_row(int64_t n, const float *o, int64_t o_step, const float *lse,
+                   int64_t lse_step, int64_t dv, float *out);
+
+#endif  // FA_FORWARD_PLAN_H

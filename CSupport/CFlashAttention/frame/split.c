@@ -1,0 +1,120 @@
+// split.c — split-KV: which chunks of keys a call computes apart, and their merge.
+//
+// With few work items — one token decoded at batch 1 against a long cache, MQA — the
+// (entry, kv head, query tile) items cannot keep every thread busy, and each item reads a long
+// K/V range alone. Split-KV cuts every sequence's keys into chunks of `size` keys from its
+// first key (FlashInfer's fixed split size), computes each chunk's partial state as its own
+// work item, and merges the chunks of a row in order (merge.c's arithmetic). The size comes
+// from the problem alone, never from the thread count, so results are bitwise the same for
+// any thread count; an explicit size gives the same bits whatever else is in the batch.
+//
+// Automatic size (kv_split_size = 0), for row tiles (decoding) only: no split when there are
+// FA_SPLIT_TARGET_ITEMS items or more; otherwise enough chunks to make about that many items,
+// each at least FA_SPLIT_MIN_KEYS keys and a multiple of the row tiles' key block. Key-major
+// (prefill) problems have many query tiles and are not split unless asked.
+#include <math.h>
+#include "forward_plan.h"
+
+#ifdef _OPENMP
+int omp_get_thread_num(void);
+int omp_get_num_threads(void);
+#endif
+
+int fa_uses_row_tiles(const fa_problem *p) {
+    return fa_max_q_rows(p) <= FA_DECODE_MAX_Q;
+}
+
+int64_t fa_row_chunks(const fa_problem *p) {
+    const int64_t rows = p->shape.q_heads / p->shape.kv_heads * fa_max_q_rows(p);
+    return rows == 0 ? 1 : (rows + FA_ROW_TILE_ROWS - 1) / FA_ROW_TILE_ROWS;
+}
+
+fa_row_layout fa_row_layout_for(const fa_shape *s) {
+    fa_row_layout l = {0};
+    const size_t per_align = FA_ALIGN / sizeof(float);
+    l.ldq = (s->head_dim_qk + 15) / 16 * 16;
+    l.lds = FA_ROW_TILE_KEYS;
+    l.ldacc = (s->head_dim_v + 15) / 16 * 16;
+    const size_t r = FA_ROW_TILE_ROWS;
+    const size_t sizes[6] = {r * (size_t)l.ldq, r * (size_t)l.lds, r * (size_t)l.ldacc, r, r, r};
+    size_t offsets[6], at = 0;
+    for (int i = 0; i < 6; i++) {
+        offsets[i] = at;
+        at += (sizes[i] + per_align - 1) / per_align * per_align;
+    }
+    l.q = offsets[0];
+    l.s = offsets[1];
+    l.acc = offsets[2];
+    l.row_max = offsets[3];
+    l.row_sum = offsets[4];
+    l.alpha = offsets[5];
+    l.per_thread_bytes = at * sizeof(float);
+    return l;
+}
+
+fa_split_plan fa_split_plan_for(const fa_problem *p) {
+    fa_split_plan s = {0};
+    const int64_t max_kv = fa_max_kv_rows(p) > 0 ? fa_max_kv_rows(p) : 1;
+    int64_t size = p->kv_split_size;
+    if (size == 0) {
+        size = max_kv;  // no split unless the rule below asks for one
+        if (fa_uses_row_tiles(p)) {
+            const int64_t items = p->shape.batch * p->shape.kv_heads * fa_row_chunks(p);
+            if (items < FA_SPLIT_TARGET_ITEMS) {
+                const int64_t want = (FA_SPLIT_TARGET_ITEMS + items - 1) / items;
+                int64_t c = (max_kv + want - 1) / want;
+                c = (c + FA_ROW_TILE_KEYS - 1) / FA_ROW_TILE_KEYS * FA_ROW_TILE_KEYS;
+                size = c < FA_SPLIT_MIN_KEYS ? FA_SPLIT_MIN_KEYS : c;
+            }
+        }
+    }
+    s.size = size;
+    s.count = size >= max_kv ? 1 : (max_kv + size - 1) / size;
+    s.rows_per_head = fa_max_q_rows(p);
+    if (s.count > 1) {
+        // Extents are < 2^31 and count ≤ Lk: the product may still overflow size_t on
+        // absurd problems; saturate (the allocation then fails cleanly).
+        size_t n = 1;
+        const size_t f[5] = {(size_t)p->shape.batch, (size_t)p->shape.q_heads,
+                             (size_t)s.rows_per_head, (size_t)s.count,
+                             (size_t)p->shape.head_dim_v + 1};
+        for (int i = 0; i < 5; i++)
+            if (__builtin_mul_overflow(n, f[i], &n)) n = SIZE_MAX / 8;
+        if (__builtin_mul_overflow(n, sizeof(float), &s.bytes)) s.bytes = SIZE_MAX - 4 * FA_ALIGN;
+    }
+    return s;
+}
+
+void fa_merge_partials(const fa_forward_plan *pl, int threads) {
+    const fa_problem *p = pl->p;
+    const int64_t hq = p->shape.q_heads, dv = p->shape.head_dim_v;
+    const int64_t pairs = p->shape.batch * hq;
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+#ifdef _OPENMP
+        const int me = omp_get_thread_num(), n = omp_get_num_threads();
+#else
+        const int me = 0, n = 1;
+#endif
+        // (entry, head) pairs in a fixed interleave; each row's arithmetic is the same on
+        // any thread.
+        for (int64_t t = me; t < pairs; t += n) {
+            const int64_t b = t / hq, h = t % hq;
+            const int64_t splits = fa_splits_of(&pl->split, p, b);
+            if (splits < 2) continue;
+            for (int64_t i = 0; i < fa_q_len_of(p, b); i++) {
+                const int64_t at = ((b * hq + h) * pl->split.rows_per_head + i) * pl->split.count;
+                float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head +
+                           i * p->o_strides.seq;
+                const float lse = fa_merge_row(splits, pl->partial_o + at * dv, dv,
+                                               pl->partial_lse + at, 1, dv, o);
+                if (p->lse)
+                    p->lse[fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head +
+                           i * p->lse_strides.seq] = lse;
+            }
+        }
+    }
+}

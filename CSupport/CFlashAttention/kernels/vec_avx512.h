@@ -1,0 +1,52 @@
+// vec_avx512.h — the thin vector layer over AVX-512 (16 floats), for kernel sources written
+// once and compiled per ISA (row_kernels.h). Include after exp2_ps is defined.
+#ifndef FA_VEC_AVX512_H
+#define FA_VEC_AVX512_H
+#include <immintrin.h>
+
+typedef __m512 vf;
+/// Row-tile register blocking (row_kernels.h): scores rows × keys, P·V rows × vectors.
+#define VF_SCORES_R 4
+#define VF_SCORES_K 4
+#define VF_PV_R 4
+#define VF_PV_V 4
+enum { VF_W = 16 };
+#define VF_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#define VF_INLINE static inline __attribute__((always_inline)) VF_FN
+
+VF_INLINE vf vf_zero(void) { return _mm512_setzero_ps(); }
+VF_INLINE vf vf_set1(float x) { return _mm512_set1_ps(x); }
+VF_INLINE vf vf_loadu(const float *p) { return _mm512_loadu_ps(p); }
+VF_INLINE __mmask16 vf_first_mask(int n) { return (__mmask16)(n >= 16 ? 0xFFFF : (1u << n) - 1); }
+/// The first n (0…16) floats at p, `fill` in the other lanes (which are never read).
+VF_INLINE vf vf_load_first_or(const float *p, int n, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), vf_first_mask(n), p);
+}
+VF_INLINE void vf_storeu(float *p, vf v) { _mm512_storeu_ps(p, v); }
+/// Stores the first n (0…16) lanes of v; nothing past them is touched.
+VF_INLINE void vf_store_first(float *p, vf v, int n) { _mm512_mask_storeu_ps(p, vf_first_mask(n), v); }
+VF_INLINE vf vf_fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+VF_INLINE vf vf_add(vf a, vf b) { return _mm512_add_ps(a, b); }
+VF_INLINE vf vf_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+VF_INLINE vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+VF_INLINE vf vf_max(vf a, vf b) { return _mm512_max_ps(a, b); }
+/// Sums of lanes and largest lane: a fixed tree, so the same bits for the same lanes.
+VF_INLINE float vf_hsum(vf v) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+}
+VF_INLINE float vf_hmax(vf v) {
+    __m256 h = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 q = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_max_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_max_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+}
+/// 2^x for x ≤ 0 (−inf → 0), as the key-major softmax computes it.
+VF_INLINE vf vf_exp2(vf x) { return exp2_ps(x); }
+VF_INLINE float vf_first(vf v) { return _mm512_cvtss_f32(v); }
+
+#endif
