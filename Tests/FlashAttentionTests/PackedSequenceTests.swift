@@ -17,13 +17,14 @@ struct PackedSetup: Sendable, CustomStringConvertible {
     var alibi = false
     /// A boolean mask shared by every sequence ([1, Hq, maxLq, maxLk], local indices).
     var sharedMask = false
+    var keySplitSize = 0
     var seed: UInt64 = 1
 
     var description: String {
         "q \(queryLengths)\(packQueries ? "" : " padded") k \(keyLengths)\(packKeys ? "" : " padded") \(causal)"
             + (window.map { " window \($0.left ?? -1),\($0.right ?? -1)" } ?? "")
             + (softcap.map { " softcap \($0)" } ?? "") + (alibi ? " alibi" : "")
-            + (sharedMask ? " mask" : "")
+            + (sharedMask ? " mask" : "") + (keySplitSize == 0 ? "" : " split \(keySplitSize)")
     }
 
     var batch: Int { queryLengths.count }
@@ -61,6 +62,7 @@ struct PackedSetup: Sendable, CustomStringConvertible {
         var o = AttentionOptions(causal: causal, window: window, softcap: softcap,
                                  alibiSlopes: alibi ? alibiSlopes(queryHeads) : nil, mask: mask,
                                  layout: .blhd)
+        o.keySplitSize = keySplitSize
         if packQueries { o.querySequenceOffsets = Self.offsets(queryLengths) } else { o.queryLengths = queryLengths }
         if packKeys { o.keySequenceOffsets = Self.offsets(keyLengths) } else { o.keyLengths = keyLengths }
         return o
@@ -106,6 +108,10 @@ let packedGrid: [PackedSetup] = [
                 window: SlidingWindow(left: 16, right: 0), softcap: 5, seed: 5),
     PackedSetup(queryLengths: [1, 1, 1], keyLengths: [100, 37, 1], packKeys: false,
                 causal: .bottomRight, seed: 6),  // decoding: packed queries, padded cache
+    PackedSetup(queryLengths: [1, 3, 2, 0], keyLengths: [700, 37, 1, 9], packKeys: false, queryHeads: 8,
+                keyValueHeads: 2, causal: .bottomRight, alibi: true, keySplitSize: 7, seed: 9),  // split
+    PackedSetup(queryLengths: [2, 1], keyLengths: [1500, 600], packKeys: false, queryHeads: 8,
+                keyValueHeads: 1, causal: .topLeft, softcap: 8, sharedMask: true, seed: 10),  // auto split
     PackedSetup(queryLengths: [40, 129, 3], keyLengths: [65, 17, 129], packQueries: false,
                 causal: .bottomRight, seed: 7),
     PackedSetup(queryLengths: [63, 7, 65], keyLengths: [63, 70, 65], queryHeads: 4, keyValueHeads: 1,

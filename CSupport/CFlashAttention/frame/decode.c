@@ -74,6 +74,7 @@ static void attend_rows(const fa_forward_plan *pl, int64_t b, const fa_kv_source
 void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk, int64_t split,
                  float *ws) {
     const fa_problem *p = pl->p;
+    if (split >= fa_splits_of(&pl->split, p, b)) return;  // a shorter sequence's extra chunks
     const int64_t q_valid = fa_q_len_of(p, b), q_rows = fa_q_rows_of(p, b);
     const int64_t group = pl->group;
     // Padding rows of a padded batch entry: cleared once, by the entry's first item.
