@@ -24,6 +24,30 @@ public struct ListArgument<Element: ExpressibleByArgument & Sendable>: Expressib
 extension BenchCausal: ExpressibleByArgument {}
 extension VarlenDistribution: ExpressibleByArgument {}
 
+/// A byte count: an integer, optionally with a binary suffix K, M, G or T (KiB, MiB, …; 1024-based).
+public struct ByteCount: ExpressibleByArgument, Sendable, Hashable, CustomStringConvertible {
+    public var bytes: Int
+
+    public init(_ bytes: Int) { self.bytes = bytes }
+
+    public init?(argument: String) {
+        var text = argument.trimmingCharacters(in: .whitespaces).uppercased()
+        for unit in ["IB", "B"] where text.hasSuffix(unit) && text.count > unit.count {
+            text.removeLast(unit.count)
+            break
+        }
+        var shift = 0
+        if let last = text.last, let s = ["K": 10, "M": 20, "G": 30, "T": 40][String(last)] {
+            shift = s
+            text.removeLast()
+        }
+        guard let n = Int(text), n >= 0, n <= Int.max >> shift else { return nil }
+        bytes = n << shift
+    }
+
+    public var description: String { "\(bytes)" }
+}
+
 /// --pass values.
 public enum PassChoice: String, CaseIterable, ExpressibleByArgument, Sendable {
     case forward, backward, both
@@ -124,6 +148,10 @@ public struct AttentionBenchCommand: ParsableCommand {
             help: "Skip naive cases whose score matrix would exceed this many bytes.")
     public var maxNaiveBytes = 2 << 30
 
+    @Option(name: .customLong("bandwidth-bytes"),
+            help: ArgumentHelp("Bytes the bandwidth roof reads (suffixes K, M, G: 1024-based; default max(1 GiB, 8 × L3), at most 4 GiB and a quarter of the RAM).", valueName: "BYTES"))
+    public var bandwidthBytes: ByteCount?
+
     @Option(help: "Format on stdout: table, csv or json.")
     public var format: OutputFormat = .table
 
@@ -216,6 +244,9 @@ public struct AttentionBenchCommand: ParsableCommand {
         if warmup < 0 || repeats < 1 || minTime < 0 || maxNaiveBytes < 0 {
             throw ValidationError("--warmup ≥ 0, --repeats ≥ 1, --min-time ≥ 0 and --max-naive-bytes ≥ 0")
         }
+        if let bandwidthBytes, bandwidthBytes.bytes < 1 {
+            throw ValidationError("--bandwidth-bytes must be positive")
+        }
     }
 
     public func run() throws {
@@ -271,40 +302,56 @@ public struct AttentionBenchCommand: ParsableCommand {
         return out
     }
 
-    /// Measures the rooflines (before and after the sweep; the faster of the two is the
-    /// ceiling, so a slow moment of a noisy machine does not inflate every fraction), runs
-    /// the sweep and returns the report.
+    /// Measures the rooflines — sgemm and the memory-bandwidth roof — before and after the
+    /// sweep (the faster of the two is the ceiling, so a slow moment of a noisy machine does
+    /// not inflate every fraction), runs the sweep and returns the report.
     public func runSweep(progress: @escaping (String) -> Void = { _ in }) throws -> SweepReport {
         let spec = specification
         let threadCounts = Array(Set(spec.threads)).sorted()
-        func measureAll(_ when: String) -> [Int: Roofline] {
+        let streamBytes = bandwidthBytes?.bytes ?? BandwidthRoof.defaultBytes
+        func measureAll(_ when: String) -> (sgemm: [Int: Roofline], bandwidth: [Int: BandwidthRoof]) {
             var out: [Int: Roofline] = [:]
+            var bandwidth: [Int: BandwidthRoof] = [:]
             for t in threadCounts {
                 progress("roofline \(when): OpenBLAS sgemm 2048³ on \(t) threads …")
                 out[t] = Roofline.measure(threads: t)
                 progress(String(format: "roofline \(when): %.1f GFLOP/s", out[t]!.gflops))
+                progress(String(format: "bandwidth roof \(when): reading %.2f GiB on %d threads …",
+                                Double(streamBytes) / 1073741824, t))
+                if let roof = BandwidthRoof.measure(bytes: streamBytes, threads: t) {
+                    bandwidth[t] = roof
+                    progress(String(format: "bandwidth roof \(when): %.1f GB/s (median pass %.1f)",
+                                    roof.gbps, roof.medianGBps))
+                } else {
+                    progress("bandwidth roof \(when): could not allocate \(streamBytes) bytes")
+                }
             }
-            return out
+            return (out, bandwidth)
         }
         let before = measureAll("before")
-        let runner = BenchRunner(policy: policy, maxNaiveBytes: maxNaiveBytes, rooflines: before,
+        let runner = BenchRunner(policy: policy, maxNaiveBytes: maxNaiveBytes, rooflines: before.sgemm,
                                  progress: progress)
         var cases = try runner.run(spec.configurations, implementations: spec.implementations)
         let after = measureAll("after")
         var rooflines: [Int: Roofline] = [:]
+        var bandwidthRoofs: [Int: BandwidthRoof] = [:]
         for t in threadCounts {
-            let b = before[t]!, a = after[t]!
+            let b = before.sgemm[t]!, a = after.sgemm[t]!
             var best = a.gflops > b.gflops ? a : b
             best.verified = a.verified && b.verified
             rooflines[t] = best
+            bandwidthRoofs[t] = [before.bandwidth[t], after.bandwidth[t]].compactMap { $0 }
+                .max { $0.gbps < $1.gbps }
         }
         for i in cases.indices {
             if let g = cases[i].gflops, let roof = rooflines[cases[i].configuration.threads] {
                 cases[i].rooflineFraction = g / roof.gflops
             }
         }
-        let machine = MachineInfo.current(threads: spec.threads.max()!,
+        var machine = MachineInfo.current(threads: spec.threads.max()!,
                                           rooflines: rooflines.values.sorted { $0.threads < $1.threads })
+        machine.bandwidthRoofs = bandwidthRoofs.values.sorted { $0.threads < $1.threads }
+        machine.bandwidthRoof = machine.bandwidthRoofs.max { $0.threads < $1.threads }
         return SweepReport(machine: machine, policy: policy, cases: cases)
     }
 

@@ -14,10 +14,17 @@ public struct MachineInfo: Sendable, Codable {
     public var roofline: Roofline
     /// Every thread count's roofline.
     public var rooflines: [Roofline]
+    /// The memory-bandwidth roof of the largest thread count (nil if it could not be measured).
+    public var bandwidthRoof: BandwidthRoof?
+    /// Every thread count's bandwidth roof.
+    public var bandwidthRoofs: [BandwidthRoof]
     public var date: String
 
     public init(cpuModel: String, kernelISA: String, threads: Int, libraryVersion: String,
-                roofline: Roofline, rooflines: [Roofline], date: String) {
+                roofline: Roofline, rooflines: [Roofline], date: String,
+                bandwidthRoofs: [BandwidthRoof] = []) {
+        self.bandwidthRoofs = bandwidthRoofs
+        self.bandwidthRoof = bandwidthRoofs.max { $0.threads < $1.threads }
         self.cpuModel = cpuModel
         self.kernelISA = kernelISA
         self.threads = threads
@@ -114,6 +121,17 @@ public struct SweepReport: Sendable, Codable {
         return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
+    /// How the bandwidth roof was measured and what it came to, for the table's header.
+    func bandwidthRoofLine() -> String {
+        let roofs = machine.bandwidthRoofs
+        guard let r = roofs.last else { return "not measured" }
+        let l3 = r.l3Bytes > 0 ? String(format: " (%.0f× L3)", Double(r.bytes) / Double(r.l3Bytes)) : ""
+        return String(format: "%@ read of %.2f GiB", r.kernel, Double(r.bytes) / 1073741824) + l3
+            + ", best of \(r.timing.samples) passes, best of before and after the sweep: "
+            + roofs.map { String(format: "%.1f GB/s on %d threads", $0.gbps, $0.threads) }
+                .joined(separator: ", ")
+    }
+
     /// An aligned, human-readable table.
     public func table() -> String {
         let m = machine
@@ -125,7 +143,8 @@ public struct SweepReport: Sendable, Codable {
             + m.rooflines.map { String(format: "%.1f GFLOP/s on %d threads", $0.gflops, $0.threads) }
                 .joined(separator: ", ")
             + (m.rooflines.allSatisfy(\.verified) ? "" : " (WRONG RESULT: OpenBLAS miscomputed)")
-            + "\n# \(flopsConvention)\n"
+            + "\n# bandwidth roof: " + bandwidthRoofLine() + "\n"
+            + "# \(flopsConvention)\n"
         let header = ["impl", "pass", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "median ms",
                       "min–max ms", "GFLOP/s", "roofline", "peak MB", "workspace MB",
                       "vs naive", "max |Δ|"]

@@ -262,6 +262,39 @@ struct WriterTests {
     }
 }
 
+@Suite("Benchmark: bandwidth roof")
+struct BandwidthRoofTests {
+    @Test("a small buffer gives a positive, finite rate")
+    func small() throws {
+        let roof = try #require(BandwidthRoof.measure(bytes: 4 << 20, threads: 2, repeats: 3))
+        #expect(roof.gbps.isFinite && roof.gbps > 0)
+        #expect(roof.medianGBps.isFinite && roof.medianGBps > 0 && roof.medianGBps <= roof.gbps)
+        #expect(roof.bytes == 4 << 20 && roof.threads == 2 && roof.timing.samples == 3)
+        #expect(["avx512", "avx2", "portable"].contains(roof.kernel))
+        // Sizes round down to whole pages per thread, and up to one page each.
+        #expect(BandwidthRoof.measure(bytes: 3 * 4096 + 100, threads: 3, repeats: 1)?.bytes == 3 * 4096)
+        #expect(BandwidthRoof.measure(bytes: 1, threads: 3, repeats: 1)?.bytes == 3 * 4096)
+        #expect(BandwidthRoof.measure(bytes: 4096, threads: 0) == nil)
+        // The default: max(1 GiB, 8 × L3), within [64 MiB, 4 GiB].
+        #expect(BandwidthRoof.defaultBytes >= 64 << 20 && BandwidthRoof.defaultBytes <= 4 << 30)
+        if BandwidthRoof.l3Bytes > 0 && BandwidthRoof.defaultBytes < 4 << 30 {
+            #expect(BandwidthRoof.defaultBytes >= min(8 * BandwidthRoof.l3Bytes, 1 << 30))
+        }
+    }
+
+    @Test("--bandwidth-bytes takes bytes with binary suffixes")
+    func byteCounts() throws {
+        #expect(ByteCount(argument: "4096")?.bytes == 4096)
+        #expect(ByteCount(argument: "8M")?.bytes == 8 << 20)
+        #expect(ByteCount(argument: "1g")?.bytes == 1 << 30)
+        #expect(ByteCount(argument: "6GiB")?.bytes == 6 << 30)
+        #expect(ByteCount(argument: "64KB")?.bytes == 64 << 10)
+        for bad in ["", "M", "-1", "1.5G", "12Q", "GiB"] { #expect(ByteCount(argument: bad) == nil, "\(bad)") }
+        #expect(try AttentionBenchCommand.parse(["--bandwidth-bytes", "2G"]).bandwidthBytes?.bytes == 2 << 30)
+        #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(["--bandwidth-bytes", "0"]) }
+    }
+}
+
 @Suite("Benchmark: end to end")
 struct SmokeTests {
     @Test("a tiny sweep writes its files")
@@ -272,11 +305,15 @@ struct SmokeTests {
         let cmd = try AttentionBenchCommand.parse([
             "--seq-lens", "32", "--head-dims", "16,24", "--heads", "2", "--threads", "1",
             "--causal", "none,bottom-right", "--warmup", "0", "--repeats", "1", "--min-time", "0",
+            "--bandwidth-bytes", "8M",
             "--max-naive-bytes", "4000", "--output", dir.path,
         ])
         var report = try cmd.runSweep()
-        // Roofline at 2048³ is measured; a tiny sweep still measures it once.
+        // Roofline at 2048³ is measured; a tiny sweep still measures it once. So is the
+        // bandwidth roof (here on the 8 MiB --bandwidth-bytes asked for).
         #expect(report.machine.roofline.gflops > 0)
+        let bandwidth = try #require(report.machine.bandwidthRoof)
+        #expect(bandwidth.gbps > 0 && bandwidth.bytes == 8 << 20 && bandwidth.threads == 1)
         #expect(report.cases.count == 2 * 2 * 2)
         // 32×32×4 = 4096 bytes > 4000: every naive case is skipped, with the bytes it needs.
         #expect(report.cases.filter { $0.implementation == .naive }
@@ -294,6 +331,7 @@ struct SmokeTests {
         let both = try AttentionBenchCommand.parse([
             "--seq-lens", "32", "--head-dims", "16", "--heads", "2", "--threads", "1",
             "--causal", "top-left", "--warmup", "0", "--repeats", "1", "--min-time", "0",
+            "--bandwidth-bytes", "8M",
             "--output", dir.path,
         ])
         report = try both.runSweep()
@@ -305,7 +343,7 @@ struct SmokeTests {
         let backward = try AttentionBenchCommand.parse([
             "--seq-lens", "40", "--head-dims", "16", "--heads", "2", "--kv-heads", "1",
             "--threads", "1", "--causal", "bottom-right", "--pass", "both", "--warmup", "0",
-            "--repeats", "1", "--min-time", "0", "--output", dir.path,
+            "--repeats", "1", "--min-time", "0", "--bandwidth-bytes", "8M", "--output", dir.path,
         ])
         report = try backward.runSweep()
         #expect(report.cases.count == 4)
@@ -319,7 +357,7 @@ struct SmokeTests {
         let varlen = try AttentionBenchCommand.parse([
             "--seq-lens", "90", "--batch", "4", "--head-dims", "16", "--heads", "2", "--threads", "1",
             "--causal", "bottom-right", "--varlen", "exponential", "--pass", "both", "--warmup", "0",
-            "--repeats", "1", "--min-time", "0", "--output", dir.path,
+            "--repeats", "1", "--min-time", "0", "--bandwidth-bytes", "8M", "--output", dir.path,
         ])
         report = try varlen.runSweep()
         #expect(report.cases.count == 4)
