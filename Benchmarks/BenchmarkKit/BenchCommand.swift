@@ -347,6 +347,9 @@ public struct AttentionBenchCommand: ParsableCommand {
             if let g = cases[i].gflops, let roof = rooflines[cases[i].configuration.threads] {
                 cases[i].rooflineFraction = g / roof.gflops
             }
+            if let g = cases[i].keyValueGBps, let roof = bandwidthRoofs[cases[i].configuration.threads] {
+                cases[i].bandwidthFraction = g / roof.gbps
+            }
         }
         var machine = MachineInfo.current(threads: spec.threads.max()!,
                                           rooflines: rooflines.values.sorted { $0.threads < $1.threads })

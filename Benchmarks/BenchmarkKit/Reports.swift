@@ -56,6 +56,7 @@ public struct SweepReport: Sendable, Codable {
     public var machine: MachineInfo
     public var policy: TimingPolicy
     public var flopsConvention: String
+    public var bandwidthConvention: String
     public var cases: [CaseResult]
 
     public init(machine: MachineInfo, policy: TimingPolicy, cases: [CaseResult]) {
@@ -63,6 +64,8 @@ public struct SweepReport: Sendable, Codable {
         self.policy = policy
         self.flopsConvention = "forward FLOPs = 2·(Dqk + Dv)·B·Hq·(visible query–key pairs), "
             + "backward 2.5× that; causal runs count only unmasked pairs"
+        self.bandwidthConvention = "K+V bytes (forward) = B·Hkv·(keys some query sees)·(Dqk + Dv)·4, "
+            + "per sequence when packed; GB/s = those bytes / median time (10⁹ B/s)"
         self.cases = cases
     }
 
@@ -80,6 +83,7 @@ public struct SweepReport: Sendable, Codable {
         "peak_extra_bytes", "workspace_bytes", "speedup_over_naive", "max_abs_diff", "skipped",
         "window_left", "window_right", "softcap", "alibi", "block_sparse_keep", "block_sparse_size",
         "mask_density", "additive_mask", "varlen", "sequence_lengths",
+        "kv_bytes", "kv_gbps", "bandwidth_fraction",
     ]
 
     /// One row per case; empty fields where a value does not apply; RFC 4180 quoting.
@@ -105,6 +109,8 @@ public struct SweepReport: Sendable, Codable {
                 c.maskDensity.map { "\($0)" } ?? "", c.additiveMask ? "1" : "",
                 c.varlen?.rawValue ?? "",
                 c.sequenceLengths.map { $0.map(String.init).joined(separator: " ") } ?? "",
+                r.keyValueBytes.map { "\($0)" } ?? "",
+                Self.number(r.keyValueGBps), Self.number(r.bandwidthFraction),
             ]
             lines.append(fields.map(Self.quoted).joined(separator: ","))
         }
@@ -132,6 +138,12 @@ public struct SweepReport: Sendable, Codable {
                 .joined(separator: ", ")
     }
 
+    /// Whether some case is decode-shaped: a forward pass with at most 16 queries (per
+    /// sequence), which reads the K/V cache and is bound by memory bandwidth.
+    public var isDecodeShaped: Bool {
+        cases.contains { $0.configuration.pass == .forward && $0.configuration.queryLength <= 16 }
+    }
+
     /// An aligned, human-readable table.
     public func table() -> String {
         let m = machine
@@ -145,9 +157,14 @@ public struct SweepReport: Sendable, Codable {
             + (m.rooflines.allSatisfy(\.verified) ? "" : " (WRONG RESULT: OpenBLAS miscomputed)")
             + "\n# bandwidth roof: " + bandwidthRoofLine() + "\n"
             + "# \(flopsConvention)\n"
-        let header = ["impl", "pass", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "median ms",
-                      "min–max ms", "GFLOP/s", "roofline", "peak MB", "workspace MB",
-                      "vs naive", "max |Δ|"]
+        // The K+V columns only when some case is decode-shaped (a forward pass with Lq ≤ 16):
+        // the rest of the time the kernels are compute-bound and GFLOP/s is the measure.
+        let bandwidth = isDecodeShaped
+        if bandwidth { out += "# \(bandwidthConvention); bw roof = GB/s / bandwidth roof\n" }
+        var header = ["impl", "pass", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "median ms",
+                      "min–max ms", "GFLOP/s", "roofline"]
+        if bandwidth { header += ["K+V MB", "GB/s", "bw roof"] }
+        header += ["peak MB", "workspace MB", "vs naive", "max |Δ|"]
         var rows: [[String]] = [header]
         for r in cases {
             let c = r.configuration
@@ -155,18 +172,24 @@ public struct SweepReport: Sendable, Codable {
                        "\(c.queryHeads)/\(c.keyValueHeads)",
                        "\(c.queryLength)", "\(c.keyLength)", "\(c.headDim)", c.causal.rawValue,
                        "\(c.threads)"]
+            let kvMB = r.keyValueBytes.map { String(format: "%.1f", Double($0) / 1e6) } ?? ""
             if let t = r.timing {
                 row += [String(format: "%.3f", t.median * 1e3),
                         String(format: "%.3f–%.3f", t.min * 1e3, t.max * 1e3),
                         String(format: "%.1f", r.gflops ?? .nan),
-                        String(format: "%.3f", r.rooflineFraction ?? .nan),
-                        r.peakExtraBytes.map { String(format: "%.2f", Double($0) / 1e6) } ?? "n/a",
+                        String(format: "%.3f", r.rooflineFraction ?? .nan)]
+                if bandwidth {
+                    row += [kvMB, r.keyValueGBps.map { String(format: "%.1f", $0) } ?? "",
+                            r.bandwidthFraction.map { String(format: "%.3f", $0) } ?? ""]
+                }
+                row += [r.peakExtraBytes.map { String(format: "%.2f", Double($0) / 1e6) } ?? "n/a",
                         String(format: "%.2f", Double(r.workspaceBytes) / 1e6),
                         r.speedupOverNaive.map { String(format: "%.2f×", $0) } ?? "",
                         r.maxAbsDifference.map { String(format: "%.1e", $0) } ?? ""]
             } else {
-                row += ["skipped", "", "", "", "",
-                        String(format: "%.2f", Double(r.workspaceBytes) / 1e6), "", ""]
+                row += ["skipped", "", "", ""]
+                if bandwidth { row += [kvMB, "", ""] }
+                row += ["", String(format: "%.2f", Double(r.workspaceBytes) / 1e6), "", ""]
             }
             rows.append(row)
         }

@@ -215,6 +215,26 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
         return lo ..< max(lo, min(keyLength, hi))
     }
 
+    /// Keys at least one query row sees (the causal mask and the window; element masks and
+    /// block sparsity are not subtracted), over one (batch, head).
+    public var visibleKeys: Int {
+        visibleKeyCount(queryLength: queryLength, keyLength: keyLength, causal: causal.mask, window: window)
+    }
+
+    /// Bytes of K and V the forward pass must read at least once: B · Hkv · (visible keys) ·
+    /// (Dqk + Dv) · 4, per sequence for packed (varlen) cases. With `--kv-lens` and no causal
+    /// mask every one of the Lk keys is visible. The bound decode is judged by: one query
+    /// against a long cache reads each key and value once and does little else.
+    public var keyValueBytes: Int {
+        let perKey = keyValueHeads * (headDim + headDim) * MemoryLayout<Float>.size
+        if let lengths = sequenceLengths {
+            return perKey * lengths.reduce(0) {
+                $0 + visibleKeyCount(queryLength: $1, keyLength: $1, causal: causal.mask, window: window)
+            }
+        }
+        return batch * perKey * visibleKeys
+    }
+
     /// FLOPs credited to this case's pass: the forward's, or 2.5× that for the backward
     /// (FlashAttention's convention: five products of the forward's two sizes).
     public var flops: Double { pass == .forward ? forwardFlops : 2.5 * forwardFlops }
@@ -243,6 +263,33 @@ public func visibleQueryKeyPairs(queryLength lq: Int, keyLength lk: Int,
         if let left = window?.left { lo = max(lo, i + off - left) }
         if let right = window?.right { hi = min(hi, i + off + right + 1) }
         total += max(0, min(lk, hi) - max(0, lo))
+    }
+    return total
+}
+
+/// Keys j that at least one query row i sees (causal mask and sliding window): the size of
+/// the union of the rows' key ranges.
+public func visibleKeyCount(queryLength lq: Int, keyLength lk: Int,
+                            causal: CausalMask, window: SlidingWindow? = nil) -> Int {
+    let off = lk - lq
+    var total = 0, covered = 0  // keys below `covered` are counted
+    // Both ends of a row's range never decrease with i, so one sweep merges them.
+    for i in 0 ..< lq {
+        var lo = 0, hi = lk
+        switch causal {
+        case .none: break
+        case .bottomRight: hi = min(hi, i + off + 1)
+        case .topLeft: hi = min(hi, i + 1)
+        }
+        if let left = window?.left { lo = max(lo, i + off - left) }
+        if let right = window?.right { hi = min(hi, i + off + right + 1) }
+        lo = max(0, lo)
+        hi = min(lk, hi)
+        guard hi > lo else { continue }
+        let start = max(lo, covered)
+        if hi > start { total += hi - start }
+        covered = max(covered, hi)
+        if window == nil && causal == .none { break }  // every row sees the same keys
     }
     return total
 }

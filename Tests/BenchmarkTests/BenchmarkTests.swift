@@ -154,6 +154,68 @@ struct FlopTests {
         #expect(c.naiveScoreBytes == 5 * 3 * 4)
     }
 
+    @Test("K+V bytes: B·Hkv·(visible keys)·(Dqk + Dv)·4, GQA, causal, windows, varlen")
+    func keyValueBytes() {
+        // Decode against a cache: every key is read once per key/value head, whatever Hq is.
+        var c = BenchConfiguration(batch: 2, queryHeads: 32, keyValueHeads: 8, queryLength: 1,
+                                   keyLength: 1000, headDim: 128, causal: .none, threads: 1)
+        #expect(c.keyValueBytes == 2 * 8 * 1000 * 256 * 4)
+        c.keyValueHeads = 32
+        #expect(c.keyValueBytes == 2 * 32 * 1000 * 256 * 4)
+        c.keyValueHeads = 1
+        c.queryHeads = 8
+        #expect(c.keyValueBytes == 2 * 1 * 1000 * 256 * 4)
+        // One query, bottom-right causal: still every key; top-left: only key 0.
+        c.causal = .bottomRight
+        #expect(c.keyValueBytes == 2 * 1000 * 256 * 4)
+        c.causal = .topLeft
+        #expect(c.keyValueBytes == 2 * 1 * 256 * 4)
+        // A 99-key window behind the query: 100 keys.
+        c.causal = .bottomRight
+        c.windowLeft = 99
+        #expect(c.keyValueBytes == 2 * 100 * 256 * 4)
+        // Backward cases carry no K+V bandwidth; forward cases do, skipped or not.
+        c.pass = .backward
+        #expect(CaseResult(configuration: c, implementation: .flash, flops: 0, workspaceBytes: 0)
+            .keyValueBytes == nil)
+        c.pass = .forward
+        #expect(CaseResult(configuration: c, implementation: .naive, flops: 0, workspaceBytes: 0)
+            .keyValueBytes == c.keyValueBytes)
+
+        // Packed sequences: per sequence, so the total is the packed length whatever B is.
+        for b in [1, 4, 7] {
+            var v = BenchConfiguration(batch: b, queryHeads: 4, keyValueHeads: 2, queryLength: 90,
+                                       keyLength: 90, headDim: 16, causal: .bottomRight, threads: 1)
+            v.varlen = .exponential
+            #expect(v.keyValueBytes == 90 * 2 * 32 * 4)
+            v.causal = .topLeft  // self-attention: the last row of each sequence sees all of it
+            #expect(v.keyValueBytes == 90 * 2 * 32 * 4)
+        }
+
+        // The visible-key count against brute force.
+        for (lq, lk) in [(1, 1), (1, 9), (9, 1), (17, 64), (64, 17), (33, 33)] {
+            for causal in [CausalMask.none, .bottomRight, .topLeft] {
+                for w in [nil, SlidingWindow(left: 0, right: 0), SlidingWindow(left: 3, right: nil),
+                          SlidingWindow(left: nil, right: 2), SlidingWindow(left: 5, right: 1)] {
+                    var seen = Set<Int>()
+                    for i in 0 ..< lq {
+                        for j in 0 ..< lk {
+                            let off = lk - lq
+                            var ok = true
+                            if causal == .bottomRight { ok = ok && j <= i + off }
+                            if causal == .topLeft { ok = ok && j <= i }
+                            if let l = w?.left { ok = ok && j >= i + off - l }
+                            if let r = w?.right { ok = ok && j <= i + off + r }
+                            if ok { seen.insert(j) }
+                        }
+                    }
+                    #expect(visibleKeyCount(queryLength: lq, keyLength: lk, causal: causal, window: w)
+                        == seen.count, "\(lq)×\(lk) \(causal) \(String(describing: w))")
+                }
+            }
+        }
+    }
+
     @Test("backward FLOPs are 2.5× the forward's; naive backward holds two score matrices")
     func backwardFlops() {
         var c = BenchConfiguration(batch: 1, queryHeads: 8, keyValueHeads: 8, queryLength: 100,
@@ -216,7 +278,9 @@ struct WriterTests {
         #expect(lines.count == 6)  // header, 4 rows, trailing empty
         #expect(lines[0] == Substring(SweepReport.csvHeader.joined(separator: ",")))
         #expect(lines[1].hasPrefix("flash,forward,1,8,8,256,256,64,none,2,"))
-        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\"" + String(repeating: ",", count: 10)))
+        // Ten empty option fields, then K+V bytes (known even for a skipped case), no GB/s.
+        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\""
+            + String(repeating: ",", count: 10) + ",\(8 * 512 * 128 * 4),,"))
         #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
             == SweepReport.csvHeader.count)
     }
@@ -241,6 +305,26 @@ struct WriterTests {
         #expect(rows.count == 5)
         #expect(Set(rows.map(\.count)).count == 1, "columns are aligned")
         #expect(text.contains("# skipped: naive needs"))
+    }
+
+    @Test("table: the K+V columns appear when a case is decode-shaped")
+    func decodeTable() {
+        var report = sampleReport()
+        #expect(!report.isDecodeShaped && !report.table().contains("GB/s"))
+        report.cases[0].configuration.queryLength = 1
+        report.cases[0].keyValueGBps = 12.5
+        report.cases[0].bandwidthFraction = 0.5
+        report.machine.bandwidthRoofs = [BandwidthRoof(
+            bytes: 1 << 30, threads: 2, gbps: 25, medianGBps: 24, timing: TimingSummary([0.043]),
+            kernel: "avx512", l3Bytes: 32 << 20)]
+        let text = report.table()
+        #expect(report.isDecodeShaped)
+        let rows = text.split(separator: "\n").filter { !$0.hasPrefix("#") }
+        #expect(rows[0].contains("K+V MB") && rows[0].contains("bw roof"))
+        #expect(rows[1].contains("12.5") && rows[1].contains("0.500"))
+        #expect(Set(rows.map(\.count)).count == 1, "columns are aligned")
+        #expect(text.contains("# bandwidth roof: avx512 read of 1.00 GiB (32× L3)"))
+        #expect(text.contains("25.0 GB/s on 2 threads"))
     }
 
     @Test("SVG: well-formed XML, one chart per head dim, escaped text")
