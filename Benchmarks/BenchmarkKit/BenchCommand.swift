@@ -23,6 +23,7 @@ public struct ListArgument<Element: ExpressibleByArgument & Sendable>: Expressib
 
 extension BenchCausal: ExpressibleByArgument {}
 extension VarlenDistribution: ExpressibleByArgument {}
+extension KVSplit: ExpressibleByArgument {}
 
 /// A byte count: an integer, optionally with a binary suffix K, M, G or T (KiB, MiB, …; 1024-based).
 public struct ByteCount: ExpressibleByArgument, Sendable, Hashable, CustomStringConvertible {
@@ -109,6 +110,10 @@ public struct AttentionBenchCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Thread counts (default: every core OpenMP offers).")
     public var threads: [ListArgument<Int>] = []
 
+    @Option(name: .customLong("kv-split"), parsing: .upToNextOption,
+            help: ArgumentHelp("Split-KV chunk sizes (AttentionOptions.keySplitSize): auto (the library chooses), none (never split) or a number of keys; default auto.", valueName: "SIZES"))
+    public var kvSplit: [ListArgument<KVSplit>] = []
+
     @Option(help: "Sliding window LEFT,RIGHT in FlashAttention's sense (-1 = unbounded side).")
     public var window: String?
 
@@ -181,6 +186,7 @@ public struct AttentionBenchCommand: ParsableCommand {
         spec.maskDensity = maskDensity
         spec.additiveMask = additiveMask
         spec.varlen = varlen
+        if !kvSplit.isEmpty { spec.kvSplits = kvSplit.flatMap(\.values) }
         if let (keep, size) = parsedBlockSparse {
             spec.blockSparseKeep = keep
             spec.blockSparseSize = size

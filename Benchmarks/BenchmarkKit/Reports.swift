@@ -83,7 +83,7 @@ public struct SweepReport: Sendable, Codable {
         "peak_extra_bytes", "workspace_bytes", "speedup_over_naive", "max_abs_diff", "skipped",
         "window_left", "window_right", "softcap", "alibi", "block_sparse_keep", "block_sparse_size",
         "mask_density", "additive_mask", "varlen", "sequence_lengths",
-        "kv_bytes", "kv_gbps", "bandwidth_fraction",
+        "kv_bytes", "kv_gbps", "bandwidth_fraction", "kv_split",
     ]
 
     /// One row per case; empty fields where a value does not apply; RFC 4180 quoting.
@@ -111,6 +111,7 @@ public struct SweepReport: Sendable, Codable {
                 c.sequenceLengths.map { $0.map(String.init).joined(separator: " ") } ?? "",
                 r.keyValueBytes.map { "\($0)" } ?? "",
                 Self.number(r.keyValueGBps), Self.number(r.bandwidthFraction),
+                c.kvSplit.description,
             ]
             lines.append(fields.map(Self.quoted).joined(separator: ","))
         }
@@ -161,7 +162,7 @@ public struct SweepReport: Sendable, Codable {
         // the rest of the time the kernels are compute-bound and GFLOP/s is the measure.
         let bandwidth = isDecodeShaped
         if bandwidth { out += "# \(bandwidthConvention); bw roof = GB/s / bandwidth roof\n" }
-        var header = ["impl", "pass", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "median ms",
+        var header = ["impl", "pass", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "split", "median ms",
                       "min–max ms", "GFLOP/s", "roofline"]
         if bandwidth { header += ["K+V MB", "GB/s", "bw roof"] }
         header += ["peak MB", "workspace MB", "vs naive", "max |Δ|"]
@@ -171,7 +172,7 @@ public struct SweepReport: Sendable, Codable {
             var row = [r.implementation.rawValue, c.pass == .forward ? "fwd" : "bwd", "\(c.batch)",
                        "\(c.queryHeads)/\(c.keyValueHeads)",
                        "\(c.queryLength)", "\(c.keyLength)", "\(c.headDim)", c.causal.rawValue,
-                       "\(c.threads)"]
+                       "\(c.threads)", c.kvSplit.description]
             let kvMB = r.keyValueBytes.map { String(format: "%.1f", Double($0) / 1e6) } ?? ""
             if let t = r.timing {
                 row += [String(format: "%.3f", t.median * 1e3),

@@ -179,7 +179,8 @@ public struct BenchRunner {
                                                implementation: impl.implementation,
                                                kernel: impl.kernel,
                                                querySequenceOffsets: config.sequenceOffsets,
-                                               keySequenceOffsets: config.sequenceOffsets)
+                                               keySequenceOffsets: config.sequenceOffsets,
+                                               keySplitSize: config.kvSplit.keySplitSize)
                 if !impl.isSupported {
                     row.skipReason = "this CPU does not support \(impl.kernel.rawValue)"
                     rows.append(row)
@@ -249,6 +250,7 @@ public struct BenchRunner {
         "B\(c.batch) H\(c.queryHeads)/\(c.keyValueHeads) N\(c.queryLength)"
             + (c.keyLength == c.queryLength ? "" : "x\(c.keyLength)")
             + " D\(c.headDim) \(c.causal.rawValue) T\(c.threads)"
+            + (c.kvSplit == .automatic ? "" : " split \(c.kvSplit)")
             + (c.pass == .forward ? "" : " backward")
             + (c.window == nil ? "" : " window(\(c.windowLeft ?? -1),\(c.windowRight ?? -1))")
             + (c.softcap.map { " softcap \($0)" } ?? "") + (c.alibi ? " alibi" : "")

@@ -41,6 +41,60 @@ struct SeededUniform {
     }
 }
 
+/// How a flash case cuts its keys into split-KV chunks (`AttentionOptions.keySplitSize`), as
+/// --kv-split spells it: `auto`, `none` or a chunk size in keys.
+public enum KVSplit: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The library chooses (keySplitSize 0).
+    case automatic
+    /// Never split (keySplitSize Int.max).
+    case never
+    /// Chunks of this many keys (> 0).
+    case keys(Int)
+
+    /// `auto`, `none` or a positive integer; nil for anything else (0, negatives, junk).
+    public init?(argument: String) {
+        switch argument.trimmingCharacters(in: .whitespaces).lowercased() {
+        case "auto": self = .automatic
+        case "none": self = .never
+        case let text:
+            guard let n = Int(text), n > 0 else { return nil }
+            self = .keys(n)
+        }
+    }
+
+    /// The value of `AttentionOptions.keySplitSize`.
+    public var keySplitSize: Int {
+        switch self {
+        case .automatic: 0
+        case .never: .max
+        case .keys(let n): n
+        }
+    }
+
+    /// As the command line and the reports spell it.
+    public var description: String {
+        switch self {
+        case .automatic: "auto"
+        case .never: "none"
+        case .keys(let n): "\(n)"
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = KVSplit(argument: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "not a --kv-split value: \(text)"))
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
 /// Which pass a case times.
 public enum BenchPass: String, CaseIterable, Sendable, Codable {
     case forward, backward
@@ -75,6 +129,8 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// Packed variable-length sequences: `batch` sequences, `queryLength` tokens in all (keys
     /// the same sequences), lengths drawn from this distribution; nil = a padded batch.
     public var varlen: VarlenDistribution?
+    /// The split-KV chunking flash is asked for (`AttentionOptions.keySplitSize`).
+    public var kvSplit: KVSplit = .automatic
 
     /// The seeded lengths of a varlen case: `batch` values ≥ 1 summing to `queryLength`.
     public var sequenceLengths: [Int]? {
@@ -314,6 +370,8 @@ public struct SweepSpecification: Sendable, Hashable {
     public var maskDensity: Double?
     public var additiveMask = false
     public var varlen: VarlenDistribution?
+    /// --kv-split values.
+    public var kvSplits: [KVSplit] = [.automatic]
 
     public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
                 kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
@@ -330,7 +388,7 @@ public struct SweepSpecification: Sendable, Hashable {
     }
 
     /// Every configuration, ordered so that a chart's lines read left to right: threads, batch,
-    /// heads, head dim, causal, pass, then lengths.
+    /// heads, head dim, causal, pass, split, then lengths.
     public var configurations: [BenchConfiguration] {
         var out: [BenchConfiguration] = []
         for t in threads {
@@ -340,22 +398,25 @@ public struct SweepSpecification: Sendable, Hashable {
                         for d in headDims {
                             for c in causals {
                                 for pass in passes {
-                                    for lq in seqLens {
-                                        for lk in kvLens ?? [lq] {
-                                            var config = BenchConfiguration(
-                                                batch: b, queryHeads: h, keyValueHeads: hkv,
-                                                queryLength: lq, keyLength: lk, headDim: d,
-                                                causal: c, threads: t, pass: pass)
-                                            config.windowLeft = window?.left
-                                            config.windowRight = window?.right
-                                            config.softcap = softcap
-                                            config.alibi = alibi
-                                            config.blockSparseKeep = blockSparseKeep
-                                            config.blockSparseSize = blockSparseSize
-                                            config.maskDensity = maskDensity
-                                            config.additiveMask = additiveMask
-                                            config.varlen = varlen
-                                            out.append(config)
+                                    for split in kvSplits {
+                                        for lq in seqLens {
+                                            for lk in kvLens ?? [lq] {
+                                                var config = BenchConfiguration(
+                                                    batch: b, queryHeads: h, keyValueHeads: hkv,
+                                                    queryLength: lq, keyLength: lk, headDim: d,
+                                                    causal: c, threads: t, pass: pass)
+                                                config.windowLeft = window?.left
+                                                config.windowRight = window?.right
+                                                config.softcap = softcap
+                                                config.alibi = alibi
+                                                config.blockSparseKeep = blockSparseKeep
+                                                config.blockSparseSize = blockSparseSize
+                                                config.maskDensity = maskDensity
+                                                config.additiveMask = additiveMask
+                                                config.varlen = varlen
+                                                config.kvSplit = split
+                                                out.append(config)
+                                            }
                                         }
                                     }
                                 }

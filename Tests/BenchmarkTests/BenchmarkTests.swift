@@ -70,13 +70,37 @@ struct ArgumentTests {
         #expect(defaults.configurations.count == 6 * 2 * 2)
     }
 
+    @Test("--kv-split: auto, none or a positive number of keys, in the Cartesian product")
+    func kvSplit() throws {
+        #expect(try AttentionBenchCommand.parse([]).specification.kvSplits == [.automatic])
+        let cmd = try AttentionBenchCommand.parse(["--kv-split", "auto,none", "512", "--seq-lens", "1",
+                                                   "--kv-lens", "100,200", "--head-dims", "64"])
+        let s = cmd.specification
+        #expect(s.kvSplits == [.automatic, .never, .keys(512)])
+        #expect(s.kvSplits.map(\.keySplitSize) == [0, Int.max, 512])
+        #expect(s.kvSplits.map(\.description) == ["auto", "none", "512"])
+        #expect(s.configurations.count == 3 * 2 * 2)  // splits × lengths × causal modes
+        #expect(s.configurations.prefix(2).allSatisfy { $0.kvSplit == .automatic })
+        #expect(s.configurations.map(\.kvSplit).filter { $0 == .keys(512) }.count == 4)
+        #expect(KVSplit(argument: "NONE") == .never && KVSplit(argument: " 64 ") == .keys(64))
+        for bad in ["0", "-1", "", "auto ish", "0x10", "1e3", "9999999999999999999999"] {
+            #expect(KVSplit(argument: bad) == nil, "\(bad)")
+        }
+        // Written and read back by name.
+        let json = try JSONEncoder().encode([KVSplit.automatic, .never, .keys(96)])
+        #expect(String(decoding: json, as: UTF8.self) == #"["auto","none","96"]"#)
+        #expect(try JSONDecoder().decode([KVSplit].self, from: json) == [.automatic, .never, .keys(96)])
+    }
+
     @Test("bad values are refused with a message",
           arguments: [["--seq-lens", "0"], ["--causal", "sideways"], ["--impl", "magic"],
                       ["--heads", "8", "--kv-heads", "3"], ["--repeats", "0"],
                       ["--threads", "-1"], ["--format", "xml"], ["--seq-lens", "1,,x"],
                       ["--window", "3"], ["--window", "-2,0"], ["--block-sparse", "2,64"],
                       ["--block-sparse", "0.5"], ["--mask-density", "1.5"], ["--varlen", "zipf"],
-                      ["--varlen", "uniform", "--kv-lens", "64"], ["--varlen", "equal", "--seq-lens", "4", "--batch", "5"]])
+                      ["--varlen", "uniform", "--kv-lens", "64"], ["--varlen", "equal", "--seq-lens", "4", "--batch", "5"],
+                      ["--kv-split", "0"], ["--kv-split", "-64"], ["--kv-split", "auto,0"],
+                      ["--kv-split", "lots"], ["--kv-split", "1.5"], ["--kv-split", "none,-8"]])
     func refused(_ args: [String]) {
         #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(args) }
     }
@@ -280,7 +304,7 @@ struct WriterTests {
         #expect(lines[1].hasPrefix("flash,forward,1,8,8,256,256,64,none,2,"))
         // Ten empty option fields, then K+V bytes (known even for a skipped case), no GB/s.
         #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\""
-            + String(repeating: ",", count: 10) + ",\(8 * 512 * 128 * 4),,"))
+            + String(repeating: ",", count: 10) + ",\(8 * 512 * 128 * 4),,,auto"))
         #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
             == SweepReport.csvHeader.count)
     }
