@@ -291,6 +291,13 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
         return batch * perKey * visibleKeys
     }
 
+    /// Bytes the case's K and V buffers take (all of Lk, padded batch or packed), what
+    /// --max-kv-bytes caps.
+    public var keyValueBufferBytes: Int {
+        let s = bufferShape
+        return (s.keyCount + s.valueCount) * MemoryLayout<Float>.size
+    }
+
     /// FLOPs credited to this case's pass: the forward's, or 2.5× that for the backward
     /// (FlashAttention's convention: five products of the forward's two sizes).
     public var flops: Double { pass == .forward ? forwardFlops : 2.5 * forwardFlops }
@@ -350,6 +357,53 @@ public func visibleKeyCount(queryLength lq: Int, keyLength lk: Int,
     return total
 }
 
+/// A query-head count with its key/value-head count (Hq a multiple of Hkv).
+public struct HeadConfiguration: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var queryHeads: Int
+    public var keyValueHeads: Int
+
+    public init(_ queryHeads: Int, _ keyValueHeads: Int) {
+        self.queryHeads = queryHeads
+        self.keyValueHeads = keyValueHeads
+    }
+
+    public var isValid: Bool { queryHeads > 0 && keyValueHeads > 0 && queryHeads % keyValueHeads == 0 }
+
+    public var description: String { "\(queryHeads)/\(keyValueHeads)" }
+}
+
+/// The named sweeps of --scenario: every list a sweep needs. Options given beside
+/// --scenario replace the scenario's value for that list.
+public struct SweepPreset: Sendable, Hashable {
+    public var seqLens: [Int]
+    public var kvLens: [Int]?
+    public var headDims: [Int]
+    /// Query heads, crossed with --kv-heads (default Hkv = Hq) when `headPairs` is nil or
+    /// --heads / --kv-heads is given.
+    public var heads: [Int]
+    /// (Hq, Hkv) pairs taken as they are, not as a product.
+    public var headPairs: [HeadConfiguration]?
+    public var batches: [Int]
+    public var causals: [BenchCausal]
+    public var implementations: [BenchImplementation]
+    public var kvSplits: [KVSplit]
+
+    /// The compute-bound sweep (the default): Lq = Lk from 256 to 8192, H = 8, B = 1,
+    /// D ∈ {64, 128}, non-causal and causal, flash beside naive.
+    public static let prefill = SweepPreset(
+        seqLens: [256, 512, 1024, 2048, 4096, 8192], kvLens: nil, headDims: [64, 128], heads: [8],
+        headPairs: nil, batches: [1], causals: [.none, .bottomRight], implementations: [.flash, .naive],
+        kvSplits: [.automatic])
+
+    /// One new token against a long K/V cache (bound by memory bandwidth): Lq = 1,
+    /// Lk ∈ {1024, 4096, 16384, 32768, 131072}, Hq/Hkv ∈ {32/8, 32/32, 8/1}, B ∈ {1, 8},
+    /// D ∈ {64, 128}, split-KV auto and none, flash, non-causal.
+    public static let decode = SweepPreset(
+        seqLens: [1], kvLens: [1024, 4096, 16384, 32768, 131072], headDims: [64, 128], heads: [32, 8],
+        headPairs: [HeadConfiguration(32, 8), HeadConfiguration(32, 32), HeadConfiguration(8, 1)],
+        batches: [1, 8], causals: [.none], implementations: [.flash], kvSplits: [.automatic, .never])
+}
+
 /// The lists a sweep is the Cartesian product of.
 public struct SweepSpecification: Sendable, Hashable {
     public var seqLens: [Int]
@@ -372,6 +426,10 @@ public struct SweepSpecification: Sendable, Hashable {
     public var varlen: VarlenDistribution?
     /// --kv-split values.
     public var kvSplits: [KVSplit] = [.automatic]
+    /// (Hq, Hkv) pairs taken as they are; when set, `heads` and `kvHeads` are not crossed.
+    public var headPairs: [HeadConfiguration]?
+    /// Configurations whose K and V buffers would take more bytes are left out (nil = no cap).
+    public var maxKeyValueBytes: Int?
 
     public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
                 kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
@@ -387,36 +445,54 @@ public struct SweepSpecification: Sendable, Hashable {
         self.threads = threads
     }
 
-    /// Every configuration, ordered so that a chart's lines read left to right: threads, batch,
-    /// heads, head dim, causal, pass, split, then lengths.
+    /// The head configurations: `headPairs` as they are, else every Hq with every Hkv that
+    /// divides it (Hkv = Hq when `kvHeads` is nil).
+    public var headConfigurations: [HeadConfiguration] {
+        if let headPairs { return headPairs.filter(\.isValid) }
+        return heads.flatMap { h in (kvHeads ?? [h]).map { HeadConfiguration(h, $0) } }.filter(\.isValid)
+    }
+
+    /// The configurations the sweep runs: the product, less those over `maxKeyValueBytes`.
     public var configurations: [BenchConfiguration] {
+        guard let cap = maxKeyValueBytes else { return allConfigurations }
+        return allConfigurations.filter { $0.keyValueBufferBytes <= cap }
+    }
+
+    /// The configurations `maxKeyValueBytes` leaves out.
+    public var leftOutConfigurations: [BenchConfiguration] {
+        guard let cap = maxKeyValueBytes else { return [] }
+        return allConfigurations.filter { $0.keyValueBufferBytes > cap }
+    }
+
+    /// Every configuration of the product, ordered so that a chart's lines read left to right:
+    /// threads, batch, heads, head dim, causal, pass, split, then lengths.
+    public var allConfigurations: [BenchConfiguration] {
         var out: [BenchConfiguration] = []
         for t in threads {
             for b in batches {
-                for h in heads {
-                    for hkv in kvHeads ?? [h] where hkv > 0 && h % hkv == 0 {
-                        for d in headDims {
-                            for c in causals {
-                                for pass in passes {
-                                    for split in kvSplits {
-                                        for lq in seqLens {
-                                            for lk in kvLens ?? [lq] {
-                                                var config = BenchConfiguration(
-                                                    batch: b, queryHeads: h, keyValueHeads: hkv,
-                                                    queryLength: lq, keyLength: lk, headDim: d,
-                                                    causal: c, threads: t, pass: pass)
-                                                config.windowLeft = window?.left
-                                                config.windowRight = window?.right
-                                                config.softcap = softcap
-                                                config.alibi = alibi
-                                                config.blockSparseKeep = blockSparseKeep
-                                                config.blockSparseSize = blockSparseSize
-                                                config.maskDensity = maskDensity
-                                                config.additiveMask = additiveMask
-                                                config.varlen = varlen
-                                                config.kvSplit = split
-                                                out.append(config)
-                                            }
+                for hc in headConfigurations {
+                    for d in headDims {
+                        for c in causals {
+                            for pass in passes {
+                                for split in kvSplits {
+                                    for lq in seqLens {
+                                        for lk in kvLens ?? [lq] {
+                                            var config = BenchConfiguration(
+                                                batch: b, queryHeads: hc.queryHeads,
+                                                keyValueHeads: hc.keyValueHeads,
+                                                queryLength: lq, keyLength: lk, headDim: d,
+                                                causal: c, threads: t, pass: pass)
+                                            config.windowLeft = window?.left
+                                            config.windowRight = window?.right
+                                            config.softcap = softcap
+                                            config.alibi = alibi
+                                            config.blockSparseKeep = blockSparseKeep
+                                            config.blockSparseSize = blockSparseSize
+                                            config.maskDensity = maskDensity
+                                            config.additiveMask = additiveMask
+                                            config.varlen = varlen
+                                            config.kvSplit = split
+                                            out.append(config)
                                         }
                                     }
                                 }

@@ -92,6 +92,58 @@ struct ArgumentTests {
         #expect(try JSONDecoder().decode([KVSplit].self, from: json) == [.automatic, .never, .keys(96)])
     }
 
+    @Test("--scenario decode: head pairs (not their product), the decode lists, the K+V cap")
+    func decodeScenario() throws {
+        let s = try AttentionBenchCommand.parse(["--scenario", "decode", "--threads", "2"]).specification
+        let pairs = [HeadConfiguration(32, 8), HeadConfiguration(32, 32), HeadConfiguration(8, 1)]
+        #expect(s.seqLens == [1] && s.kvLens == [1024, 4096, 16384, 32768, 131072])
+        #expect(s.headPairs == pairs && s.headConfigurations == pairs)
+        #expect(s.batches == [1, 8] && s.headDims == [64, 128] && s.causals == [.none])
+        #expect(s.kvSplits == [.automatic, .never] && s.implementations == [.flash])
+        #expect(s.maxKeyValueBytes == 6 << 30 && s.threads == [2])
+        let all = s.allConfigurations
+        #expect(all.count == 2 * 3 * 2 * 2 * 5)  // B × pairs × D × splits × Lk
+        #expect(Set(all.map { HeadConfiguration($0.queryHeads, $0.keyValueHeads) }) == Set(pairs))
+        #expect(all.allSatisfy { $0.queryLength == 1 && $0.causal == .none && $0.pass == .forward })
+        // B·Hkv·Lk·2D·4 over 6 GiB: B = 8 with 8/… at 131072 × D128, and with 32/32 at
+        // 131072 (both D) and 32768 × D128 — 4 shapes, each with both splits.
+        let out = s.leftOutConfigurations
+        #expect(out.count == 4 * 2)
+        #expect(s.configurations.count == all.count - 8)
+        #expect(out.allSatisfy { $0.batch == 8 && $0.keyValueBufferBytes > 6 << 30 })
+        #expect(s.configurations.allSatisfy { $0.keyValueBufferBytes <= 6 << 30 })
+        #expect(out.contains { $0.keyValueHeads == 32 && $0.keyLength == 131072 && $0.headDim == 128
+            && $0.keyValueBufferBytes == 8 * 32 * 131072 * 256 * 4 })
+        #expect(!s.configurations.contains { $0.batch == 8 && $0.keyValueHeads == 32 && $0.keyLength == 32768
+            && $0.headDim == 128 })
+        #expect(s.configurations.contains { $0.batch == 1 && $0.keyValueHeads == 32 && $0.keyLength == 131072
+            && $0.headDim == 128 })
+        // The cap counts the packed buffers of a varlen case (no batch dimension).
+        var packed = BenchConfiguration(batch: 4, queryHeads: 2, keyValueHeads: 2, queryLength: 100,
+                                        keyLength: 100, headDim: 16, causal: .none, threads: 1)
+        #expect(packed.keyValueBufferBytes == 4 * 2 * 100 * 32 * 4)
+        packed.varlen = .uniform
+        #expect(packed.keyValueBufferBytes == 2 * 100 * 32 * 4)
+
+        // Options beside --scenario replace its lists.
+        let b1 = try AttentionBenchCommand.parse(["--scenario", "decode", "--batch", "1", "--kv-split", "256",
+                                                  "--seq-lens", "4", "--max-kv-bytes", "1G"]).specification
+        #expect(b1.batches == [1] && b1.kvSplits == [.keys(256)] && b1.seqLens == [4])
+        #expect(b1.kvLens == [1024, 4096, 16384, 32768, 131072] && b1.headConfigurations == pairs)
+        #expect(b1.leftOutConfigurations.map(\.keyValueBufferBytes).allSatisfy { $0 > 1 << 30 })
+        #expect(b1.leftOutConfigurations.count == 2)  // 32/32 at 131072 with D = 64 and 128
+        // --heads / --kv-heads replace the pairs by their product.
+        let crossed = try AttentionBenchCommand.parse(["--scenario", "decode", "--heads", "16",
+                                                       "--kv-heads", "4,16"]).specification
+        #expect(crossed.headPairs == nil)
+        #expect(crossed.headConfigurations == [HeadConfiguration(16, 4), HeadConfiguration(16, 16)])
+        let mqa = try AttentionBenchCommand.parse(["--scenario", "decode", "--kv-heads", "1"]).specification
+        #expect(mqa.headConfigurations == [HeadConfiguration(32, 1), HeadConfiguration(8, 1)])
+        // prefill is the default sweep.
+        #expect(try AttentionBenchCommand.parse(["--scenario", "prefill"]).specification
+            == AttentionBenchCommand.parse([]).specification)
+    }
+
     @Test("bad values are refused with a message",
           arguments: [["--seq-lens", "0"], ["--causal", "sideways"], ["--impl", "magic"],
                       ["--heads", "8", "--kv-heads", "3"], ["--repeats", "0"],
@@ -100,7 +152,9 @@ struct ArgumentTests {
                       ["--block-sparse", "0.5"], ["--mask-density", "1.5"], ["--varlen", "zipf"],
                       ["--varlen", "uniform", "--kv-lens", "64"], ["--varlen", "equal", "--seq-lens", "4", "--batch", "5"],
                       ["--kv-split", "0"], ["--kv-split", "-64"], ["--kv-split", "auto,0"],
-                      ["--kv-split", "lots"], ["--kv-split", "1.5"], ["--kv-split", "none,-8"]])
+                      ["--kv-split", "lots"], ["--kv-split", "1.5"], ["--kv-split", "none,-8"],
+                      ["--scenario", "sideways"], ["--scenario", "decode", "--max-kv-bytes", "1K"],
+                      ["--scenario", "decode", "--varlen", "equal"], ["--max-kv-bytes", "-1"]])
     func refused(_ args: [String]) {
         #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(args) }
     }
@@ -397,6 +451,8 @@ struct BandwidthRoofTests {
         #expect(ByteCount(argument: "1g")?.bytes == 1 << 30)
         #expect(ByteCount(argument: "6GiB")?.bytes == 6 << 30)
         #expect(ByteCount(argument: "64KB")?.bytes == 64 << 10)
+        #expect(ByteCount(6 << 30).description == "6G" && ByteCount(1000).description == "1000"
+            && ByteCount(3 << 20).description == "3M")
         for bad in ["", "M", "-1", "1.5G", "12Q", "GiB"] { #expect(ByteCount(argument: bad) == nil, "\(bad)") }
         #expect(try AttentionBenchCommand.parse(["--bandwidth-bytes", "2G"]).bandwidthBytes?.bytes == 2 << 30)
         #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(["--bandwidth-bytes", "0"]) }
