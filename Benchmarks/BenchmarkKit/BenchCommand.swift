@@ -399,7 +399,7 @@ public struct AttentionBenchCommand: ParsableCommand {
         for c in spec.leftOutConfigurations {
             progress("left out: " + BenchRunner.label(c)
                 + String(format: " (K+V buffers %.2f GB, over --max-kv-bytes ", Double(c.keyValueBufferBytes) / 1e9)
-                + "\(maxKVBytes) = " + String(format: "%.2f GB)", Double(maxKVBytes.bytes) / 1e9))
+                + "\(maxKVBytes))")
         }
         let before = measureAll("before")
         let runner = BenchRunner(policy: policy, maxNaiveBytes: maxNaiveBytes, rooflines: before.sgemm,
@@ -428,7 +428,10 @@ public struct AttentionBenchCommand: ParsableCommand {
                                           rooflines: rooflines.values.sorted { $0.threads < $1.threads })
         machine.bandwidthRoofs = bandwidthRoofs.values.sorted { $0.threads < $1.threads }
         machine.bandwidthRoof = machine.bandwidthRoofs.max { $0.threads < $1.threads }
-        return SweepReport(machine: machine, policy: policy, cases: cases)
+        var report = SweepReport(machine: machine, policy: policy, cases: cases)
+        report.leftOut = spec.leftOutConfigurations
+        report.maxKeyValueBytes = spec.maxKeyValueBytes
+        return report
     }
 
     /// Writes results.csv, results.json and chart-d<D>.svg into `output`.

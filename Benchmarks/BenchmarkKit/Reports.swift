@@ -58,6 +58,9 @@ public struct SweepReport: Sendable, Codable {
     public var flopsConvention: String
     public var bandwidthConvention: String
     public var cases: [CaseResult]
+    /// Configurations left out because their K and V buffers exceed `maxKeyValueBytes`.
+    public var leftOut: [BenchConfiguration] = []
+    public var maxKeyValueBytes: Int?
 
     public init(machine: MachineInfo, policy: TimingPolicy, cases: [CaseResult]) {
         self.machine = machine
@@ -204,6 +207,11 @@ public struct SweepReport: Sendable, Codable {
         }
         for r in cases where r.skipReason != nil {
             out += "# skipped: \(r.skipReason!)\n"
+        }
+        for c in leftOut {
+            out += "# left out: " + BenchRunner.label(c)
+                + String(format: " (K+V buffers %.2f GB, over --max-kv-bytes ", Double(c.keyValueBufferBytes) / 1e9)
+                + "\(ByteCount(maxKeyValueBytes ?? 0)))\n"
         }
         return out
     }

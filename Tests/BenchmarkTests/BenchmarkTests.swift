@@ -383,6 +383,12 @@ struct WriterTests {
         #expect(rows.count == 5)
         #expect(Set(rows.map(\.count)).count == 1, "columns are aligned")
         #expect(text.contains("# skipped: naive needs"))
+        // Cases --max-kv-bytes left out are named under the table.
+        var report = sampleReport()
+        report.leftOut = [BenchConfiguration(batch: 8, queryHeads: 32, keyValueHeads: 32, queryLength: 1,
+                                             keyLength: 131072, headDim: 128, causal: .none, threads: 2)]
+        report.maxKeyValueBytes = 6 << 30
+        #expect(report.table().contains("# left out: B8 H32/32 N1x131072 D128 none T2 (K+V buffers 34.36 GB, over --max-kv-bytes 6G)"))
     }
 
     @Test("table: the K+V columns appear when a case is decode-shaped")
