@@ -434,15 +434,23 @@ public struct AttentionBenchCommand: ParsableCommand {
         return report
     }
 
-    /// Writes results.csv, results.json and chart-d<D>.svg into `output`.
+    /// Writes results.csv, results.json, results.txt and the charts into `output`:
+    /// chart-d<D>.svg (GFLOP/s against N; not when every case is decode-shaped, where N is
+    /// one point) and chart-decode-d<D>.svg (GB/s against Lk) when some case is decode-shaped.
     public func write(_ report: SweepReport) throws {
         let dir = URL(fileURLWithPath: output, isDirectory: true)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try report.csv().write(to: dir.appendingPathComponent("results.csv"), atomically: true, encoding: .utf8)
         try report.json().write(to: dir.appendingPathComponent("results.json"), atomically: true, encoding: .utf8)
         try report.table().write(to: dir.appendingPathComponent("results.txt"), atomically: true, encoding: .utf8)
-        for chart in report.charts() {
-            try chart.svg.write(to: dir.appendingPathComponent("chart-d\(chart.headDim).svg"),
+        if !report.isDecodeOnly {
+            for chart in report.charts() {
+                try chart.svg.write(to: dir.appendingPathComponent("chart-d\(chart.headDim).svg"),
+                                    atomically: true, encoding: .utf8)
+            }
+        }
+        for chart in report.decodeCharts() {
+            try chart.svg.write(to: dir.appendingPathComponent("chart-decode-d\(chart.headDim).svg"),
                                 atomically: true, encoding: .utf8)
         }
     }

@@ -423,6 +423,49 @@ struct WriterTests {
         #expect(parser.parse(), "\(parser.parserError.map { "\($0)" } ?? "")")
     }
 
+    @Test("decode chart: GB/s against Lk per (Hq/Hkv, B, split), the bandwidth roof, written as chart-decode-d<D>.svg")
+    func decodeChart() throws {
+        var report = sampleReport()
+        #expect(report.decodeCharts().isEmpty && !report.isDecodeOnly)
+        report.machine.bandwidthRoofs = [BandwidthRoof(
+            bytes: 1 << 30, threads: 2, gbps: 27.5, medianGBps: 26, timing: TimingSummary([0.04]),
+            kernel: "avx512", l3Bytes: 32 << 20)]
+        report.machine.bandwidthRoof = report.machine.bandwidthRoofs.first
+        var cases: [CaseResult] = []
+        for (hq, hkv) in [(32, 8), (8, 1)] {
+            for split in [KVSplit.automatic, .never] {
+                for lk in [1024, 4096, 16384] {
+                    var c = BenchConfiguration(batch: 1, queryHeads: hq, keyValueHeads: hkv, queryLength: 1,
+                                               keyLength: lk, headDim: 128, causal: .none, threads: 2)
+                    c.kvSplit = split
+                    var r = CaseResult(configuration: c, implementation: .flash, flops: c.flops, workspaceBytes: 0)
+                    r.timing = TimingSummary([Double(lk) * 1e-6])
+                    r.keyValueGBps = Double(r.keyValueBytes!) / (Double(lk) * 1e-6) / 1e9
+                    cases.append(r)
+                }
+            }
+        }
+        report.cases = cases
+        #expect(report.isDecodeShaped && report.isDecodeOnly)
+        let charts = report.decodeCharts()
+        #expect(charts.map(\.headDim) == [128])
+        let svg = charts[0].svg
+        #expect(svg.components(separatedBy: "<polyline").count - 1 == 2 * 4)  // 4 lines × 2 panels
+        #expect(svg.contains("bandwidth roof 27.5 GB/s"))
+        #expect(svg.contains("32/8, B1, split auto") && svg.contains("8/1, B1, split none"))
+        #expect(svg.contains("stroke-dasharray=\"6 4\""))  // split none is dashed
+        let parser = XMLParser(data: Data(svg.utf8))
+        #expect(parser.parse(), "\(parser.parserError.map { "\($0)" } ?? "")")
+
+        // Written beside the results; the GFLOP/s-against-N chart is left out (one N).
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("attention-bench-decode-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try AttentionBenchCommand.parse(["--output", dir.path]).write(report)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+            == ["chart-decode-d128.svg", "results.csv", "results.json", "results.txt"])
+    }
+
     @Test("axis ticks")
     func ticks() {
         #expect(SVGChart.linearTicksForTesting(max: 233) == [0, 50, 100, 150, 200, 250])
