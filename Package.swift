@@ -106,9 +106,22 @@ let package = Package(
                 "AttentionTools",
                 "FlashAttention",
                 "COpenBLAS",
+                "CStreamRoof",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/BenchmarkKit"
+        ),
+        // The benchmark's memory-bandwidth roof: a multi-threaded read stream (C, benchmark only).
+        .target(
+            name: "CStreamRoof",
+            path: "Benchmarks/CStreamRoof",
+            cSettings: [
+                .unsafeFlags(["-fopenmp"], .when(traits: ["OpenMP"])),
+            ],
+            linkerSettings: [
+                .linkedLibrary("omp5", .when(traits: ["OpenMP"])),
+                .linkedLibrary("pthread"),
+            ]
         ),
     ]
 )

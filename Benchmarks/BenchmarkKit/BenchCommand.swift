@@ -23,6 +23,38 @@ public struct ListArgument<Element: ExpressibleByArgument & Sendable>: Expressib
 
 extension BenchCausal: ExpressibleByArgument {}
 extension VarlenDistribution: ExpressibleByArgument {}
+extension KVSplit: ExpressibleByArgument {}
+
+/// A byte count: an integer, optionally with a binary suffix K, M, G or T (KiB, MiB, …; 1024-based).
+public struct ByteCount: ExpressibleByArgument, Sendable, Hashable, CustomStringConvertible {
+    public var bytes: Int
+
+    public init(_ bytes: Int) { self.bytes = bytes }
+
+    public init?(argument: String) {
+        var text = argument.trimmingCharacters(in: .whitespaces).uppercased()
+        for unit in ["IB", "B"] where text.hasSuffix(unit) && text.count > unit.count {
+            text.removeLast(unit.count)
+            break
+        }
+        var shift = 0
+        if let last = text.last, let s = ["K": 10, "M": 20, "G": 30, "T": 40][String(last)] {
+            shift = s
+            text.removeLast()
+        }
+        guard let n = Int(text), n >= 0, n <= Int.max >> shift else { return nil }
+        bytes = n << shift
+    }
+
+    /// The largest exact binary suffix: 6442450944 is "6G", 1000 stays "1000".
+    public var description: String {
+        for (suffix, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)]
+        where bytes > 0 && bytes % (1 << shift) == 0 {
+            return "\(bytes >> shift)\(suffix)"
+        }
+        return "\(bytes)"
+    }
+}
 
 /// --pass values.
 public enum PassChoice: String, CaseIterable, ExpressibleByArgument, Sendable {
@@ -37,6 +69,18 @@ public enum PassChoice: String, CaseIterable, ExpressibleByArgument, Sendable {
     }
 }
 
+/// --scenario values: the named sweeps (see ``SweepPreset``).
+public enum BenchScenario: String, CaseIterable, ExpressibleByArgument, Sendable {
+    case prefill, decode
+
+    public var preset: SweepPreset {
+        switch self {
+        case .prefill: .prefill
+        case .decode: .decode
+        }
+    }
+}
+
 /// The output format on stdout.
 public enum OutputFormat: String, CaseIterable, ExpressibleByArgument, Sendable {
     case table, csv, json
@@ -46,44 +90,75 @@ public enum OutputFormat: String, CaseIterable, ExpressibleByArgument, Sendable 
 public struct AttentionBenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "attention-bench",
-        abstract: "Sweeps attention forward passes: time, GFLOP/s, fraction of the sgemm "
-            + "roofline and peak memory, flash beside naive.",
+        abstract: "Sweeps attention passes: time, GFLOP/s against the sgemm roofline, K+V GB/s "
+            + "against the memory-bandwidth roof, and peak memory, flash beside naive.",
         discussion: """
         Every list option takes values separated by spaces or commas. The sweep is the \
-        Cartesian product of the lists. Writes results.csv, results.json and one SVG chart per \
-        head dim to --output, and a table (or --format csv/json) to stdout; progress goes to \
-        stderr.
+        Cartesian product of the lists. Writes results.csv, results.json, results.txt and one \
+        SVG chart per head dim to --output (and chart-decode-d<D>.svg, GB/s against Lk, when \
+        the sweep is decode-shaped: Lq ≤ 16), and a table (or --format csv/json) to stdout; \
+        progress goes to stderr.
+
+        Scenarios (--scenario) set every list at once; an option given beside --scenario \
+        replaces the scenario's value for that list (--heads or --kv-heads replace its head \
+        pairs by the product of the two).
+
+        prefill: the default sweep, --seq-lens 256,512,1024,2048,4096,8192 (Lk = Lq) \
+        --heads 8 --batch 1 --head-dims 64,128 --causal none,bottom-right --impl flash,naive \
+        --kv-split auto.
+
+        decode: one new token against a long K/V cache, --seq-lens 1 \
+        --kv-lens 1024,4096,16384,32768,131072, Hq/Hkv in the pairs 32/8, 32/32 and 8/1 (not \
+        their product), --batch 1,8 --head-dims 64,128 --kv-split auto,none --impl flash \
+        --causal none. Cases whose K+V buffers exceed --max-kv-bytes are left out (each named \
+        on stderr).
+
+        Two roofs are measured before and after the sweep with each thread count of the sweep \
+        (the better of the two counts): OpenBLAS sgemm 2048³ (GFLOP/s) and a read stream over \
+        a buffer far larger than the L3 (GB/s, 10⁹ bytes/s; --bandwidth-bytes). Forward cases \
+        report the bytes of K+V they must read (B·Hkv·visible keys·(Dqk + Dv)·4), those bytes \
+        over the median time and that as a fraction of the bandwidth roof; the table shows \
+        these columns when some case has Lq ≤ 16, CSV and JSON always.
         """)
 
-    @Option(name: .customLong("seq-lens"), parsing: .upToNextOption,
-            help: "Query lengths N (Lk = N unless --kv-lens is given).")
-    public var seqLens: [ListArgument<Int>] = [ListArgument([256, 512, 1024, 2048, 4096, 8192])]
+    @Option(help: "A named sweep: prefill (the default sweep) or decode; see above.")
+    public var scenario: BenchScenario?
 
-    @Option(name: .customLong("kv-lens"), parsing: .upToNextOption, help: "Key lengths Lk.")
+    @Option(name: .customLong("seq-lens"), parsing: .upToNextOption,
+            help: "Query lengths N (Lk = N unless --kv-lens is given; default 256 … 8192; decode: 1).")
+    public var seqLens: [ListArgument<Int>] = []
+
+    @Option(name: .customLong("kv-lens"), parsing: .upToNextOption,
+            help: "Key lengths Lk (decode: 1024,4096,16384,32768,131072).")
     public var kvLens: [ListArgument<Int>] = []
 
-    @Option(name: .customLong("head-dims"), parsing: .upToNextOption, help: "Head dims D.")
-    public var headDims: [ListArgument<Int>] = [ListArgument([64, 128])]
+    @Option(name: .customLong("head-dims"), parsing: .upToNextOption, help: "Head dims D (default 64,128).")
+    public var headDims: [ListArgument<Int>] = []
 
-    @Option(parsing: .upToNextOption, help: "Query heads Hq.")
-    public var heads: [ListArgument<Int>] = [ListArgument([8])]
+    @Option(parsing: .upToNextOption, help: "Query heads Hq (default 8; decode: the pairs 32/8, 32/32, 8/1).")
+    public var heads: [ListArgument<Int>] = []
 
     @Option(name: .customLong("kv-heads"), parsing: .upToNextOption,
             help: "Key/value heads Hkv (default: Hq); combinations where Hq % Hkv ≠ 0 are left out.")
     public var kvHeads: [ListArgument<Int>] = []
 
-    @Option(parsing: .upToNextOption, help: "Batch sizes B.")
-    public var batch: [ListArgument<Int>] = [ListArgument([1])]
-
-    @Option(parsing: .upToNextOption, help: "Causal modes: none, bottom-right, top-left.")
-    public var causal: [ListArgument<BenchCausal>] = [ListArgument([.none, .bottomRight])]
+    @Option(parsing: .upToNextOption, help: "Batch sizes B (default 1; decode: 1,8).")
+    public var batch: [ListArgument<Int>] = []
 
     @Option(parsing: .upToNextOption,
-            help: "Implementations: flash, naive, flash-portable (or flash-scalar), flash-avx2, flash-avx512.")
-    public var impl: [ListArgument<BenchImplementation>] = [ListArgument([.flash, .naive])]
+            help: "Causal modes: none, bottom-right, top-left (default none,bottom-right; decode: none).")
+    public var causal: [ListArgument<BenchCausal>] = []
+
+    @Option(parsing: .upToNextOption,
+            help: "Implementations: flash, naive, flash-portable (or flash-scalar), flash-avx2, flash-avx512 (default flash,naive; decode: flash).")
+    public var impl: [ListArgument<BenchImplementation>] = []
 
     @Option(parsing: .upToNextOption, help: "Thread counts (default: every core OpenMP offers).")
     public var threads: [ListArgument<Int>] = []
+
+    @Option(name: .customLong("kv-split"), parsing: .upToNextOption,
+            help: ArgumentHelp("Split-KV chunk sizes (AttentionOptions.keySplitSize): auto (the library chooses), none (never split) or a number of keys (default auto; decode: auto,none).", valueName: "SIZES"))
+    public var kvSplit: [ListArgument<KVSplit>] = []
 
     @Option(help: "Sliding window LEFT,RIGHT in FlashAttention's sense (-1 = unbounded side).")
     public var window: String?
@@ -124,6 +199,14 @@ public struct AttentionBenchCommand: ParsableCommand {
             help: "Skip naive cases whose score matrix would exceed this many bytes.")
     public var maxNaiveBytes = 2 << 30
 
+    @Option(name: .customLong("max-kv-bytes"),
+            help: ArgumentHelp("Leave out cases whose K and V buffers would take more bytes (suffixes K, M, G: 1024-based).", valueName: "BYTES"))
+    public var maxKVBytes = ByteCount(6 << 30)
+
+    @Option(name: .customLong("bandwidth-bytes"),
+            help: ArgumentHelp("Bytes the bandwidth roof reads (suffixes K, M, G: 1024-based; default max(1 GiB, 8 × L3), at most 4 GiB and a quarter of the RAM).", valueName: "BYTES"))
+    public var bandwidthBytes: ByteCount?
+
     @Option(help: "Format on stdout: table, csv or json.")
     public var format: OutputFormat = .table
 
@@ -135,17 +218,26 @@ public struct AttentionBenchCommand: ParsableCommand {
 
     public init() {}
 
+    /// The sweep: the scenario's lists (prefill's by default), each replaced by the option
+    /// given on the command line, if any.
     public var specification: SweepSpecification {
+        let preset = (scenario ?? .prefill).preset
+        func given<T>(_ list: [ListArgument<T>]) -> [T]? { list.isEmpty ? nil : list.flatMap(\.values) }
+        // Explicit --heads / --kv-heads replace the scenario's pairs by their product.
+        let explicitHeads = !heads.isEmpty || !kvHeads.isEmpty
         var spec = SweepSpecification(
-            seqLens: seqLens.flatMap(\.values),
-            kvLens: kvLens.isEmpty ? nil : kvLens.flatMap(\.values),
-            headDims: headDims.flatMap(\.values),
-            heads: heads.flatMap(\.values),
-            kvHeads: kvHeads.isEmpty ? nil : kvHeads.flatMap(\.values),
-            batches: batch.flatMap(\.values),
-            causals: causal.flatMap(\.values),
-            implementations: impl.flatMap(\.values),
-            threads: threads.isEmpty ? [FlashAttention.defaultThreadCount] : threads.flatMap(\.values))
+            seqLens: given(seqLens) ?? preset.seqLens,
+            kvLens: given(kvLens) ?? preset.kvLens,
+            headDims: given(headDims) ?? preset.headDims,
+            heads: given(heads) ?? preset.heads,
+            kvHeads: given(kvHeads),
+            batches: given(batch) ?? preset.batches,
+            causals: given(causal) ?? preset.causals,
+            implementations: given(impl) ?? preset.implementations,
+            threads: given(threads) ?? [FlashAttention.defaultThreadCount])
+        spec.headPairs = explicitHeads ? nil : preset.headPairs
+        spec.kvSplits = given(kvSplit) ?? preset.kvSplits
+        spec.maxKeyValueBytes = maxKVBytes.bytes
         spec.passes = pass.passes
         spec.window = parsedWindow
         spec.softcap = softcap
@@ -203,18 +295,24 @@ public struct AttentionBenchCommand: ParsableCommand {
             throw ValidationError("--window takes LEFT,RIGHT, each ≥ -1 (-1 = unbounded); got \(window!)")
         }
         if varlen != nil {
-            if !kvLens.isEmpty || blockSparse != nil || maskDensity != nil || additiveMask {
-                throw ValidationError("--varlen packs self-attention sequences: it takes no --kv-lens, --block-sparse, --mask-density or --additive-mask")
+            if s.kvLens != nil || blockSparse != nil || maskDensity != nil || additiveMask {
+                throw ValidationError("--varlen packs self-attention sequences: it takes no --kv-lens (nor --scenario decode), --block-sparse, --mask-density or --additive-mask")
             }
             if let n = s.seqLens.min(), let b = s.batches.max(), n < b {
                 throw ValidationError("--varlen needs at least one token per sequence: N = \(n) < --batch \(b)")
             }
         }
-        if s.configurations.isEmpty {
+        if s.headConfigurations.isEmpty {
             throw ValidationError("no configuration: every --kv-heads value must divide a --heads value")
+        }
+        if s.configurations.isEmpty {
+            throw ValidationError("no configuration: every case's K+V buffers exceed --max-kv-bytes \(maxKVBytes)")
         }
         if warmup < 0 || repeats < 1 || minTime < 0 || maxNaiveBytes < 0 {
             throw ValidationError("--warmup ≥ 0, --repeats ≥ 1, --min-time ≥ 0 and --max-naive-bytes ≥ 0")
+        }
+        if let bandwidthBytes, bandwidthBytes.bytes < 1 {
+            throw ValidationError("--bandwidth-bytes must be positive")
         }
     }
 
@@ -248,8 +346,9 @@ public struct AttentionBenchCommand: ParsableCommand {
         for impl in spec.implementations where impl != .naive {
             for d in spec.headDims {
                 for n in spec.seqLens {
-                    let shape = AttentionShape(batch: spec.batches[0], queryHeads: spec.heads[0],
-                                               keyValueHeads: spec.kvHeads?.first,
+                    let heads = spec.headConfigurations[0]
+                    let shape = AttentionShape(batch: spec.batches[0], queryHeads: heads.queryHeads,
+                                               keyValueHeads: heads.keyValueHeads,
                                                queryLength: n, keyLength: spec.kvLens?.first ?? n,
                                                headDim: d)
                     let options = AttentionOptions(threadCount: spec.threads[0], kernel: impl.kernel)
@@ -271,52 +370,87 @@ public struct AttentionBenchCommand: ParsableCommand {
         return out
     }
 
-    /// Measures the rooflines (before and after the sweep; the faster of the two is the
-    /// ceiling, so a slow moment of a noisy machine does not inflate every fraction), runs
-    /// the sweep and returns the report.
+    /// Measures the rooflines — sgemm and the memory-bandwidth roof — before and after the
+    /// sweep (the faster of the two is the ceiling, so a slow moment of a noisy machine does
+    /// not inflate every fraction), runs the sweep and returns the report.
     public func runSweep(progress: @escaping (String) -> Void = { _ in }) throws -> SweepReport {
         let spec = specification
         let threadCounts = Array(Set(spec.threads)).sorted()
-        func measureAll(_ when: String) -> [Int: Roofline] {
+        let streamBytes = bandwidthBytes?.bytes ?? BandwidthRoof.defaultBytes
+        func measureAll(_ when: String) -> (sgemm: [Int: Roofline], bandwidth: [Int: BandwidthRoof]) {
             var out: [Int: Roofline] = [:]
+            var bandwidth: [Int: BandwidthRoof] = [:]
             for t in threadCounts {
                 progress("roofline \(when): OpenBLAS sgemm 2048³ on \(t) threads …")
                 out[t] = Roofline.measure(threads: t)
                 progress(String(format: "roofline \(when): %.1f GFLOP/s", out[t]!.gflops))
+                progress(String(format: "bandwidth roof \(when): reading %.2f GiB on %d threads …",
+                                Double(streamBytes) / 1073741824, t))
+                if let roof = BandwidthRoof.measure(bytes: streamBytes, threads: t) {
+                    bandwidth[t] = roof
+                    progress(String(format: "bandwidth roof \(when): %.1f GB/s (median pass %.1f)",
+                                    roof.gbps, roof.medianGBps))
+                } else {
+                    progress("bandwidth roof \(when): could not allocate \(streamBytes) bytes")
+                }
             }
-            return out
+            return (out, bandwidth)
+        }
+        for c in spec.leftOutConfigurations {
+            progress("left out: " + BenchRunner.label(c)
+                + String(format: " (K+V buffers %.2f GB, over --max-kv-bytes ", Double(c.keyValueBufferBytes) / 1e9)
+                + "\(maxKVBytes))")
         }
         let before = measureAll("before")
-        let runner = BenchRunner(policy: policy, maxNaiveBytes: maxNaiveBytes, rooflines: before,
+        let runner = BenchRunner(policy: policy, maxNaiveBytes: maxNaiveBytes, rooflines: before.sgemm,
                                  progress: progress)
         var cases = try runner.run(spec.configurations, implementations: spec.implementations)
         let after = measureAll("after")
         var rooflines: [Int: Roofline] = [:]
+        var bandwidthRoofs: [Int: BandwidthRoof] = [:]
         for t in threadCounts {
-            let b = before[t]!, a = after[t]!
+            let b = before.sgemm[t]!, a = after.sgemm[t]!
             var best = a.gflops > b.gflops ? a : b
             best.verified = a.verified && b.verified
             rooflines[t] = best
+            bandwidthRoofs[t] = [before.bandwidth[t], after.bandwidth[t]].compactMap { $0 }
+                .max { $0.gbps < $1.gbps }
         }
         for i in cases.indices {
             if let g = cases[i].gflops, let roof = rooflines[cases[i].configuration.threads] {
                 cases[i].rooflineFraction = g / roof.gflops
             }
+            if let g = cases[i].keyValueGBps, let roof = bandwidthRoofs[cases[i].configuration.threads] {
+                cases[i].bandwidthFraction = g / roof.gbps
+            }
         }
-        let machine = MachineInfo.current(threads: spec.threads.max()!,
+        var machine = MachineInfo.current(threads: spec.threads.max()!,
                                           rooflines: rooflines.values.sorted { $0.threads < $1.threads })
-        return SweepReport(machine: machine, policy: policy, cases: cases)
+        machine.bandwidthRoofs = bandwidthRoofs.values.sorted { $0.threads < $1.threads }
+        machine.bandwidthRoof = machine.bandwidthRoofs.max { $0.threads < $1.threads }
+        var report = SweepReport(machine: machine, policy: policy, cases: cases)
+        report.leftOut = spec.leftOutConfigurations
+        report.maxKeyValueBytes = spec.maxKeyValueBytes
+        return report
     }
 
-    /// Writes results.csv, results.json and chart-d<D>.svg into `output`.
+    /// Writes results.csv, results.json, results.txt and the charts into `output`:
+    /// chart-d<D>.svg (GFLOP/s against N; not when every case is decode-shaped, where N is
+    /// one point) and chart-decode-d<D>.svg (GB/s against Lk) when some case is decode-shaped.
     public func write(_ report: SweepReport) throws {
         let dir = URL(fileURLWithPath: output, isDirectory: true)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try report.csv().write(to: dir.appendingPathComponent("results.csv"), atomically: true, encoding: .utf8)
         try report.json().write(to: dir.appendingPathComponent("results.json"), atomically: true, encoding: .utf8)
         try report.table().write(to: dir.appendingPathComponent("results.txt"), atomically: true, encoding: .utf8)
-        for chart in report.charts() {
-            try chart.svg.write(to: dir.appendingPathComponent("chart-d\(chart.headDim).svg"),
+        if !report.isDecodeOnly {
+            for chart in report.charts() {
+                try chart.svg.write(to: dir.appendingPathComponent("chart-d\(chart.headDim).svg"),
+                                    atomically: true, encoding: .utf8)
+            }
+        }
+        for chart in report.decodeCharts() {
+            try chart.svg.write(to: dir.appendingPathComponent("chart-decode-d\(chart.headDim).svg"),
                                 atomically: true, encoding: .utf8)
         }
     }

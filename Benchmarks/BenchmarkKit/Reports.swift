@@ -14,10 +14,17 @@ public struct MachineInfo: Sendable, Codable {
     public var roofline: Roofline
     /// Every thread count's roofline.
     public var rooflines: [Roofline]
+    /// The memory-bandwidth roof of the largest thread count (nil if it could not be measured).
+    public var bandwidthRoof: BandwidthRoof?
+    /// Every thread count's bandwidth roof.
+    public var bandwidthRoofs: [BandwidthRoof]
     public var date: String
 
     public init(cpuModel: String, kernelISA: String, threads: Int, libraryVersion: String,
-                roofline: Roofline, rooflines: [Roofline], date: String) {
+                roofline: Roofline, rooflines: [Roofline], date: String,
+                bandwidthRoofs: [BandwidthRoof] = []) {
+        self.bandwidthRoofs = bandwidthRoofs
+        self.bandwidthRoof = bandwidthRoofs.max { $0.threads < $1.threads }
         self.cpuModel = cpuModel
         self.kernelISA = kernelISA
         self.threads = threads
@@ -49,13 +56,19 @@ public struct SweepReport: Sendable, Codable {
     public var machine: MachineInfo
     public var policy: TimingPolicy
     public var flopsConvention: String
+    public var bandwidthConvention: String
     public var cases: [CaseResult]
+    /// Configurations left out because their K and V buffers exceed `maxKeyValueBytes`.
+    public var leftOut: [BenchConfiguration] = []
+    public var maxKeyValueBytes: Int?
 
     public init(machine: MachineInfo, policy: TimingPolicy, cases: [CaseResult]) {
         self.machine = machine
         self.policy = policy
         self.flopsConvention = "forward FLOPs = 2·(Dqk + Dv)·B·Hq·(visible query–key pairs), "
             + "backward 2.5× that; causal runs count only unmasked pairs"
+        self.bandwidthConvention = "K+V bytes (forward) = B·Hkv·(keys some query sees)·(Dqk + Dv)·4, "
+            + "per sequence when packed; GB/s = those bytes / median time (10⁹ B/s)"
         self.cases = cases
     }
 
@@ -73,6 +86,7 @@ public struct SweepReport: Sendable, Codable {
         "peak_extra_bytes", "workspace_bytes", "speedup_over_naive", "max_abs_diff", "skipped",
         "window_left", "window_right", "softcap", "alibi", "block_sparse_keep", "block_sparse_size",
         "mask_density", "additive_mask", "varlen", "sequence_lengths",
+        "kv_bytes", "kv_gbps", "bandwidth_fraction", "kv_split",
     ]
 
     /// One row per case; empty fields where a value does not apply; RFC 4180 quoting.
@@ -98,6 +112,9 @@ public struct SweepReport: Sendable, Codable {
                 c.maskDensity.map { "\($0)" } ?? "", c.additiveMask ? "1" : "",
                 c.varlen?.rawValue ?? "",
                 c.sequenceLengths.map { $0.map(String.init).joined(separator: " ") } ?? "",
+                r.keyValueBytes.map { "\($0)" } ?? "",
+                Self.number(r.keyValueGBps), Self.number(r.bandwidthFraction),
+                c.kvSplit.description,
             ]
             lines.append(fields.map(Self.quoted).joined(separator: ","))
         }
@@ -114,6 +131,23 @@ public struct SweepReport: Sendable, Codable {
         return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
+    /// How the bandwidth roof was measured and what it came to, for the table's header.
+    func bandwidthRoofLine() -> String {
+        let roofs = machine.bandwidthRoofs
+        guard let r = roofs.last else { return "not measured" }
+        let l3 = r.l3Bytes > 0 ? String(format: " (%.0f× L3)", Double(r.bytes) / Double(r.l3Bytes)) : ""
+        return String(format: "%@ read of %.2f GiB", r.kernel, Double(r.bytes) / 1073741824) + l3
+            + ", best of \(r.timing.samples) passes, best of before and after the sweep: "
+            + roofs.map { String(format: "%.1f GB/s on %d threads", $0.gbps, $0.threads) }
+                .joined(separator: ", ")
+    }
+
+    /// Whether some case is decode-shaped: a forward pass with at most 16 queries (per
+    /// sequence), which reads the K/V cache and is bound by memory bandwidth.
+    public var isDecodeShaped: Bool {
+        cases.contains { $0.configuration.pass == .forward && $0.configuration.queryLength <= 16 }
+    }
+
     /// An aligned, human-readable table.
     public func table() -> String {
         let m = machine
@@ -125,29 +159,41 @@ public struct SweepReport: Sendable, Codable {
             + m.rooflines.map { String(format: "%.1f GFLOP/s on %d threads", $0.gflops, $0.threads) }
                 .joined(separator: ", ")
             + (m.rooflines.allSatisfy(\.verified) ? "" : " (WRONG RESULT: OpenBLAS miscomputed)")
-            + "\n# \(flopsConvention)\n"
-        let header = ["impl", "pass", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "median ms",
-                      "min–max ms", "GFLOP/s", "roofline", "peak MB", "workspace MB",
-                      "vs naive", "max |Δ|"]
+            + "\n# bandwidth roof: " + bandwidthRoofLine() + "\n"
+            + "# \(flopsConvention)\n"
+        // The K+V columns only when some case is decode-shaped (a forward pass with Lq ≤ 16):
+        // the rest of the time the kernels are compute-bound and GFLOP/s is the measure.
+        let bandwidth = isDecodeShaped
+        if bandwidth { out += "# \(bandwidthConvention); bw roof = GB/s / bandwidth roof\n" }
+        var header = ["impl", "pass", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "split", "median ms",
+                      "min–max ms", "GFLOP/s", "roofline"]
+        if bandwidth { header += ["K+V MB", "GB/s", "bw roof"] }
+        header += ["peak MB", "workspace MB", "vs naive", "max |Δ|"]
         var rows: [[String]] = [header]
         for r in cases {
             let c = r.configuration
             var row = [r.implementation.rawValue, c.pass == .forward ? "fwd" : "bwd", "\(c.batch)",
                        "\(c.queryHeads)/\(c.keyValueHeads)",
                        "\(c.queryLength)", "\(c.keyLength)", "\(c.headDim)", c.causal.rawValue,
-                       "\(c.threads)"]
+                       "\(c.threads)", c.kvSplit.description]
+            let kvMB = r.keyValueBytes.map { String(format: "%.1f", Double($0) / 1e6) } ?? ""
             if let t = r.timing {
                 row += [String(format: "%.3f", t.median * 1e3),
                         String(format: "%.3f–%.3f", t.min * 1e3, t.max * 1e3),
                         String(format: "%.1f", r.gflops ?? .nan),
-                        String(format: "%.3f", r.rooflineFraction ?? .nan),
-                        r.peakExtraBytes.map { String(format: "%.2f", Double($0) / 1e6) } ?? "n/a",
+                        String(format: "%.3f", r.rooflineFraction ?? .nan)]
+                if bandwidth {
+                    row += [kvMB, r.keyValueGBps.map { String(format: "%.1f", $0) } ?? "",
+                            r.bandwidthFraction.map { String(format: "%.3f", $0) } ?? ""]
+                }
+                row += [r.peakExtraBytes.map { String(format: "%.2f", Double($0) / 1e6) } ?? "n/a",
                         String(format: "%.2f", Double(r.workspaceBytes) / 1e6),
                         r.speedupOverNaive.map { String(format: "%.2f×", $0) } ?? "",
                         r.maxAbsDifference.map { String(format: "%.1e", $0) } ?? ""]
             } else {
-                row += ["skipped", "", "", "", "",
-                        String(format: "%.2f", Double(r.workspaceBytes) / 1e6), "", ""]
+                row += ["skipped", "", "", ""]
+                if bandwidth { row += [kvMB, "", ""] }
+                row += ["", String(format: "%.2f", Double(r.workspaceBytes) / 1e6), "", ""]
             }
             rows.append(row)
         }
@@ -161,6 +207,11 @@ public struct SweepReport: Sendable, Codable {
         }
         for r in cases where r.skipReason != nil {
             out += "# skipped: \(r.skipReason!)\n"
+        }
+        for c in leftOut {
+            out += "# left out: " + BenchRunner.label(c)
+                + String(format: " (K+V buffers %.2f GB, over --max-kv-bytes ", Double(c.keyValueBufferBytes) / 1e9)
+                + "\(ByteCount(maxKeyValueBytes ?? 0)))\n"
         }
         return out
     }

@@ -27,6 +27,13 @@ public struct CaseResult: Sendable, Codable {
     public var gflops: Double?
     /// GFLOP/s as a fraction of the sgemm roofline measured in the same run.
     public var rooflineFraction: Double?
+    /// Bytes of K and V a forward case must read (see ``BenchConfiguration/keyValueBytes``);
+    /// nil for the backward pass.
+    public var keyValueBytes: Int?
+    /// `keyValueBytes` over the median time, in decimal GB/s.
+    public var keyValueGBps: Double?
+    /// `keyValueGBps` as a fraction of the memory-bandwidth roof measured in the same run.
+    public var bandwidthFraction: Double?
     /// The most resident memory the case added at any moment (bytes), if measurable.
     public var peakExtraBytes: Int?
     /// What the library reports it allocates (flash workspace; the naive score matrix).
@@ -42,6 +49,7 @@ public struct CaseResult: Sendable, Codable {
         self.implementation = implementation
         self.flops = flops
         self.workspaceBytes = workspaceBytes
+        if configuration.pass == .forward { keyValueBytes = configuration.keyValueBytes }
     }
 }
 
@@ -171,7 +179,8 @@ public struct BenchRunner {
                                                implementation: impl.implementation,
                                                kernel: impl.kernel,
                                                querySequenceOffsets: config.sequenceOffsets,
-                                               keySequenceOffsets: config.sequenceOffsets)
+                                               keySequenceOffsets: config.sequenceOffsets,
+                                               keySplitSize: config.kvSplit.keySplitSize)
                 if !impl.isSupported {
                     row.skipReason = "this CPU does not support \(impl.kernel.rawValue)"
                     rows.append(row)
@@ -210,6 +219,7 @@ public struct BenchRunner {
                 let timing = TimingSummary(times)
                 row.timing = timing
                 row.gflops = config.flops / timing.median / 1e9
+                row.keyValueGBps = row.keyValueBytes.map { Double($0) / timing.median / 1e9 }
                 if let roof = rooflines[config.threads] {
                     row.rooflineFraction = row.gflops.map { $0 / roof.gflops }
                 }
@@ -240,6 +250,7 @@ public struct BenchRunner {
         "B\(c.batch) H\(c.queryHeads)/\(c.keyValueHeads) N\(c.queryLength)"
             + (c.keyLength == c.queryLength ? "" : "x\(c.keyLength)")
             + " D\(c.headDim) \(c.causal.rawValue) T\(c.threads)"
+            + (c.kvSplit == .automatic ? "" : " split \(c.kvSplit)")
             + (c.pass == .forward ? "" : " backward")
             + (c.window == nil ? "" : " window(\(c.windowLeft ?? -1),\(c.windowRight ?? -1))")
             + (c.softcap.map { " softcap \($0)" } ?? "") + (c.alibi ? " alibi" : "")

@@ -232,3 +232,65 @@ extension SVGChart {
         logTicks(min: min, max: max)
     }
 }
+
+extension SweepReport {
+    /// Whether every case is decode-shaped, so the GFLOP/s-against-N charts would have one x.
+    public var isDecodeOnly: Bool {
+        !cases.isEmpty && cases.allSatisfy { $0.configuration.pass == .forward && $0.configuration.queryLength <= 16 }
+    }
+
+    /// One chart per head dim of the decode-shaped cases (forward, Lq ≤ 16): K+V GB/s against
+    /// Lk (log scale) with the bandwidth roof as a horizontal line, and the time per call
+    /// against Lk; one line per (Hq/Hkv, B, split) — and per implementation, thread count or
+    /// Lq when the sweep has several. Empty when no case is decode-shaped.
+    public func decodeCharts() -> [(headDim: Int, svg: String)] {
+        let decode = cases.filter {
+            $0.configuration.pass == .forward && $0.configuration.queryLength <= 16 && $0.timing != nil
+        }
+        func varies<T: Hashable>(_ key: (BenchConfiguration) -> T) -> Bool {
+            Set(decode.map { key($0.configuration) }).count > 1
+        }
+        let manyImpls = Set(decode.map(\.implementation)).count > 1
+        let manyThreads = varies(\.threads), manyLq = varies(\.queryLength)
+        let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+                       "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        let headDims = Array(Set(decode.map(\.configuration.headDim))).sorted()
+        return headDims.map { d in
+            let rows = decode.filter { $0.configuration.headDim == d }
+            var groups: [String: (LineSeries, LineSeries)] = [:]
+            var order: [String] = []
+            var colorOf: [String: String] = [:]  // one color per line apart from the split
+            for r in rows {
+                let c = r.configuration
+                var stem = "\(c.queryHeads)/\(c.keyValueHeads), B\(c.batch)"
+                if manyImpls { stem = "\(r.implementation.rawValue) " + stem }
+                if manyLq { stem += ", Lq \(c.queryLength)" }
+                if manyThreads { stem += ", \(c.threads) threads" }
+                let name = stem + ", split \(c.kvSplit)"
+                if colorOf[stem] == nil { colorOf[stem] = palette[colorOf.count % palette.count] }
+                if groups[name] == nil {
+                    order.append(name)
+                    let color = colorOf[stem]!, dashed = c.kvSplit != .automatic
+                    groups[name] = (LineSeries(name: name, points: [], color: color, dashed: dashed),
+                                    LineSeries(name: name, points: [], color: color, dashed: dashed))
+                }
+                let x = Double(c.keyLength)
+                groups[name]!.0.points.append((x, r.keyValueGBps ?? .nan))
+                groups[name]!.1.points.append((x, (r.timing?.median ?? .nan) * 1e3))
+            }
+            let roof = machine.bandwidthRoof
+            let speed = LinePanel(title: "K+V read bandwidth", xLabel: "keys Lk (log scale)",
+                                  yLabel: "GB/s (K+V bytes / median time)", logX: true, logY: false,
+                                  series: order.map { groups[$0]!.0 },
+                                  reference: roof.map {
+                                      ($0.gbps, String(format: "bandwidth roof %.1f GB/s", $0.gbps))
+                                  })
+            let time = LinePanel(title: "Time per call", xLabel: "keys Lk (log scale)",
+                                 yLabel: "median ms (log scale)", logX: true, logY: true,
+                                 series: order.map { groups[$0]!.1 })
+            let lq = Set(rows.map(\.configuration.queryLength)).sorted().map(String.init).joined(separator: ", ")
+            let title = "Decode (Lq = \(lq)), D = \(d), \(machine.threads) threads, \(machine.cpuModel)"
+            return (d, SVGChart.document(title: title, panels: [speed, time]))
+        }
+    }
+}

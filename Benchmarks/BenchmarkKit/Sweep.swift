@@ -41,6 +41,60 @@ struct SeededUniform {
     }
 }
 
+/// How a flash case cuts its keys into split-KV chunks (`AttentionOptions.keySplitSize`), as
+/// --kv-split spells it: `auto`, `none` or a chunk size in keys.
+public enum KVSplit: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The library chooses (keySplitSize 0).
+    case automatic
+    /// Never split (keySplitSize Int.max).
+    case never
+    /// Chunks of this many keys (> 0).
+    case keys(Int)
+
+    /// `auto`, `none` or a positive integer; nil for anything else (0, negatives, junk).
+    public init?(argument: String) {
+        switch argument.trimmingCharacters(in: .whitespaces).lowercased() {
+        case "auto": self = .automatic
+        case "none": self = .never
+        case let text:
+            guard let n = Int(text), n > 0 else { return nil }
+            self = .keys(n)
+        }
+    }
+
+    /// The value of `AttentionOptions.keySplitSize`.
+    public var keySplitSize: Int {
+        switch self {
+        case .automatic: 0
+        case .never: .max
+        case .keys(let n): n
+        }
+    }
+
+    /// As the command line and the reports spell it.
+    public var description: String {
+        switch self {
+        case .automatic: "auto"
+        case .never: "none"
+        case .keys(let n): "\(n)"
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = KVSplit(argument: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "not a --kv-split value: \(text)"))
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
 /// Which pass a case times.
 public enum BenchPass: String, CaseIterable, Sendable, Codable {
     case forward, backward
@@ -75,6 +129,8 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// Packed variable-length sequences: `batch` sequences, `queryLength` tokens in all (keys
     /// the same sequences), lengths drawn from this distribution; nil = a padded batch.
     public var varlen: VarlenDistribution?
+    /// The split-KV chunking flash is asked for (`AttentionOptions.keySplitSize`).
+    public var kvSplit: KVSplit = .automatic
 
     /// The seeded lengths of a varlen case: `batch` values ≥ 1 summing to `queryLength`.
     public var sequenceLengths: [Int]? {
@@ -215,6 +271,33 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
         return lo ..< max(lo, min(keyLength, hi))
     }
 
+    /// Keys at least one query row sees (the causal mask and the window; element masks and
+    /// block sparsity are not subtracted), over one (batch, head).
+    public var visibleKeys: Int {
+        visibleKeyCount(queryLength: queryLength, keyLength: keyLength, causal: causal.mask, window: window)
+    }
+
+    /// Bytes of K and V the forward pass must read at least once: B · Hkv · (visible keys) ·
+    /// (Dqk + Dv) · 4, per sequence for packed (varlen) cases. With `--kv-lens` and no causal
+    /// mask every one of the Lk keys is visible. The bound decode is judged by: one query
+    /// against a long cache reads each key and value once and does little else.
+    public var keyValueBytes: Int {
+        let perKey = keyValueHeads * (headDim + headDim) * MemoryLayout<Float>.size
+        if let lengths = sequenceLengths {
+            return perKey * lengths.reduce(0) {
+                $0 + visibleKeyCount(queryLength: $1, keyLength: $1, causal: causal.mask, window: window)
+            }
+        }
+        return batch * perKey * visibleKeys
+    }
+
+    /// Bytes the case's K and V buffers take (all of Lk, padded batch or packed), what
+    /// --max-kv-bytes caps.
+    public var keyValueBufferBytes: Int {
+        let s = bufferShape
+        return (s.keyCount + s.valueCount) * MemoryLayout<Float>.size
+    }
+
     /// FLOPs credited to this case's pass: the forward's, or 2.5× that for the backward
     /// (FlashAttention's convention: five products of the forward's two sizes).
     public var flops: Double { pass == .forward ? forwardFlops : 2.5 * forwardFlops }
@@ -247,6 +330,80 @@ public func visibleQueryKeyPairs(queryLength lq: Int, keyLength lk: Int,
     return total
 }
 
+/// Keys j that at least one query row i sees (causal mask and sliding window): the size of
+/// the union of the rows' key ranges.
+public func visibleKeyCount(queryLength lq: Int, keyLength lk: Int,
+                            causal: CausalMask, window: SlidingWindow? = nil) -> Int {
+    let off = lk - lq
+    var total = 0, covered = 0  // keys below `covered` are counted
+    // Both ends of a row's range never decrease with i, so one sweep merges them.
+    for i in 0 ..< lq {
+        var lo = 0, hi = lk
+        switch causal {
+        case .none: break
+        case .bottomRight: hi = min(hi, i + off + 1)
+        case .topLeft: hi = min(hi, i + 1)
+        }
+        if let left = window?.left { lo = max(lo, i + off - left) }
+        if let right = window?.right { hi = min(hi, i + off + right + 1) }
+        lo = max(0, lo)
+        hi = min(lk, hi)
+        guard hi > lo else { continue }
+        let start = max(lo, covered)
+        if hi > start { total += hi - start }
+        covered = max(covered, hi)
+        if window == nil && causal == .none { break }  // every row sees the same keys
+    }
+    return total
+}
+
+/// A query-head count with its key/value-head count (Hq a multiple of Hkv).
+public struct HeadConfiguration: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var queryHeads: Int
+    public var keyValueHeads: Int
+
+    public init(_ queryHeads: Int, _ keyValueHeads: Int) {
+        self.queryHeads = queryHeads
+        self.keyValueHeads = keyValueHeads
+    }
+
+    public var isValid: Bool { queryHeads > 0 && keyValueHeads > 0 && queryHeads % keyValueHeads == 0 }
+
+    public var description: String { "\(queryHeads)/\(keyValueHeads)" }
+}
+
+/// The named sweeps of --scenario: every list a sweep needs. Options given beside
+/// --scenario replace the scenario's value for that list.
+public struct SweepPreset: Sendable, Hashable {
+    public var seqLens: [Int]
+    public var kvLens: [Int]?
+    public var headDims: [Int]
+    /// Query heads, crossed with --kv-heads (default Hkv = Hq) when `headPairs` is nil or
+    /// --heads / --kv-heads is given.
+    public var heads: [Int]
+    /// (Hq, Hkv) pairs taken as they are, not as a product.
+    public var headPairs: [HeadConfiguration]?
+    public var batches: [Int]
+    public var causals: [BenchCausal]
+    public var implementations: [BenchImplementation]
+    public var kvSplits: [KVSplit]
+
+    /// The compute-bound sweep (the default): Lq = Lk from 256 to 8192, H = 8, B = 1,
+    /// D ∈ {64, 128}, non-causal and causal, flash beside naive.
+    public static let prefill = SweepPreset(
+        seqLens: [256, 512, 1024, 2048, 4096, 8192], kvLens: nil, headDims: [64, 128], heads: [8],
+        headPairs: nil, batches: [1], causals: [.none, .bottomRight], implementations: [.flash, .naive],
+        kvSplits: [.automatic])
+
+    /// One new token against a long K/V cache (bound by memory bandwidth): Lq = 1,
+    /// Lk ∈ {1024, 4096, 16384, 32768, 131072}, Hq/Hkv ∈ {32/8, 32/32, 8/1}, B ∈ {1, 8},
+    /// D ∈ {64, 128}, split-KV auto and none, flash, non-causal.
+    public static let decode = SweepPreset(
+        seqLens: [1], kvLens: [1024, 4096, 16384, 32768, 131072], headDims: [64, 128], heads: [32, 8],
+        headPairs: [HeadConfiguration(32, 8), HeadConfiguration(32, 32), HeadConfiguration(8, 1)],
+        batches: [1, 8], causals: [.none], implementations: [.flash], kvSplits: [.automatic, .never])
+}
+
 /// The lists a sweep is the Cartesian product of.
 public struct SweepSpecification: Sendable, Hashable {
     public var seqLens: [Int]
@@ -267,6 +424,12 @@ public struct SweepSpecification: Sendable, Hashable {
     public var maskDensity: Double?
     public var additiveMask = false
     public var varlen: VarlenDistribution?
+    /// --kv-split values.
+    public var kvSplits: [KVSplit] = [.automatic]
+    /// (Hq, Hkv) pairs taken as they are; when set, `heads` and `kvHeads` are not crossed.
+    public var headPairs: [HeadConfiguration]?
+    /// Configurations whose K and V buffers would take more bytes are left out (nil = no cap).
+    public var maxKeyValueBytes: Int?
 
     public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
                 kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
@@ -282,21 +445,41 @@ public struct SweepSpecification: Sendable, Hashable {
         self.threads = threads
     }
 
-    /// Every configuration, ordered so that a chart's lines read left to right: threads, batch,
-    /// heads, head dim, causal, pass, then lengths.
+    /// The head configurations: `headPairs` as they are, else every Hq with every Hkv that
+    /// divides it (Hkv = Hq when `kvHeads` is nil).
+    public var headConfigurations: [HeadConfiguration] {
+        if let headPairs { return headPairs.filter(\.isValid) }
+        return heads.flatMap { h in (kvHeads ?? [h]).map { HeadConfiguration(h, $0) } }.filter(\.isValid)
+    }
+
+    /// The configurations the sweep runs: the product, less those over `maxKeyValueBytes`.
     public var configurations: [BenchConfiguration] {
+        guard let cap = maxKeyValueBytes else { return allConfigurations }
+        return allConfigurations.filter { $0.keyValueBufferBytes <= cap }
+    }
+
+    /// The configurations `maxKeyValueBytes` leaves out.
+    public var leftOutConfigurations: [BenchConfiguration] {
+        guard let cap = maxKeyValueBytes else { return [] }
+        return allConfigurations.filter { $0.keyValueBufferBytes > cap }
+    }
+
+    /// Every configuration of the product, ordered so that a chart's lines read left to right:
+    /// threads, batch, heads, head dim, causal, pass, split, then lengths.
+    public var allConfigurations: [BenchConfiguration] {
         var out: [BenchConfiguration] = []
         for t in threads {
             for b in batches {
-                for h in heads {
-                    for hkv in kvHeads ?? [h] where hkv > 0 && h % hkv == 0 {
-                        for d in headDims {
-                            for c in causals {
-                                for pass in passes {
+                for hc in headConfigurations {
+                    for d in headDims {
+                        for c in causals {
+                            for pass in passes {
+                                for split in kvSplits {
                                     for lq in seqLens {
                                         for lk in kvLens ?? [lq] {
                                             var config = BenchConfiguration(
-                                                batch: b, queryHeads: h, keyValueHeads: hkv,
+                                                batch: b, queryHeads: hc.queryHeads,
+                                                keyValueHeads: hc.keyValueHeads,
                                                 queryLength: lq, keyLength: lk, headDim: d,
                                                 causal: c, threads: t, pass: pass)
                                             config.windowLeft = window?.left
@@ -308,6 +491,7 @@ public struct SweepSpecification: Sendable, Hashable {
                                             config.maskDensity = maskDensity
                                             config.additiveMask = additiveMask
                                             config.varlen = varlen
+                                            config.kvSplit = split
                                             out.append(config)
                                         }
                                     }

@@ -70,13 +70,91 @@ struct ArgumentTests {
         #expect(defaults.configurations.count == 6 * 2 * 2)
     }
 
+    @Test("--kv-split: auto, none or a positive number of keys, in the Cartesian product")
+    func kvSplit() throws {
+        #expect(try AttentionBenchCommand.parse([]).specification.kvSplits == [.automatic])
+        let cmd = try AttentionBenchCommand.parse(["--kv-split", "auto,none", "512", "--seq-lens", "1",
+                                                   "--kv-lens", "100,200", "--head-dims", "64"])
+        let s = cmd.specification
+        #expect(s.kvSplits == [.automatic, .never, .keys(512)])
+        #expect(s.kvSplits.map(\.keySplitSize) == [0, Int.max, 512])
+        #expect(s.kvSplits.map(\.description) == ["auto", "none", "512"])
+        #expect(s.configurations.count == 3 * 2 * 2)  // splits × lengths × causal modes
+        #expect(s.configurations.prefix(2).allSatisfy { $0.kvSplit == .automatic })
+        #expect(s.configurations.map(\.kvSplit).filter { $0 == .keys(512) }.count == 4)
+        #expect(KVSplit(argument: "NONE") == .never && KVSplit(argument: " 64 ") == .keys(64))
+        for bad in ["0", "-1", "", "auto ish", "0x10", "1e3", "9999999999999999999999"] {
+            #expect(KVSplit(argument: bad) == nil, "\(bad)")
+        }
+        // Written and read back by name.
+        let json = try JSONEncoder().encode([KVSplit.automatic, .never, .keys(96)])
+        #expect(String(decoding: json, as: UTF8.self) == #"["auto","none","96"]"#)
+        #expect(try JSONDecoder().decode([KVSplit].self, from: json) == [.automatic, .never, .keys(96)])
+    }
+
+    @Test("--scenario decode: head pairs (not their product), the decode lists, the K+V cap")
+    func decodeScenario() throws {
+        let s = try AttentionBenchCommand.parse(["--scenario", "decode", "--threads", "2"]).specification
+        let pairs = [HeadConfiguration(32, 8), HeadConfiguration(32, 32), HeadConfiguration(8, 1)]
+        #expect(s.seqLens == [1] && s.kvLens == [1024, 4096, 16384, 32768, 131072])
+        #expect(s.headPairs == pairs && s.headConfigurations == pairs)
+        #expect(s.batches == [1, 8] && s.headDims == [64, 128] && s.causals == [.none])
+        #expect(s.kvSplits == [.automatic, .never] && s.implementations == [.flash])
+        #expect(s.maxKeyValueBytes == 6 << 30 && s.threads == [2])
+        let all = s.allConfigurations
+        #expect(all.count == 2 * 3 * 2 * 2 * 5)  // B × pairs × D × splits × Lk
+        #expect(Set(all.map { HeadConfiguration($0.queryHeads, $0.keyValueHeads) }) == Set(pairs))
+        #expect(all.allSatisfy { $0.queryLength == 1 && $0.causal == .none && $0.pass == .forward })
+        // B·Hkv·Lk·2D·4 over 6 GiB: B = 8 with 8/… at 131072 × D128, and with 32/32 at
+        // 131072 (both D) and 32768 × D128 — 4 shapes, each with both splits.
+        let out = s.leftOutConfigurations
+        #expect(out.count == 4 * 2)
+        #expect(s.configurations.count == all.count - 8)
+        #expect(out.allSatisfy { $0.batch == 8 && $0.keyValueBufferBytes > 6 << 30 })
+        #expect(s.configurations.allSatisfy { $0.keyValueBufferBytes <= 6 << 30 })
+        #expect(out.contains { $0.keyValueHeads == 32 && $0.keyLength == 131072 && $0.headDim == 128
+            && $0.keyValueBufferBytes == 8 * 32 * 131072 * 256 * 4 })
+        #expect(!s.configurations.contains { $0.batch == 8 && $0.keyValueHeads == 32 && $0.keyLength == 32768
+            && $0.headDim == 128 })
+        #expect(s.configurations.contains { $0.batch == 1 && $0.keyValueHeads == 32 && $0.keyLength == 131072
+            && $0.headDim == 128 })
+        // The cap counts the packed buffers of a varlen case (no batch dimension).
+        var packed = BenchConfiguration(batch: 4, queryHeads: 2, keyValueHeads: 2, queryLength: 100,
+                                        keyLength: 100, headDim: 16, causal: .none, threads: 1)
+        #expect(packed.keyValueBufferBytes == 4 * 2 * 100 * 32 * 4)
+        packed.varlen = .uniform
+        #expect(packed.keyValueBufferBytes == 2 * 100 * 32 * 4)
+
+        // Options beside --scenario replace its lists.
+        let b1 = try AttentionBenchCommand.parse(["--scenario", "decode", "--batch", "1", "--kv-split", "256",
+                                                  "--seq-lens", "4", "--max-kv-bytes", "1G"]).specification
+        #expect(b1.batches == [1] && b1.kvSplits == [.keys(256)] && b1.seqLens == [4])
+        #expect(b1.kvLens == [1024, 4096, 16384, 32768, 131072] && b1.headConfigurations == pairs)
+        #expect(b1.leftOutConfigurations.map(\.keyValueBufferBytes).allSatisfy { $0 > 1 << 30 })
+        #expect(b1.leftOutConfigurations.count == 2)  // 32/32 at 131072 with D = 64 and 128
+        // --heads / --kv-heads replace the pairs by their product.
+        let crossed = try AttentionBenchCommand.parse(["--scenario", "decode", "--heads", "16",
+                                                       "--kv-heads", "4,16"]).specification
+        #expect(crossed.headPairs == nil)
+        #expect(crossed.headConfigurations == [HeadConfiguration(16, 4), HeadConfiguration(16, 16)])
+        let mqa = try AttentionBenchCommand.parse(["--scenario", "decode", "--kv-heads", "1"]).specification
+        #expect(mqa.headConfigurations == [HeadConfiguration(32, 1), HeadConfiguration(8, 1)])
+        // prefill is the default sweep.
+        #expect(try AttentionBenchCommand.parse(["--scenario", "prefill"]).specification
+            == AttentionBenchCommand.parse([]).specification)
+    }
+
     @Test("bad values are refused with a message",
           arguments: [["--seq-lens", "0"], ["--causal", "sideways"], ["--impl", "magic"],
                       ["--heads", "8", "--kv-heads", "3"], ["--repeats", "0"],
                       ["--threads", "-1"], ["--format", "xml"], ["--seq-lens", "1,,x"],
                       ["--window", "3"], ["--window", "-2,0"], ["--block-sparse", "2,64"],
                       ["--block-sparse", "0.5"], ["--mask-density", "1.5"], ["--varlen", "zipf"],
-                      ["--varlen", "uniform", "--kv-lens", "64"], ["--varlen", "equal", "--seq-lens", "4", "--batch", "5"]])
+                      ["--varlen", "uniform", "--kv-lens", "64"], ["--varlen", "equal", "--seq-lens", "4", "--batch", "5"],
+                      ["--kv-split", "0"], ["--kv-split", "-64"], ["--kv-split", "auto,0"],
+                      ["--kv-split", "lots"], ["--kv-split", "1.5"], ["--kv-split", "none,-8"],
+                      ["--scenario", "sideways"], ["--scenario", "decode", "--max-kv-bytes", "1K"],
+                      ["--scenario", "decode", "--varlen", "equal"], ["--max-kv-bytes", "-1"]])
     func refused(_ args: [String]) {
         #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(args) }
     }
@@ -154,6 +232,68 @@ struct FlopTests {
         #expect(c.naiveScoreBytes == 5 * 3 * 4)
     }
 
+    @Test("K+V bytes: B·Hkv·(visible keys)·(Dqk + Dv)·4, GQA, causal, windows, varlen")
+    func keyValueBytes() {
+        // Decode against a cache: every key is read once per key/value head, whatever Hq is.
+        var c = BenchConfiguration(batch: 2, queryHeads: 32, keyValueHeads: 8, queryLength: 1,
+                                   keyLength: 1000, headDim: 128, causal: .none, threads: 1)
+        #expect(c.keyValueBytes == 2 * 8 * 1000 * 256 * 4)
+        c.keyValueHeads = 32
+        #expect(c.keyValueBytes == 2 * 32 * 1000 * 256 * 4)
+        c.keyValueHeads = 1
+        c.queryHeads = 8
+        #expect(c.keyValueBytes == 2 * 1 * 1000 * 256 * 4)
+        // One query, bottom-right causal: still every key; top-left: only key 0.
+        c.causal = .bottomRight
+        #expect(c.keyValueBytes == 2 * 1000 * 256 * 4)
+        c.causal = .topLeft
+        #expect(c.keyValueBytes == 2 * 1 * 256 * 4)
+        // A 99-key window behind the query: 100 keys.
+        c.causal = .bottomRight
+        c.windowLeft = 99
+        #expect(c.keyValueBytes == 2 * 100 * 256 * 4)
+        // Backward cases carry no K+V bandwidth; forward cases do, skipped or not.
+        c.pass = .backward
+        #expect(CaseResult(configuration: c, implementation: .flash, flops: 0, workspaceBytes: 0)
+            .keyValueBytes == nil)
+        c.pass = .forward
+        #expect(CaseResult(configuration: c, implementation: .naive, flops: 0, workspaceBytes: 0)
+            .keyValueBytes == c.keyValueBytes)
+
+        // Packed sequences: per sequence, so the total is the packed length whatever B is.
+        for b in [1, 4, 7] {
+            var v = BenchConfiguration(batch: b, queryHeads: 4, keyValueHeads: 2, queryLength: 90,
+                                       keyLength: 90, headDim: 16, causal: .bottomRight, threads: 1)
+            v.varlen = .exponential
+            #expect(v.keyValueBytes == 90 * 2 * 32 * 4)
+            v.causal = .topLeft  // self-attention: the last row of each sequence sees all of it
+            #expect(v.keyValueBytes == 90 * 2 * 32 * 4)
+        }
+
+        // The visible-key count against brute force.
+        for (lq, lk) in [(1, 1), (1, 9), (9, 1), (17, 64), (64, 17), (33, 33)] {
+            for causal in [CausalMask.none, .bottomRight, .topLeft] {
+                for w in [nil, SlidingWindow(left: 0, right: 0), SlidingWindow(left: 3, right: nil),
+                          SlidingWindow(left: nil, right: 2), SlidingWindow(left: 5, right: 1)] {
+                    var seen = Set<Int>()
+                    for i in 0 ..< lq {
+                        for j in 0 ..< lk {
+                            let off = lk - lq
+                            var ok = true
+                            if causal == .bottomRight { ok = ok && j <= i + off }
+                            if causal == .topLeft { ok = ok && j <= i }
+                            if let l = w?.left { ok = ok && j >= i + off - l }
+                            if let r = w?.right { ok = ok && j <= i + off + r }
+                            if ok { seen.insert(j) }
+                        }
+                    }
+                    #expect(visibleKeyCount(queryLength: lq, keyLength: lk, causal: causal, window: w)
+                        == seen.count, "\(lq)×\(lk) \(causal) \(String(describing: w))")
+                }
+            }
+        }
+    }
+
     @Test("backward FLOPs are 2.5× the forward's; naive backward holds two score matrices")
     func backwardFlops() {
         var c = BenchConfiguration(batch: 1, queryHeads: 8, keyValueHeads: 8, queryLength: 100,
@@ -216,7 +356,9 @@ struct WriterTests {
         #expect(lines.count == 6)  // header, 4 rows, trailing empty
         #expect(lines[0] == Substring(SweepReport.csvHeader.joined(separator: ",")))
         #expect(lines[1].hasPrefix("flash,forward,1,8,8,256,256,64,none,2,"))
-        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\"" + String(repeating: ",", count: 10)))
+        // Ten empty option fields, then K+V bytes (known even for a skipped case), no GB/s.
+        #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\""
+            + String(repeating: ",", count: 10) + ",\(8 * 512 * 128 * 4),,,auto"))
         #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
             == SweepReport.csvHeader.count)
     }
@@ -241,6 +383,32 @@ struct WriterTests {
         #expect(rows.count == 5)
         #expect(Set(rows.map(\.count)).count == 1, "columns are aligned")
         #expect(text.contains("# skipped: naive needs"))
+        // Cases --max-kv-bytes left out are named under the table.
+        var report = sampleReport()
+        report.leftOut = [BenchConfiguration(batch: 8, queryHeads: 32, keyValueHeads: 32, queryLength: 1,
+                                             keyLength: 131072, headDim: 128, causal: .none, threads: 2)]
+        report.maxKeyValueBytes = 6 << 30
+        #expect(report.table().contains("# left out: B8 H32/32 N1x131072 D128 none T2 (K+V buffers 34.36 GB, over --max-kv-bytes 6G)"))
+    }
+
+    @Test("table: the K+V columns appear when a case is decode-shaped")
+    func decodeTable() {
+        var report = sampleReport()
+        #expect(!report.isDecodeShaped && !report.table().contains("GB/s"))
+        report.cases[0].configuration.queryLength = 1
+        report.cases[0].keyValueGBps = 12.5
+        report.cases[0].bandwidthFraction = 0.5
+        report.machine.bandwidthRoofs = [BandwidthRoof(
+            bytes: 1 << 30, threads: 2, gbps: 25, medianGBps: 24, timing: TimingSummary([0.043]),
+            kernel: "avx512", l3Bytes: 32 << 20)]
+        let text = report.table()
+        #expect(report.isDecodeShaped)
+        let rows = text.split(separator: "\n").filter { !$0.hasPrefix("#") }
+        #expect(rows[0].contains("K+V MB") && rows[0].contains("bw roof"))
+        #expect(rows[1].contains("12.5") && rows[1].contains("0.500"))
+        #expect(Set(rows.map(\.count)).count == 1, "columns are aligned")
+        #expect(text.contains("# bandwidth roof: avx512 read of 1.00 GiB (32× L3)"))
+        #expect(text.contains("25.0 GB/s on 2 threads"))
     }
 
     @Test("SVG: well-formed XML, one chart per head dim, escaped text")
@@ -255,10 +423,88 @@ struct WriterTests {
         #expect(parser.parse(), "\(parser.parserError.map { "\($0)" } ?? "")")
     }
 
+    @Test("decode chart: GB/s against Lk per (Hq/Hkv, B, split), the bandwidth roof, written as chart-decode-d<D>.svg")
+    func decodeChart() throws {
+        var report = sampleReport()
+        #expect(report.decodeCharts().isEmpty && !report.isDecodeOnly)
+        report.machine.bandwidthRoofs = [BandwidthRoof(
+            bytes: 1 << 30, threads: 2, gbps: 27.5, medianGBps: 26, timing: TimingSummary([0.04]),
+            kernel: "avx512", l3Bytes: 32 << 20)]
+        report.machine.bandwidthRoof = report.machine.bandwidthRoofs.first
+        var cases: [CaseResult] = []
+        for (hq, hkv) in [(32, 8), (8, 1)] {
+            for split in [KVSplit.automatic, .never] {
+                for lk in [1024, 4096, 16384] {
+                    var c = BenchConfiguration(batch: 1, queryHeads: hq, keyValueHeads: hkv, queryLength: 1,
+                                               keyLength: lk, headDim: 128, causal: .none, threads: 2)
+                    c.kvSplit = split
+                    var r = CaseResult(configuration: c, implementation: .flash, flops: c.flops, workspaceBytes: 0)
+                    r.timing = TimingSummary([Double(lk) * 1e-6])
+                    r.keyValueGBps = Double(r.keyValueBytes!) / (Double(lk) * 1e-6) / 1e9
+                    cases.append(r)
+                }
+            }
+        }
+        report.cases = cases
+        #expect(report.isDecodeShaped && report.isDecodeOnly)
+        let charts = report.decodeCharts()
+        #expect(charts.map(\.headDim) == [128])
+        let svg = charts[0].svg
+        #expect(svg.components(separatedBy: "<polyline").count - 1 == 2 * 4)  // 4 lines × 2 panels
+        #expect(svg.contains("bandwidth roof 27.5 GB/s"))
+        #expect(svg.contains("32/8, B1, split auto") && svg.contains("8/1, B1, split none"))
+        #expect(svg.contains("stroke-dasharray=\"6 4\""))  // split none is dashed
+        let parser = XMLParser(data: Data(svg.utf8))
+        #expect(parser.parse(), "\(parser.parserError.map { "\($0)" } ?? "")")
+
+        // Written beside the results; the GFLOP/s-against-N chart is left out (one N).
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("attention-bench-decode-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try AttentionBenchCommand.parse(["--output", dir.path]).write(report)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+            == ["chart-decode-d128.svg", "results.csv", "results.json", "results.txt"])
+    }
+
     @Test("axis ticks")
     func ticks() {
         #expect(SVGChart.linearTicksForTesting(max: 233) == [0, 50, 100, 150, 200, 250])
         #expect(SVGChart.logTicksForTesting(min: 0.13, max: 268) == [0.1, 1, 10, 100, 1000])
+    }
+}
+
+@Suite("Benchmark: bandwidth roof")
+struct BandwidthRoofTests {
+    @Test("a small buffer gives a positive, finite rate")
+    func small() throws {
+        let roof = try #require(BandwidthRoof.measure(bytes: 4 << 20, threads: 2, repeats: 3))
+        #expect(roof.gbps.isFinite && roof.gbps > 0)
+        #expect(roof.medianGBps.isFinite && roof.medianGBps > 0 && roof.medianGBps <= roof.gbps)
+        #expect(roof.bytes == 4 << 20 && roof.threads == 2 && roof.timing.samples == 3)
+        #expect(["avx512", "avx2", "portable"].contains(roof.kernel))
+        // Sizes round down to whole pages per thread, and up to one page each.
+        #expect(BandwidthRoof.measure(bytes: 3 * 4096 + 100, threads: 3, repeats: 1)?.bytes == 3 * 4096)
+        #expect(BandwidthRoof.measure(bytes: 1, threads: 3, repeats: 1)?.bytes == 3 * 4096)
+        #expect(BandwidthRoof.measure(bytes: 4096, threads: 0) == nil)
+        // The default: max(1 GiB, 8 × L3), within [64 MiB, 4 GiB].
+        #expect(BandwidthRoof.defaultBytes >= 64 << 20 && BandwidthRoof.defaultBytes <= 4 << 30)
+        if BandwidthRoof.l3Bytes > 0 && BandwidthRoof.defaultBytes < 4 << 30 {
+            #expect(BandwidthRoof.defaultBytes >= min(8 * BandwidthRoof.l3Bytes, 1 << 30))
+        }
+    }
+
+    @Test("--bandwidth-bytes takes bytes with binary suffixes")
+    func byteCounts() throws {
+        #expect(ByteCount(argument: "4096")?.bytes == 4096)
+        #expect(ByteCount(argument: "8M")?.bytes == 8 << 20)
+        #expect(ByteCount(argument: "1g")?.bytes == 1 << 30)
+        #expect(ByteCount(argument: "6GiB")?.bytes == 6 << 30)
+        #expect(ByteCount(argument: "64KB")?.bytes == 64 << 10)
+        #expect(ByteCount(6 << 30).description == "6G" && ByteCount(1000).description == "1000"
+            && ByteCount(3 << 20).description == "3M")
+        for bad in ["", "M", "-1", "1.5G", "12Q", "GiB"] { #expect(ByteCount(argument: bad) == nil, "\(bad)") }
+        #expect(try AttentionBenchCommand.parse(["--bandwidth-bytes", "2G"]).bandwidthBytes?.bytes == 2 << 30)
+        #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(["--bandwidth-bytes", "0"]) }
     }
 }
 
@@ -272,11 +518,15 @@ struct SmokeTests {
         let cmd = try AttentionBenchCommand.parse([
             "--seq-lens", "32", "--head-dims", "16,24", "--heads", "2", "--threads", "1",
             "--causal", "none,bottom-right", "--warmup", "0", "--repeats", "1", "--min-time", "0",
+            "--bandwidth-bytes", "8M",
             "--max-naive-bytes", "4000", "--output", dir.path,
         ])
         var report = try cmd.runSweep()
-        // Roofline at 2048³ is measured; a tiny sweep still measures it once.
+        // Roofline at 2048³ is measured; a tiny sweep still measures it once. So is the
+        // bandwidth roof (here on the 8 MiB --bandwidth-bytes asked for).
         #expect(report.machine.roofline.gflops > 0)
+        let bandwidth = try #require(report.machine.bandwidthRoof)
+        #expect(bandwidth.gbps > 0 && bandwidth.bytes == 8 << 20 && bandwidth.threads == 1)
         #expect(report.cases.count == 2 * 2 * 2)
         // 32×32×4 = 4096 bytes > 4000: every naive case is skipped, with the bytes it needs.
         #expect(report.cases.filter { $0.implementation == .naive }
@@ -294,6 +544,7 @@ struct SmokeTests {
         let both = try AttentionBenchCommand.parse([
             "--seq-lens", "32", "--head-dims", "16", "--heads", "2", "--threads", "1",
             "--causal", "top-left", "--warmup", "0", "--repeats", "1", "--min-time", "0",
+            "--bandwidth-bytes", "8M",
             "--output", dir.path,
         ])
         report = try both.runSweep()
@@ -305,7 +556,7 @@ struct SmokeTests {
         let backward = try AttentionBenchCommand.parse([
             "--seq-lens", "40", "--head-dims", "16", "--heads", "2", "--kv-heads", "1",
             "--threads", "1", "--causal", "bottom-right", "--pass", "both", "--warmup", "0",
-            "--repeats", "1", "--min-time", "0", "--output", dir.path,
+            "--repeats", "1", "--min-time", "0", "--bandwidth-bytes", "8M", "--output", dir.path,
         ])
         report = try backward.runSweep()
         #expect(report.cases.count == 4)
@@ -319,7 +570,7 @@ struct SmokeTests {
         let varlen = try AttentionBenchCommand.parse([
             "--seq-lens", "90", "--batch", "4", "--head-dims", "16", "--heads", "2", "--threads", "1",
             "--causal", "bottom-right", "--varlen", "exponential", "--pass", "both", "--warmup", "0",
-            "--repeats", "1", "--min-time", "0", "--output", dir.path,
+            "--repeats", "1", "--min-time", "0", "--bandwidth-bytes", "8M", "--output", dir.path,
         ])
         report = try varlen.runSweep()
         #expect(report.cases.count == 4)
