@@ -13,34 +13,46 @@
 // Register tiles (per ISA, from the vector header): scores VF_SCORES_R rows × VF_SCORES_K keys
 // of accumulators over d, reduced across lanes at the end; P·V VF_PV_R rows × VF_PV_V value
 // vectors, one broadcast probability per row and key.
+//
+// Memory order matters more than instruction count here: decoding streams K and V from DRAM
+// and the hardware prefetchers must see it as streams. Scores read one key row after another
+// (VF_SCORES_K = 1: a 4-key tile interleaves four rows 512 B apart, which the prefetchers
+// followed badly — 9 → 12 GB/s on one Zen 4 core at D = 128 with this order), and P·V reads
+// whole V rows (VF_PV_V vectors cover D = 128 on AVX-512) instead of one half of every row
+// and then the other.
 
 // s[r, c] = Σ_d q[r, d] · k[c, d] for NR rows and NK keys (constants after inlining). q is
 // zero from dqk to the next multiple of VF_W, so its loads need no tail; k's tail is masked.
+// Two accumulators per (row, key), for even and odd vectors of d, keep enough independent
+// FMA chains in flight when NK is 1.
 VF_INLINE void row_scores_tile(const int NR, const int NK, int64_t dqk, const float *q,
                                int64_t ldq, const float *k, int64_t ldk, float *s, int64_t lds) {
-    vf acc[VF_SCORES_R][VF_SCORES_K];
-    for (int r = 0; r < NR; r++)
-        for (int c = 0; c < NK; c++) acc[r][c] = vf_zero();
+    vf acc[2][VF_SCORES_R][VF_SCORES_K];
+    for (int h = 0; h < 2; h++)
+        for (int r = 0; r < NR; r++)
+            for (int c = 0; c < NK; c++) acc[h][r][c] = vf_zero();
     int64_t d = 0;
-    for (; d + VF_W <= dqk; d += VF_W) {
-        vf kv[VF_SCORES_K];
-        for (int c = 0; c < NK; c++) kv[c] = vf_loadu(k + c * ldk + d);
-        for (int r = 0; r < NR; r++) {
-            const vf qv = vf_loadu(q + r * ldq + d);
-            for (int c = 0; c < NK; c++) acc[r][c] = vf_fma(qv, kv[c], acc[r][c]);
+    for (; d + 2 * VF_W <= dqk; d += 2 * VF_W) {
+        for (int h = 0; h < 2; h++) {
+            vf kv[VF_SCORES_K];
+            for (int c = 0; c < NK; c++) kv[c] = vf_loadu(k + c * ldk + d + h * VF_W);
+            for (int r = 0; r < NR; r++) {
+                const vf qv = vf_loadu(q + r * ldq + d + h * VF_W);
+                for (int c = 0; c < NK; c++) acc[h][r][c] = vf_fma(qv, kv[c], acc[h][r][c]);
+            }
         }
     }
-    if (d < dqk) {
-        const int n = (int)(dqk - d);
+    for (; d < dqk; d += VF_W) {  // at most one full vector and a tail (even chain)
+        const int n = dqk - d < VF_W ? (int)(dqk - d) : VF_W;
         vf kv[VF_SCORES_K];
         for (int c = 0; c < NK; c++) kv[c] = vf_load_first_or(k + c * ldk + d, n, 0.0f);
         for (int r = 0; r < NR; r++) {
             const vf qv = vf_loadu(q + r * ldq + d);
-            for (int c = 0; c < NK; c++) acc[r][c] = vf_fma(qv, kv[c], acc[r][c]);
+            for (int c = 0; c < NK; c++) acc[0][r][c] = vf_fma(qv, kv[c], acc[0][r][c]);
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int c = 0; c < NK; c++) s[r * lds + c] = vf_hsum(acc[r][c]);
+        for (int c = 0; c < NK; c++) s[r * lds + c] = vf_hsum(vf_add(acc[0][r][c], acc[1][r][c]));
 }
 
 VF_INLINE void row_scores_keys(const int NR, int keys, int64_t dqk, const float *q, int64_t ldq,
@@ -146,6 +158,12 @@ VF_FN static void row_accumulate_pv(int rows, int keys, int64_t dv, const float 
 #if VF_PV_V > 2
         case 3: row_pv_rows(3, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
         case 4: row_pv_rows(4, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
+#endif
+#if VF_PV_V > 4
+        case 5: row_pv_rows(5, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
+        case 6: row_pv_rows(6, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
+        case 7: row_pv_rows(7, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
+        case 8: row_pv_rows(8, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
 #endif
         default: break;
         }

@@ -7,8 +7,8 @@
 
 typedef __m256 vf;
 /// Row-tile register blocking (row_kernels.h): scores rows × keys, P·V rows × vectors.
-#define VF_SCORES_R 2
-#define VF_SCORES_K 4
+#define VF_SCORES_R 4
+#define VF_SCORES_K 1
 #define VF_PV_R 2
 #define VF_PV_V 4
 enum { VF_W = 8 };

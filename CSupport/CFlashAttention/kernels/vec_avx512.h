@@ -7,9 +7,9 @@
 typedef __m512 vf;
 /// Row-tile register blocking (row_kernels.h): scores rows × keys, P·V rows × vectors.
 #define VF_SCORES_R 4
-#define VF_SCORES_K 4
-#define VF_PV_R 4
-#define VF_PV_V 4
+#define VF_SCORES_K 1
+#define VF_PV_R 2
+#define VF_PV_V 8
 enum { VF_W = 16 };
 #define VF_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 #define VF_INLINE static inline __attribute__((always_inline)) VF_FN

@@ -7,7 +7,7 @@
 typedef struct vf { float v[8]; } vf;
 /// Row-tile register blocking (row_kernels.h): scores rows × keys, P·V rows × vectors.
 #define VF_SCORES_R 2
-#define VF_SCORES_K 4
+#define VF_SCORES_K 1
 #define VF_PV_R 2
 #define VF_PV_V 2
 enum { VF_W = 8 };
