@@ -56,8 +56,23 @@ typedef struct key_major_tile {
     float *st, *block_max;
 } key_major_tile;
 
+// The first key block of [k_begin, k_end) that a tile computes: its K and V rows and mask
+// asked for (callers do it before packing Q, so that they load meanwhile).
+static void prefetch_first_block(const fa_forward_plan *pl, const key_major_tile *t,
+                                 int64_t k_begin, int64_t k_end) {
+    const int bk = pl->blocks.block_k;
+    fa_tile_kind kind;
+    const int64_t k0 = next_visited(&t->mods, t->q0, t->rows, k_begin, k_end, bk, &kind);
+    if (k0 >= k_end) return;
+    const int first = (int)(k_end - k0 < bk ? k_end - k0 : bk);
+    const fa_kv_block blk = fa_kv_block_at(&t->src, k0);
+    fa_kv_block_prefetch(&blk, first, pl->p->shape.head_dim_qk, pl->p->shape.head_dim_v);
+    fa_prefetch_tile_mask(&t->mods, t->q0, t->rows, k0, first);
+}
+
 // One step over the key blocks [k_begin, k_end) of a key-major tile (k_begin on the tile's
-// block grid): the online softmax update of `state`, which the caller owns.
+// block grid): the online softmax update of `state`, which the caller owns. The first block
+// should have been asked for (prefetch_first_block).
 static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
                           fa_softmax_state *state, int64_t k_begin, int64_t k_end) {
     const fa_problem *p = pl->p;
@@ -75,12 +90,6 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
     // prefetched (a block-sparse mask keeping 10 % would otherwise fetch ten times the K, V).
     fa_tile_kind tile;
     int64_t k0 = next_visited(mods, q0, rows, k_begin, k_end, bk, &tile);
-    if (k0 < k_end) {  // the first key block loads while the caller packs Q
-        const int first = (int)(k_end - k0 < bk ? k_end - k0 : bk);
-        const fa_kv_block blk = fa_kv_block_at(&t->src, k0);
-        fa_kv_block_prefetch(&blk, first, dqk, dv);
-        fa_prefetch_tile_mask(mods, q0, rows, k0, first);
-    }
     // With an element mask, scores and the P·V product are computed a query tile at a time,
     // and between the chunks the next key block's mask is asked for (see below).
     const int chunk = mods->mask_kind != FA_MASK_NONE ? kr->query_tile : rows_padded;
@@ -177,7 +186,9 @@ static void forward_tile(const fa_forward_plan *pl, int64_t b, int64_t h, int64_
     fa_chunk_range(pl, b, split, fa_row_lo(&t.band, q0), fa_row_hi(&t.band, q0 + rows - 1),
                    pl->blocks.block_k, &k_begin, &k_end);
 
-    // Qᵀ = scale·log2(e) · Qᵀ, padded with zero queries; fresh softmax state.
+    // Qᵀ = scale·log2(e) · Qᵀ, padded with zero queries, while the first key block loads;
+    // fresh softmax state.
+    prefetch_first_block(pl, &t, k_begin, k_end);
     const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head +
                      q0 * p->q_strides.seq;
     pl->kr->pack_qt(rows, t.rows_padded, p->shape.head_dim_qk, q, p->q_strides.seq,
