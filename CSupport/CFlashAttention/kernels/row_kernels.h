@@ -51,6 +51,15 @@ VF_INLINE void row_scores_tile(const int NR, const int NK, int64_t dqk, const fl
             for (int c = 0; c < NK; c++) acc[0][r][c] = vf_fma(qv, kv[c], acc[0][r][c]);
         }
     }
+#if VF_SCORES_R >= 4
+    if (NR == 4 && NK == 1) {  // the common tile: four rows' reductions at once, same bits
+        float sum[4];
+        vf_hsum4(vf_add(acc[0][0][0], acc[1][0][0]), vf_add(acc[0][1][0], acc[1][1][0]),
+                 vf_add(acc[0][2][0], acc[1][2][0]), vf_add(acc[0][3][0], acc[1][3][0]), sum);
+        for (int r = 0; r < 4; r++) s[r * lds] = sum[r];
+        return;
+    }
+#endif
     for (int r = 0; r < NR; r++)
         for (int c = 0; c < NK; c++) s[r * lds + c] = vf_hsum(vf_add(acc[0][r][c], acc[1][r][c]));
 }

@@ -42,6 +42,21 @@ VF_INLINE float vf_hmax(vf v) {
     q = _mm_max_ss(q, _mm_movehdup_ps(q));
     return _mm_cvtss_f32(q);
 }
+/// The sums of four vectors' lanes into out[0…3], each with exactly vf_hsum's association
+/// (halves, then pairs), done for the four at once.
+VF_INLINE void vf_hsum4(vf a, vf b, vf c, vf d, float out[4]) {
+    // [a_lo + a_hi | b_lo + b_hi], [c_lo + c_hi | d_lo + d_hi]
+    const __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    const __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    __m256 x = _mm256_add_ps(ab, _mm256_permute_ps(ab, 0x4E));
+    x = _mm256_add_ps(x, _mm256_permute_ps(x, 0xB1));
+    __m256 y = _mm256_add_ps(cd, _mm256_permute_ps(cd, 0x4E));
+    y = _mm256_add_ps(y, _mm256_permute_ps(y, 0xB1));
+    out[0] = _mm256_cvtss_f32(x);
+    out[1] = _mm_cvtss_f32(_mm256_extractf128_ps(x, 1));
+    out[2] = _mm256_cvtss_f32(y);
+    out[3] = _mm_cvtss_f32(_mm256_extractf128_ps(y, 1));
+}
 VF_INLINE vf vf_exp2(vf x) { return exp2_nonpositive_ps(x); }
 VF_INLINE float vf_first(vf v) { return _mm256_cvtss_f32(v); }
 

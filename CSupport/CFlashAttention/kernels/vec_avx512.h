@@ -45,6 +45,22 @@ VF_INLINE float vf_hmax(vf v) {
     q = _mm_max_ss(q, _mm_movehdup_ps(q));
     return _mm_cvtss_f32(q);
 }
+/// The sums of four vectors' lanes into out[0…3], each with exactly vf_hsum's association
+/// (halves, then quarters, then pairs), done for the four at once: 14 shuffles and adds
+/// instead of 32.
+VF_INLINE void vf_hsum4(vf a, vf b, vf c, vf d, float out[4]) {
+    // [a_lo + a_hi | b_lo + b_hi], [c_lo + c_hi | d_lo + d_hi]  (256-bit halves)
+    const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+    // 128-bit lanes: [qa | qb | qc | qd], q = first quarter + second quarter of each half
+    __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+    // in each lane: (q0 + q2, q1 + q3, …), then (q0 + q2) + (q1 + q3) in element 0
+    q = _mm512_add_ps(q, _mm512_permute_ps(q, 0x4E));
+    q = _mm512_add_ps(q, _mm512_permute_ps(q, 0xB1));
+    const __m128 r = _mm512_castps512_ps128(_mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), q));
+    _mm_storeu_ps(out, r);
+}
 /// 2^x for x ≤ 0 (−inf → 0), as the key-major softmax computes it.
 VF_INLINE vf vf_exp2(vf x) { return exp2_ps(x); }
 VF_INLINE float vf_first(vf v) { return _mm512_cvtss_f32(v); }

@@ -40,6 +40,12 @@ VF_INLINE float vf_hmax(vf v) {
     VF_LANES(m = v.v[l_] > m ? v.v[l_] : m);
     return m;
 }
+VF_INLINE void vf_hsum4(vf a, vf b, vf c, vf d, float out[4]) {
+    out[0] = vf_hsum(a);
+    out[1] = vf_hsum(b);
+    out[2] = vf_hsum(c);
+    out[3] = vf_hsum(d);
+}
 VF_INLINE vf vf_exp2(vf x) { vf r; VF_LANES(r.v[l_] = exp2_portable_one(x.v[l_])); return r; }
 VF_INLINE float vf_first(vf v) { return v.v[0]; }
 
