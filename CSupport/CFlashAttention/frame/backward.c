@@ -58,7 +58,6 @@ typedef struct backward_layout {
 
 static backward_layout backward_layout_for(const fa_shape *s, const fa_kernels *kr) {
     backward_layout l = {0};
-    const size_t per_align = FA_ALIGN / sizeof(float);
     l.bq = (BACKWARD_BLOCK_Q + kr->query_tile - 1) / kr->query_tile * kr->query_tile;
     l.bk = BACKWARD_BLOCK_K;
     l.ldk = (s->head_dim_qk + 15) / 16 * 16;
@@ -73,14 +72,11 @@ static backward_layout backward_layout_for(const fa_shape *s, const fa_kernels *
     const size_t sizes[11] = {lk * (size_t)l.ldk, lk * (size_t)l.ldv,
                               (size_t)s->head_dim_qk * bq, (size_t)s->head_dim_v * bq,
                               bk * bq, bk * bq, bq * (size_t)l.ldk, bq, bq, bq, bk * bq};
-    size_t *offsets[11] = {&l.dk_acc, &l.dv_acc, &l.qt, &l.dot, &l.st,
-                           &l.dpt, &l.dq_acc, &l.lse2, &l.dsum, &l.scratch, &l.dmod};
-    size_t at = 0;
-    for (int i = 0; i < 11; i++) {
-        *offsets[i] = at;
-        at += (sizes[i] + per_align - 1) / per_align * per_align;
-    }
-    l.per_thread_bytes = at * sizeof(float);
+    size_t *slots[11] = {&l.dk_acc, &l.dv_acc, &l.qt, &l.dot, &l.st,
+                         &l.dpt, &l.dq_acc, &l.lse2, &l.dsum, &l.scratch, &l.dmod};
+    size_t offsets[11];
+    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 11);
+    for (int i = 0; i < 11; i++) *slots[i] = offsets[i];
     return l;
 }
 

@@ -59,6 +59,18 @@ typedef struct fa_forward_layout {
     size_t per_thread_bytes;  ///< the sum, rounded to FA_ALIGN
 } fa_forward_layout;
 
+/// Lays out `n` regions of sizes[i] floats back to back, each FA_ALIGN-aligned: writes their
+/// offsets (in floats) and returns the total in bytes.
+static inline size_t fa_layout_regions(const size_t *sizes, size_t *offsets, int n) {
+    const size_t per_align = FA_ALIGN / sizeof(float);
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        offsets[i] = at;
+        at += (sizes[i] + per_align - 1) / per_align * per_align;
+    }
+    return at * sizeof(float);
+}
+
 /// Region offsets and bytes per thread for a shape and tiling.
 fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b);
 

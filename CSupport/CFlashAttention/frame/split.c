@@ -31,24 +31,19 @@ int64_t fa_row_chunks(const fa_problem *p) {
 
 fa_row_layout fa_row_layout_for(const fa_shape *s) {
     fa_row_layout l = {0};
-    const size_t per_align = FA_ALIGN / sizeof(float);
     l.ldq = (s->head_dim_qk + 15) / 16 * 16;
     l.lds = FA_ROW_TILE_KEYS;
     l.ldacc = (s->head_dim_v + 15) / 16 * 16;
     const size_t r = FA_ROW_TILE_ROWS;
     const size_t sizes[6] = {r * (size_t)l.ldq, r * (size_t)l.lds, r * (size_t)l.ldacc, r, r, r};
-    size_t offsets[6], at = 0;
-    for (int i = 0; i < 6; i++) {
-        offsets[i] = at;
-        at += (sizes[i] + per_align - 1) / per_align * per_align;
-    }
+    size_t offsets[6];
+    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 6);
     l.q = offsets[0];
     l.s = offsets[1];
     l.acc = offsets[2];
     l.row_max = offsets[3];
     l.row_sum = offsets[4];
     l.alpha = offsets[5];
-    l.per_thread_bytes = at * sizeof(float);
     return l;
 }
 

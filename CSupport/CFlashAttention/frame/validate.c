@@ -175,18 +175,13 @@ static int ranges_overlap(const tensor_view *a, const tensor_view *b) {
 
 fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b) {
     fa_forward_layout l = {0};
-    const size_t per_align = FA_ALIGN / sizeof(float);
     const size_t bq = (size_t)b.block_q, bk = (size_t)b.block_k;
     const size_t dqk = (size_t)s->head_dim_qk;
     l.ldacc = (s->head_dim_v + 15) / 16 * 16;
     // Head dims are < 2^31 and the blocks ≤ 4096, so no product here overflows 64 bits.
     const size_t sizes[7] = {dqk * bq, bk * bq, bq * (size_t)l.ldacc, bq, bq, bq, bq};
     size_t offsets[7];
-    size_t at = 0;
-    for (int i = 0; i < 7; i++) {
-        offsets[i] = at;
-        at += (sizes[i] + per_align - 1) / per_align * per_align;
-    }
+    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 7);
     l.qt = offsets[0];
     l.st = offsets[1];
     l.acc = offsets[2];
@@ -194,7 +189,6 @@ fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b) {
     l.row_sum = offsets[4];
     l.alpha = offsets[5];
     l.block_max = offsets[6];
-    l.per_thread_bytes = at * sizeof(float);
     return l;
 }
 
