@@ -35,7 +35,7 @@ public struct ParityCase: Sendable {
     public static let supportedKeys: Set<String> = ["scale", "causal", "window", "softcap",
                                                     "alibi_slopes", "query_lengths", "key_lengths",
                                                     "cu_seqlens_q", "cu_seqlens_k",
-                                                    "mask", "block_mask"]
+                                                    "mask", "block_mask", "kv_split_size"]
     /// Keys the format defines for features the library does not have yet.
     public static let pendingKeys: Set<String> = []
 
@@ -97,6 +97,15 @@ public struct ParityCase: Sendable {
             }
             attention.softcap = n.floatValue
         default: throw CaseError("case.json: softcap must be a number or absent")
+        }
+        switch params["kv_split_size"] {
+        case nil, is NSNull: attention.keySplitSize = 0  // automatic
+        case let n as NSNumber:
+            guard n.doubleValue == n.doubleValue.rounded(), n.doubleValue >= 1 else {
+                throw CaseError("case.json: kv_split_size must be a positive number of keys or absent")
+            }
+            attention.keySplitSize = n.intValue
+        default: throw CaseError("case.json: kv_split_size must be a number or absent")
         }
         func lengths(_ key: String) throws -> [Int]? {
             switch params[key] {

@@ -111,14 +111,15 @@ public struct AttentionOptions: Sendable, Hashable {
     public var mask: AttentionMask?
     /// A block-sparse mask; `nil` by default.
     public var blockMask: BlockMask?
-    /// Split-KV (flash only): the key range of each query tile is cut into chunks of this many
-    /// keys, each chunk's partial attention state is computed on its own, and the states are
-    /// merged in a fixed order (see ``FlashAttention/mergeStates(_:_:)``). This keeps every
+    /// Split-KV (the `.flash` forward; `.naive` and the backward have nothing to split and
+    /// ignore it): the key range of each query tile is cut into chunks of this many keys, each
+    /// chunk's partial attention state is computed on its own, and the states are merged in a
+    /// fixed order (the arithmetic of ``FlashAttention/mergeStates(_:shape:layout:)``). This keeps every
     /// thread busy when there are fewer (batch, key/value head, query tile) items than threads
     /// — decoding one token against a long cache at batch 1, MQA.
     ///
-    /// `0` (the default) chooses from the problem alone (lengths, head dims, cache sizes),
-    /// never from the thread count; `Int.max` never splits; any other positive value is the
+    /// `0` (the default) chooses from the problem alone (query rows, heads and key lengths:
+    /// decode-shaped calls with few items are split), never from the thread count; `Int.max` never splits; any other positive value is the
     /// chunk size in keys. Results are bitwise the same for every thread count, and for a given
     /// explicit size the same whatever else is in the batch.
     public var keySplitSize: Int

@@ -154,6 +154,22 @@ struct ParityTests {
         #expect(!checker.check(directory: dir).passed)
     }
 
+    @Test("kv_split_size key: a decode case split in chunks of 7 keys")
+    func splitSize() throws {
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 8, keyValueHeads: 2, queryLength: 2,
+                                                    keyLength: 300, headDim: 16),
+                              causal: .bottomRight, seed: 46)
+        let dir = try makeCase(c, json: "{\"causal\": \"bottom_right\", \"kv_split_size\": 7}",
+                               withGradients: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let loaded = try ParityCase(directory: dir)
+        #expect(loaded.attention.keySplitSize == 7)
+        let result = checker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+        try "{\"kv_split_size\": -3}".write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        #expect(throws: (any Error).self) { try ParityCase(directory: dir) }
+    }
+
     @Test("query_lengths and key_lengths keys")
     func lengths() throws {
         let c = AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 2, queryLength: 30,

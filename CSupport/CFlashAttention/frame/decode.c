@@ -22,13 +22,14 @@
 /// One row of a tile: its head, its query position, its band of keys and its modifiers.
 typedef struct tile_row {
     int64_t h, i;
-    int64_t lo, hi;  ///< keys [lo, hi) are visible (band ∩ the sequence's keys)
+    int64_t lo, hi;      ///< keys [lo, hi) are visible (band ∩ the sequence's keys)
+    fa_score_mods mods;  ///< its head's modifiers (resolved once per tile, if any are on)
 } tile_row;
 
 // The keys the rows see in [k0, k0 + keys): −inf outside each row's band, then the
 // elementwise modifiers of the row's head.
-static void modify_rows(const fa_forward_plan *pl, int64_t b, const tile_row *rows, int n,
-                        int64_t k0, int keys, float *s, int64_t lds, int mods_active) {
+static void modify_rows(const tile_row *rows, int n, int64_t k0, int keys, float *s,
+                        int64_t lds, int mods_active) {
     for (int r = 0; r < n; r++) {
         float *sr = s + r * lds;
         const int64_t lo = rows[r].lo - k0, hi = rows[r].hi - k0;
@@ -38,9 +39,9 @@ static void modify_rows(const fa_forward_plan *pl, int64_t b, const tile_row *ro
         }
         if (mods_active) {
             // A one-row key-major tile is one query-major row: st[j·1 + 0] = s[r, j].
-            const fa_score_mods m = fa_score_mods_for(pl->p, b, rows[r].h);
             float unused_max;
-            fa_apply_score_mods(&m, keys, 1, 1, sr, 1, rows[r].i, k0, &unused_max, NULL);
+            fa_apply_score_mods(&rows[r].mods, keys, 1, 1, sr, 1, rows[r].i, k0, &unused_max,
+                                NULL);
         }
     }
 }
@@ -50,7 +51,7 @@ static void modify_rows(const fa_forward_plan *pl, int64_t b, const tile_row *ro
 // No software prefetch: the row kernels read K and V as plain forward streams, which the
 // hardware prefetchers follow (asking for the next block in software, at once or spread
 // over the block, measured slower on Zen 4).
-static void attend_rows(const fa_forward_plan *pl, int64_t b, const fa_kv_source *src,
+static void attend_rows(const fa_forward_plan *pl, const fa_kv_source *src,
                         const tile_row *rows, int n, const float *q, fa_softmax_state *state,
                         float *s, int64_t k_begin, int64_t k_end, int mods_active) {
     const fa_problem *p = pl->p;
@@ -61,7 +62,7 @@ static void attend_rows(const fa_forward_plan *pl, int64_t b, const fa_kv_source
         const int keys = (int)(k_end - k0 < FA_ROW_TILE_KEYS ? k_end - k0 : FA_ROW_TILE_KEYS);
         const fa_kv_block blk = fa_kv_block_at(src, k0);
         kr->scores_q(n, keys, dqk, q, l->ldq, blk.k, blk.ldk, s, l->lds);
-        modify_rows(pl, b, rows, n, k0, keys, s, l->lds, mods_active);
+        modify_rows(rows, n, k0, keys, s, l->lds, mods_active);
         kr->softmax_q(n, keys, s, l->lds, state->row_max, state->row_sum, state->alpha);
         kr->accumulate_pv_q(n, keys, dv, s, l->lds, blk.v, blk.ldv, state->alpha, state->acc,
                             state->ldacc);
@@ -87,6 +88,7 @@ void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk,
     const int64_t dqk = p->shape.head_dim_qk;
     const fa_row_band band = fa_row_band_for(p, b);
     tile_row rows[FA_ROW_TILE_ROWS];
+    const int mods_active = fa_score_mods_for(p, b, g * group).active;  // the same for every head
     int64_t lo = INT64_MAX, hi = 0;
     float *q = ws + l->q;
     for (int r = 0; r < n; r++) {
@@ -96,6 +98,7 @@ void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk,
         row->i = t % q_valid;
         row->lo = fa_row_lo(&band, row->i);
         row->hi = fa_row_hi(&band, row->i);
+        if (mods_active) row->mods = fa_score_mods_for(p, b, row->h);
         if (row->hi > row->lo) {  // rows that see no key do not widen the range
             lo = row->lo < lo ? row->lo : lo;
             hi = row->hi > hi ? row->hi : hi;
@@ -113,9 +116,8 @@ void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk,
     if (hi > lo) {
         int64_t k_begin, k_end;
         fa_chunk_range(pl, b, split, lo, hi, FA_ROW_TILE_KEYS, &k_begin, &k_end);
-        const fa_score_mods any = fa_score_mods_for(p, b, g * group);
         const fa_kv_source src = fa_kv_source_for(p, b, g);
-        attend_rows(pl, b, &src, rows, n, q, &state, ws + l->s, k_begin, k_end, any.active);
+        attend_rows(pl, &src, rows, n, q, &state, ws + l->s, k_begin, k_end, mods_active);
     }
     for (int r = 0; r < n; r++) fa_store_row(pl, b, rows[r].h, rows[r].i, split, &state, r);
 }

@@ -18,7 +18,6 @@
 // so results are bitwise independent of the thread count.
 #include <math.h>
 #include <string.h>
-#include <stdlib.h>
 #include "forward_plan.h"
 #include "kv_source.h"
 
@@ -231,16 +230,15 @@ fa_status fa_forward(const fa_problem *p) {
     items *= pl.split.count;
 
     // A caller workspace is split between the threads, the partial states after them;
-    // otherwise each thread uses its own cached one (frame/workspace.c) and the partial states
-    // are allocated for the call. Either way everything is in hand before any output is
-    // written, so a failed allocation leaves the outputs untouched.
+    // otherwise each thread uses its own cached tiles and the calling thread its cached
+    // partial states (frame/workspace.c). Either way everything is in hand before any output
+    // is written, so a failed allocation leaves the outputs untouched.
     float *shared = p->workspace
         ? (float *)(((uintptr_t)p->workspace + FA_ALIGN - 1) & ~(uintptr_t)(FA_ALIGN - 1))
         : NULL;
-    void *partials = NULL;
     if (pl.split.count > 1) {
         float *base = shared ? shared + (size_t)r.threads * (per_thread / sizeof(float))
-                             : (partials = malloc(pl.split.bytes));
+                             : fa_thread_buffer(FA_BUFFER_PARTIALS, pl.split.bytes);
         if (!base) return FA_ERR_OUT_OF_MEMORY;
         const fa_split_plan *sp = &pl.split;
         pl.partial_o = base;
@@ -288,7 +286,6 @@ fa_status fa_forward(const fa_problem *p) {
         }
     }
     if (!failed && count > 1) fa_merge_partials(&pl, r.threads);
-    free(partials);
     if (failed) return FA_ERR_OUT_OF_MEMORY;
     fa_clear_unpacked_rows(p, 0);
     return FA_OK;

@@ -74,8 +74,17 @@ static inline size_t fa_layout_regions(const size_t *sizes, size_t *offsets, int
 /// Region offsets and bytes per thread for a shape and tiling.
 fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b);
 
-/// This thread's cached workspace of at least `bytes` (64-byte aligned), or NULL if it cannot
-/// be allocated. Valid until the thread's next call; freed when the thread exits.
+/// What a thread's cached buffers hold (frame/workspace.c).
+typedef enum fa_buffer {
+    FA_BUFFER_TILES,     ///< a worker's tiles (fa_thread_workspace)
+    FA_BUFFER_PARTIALS,  ///< the calling thread's split-KV partial states
+    FA_BUFFER_COUNT
+} fa_buffer;
+
+/// This thread's cached buffer for `use`, of at least `bytes` (64-byte aligned), or NULL if it
+/// cannot be allocated. Valid until the thread's next call; freed when the thread exits.
+float *fa_thread_buffer(fa_buffer use, size_t bytes);
+/// fa_thread_buffer(FA_BUFFER_TILES, bytes).
 float *fa_thread_workspace(size_t bytes);
 
 /// The keys each query row sees, from the causal mask and the sliding window: row i sees

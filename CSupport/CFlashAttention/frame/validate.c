@@ -113,8 +113,8 @@ static fa_status check_tensor(tensor_view *t, fa_diagnostic *diag) {
     for (int i = 0; i < t->rank; i++) {
         if (t->stride[i] < 0)
             return fa_fail(diag, FA_ERR_INVALID_STRIDE, t->arg, i, t->stride[i], 0,
-                        "%s: stride of dimension %d is negative (%lld)", t->name, i,
-                        (long long)t->stride[i]);
+                           "%s: stride of dimension %d is negative (%lld)", t->name, i,
+                           (long long)t->stride[i]);
     }
     int order[4];
     int n = 0;
@@ -131,22 +131,22 @@ static fa_status check_tensor(tensor_view *t, fa_diagnostic *diag) {
         const int i = order[a];
         if (t->stride[i] < span)
             return fa_fail(diag, FA_ERR_INVALID_STRIDE, t->arg, i, t->stride[i], span,
-                        "%s: stride %lld of dimension %d is smaller than the %lld elements it "
-                        "steps over",
-                        t->name, (long long)t->stride[i], i, (long long)span);
+                           "%s: stride %lld of dimension %d is smaller than the %lld elements it "
+                           "steps over",
+                           t->name, (long long)t->stride[i], i, (long long)span);
         int64_t step;
         if (__builtin_mul_overflow(t->extent[i] - 1, t->stride[i], &step) ||
             __builtin_add_overflow(span, step, &span))
             return fa_fail(diag, FA_ERR_SIZE_OVERFLOW, t->arg, 0, 0, 0,
-                        "%s: the element span overflows 64 bits", t->name);
+                           "%s: the element span overflows 64 bits", t->name);
     }
     size_t bytes;
     if ((uint64_t)span > SIZE_MAX / sizeof(float) ||
         __builtin_mul_overflow((size_t)span, sizeof(float), &bytes) ||
         (uintptr_t)t->base > UINTPTR_MAX - bytes)
         return fa_fail(diag, FA_ERR_SIZE_OVERFLOW, t->arg, span, 0, 0,
-                    "%s: %lld elements do not fit in the address space", t->name,
-                    (long long)span);
+                       "%s: %lld elements do not fit in the address space", t->name,
+                       (long long)span);
     t->span = span;
     t->span_bytes = bytes;
     return FA_OK;
@@ -219,13 +219,13 @@ static fa_status check_extents(const fa_shape *s, fa_diagnostic *diag) {
     for (size_t i = 0; i < sizeof extents / sizeof extents[0]; i++) {
         if (extents[i].value < 1 || extents[i].value > FA_MAX_EXTENT)
             return fa_fail(diag, FA_ERR_INVALID_EXTENT, extents[i].arg, extents[i].value, 0, 0,
-                        "shape.%s is %lld; it must be between 1 and %lld", extents[i].name,
-                        (long long)extents[i].value, (long long)FA_MAX_EXTENT);
+                           "shape.%s is %lld; it must be between 1 and %lld", extents[i].name,
+                           (long long)extents[i].value, (long long)FA_MAX_EXTENT);
     }
     if (s->q_heads % s->kv_heads != 0)
         return fa_fail(diag, FA_ERR_HEAD_GROUPING, FA_ARG_KV_HEADS, s->q_heads, s->kv_heads, 0,
-                    "shape.q_heads (%lld) is not a multiple of shape.kv_heads (%lld)",
-                    (long long)s->q_heads, (long long)s->kv_heads);
+                       "shape.q_heads (%lld) is not a multiple of shape.kv_heads (%lld)",
+                       (long long)s->q_heads, (long long)s->kv_heads);
     return FA_OK;
 }
 
@@ -261,12 +261,12 @@ fa_status fa_tensor_elements(const fa_shape *shape, fa_argument tensor, fa_strid
     if (diag) memset(diag, 0, sizeof *diag);
     if (!shape || !elements)
         return fa_fail(diag, FA_ERR_NULL_POINTER, FA_ARG_PROBLEM, 0, 0, 0,
-                    "fa_tensor_elements: shape or elements is NULL");
+                       "fa_tensor_elements: shape or elements is NULL");
     if (tensor != FA_ARG_Q && tensor != FA_ARG_K && tensor != FA_ARG_V && tensor != FA_ARG_O &&
         tensor != FA_ARG_LSE && tensor != FA_ARG_DOUT && tensor != FA_ARG_DQ &&
         tensor != FA_ARG_DK && tensor != FA_ARG_DV)
         return fa_fail(diag, FA_ERR_NULL_POINTER, tensor, 0, 0, 0,
-                    "fa_tensor_elements: argument %d is not a tensor", (int)tensor);
+                       "fa_tensor_elements: argument %d is not a tensor", (int)tensor);
     fa_status st = check_extents(shape, diag);
     if (st != FA_OK) return st;
     tensor_view t = view_of(shape, tensor, strides, NULL, 0);
@@ -280,38 +280,38 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
     if (diag) memset(diag, 0, sizeof *diag);
     if (!p)
         return fa_fail(diag, FA_ERR_NULL_POINTER, FA_ARG_PROBLEM, 0, 0, 0,
-                    "problem: the descriptor pointer is NULL");
+                       "problem: the descriptor pointer is NULL");
     const fa_shape *s = &p->shape;
     fa_status st = check_extents(s, diag);
     if (st != FA_OK) return st;
     if (isinf(p->scale))
         return fa_fail(diag, FA_ERR_INVALID_SCALE, FA_ARG_SCALE, 0, 0, 0,
-                    "scale is %s; it must be finite (NaN selects 1/sqrt(head_dim_qk))",
-                    p->scale > 0 ? "+inf" : "-inf");
+                       "scale is %s; it must be finite (NaN selects 1/sqrt(head_dim_qk))",
+                       p->scale > 0 ? "+inf" : "-inf");
     if (p->causal != FA_CAUSAL_NONE && p->causal != FA_CAUSAL_BOTTOM_RIGHT &&
         p->causal != FA_CAUSAL_TOP_LEFT)
         return fa_fail(diag, FA_ERR_INVALID_CAUSAL, FA_ARG_CAUSAL, (int64_t)p->causal, 0, 0,
-                    "causal is %d; it must be 0 (none), 1 (bottom-right) or 2 (top-left)",
-                    (int)p->causal);
+                       "causal is %d; it must be 0 (none), 1 (bottom-right) or 2 (top-left)",
+                       (int)p->causal);
     if (p->window_left < -1 || p->window_right < -1)
         return fa_fail(diag, FA_ERR_INVALID_WINDOW, FA_ARG_WINDOW, p->window_left, p->window_right, 0,
-                    "window is (%lld, %lld); each side must be -1 (unbounded) or >= 0",
-                    (long long)p->window_left, (long long)p->window_right);
+                       "window is (%lld, %lld); each side must be -1 (unbounded) or >= 0",
+                       (long long)p->window_left, (long long)p->window_right);
     if (p->window_left > FA_MAX_EXTENT || p->window_right > FA_MAX_EXTENT)
         return fa_fail(diag, FA_ERR_INVALID_WINDOW, FA_ARG_WINDOW, p->window_left, p->window_right, 0,
-                    "window is (%lld, %lld); each side must be at most %lld",
-                    (long long)p->window_left, (long long)p->window_right,
-                    (long long)FA_MAX_EXTENT);
+                       "window is (%lld, %lld); each side must be at most %lld",
+                       (long long)p->window_left, (long long)p->window_right,
+                       (long long)FA_MAX_EXTENT);
     if (!(p->softcap >= 0.0f) || isinf(p->softcap))
         return fa_fail(diag, FA_ERR_INVALID_SOFTCAP, FA_ARG_SOFTCAP, 0, 0, 0,
-                    "softcap is %g; it must be finite and >= 0 (0 turns it off)",
-                    (double)p->softcap);
+                       "softcap is %g; it must be finite and >= 0 (0 turns it off)",
+                       (double)p->softcap);
     if (p->alibi_slopes)
         for (int64_t h = 0; h < s->q_heads; h++)
             if (!isfinite(p->alibi_slopes[h]))
                 return fa_fail(diag, FA_ERR_INVALID_ALIBI, FA_ARG_ALIBI, h, 0, 0,
-                            "alibi_slopes[%lld] is %g; slopes must be finite", (long long)h,
-                            (double)p->alibi_slopes[h]);
+                               "alibi_slopes[%lld] is %g; slopes must be finite", (long long)h,
+                               (double)p->alibi_slopes[h]);
     const struct { const int32_t *lengths; int64_t extent; fa_argument arg; const char *name; } lens[] = {
         {p->q_lengths, s->q_len, FA_ARG_Q_LENGTHS, "q_lengths"},
         {p->kv_lengths, s->kv_len, FA_ARG_KV_LENGTHS, "kv_lengths"},
@@ -325,35 +325,35 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
         if (!cu) continue;
         if (packs[l].lengths)
             return fa_fail(diag, FA_ERR_INVALID_OFFSETS, packs[l].arg, 0, 0, 0,
-                        "%s and %s are both given; a side is either packed or padded",
-                        packs[l].name, l == 0 ? "q_lengths" : "kv_lengths");
+                           "%s and %s are both given; a side is either packed or padded",
+                           packs[l].name, l == 0 ? "q_lengths" : "kv_lengths");
         if (cu[0] != 0)
             return fa_fail(diag, FA_ERR_INVALID_OFFSETS, packs[l].arg, 0, cu[0], 0,
-                        "%s[0] is %d; packed offsets start at 0", packs[l].name, (int)cu[0]);
+                           "%s[0] is %d; packed offsets start at 0", packs[l].name, (int)cu[0]);
         for (int64_t b = 0; b < s->batch; b++)
             if (cu[b + 1] < cu[b])
                 return fa_fail(diag, FA_ERR_INVALID_OFFSETS, packs[l].arg, b + 1, cu[b + 1], cu[b],
-                            "%s[%lld] is %d, below %s[%lld] = %d; offsets never decrease",
-                            packs[l].name, (long long)(b + 1), (int)cu[b + 1], packs[l].name,
-                            (long long)b, (int)cu[b]);
+                               "%s[%lld] is %d, below %s[%lld] = %d; offsets never decrease",
+                               packs[l].name, (long long)(b + 1), (int)cu[b + 1], packs[l].name,
+                               (long long)b, (int)cu[b]);
         if (cu[s->batch] > packs[l].extent)
             return fa_fail(diag, FA_ERR_INVALID_OFFSETS, packs[l].arg, s->batch, cu[s->batch],
-                        packs[l].extent, "%s[%lld] is %d, past the extent %lld", packs[l].name,
-                        (long long)s->batch, (int)cu[s->batch], (long long)packs[l].extent);
+                           packs[l].extent, "%s[%lld] is %d, past the extent %lld", packs[l].name,
+                           (long long)s->batch, (int)cu[s->batch], (long long)packs[l].extent);
     }
     for (int l = 0; l < 2; l++)
         if (lens[l].lengths)
             for (int64_t b = 0; b < s->batch; b++)
                 if (lens[l].lengths[b] < 0 || lens[l].lengths[b] > lens[l].extent)
                     return fa_fail(diag, FA_ERR_INVALID_LENGTH, lens[l].arg, b, lens[l].lengths[b],
-                                lens[l].extent, "%s[%lld] is %d; it must be between 0 and %lld",
-                                lens[l].name, (long long)b, (int)lens[l].lengths[b],
-                                (long long)lens[l].extent);
+                                   lens[l].extent, "%s[%lld] is %d; it must be between 0 and %lld",
+                                   lens[l].name, (long long)b, (int)lens[l].lengths[b],
+                                   (long long)lens[l].extent);
     if (p->mask.kind != FA_MASK_NONE) {
         if (p->mask.kind != FA_MASK_BOOL && p->mask.kind != FA_MASK_ADDITIVE)
             return fa_fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, (int64_t)p->mask.kind, 0, 0,
-                        "mask.kind is %d; it must be 0 (none), 1 (bool) or 2 (additive)",
-                        (int)p->mask.kind);
+                           "mask.kind is %d; it must be 0 (none), 1 (bool) or 2 (additive)",
+                           (int)p->mask.kind);
         if (!p->mask.data)
             return fa_fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, 0, 0, 0, "mask.data is NULL");
         const int64_t ext[4] = {s->batch, s->q_heads, s->q_len, s->kv_len};
@@ -361,38 +361,38 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
         const int bad = bad_broadcast_stride(ext, str);
         if (bad >= 0)
             return fa_fail(diag, FA_ERR_INVALID_MASK, FA_ARG_MASK, bad, str[bad], 0,
-                        "mask stride %d (%lld) is negative or overflows; 0 broadcasts", bad,
-                        (long long)str[bad]);
+                           "mask stride %d (%lld) is negative or overflows; 0 broadcasts", bad,
+                           (long long)str[bad]);
     }
     if (p->block_mask.data) {
         const fa_block_mask *bm = &p->block_mask;
         if (bm->block_q < 1 || bm->block_k < 1)
             return fa_fail(diag, FA_ERR_INVALID_BLOCK_MASK, FA_ARG_BLOCK_MASK, bm->block_q, bm->block_k,
-                        0, "block_mask granularity is %lld × %lld; both must be >= 1",
-                        (long long)bm->block_q, (long long)bm->block_k);
+                           0, "block_mask granularity is %lld × %lld; both must be >= 1",
+                           (long long)bm->block_q, (long long)bm->block_k);
         const int64_t ext[4] = {s->batch, s->q_heads, (s->q_len + bm->block_q - 1) / bm->block_q,
                                 (s->kv_len + bm->block_k - 1) / bm->block_k};
         const int64_t str[4] = {bm->batch, bm->head, bm->qblock, bm->kblock};
         const int bad = bad_broadcast_stride(ext, str);
         if (bad >= 0)
             return fa_fail(diag, FA_ERR_INVALID_BLOCK_MASK, FA_ARG_BLOCK_MASK, bad, str[bad], 0,
-                        "block_mask stride %d (%lld) is negative or overflows; 0 broadcasts", bad,
-                        (long long)str[bad]);
+                           "block_mask stride %d (%lld) is negative or overflows; 0 broadcasts", bad,
+                           (long long)str[bad]);
     }
     if (p->kv_split_size < 0)
         return fa_fail(diag, FA_ERR_INVALID_SPLIT, FA_ARG_KV_SPLIT_SIZE, p->kv_split_size, 0, 0,
-                    "kv_split_size is %lld; it must be 0 (automatic) or a number of keys >= 1",
-                    (long long)p->kv_split_size);
+                       "kv_split_size is %lld; it must be 0 (automatic) or a number of keys >= 1",
+                       (long long)p->kv_split_size);
     if (p->num_threads < 0)
         return fa_fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
-                    "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);
+                       "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);
 
     if (p->isa < FA_ISA_AUTO || p->isa > FA_ISA_AVX512)
         return fa_fail(diag, FA_ERR_UNSUPPORTED_ISA, FA_ARG_ISA, (int64_t)p->isa, 0, 0,
-                    "isa is %d; it must be a fa_isa value", (int)p->isa);
+                       "isa is %d; it must be a fa_isa value", (int)p->isa);
     if (!fa_isa_supported(p->isa))
         return fa_fail(diag, FA_ERR_UNSUPPORTED_ISA, FA_ARG_ISA, (int64_t)p->isa, 0, 0,
-                    "isa %s is not supported by this CPU", fa_kernels_for(p->isa)->name);
+                       "isa %s is not supported by this CPU", fa_kernels_for(p->isa)->name);
     return FA_OK;
 }
 
@@ -401,7 +401,7 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
     if (diag) memset(diag, 0, sizeof *diag);
     if (!p)
         return fa_fail(diag, FA_ERR_NULL_POINTER, FA_ARG_PROBLEM, 0, 0, 0,
-                    "problem: the descriptor pointer is NULL");
+                       "problem: the descriptor pointer is NULL");
     const fa_shape *s = &p->shape;
     fa_status st = fa_validate_shape_options(p, diag);
     if (st != FA_OK) return st;
@@ -428,7 +428,7 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
             tensor_view t = view_of(s, all[i].arg, all[i].strides, NULL, 0);
             if (all[i].arg == FA_ARG_LSE)
                 return fa_fail(diag, FA_ERR_NULL_POINTER, FA_ARG_LSE, 0, 0, 0,
-                            "lse is NULL; the backward needs the forward's logsumexp");
+                               "lse is NULL; the backward needs the forward's logsumexp");
             return fa_fail(diag, FA_ERR_NULL_POINTER, all[i].arg, 0, 0, 0, "%s is NULL", t.name);
         }
         // Forward: q, k, v in; o, lse out. Backward: q … dout in; dq, dk, dv out.
@@ -448,19 +448,19 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
         for (int other = 0; other < out; other++)
             if (ranges_overlap(&views[out], &views[other]))
                 return fa_fail(diag, FA_ERR_OVERLAP, views[out].arg, (int64_t)views[other].arg, 0, 0,
-                            "%s overlaps %s", views[out].name, views[other].name);
+                               "%s overlaps %s", views[out].name, views[other].name);
 
     const int threads = fa_resolve_threads(p->num_threads);
     if (p->workspace) {
         size_t need = 0;
         st = backward ? fa_backward_workspace_bytes(p, &need) : fa_workspace_bytes(p, &need);
         if (st != FA_OK) return fa_fail(diag, st, FA_ARG_WORKSPACE, 0, 0, 0,
-                                     "workspace: its size cannot be computed");
+                                        "workspace: its size cannot be computed");
         if (p->workspace_bytes < need)
             return fa_fail(diag, FA_ERR_WORKSPACE_TOO_SMALL, FA_ARG_WORKSPACE,
-                        (int64_t)p->workspace_bytes, (int64_t)need, 0,
-                        "workspace_bytes is %zu; this problem needs %zu", p->workspace_bytes,
-                        need);
+                           (int64_t)p->workspace_bytes, (int64_t)need, 0,
+                           "workspace_bytes is %zu; this problem needs %zu", p->workspace_bytes,
+                           need);
     }
     if (r) {
         r->scale = isnan(p->scale) ? 1.0f / sqrtf((float)s->head_dim_qk) : p->scale;

@@ -183,12 +183,12 @@ typedef struct fa_problem {
     fa_mask mask;
     /// A block-sparse mask (none by default), combined with everything above.
     fa_block_mask block_mask;
-    /// Split-KV: each query tile's keys are cut into chunks of kv_split_size keys (counted
+    /// Split-KV (fa_forward only; the naive path and the backward ignore it): each query tile's keys are cut into chunks of kv_split_size keys (counted
     /// from each sequence's first key), every chunk's partial state (normalised output and
     /// logsumexp) is computed on its own, and the chunks are merged in order (fa_merge_states'
     /// arithmetic). It keeps every thread busy when there are few (batch, kv head, query tile)
     /// items: decoding at batch 1, MQA. 0 (the default): chosen from the problem alone
-    /// (lengths, head dims), never from the thread count — decode-shaped problems (at most
+    /// (query rows, heads, key lengths), never from the thread count — decode-shaped problems (at most
     /// FA_DECODE_MAX_Q query rows per sequence) are split when they have fewer than
     /// FA_SPLIT_TARGET_ITEMS items, others not; ≥ the key length (e.g. INT64_MAX): never.
     /// Results are bitwise identical for every thread count, and for an explicit size the
