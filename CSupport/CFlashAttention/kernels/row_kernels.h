@@ -10,16 +10,25 @@
 // Each row's arithmetic is the same in any tile and any register grouping: rows never mix, so
 // results do not depend on how rows are stacked or split between threads.
 //
-// Register tiles (per ISA, from the vector header): scores VF_SCORES_R rows × VF_SCORES_K keys
-// of accumulators over d, reduced across lanes at the end; P·V VF_PV_R rows × VF_PV_V value
-// vectors, one broadcast probability per row and key.
+// Register tiles (per ISA, from the vector header): scores VF_SCORES_R rows with their query
+// vectors held in registers (up to VF_QREG per row, row_scores_qreg) or, for longer heads,
+// VF_SCORES_R rows × VF_SCORES_K keys of accumulators over d (row_scores_tile); P·V VF_PV_R
+// rows × VF_PV_V value vectors, one broadcast probability per row and key.
 //
-// Memory order matters more than instruction count here: decoding streams K and V from DRAM
-// and the hardware prefetchers must see it as streams. Scores read one key row after another
-// (VF_SCORES_K = 1: a 4-key tile interleaves four rows 512 B apart, which the prefetchers
-// followed badly — 9 → 12 GB/s on one Zen 4 core at D = 128 with this order), and P·V reads
-// whole V rows (VF_PV_V vectors cover D = 128 on AVX-512) instead of one half of every row
-// and then the other.
+// Memory order matters as much as instruction count here: decoding streams K and V from DRAM
+// and the hardware prefetchers must see them as streams. On one Zen 4 core (AVX-512, D = 128,
+// each variant timed against the others in one process, best of several passes):
+// - Key rows are read one after another, each in address order. Interleaving rows (a tile of
+//   several keys sharing its query loads) halves the stream even with software prefetch ahead
+//   of it; holding the queries in registers instead gives the same saving without it: scores
+//   of 4 rows went from 17 to 26 GB/s of K from DRAM (28 → 51 GB/s from L2).
+// - A V row's vectors are loaded in order: the last one, when it may be partial, is a masked
+//   load the compiler hoisted ahead of the others, and that order (7, 0, 1, … 6) cost 15–25 %
+//   of the stream; whole-vector rows now load with plain loads only (the FULL tiles).
+// - With several row groups, every group takes a short run of keys before the next run
+//   (RowScoreKeys, RowPVKeys), so K and V come from DRAM once and from L1 for the other
+//   groups; a whole block per group re-read them from L2 in series.
+// The whole step went from 14 to 20 GB/s of K+V on one core at 4 rows (Hq/Hkv = 32/8).
 
 // s[r, c] = Σ_d q[r, d] · k[c, d] for NR rows and NK keys (constants after inlining). q is
 // zero from dqk to the next multiple of VF_W, so its loads need no tail; k's tail is masked.
@@ -72,12 +81,101 @@ VF_INLINE void row_scores_keys(const int NR, int keys, int64_t dqk, const float 
     for (; j < keys; j++) row_scores_tile(NR, 1, dqk, q, ldq, k + j * ldk, ldk, s + j, lds);
 }
 
-VF_FN static void row_scores(int rows, int keys, int64_t dqk, const float *q, int64_t ldq,
-                             const float *k, int64_t ldk, float *s, int64_t lds) {
+/// Keys per scores pass: every row group takes RowScoreKeys keys before the next ones, so K
+/// is read from memory once, by the first group, and the others find those rows in L1 (as
+/// RowPVKeys for V below; a whole block per group re-read K from L2 for each further group).
+enum { RowScoreKeys = 16 };
+
+#if VF_QREG > 0
+// Scores with the query rows held in registers: NR rows (≤ VF_SCORES_R) of NQ vectors each are
+// loaded once per pass, then every key row is read once, in address order, and dotted with
+// all of them — one FMA chain per (row, key) over d in order, reduced by vf_hsum's tree — so a
+// key costs its own NQ loads and no query loads. q is zero past dqk; k's last vector holds
+// `tail` live floats (all VF_W when FULL: plain loads only, issued in order).
+VF_INLINE void row_scores_qreg(const int NR, const int NQ, const int FULL, int tail, int keys,
+                               const float *q, int64_t ldq, const float *k, int64_t ldk,
+                               float *s, int64_t lds) {
+    vf qr[VF_SCORES_R][VF_QREG];
+    for (int r = 0; r < NR; r++)
+        for (int w = 0; w < NQ; w++) qr[r][w] = vf_loadu(q + r * ldq + w * VF_W);
+    for (int j = 0; j < keys; j++) {
+        const float *kj = k + (int64_t)j * ldk;
+        vf a[VF_SCORES_R];
+        for (int r = 0; r < NR; r++) a[r] = vf_zero();
+        for (int w = 0; w < NQ; w++) {
+            const vf kv = !FULL && w == NQ - 1 ? vf_load_first_or(kj + w * VF_W, tail, 0.0f)
+                                               : vf_loadu(kj + w * VF_W);
+            for (int r = 0; r < NR; r++) a[r] = vf_fma(qr[r][w], kv, a[r]);
+        }
+#if VF_SCORES_R >= 4
+        if (NR == 4) {  // four rows' reductions at once, each with vf_hsum's association
+            float sum[4];
+            vf_hsum4(a[0], a[1], a[2], a[3], sum);
+            for (int r = 0; r < 4; r++) s[r * lds + j] = sum[r];
+            continue;
+        }
+#endif
+        for (int r = 0; r < NR; r++) s[r * lds + j] = vf_hsum(a[r]);
+    }
+}
+
+// Every row group over `keys` keys, with NQ query vectors held (a constant after inlining).
+VF_INLINE void row_scores_qreg_rows(const int NQ, const int FULL, int tail, int rows, int keys,
+                                    const float *q, int64_t ldq, const float *k, int64_t ldk,
+                                    float *s, int64_t lds) {
     int r = 0;
     for (; r + VF_SCORES_R <= rows; r += VF_SCORES_R)
-        row_scores_keys(VF_SCORES_R, keys, dqk, q + r * ldq, ldq, k, ldk, s + r * lds, lds);
-    for (; r < rows; r++) row_scores_keys(1, keys, dqk, q + r * ldq, ldq, k, ldk, s + r * lds, lds);
+        row_scores_qreg(VF_SCORES_R, NQ, FULL, tail, keys, q + r * ldq, ldq, k, ldk,
+                        s + r * lds, lds);
+    for (; r < rows; r++)
+        row_scores_qreg(1, NQ, FULL, tail, keys, q + r * ldq, ldq, k, ldk, s + r * lds, lds);
+}
+
+VF_INLINE void row_scores_qreg_full(const int NQ, int tail, int rows, int keys, const float *q,
+                                    int64_t ldq, const float *k, int64_t ldk, float *s,
+                                    int64_t lds) {
+    if (tail == VF_W) row_scores_qreg_rows(NQ, 1, tail, rows, keys, q, ldq, k, ldk, s, lds);
+    else row_scores_qreg_rows(NQ, 0, tail, rows, keys, q, ldq, k, ldk, s, lds);
+}
+#endif
+
+// Scores of a block. Head dims up to VF_QREG vectors keep the query rows in registers
+// (row_scores_qreg); longer ones load them for every key (row_scores_keys).
+VF_FN static void row_scores(int rows, int keys, int64_t dqk, const float *q, int64_t ldq,
+                             const float *k, int64_t ldk, float *s, int64_t lds) {
+    const int pass = rows > VF_SCORES_R ? RowScoreKeys : keys;  // one row group: one pass
+    for (int j0 = 0; j0 < keys; j0 += pass) {
+        const int kk = keys - j0 < pass ? keys - j0 : pass;
+        const float *kj = k + (int64_t)j0 * ldk;
+        float *sj = s + j0;
+#if VF_QREG > 0
+        if (dqk <= VF_QREG * VF_W) {
+            const int nq = (int)((dqk + VF_W - 1) / VF_W);
+            const int tail = (int)(dqk - (int64_t)(nq - 1) * VF_W);
+            switch (nq) {
+            case 1: row_scores_qreg_full(1, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 2: row_scores_qreg_full(2, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+#if VF_QREG > 2
+            case 3: row_scores_qreg_full(3, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 4: row_scores_qreg_full(4, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+#endif
+#if VF_QREG > 4
+            case 5: row_scores_qreg_full(5, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 6: row_scores_qreg_full(6, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 7: row_scores_qreg_full(7, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 8: row_scores_qreg_full(8, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+#endif
+            default: break;
+            }
+            continue;
+        }
+#endif
+        int r = 0;
+        for (; r + VF_SCORES_R <= rows; r += VF_SCORES_R)
+            row_scores_keys(VF_SCORES_R, kk, dqk, q + r * ldq, ldq, kj, ldk, sj + r * lds, lds);
+        for (; r < rows; r++)
+            row_scores_keys(1, kk, dqk, q + r * ldq, ldq, kj, ldk, sj + r * lds, lds);
+    }
 }
 
 // Per row: m' = max(m, max_j s); P = 2^(s − m'); α = 2^(m − m'); l = α·l + Σ_j P; m = m'.
@@ -117,21 +215,27 @@ VF_FN static void row_softmax(int rows, int keys, float *s, int64_t lds, float *
     }
 }
 
-// acc[r, d0 …] = α_r · acc[r, d0 …] + Σ_j p[r, j] · v[j, d0 …] for NR rows and NV value vectors
-// (the last one holding `tail` live columns; acc rows are whole vectors up to ldacc).
-VF_INLINE void row_pv_tile(const int NR, const int NV, int tail, int keys, const float *p,
-                           int64_t ldp, const float *v, int64_t ldv, const float *alpha,
-                           float *acc, int64_t ldacc) {
+// acc[r, d0 …] (·α_r when SCALE) + Σ_j p[r, j] · v[j, d0 …] for NR rows and NV value vectors,
+// the last one holding `tail` live columns — all VF_W when FULL, so every load is a plain one
+// and the loads of a V row are issued in address order (a masked last load that the compiler
+// hoists ahead of the others turns each row's lines into 7, 0, 1, … 6, which cost a fifth of
+// the stream on one Zen 4 core). acc rows are whole vectors up to ldacc.
+VF_INLINE void row_pv_tile(const int NR, const int NV, const int FULL, const int SCALE, int tail,
+                           int keys, const float *p, int64_t ldp, const float *v, int64_t ldv,
+                           const float *alpha, float *acc, int64_t ldacc) {
     vf a[VF_PV_R][VF_PV_V];
     for (int r = 0; r < NR; r++) {
         const vf al = vf_set1(alpha[r]);
-        for (int w = 0; w < NV; w++) a[r][w] = vf_mul(al, vf_loadu(acc + r * ldacc + w * VF_W));
+        for (int w = 0; w < NV; w++) {
+            const vf x = vf_loadu(acc + r * ldacc + w * VF_W);
+            a[r][w] = SCALE ? vf_mul(al, x) : x;
+        }
     }
     for (int j = 0; j < keys; j++) {
         vf vv[VF_PV_V];
         for (int w = 0; w < NV; w++)
-            vv[w] = w == NV - 1 && tail < VF_W ? vf_load_first_or(v + j * ldv + w * VF_W, tail, 0.0f)
-                                               : vf_loadu(v + j * ldv + w * VF_W);
+            vv[w] = !FULL && w == NV - 1 ? vf_load_first_or(v + j * ldv + w * VF_W, tail, 0.0f)
+                                         : vf_loadu(v + j * ldv + w * VF_W);
         for (int r = 0; r < NR; r++) {
             const vf pb = vf_set1(p[r * ldp + j]);
             for (int w = 0; w < NV; w++) a[r][w] = vf_fma(pb, vv[w], a[r][w]);
@@ -141,40 +245,72 @@ VF_INLINE void row_pv_tile(const int NR, const int NV, int tail, int keys, const
         for (int w = 0; w < NV; w++) vf_storeu(acc + r * ldacc + w * VF_W, a[r][w]);
 }
 
-VF_INLINE void row_pv_rows(const int NV, int tail, int rows, int keys, const float *p,
-                           int64_t ldp, const float *v, int64_t ldv, const float *alpha,
-                           float *acc, int64_t ldacc) {
+// Every row group over `keys` keys and NV value vectors (one column chunk).
+VF_INLINE void row_pv_rows(const int NV, const int FULL, const int SCALE, int tail, int rows,
+                           int keys, const float *p, int64_t ldp, const float *v, int64_t ldv,
+                           const float *alpha, float *acc, int64_t ldacc) {
     int r = 0;
     for (; r + VF_PV_R <= rows; r += VF_PV_R)
-        row_pv_tile(VF_PV_R, NV, tail, keys, p + r * ldp, ldp, v, ldv, alpha + r,
+        row_pv_tile(VF_PV_R, NV, FULL, SCALE, tail, keys, p + r * ldp, ldp, v, ldv, alpha + r,
                     acc + r * ldacc, ldacc);
     for (; r < rows; r++)
-        row_pv_tile(1, NV, tail, keys, p + r * ldp, ldp, v, ldv, alpha + r, acc + r * ldacc, ldacc);
+        row_pv_tile(1, NV, FULL, SCALE, tail, keys, p + r * ldp, ldp, v, ldv, alpha + r,
+                    acc + r * ldacc, ldacc);
 }
 
+VF_INLINE void row_pv_chunk(const int NV, int tail, int first, int rows, int keys,
+                            const float *p, int64_t ldp, const float *v, int64_t ldv,
+                            const float *alpha, float *acc, int64_t ldacc) {
+    if (tail == VF_W) {
+        if (first) row_pv_rows(NV, 1, 1, tail, rows, keys, p, ldp, v, ldv, alpha, acc, ldacc);
+        else row_pv_rows(NV, 1, 0, tail, rows, keys, p, ldp, v, ldv, alpha, acc, ldacc);
+    } else {
+        if (first) row_pv_rows(NV, 0, 1, tail, rows, keys, p, ldp, v, ldv, alpha, acc, ldacc);
+        else row_pv_rows(NV, 0, 0, tail, rows, keys, p, ldp, v, ldv, alpha, acc, ldacc);
+    }
+}
+
+/// Keys per P·V pass when there are several row groups: every group and column chunk takes
+/// RowPVKeys keys before the next ones, so V is read from memory once per block, by the first
+/// group, and the others find those rows (8 KB at D = 128) in L1. Measured on one Zen 4 core
+/// (V from DRAM, A/B in one process): 4 rows 18 → 20–22 GB/s against whole-block passes
+/// (32-key passes: 17), 8 rows about even (14–15); from L2 the extra accumulator loads and
+/// stores cost 54 → 46 GB/s at 4 rows, which decoding, bound by DRAM, does not see.
+enum { RowPVKeys = 16 };
+
+// acc = α·acc + P·V over the block: key passes, then column chunks, then row groups. Each
+// acc element still sees α first and then the keys in order, so the bits are those of one
+// pass over the block.
 VF_FN static void row_accumulate_pv(int rows, int keys, int64_t dv, const float *p, int64_t ldp,
                                     const float *v, int64_t ldv, const float *alpha, float *acc,
                                     int64_t ldacc) {
-    for (int64_t d0 = 0; d0 < dv; d0 += VF_PV_V * VF_W) {
-        const int64_t cols = dv - d0 < VF_PV_V * VF_W ? dv - d0 : VF_PV_V * VF_W;
-        const int nv = (int)((cols + VF_W - 1) / VF_W);
-        const int tail = (int)(cols - (int64_t)(nv - 1) * VF_W);
-        const float *vd = v + d0;
-        float *ad = acc + d0;
-        switch (nv) {
-        case 1: row_pv_rows(1, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
-        case 2: row_pv_rows(2, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
+    const int pass = rows > VF_PV_R ? RowPVKeys : keys;  // one row group: one pass
+    for (int j0 = 0; j0 < keys; j0 += pass) {
+        const int kk = keys - j0 < pass ? keys - j0 : pass;
+        const float *pj = p + j0;
+        const float *vj = v + (int64_t)j0 * ldv;
+        const int first = j0 == 0;
+        for (int64_t d0 = 0; d0 < dv; d0 += VF_PV_V * VF_W) {
+            const int64_t cols = dv - d0 < VF_PV_V * VF_W ? dv - d0 : VF_PV_V * VF_W;
+            const int nv = (int)((cols + VF_W - 1) / VF_W);
+            const int tail = (int)(cols - (int64_t)(nv - 1) * VF_W);
+            const float *vd = vj + d0;
+            float *ad = acc + d0;
+            switch (nv) {
+            case 1: row_pv_chunk(1, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
+            case 2: row_pv_chunk(2, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
 #if VF_PV_V > 2
-        case 3: row_pv_rows(3, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
-        case 4: row_pv_rows(4, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
+            case 3: row_pv_chunk(3, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
+            case 4: row_pv_chunk(4, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
 #endif
 #if VF_PV_V > 4
-        case 5: row_pv_rows(5, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
-        case 6: row_pv_rows(6, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
-        case 7: row_pv_rows(7, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
-        case 8: row_pv_rows(8, tail, rows, keys, p, ldp, vd, ldv, alpha, ad, ldacc); break;
+            case 5: row_pv_chunk(5, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
+            case 6: row_pv_chunk(6, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
+            case 7: row_pv_chunk(7, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
+            case 8: row_pv_chunk(8, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
 #endif
-        default: break;
+            default: break;
+            }
         }
     }
 }

@@ -11,6 +11,9 @@ typedef __m256 vf;
 #define VF_SCORES_K 1
 #define VF_PV_R 2
 #define VF_PV_V 4
+/// Query vectors per row the scores tile keeps in registers: none — 16 registers cannot hold
+/// four rows of a useful head dim, so the queries are loaded for every key.
+#define VF_QREG 0
 enum { VF_W = 8 };
 #define VF_FN __attribute__((target("avx2,fma")))
 #define VF_INLINE static inline __attribute__((always_inline)) VF_FN

@@ -10,6 +10,8 @@ typedef __m512 vf;
 #define VF_SCORES_K 1
 #define VF_PV_R 2
 #define VF_PV_V 8
+/// Query vectors per row the scores tile keeps in registers (0: load them for every key).
+#define VF_QREG 8
 enum { VF_W = 16 };
 #define VF_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 #define VF_INLINE static inline __attribute__((always_inline)) VF_FN

@@ -10,6 +10,8 @@ typedef struct vf { float v[8]; } vf;
 #define VF_SCORES_K 1
 #define VF_PV_R 2
 #define VF_PV_V 2
+/// Query vectors per row the scores tile keeps in registers (0: load them for every key).
+#define VF_QREG 0
 enum { VF_W = 8 };
 #define VF_FN
 #define VF_INLINE static inline __attribute__((always_inline))
