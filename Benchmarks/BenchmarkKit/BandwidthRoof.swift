@@ -57,3 +57,32 @@ public struct BandwidthRoof: Sendable, Codable {
                              kernel: String(cString: stream_roof_kernel()), l3Bytes: l3Bytes)
     }
 }
+
+/// A bandwidth-roof buffer kept for the whole sweep, so the roof can also be read between the
+/// timed runs of one case: on a shared machine the read bandwidth moves within seconds, and a
+/// memory-bound case is best judged against the bandwidth of the same moments. Not `Sendable`:
+/// one probe is read by one caller at a time.
+public final class BandwidthProbe {
+    private let buffer: OpaquePointer
+    /// Bytes one pass reads.
+    public let bytes: Int
+    public let threads: Int
+
+    /// Allocates and faults in `bytes` (rounded as ``BandwidthRoof/measure(bytes:threads:repeats:)``
+    /// rounds them) for `threads` threads and reads it once untimed; nil if it cannot.
+    public init?(bytes: Int = BandwidthRoof.defaultBytes, threads: Int) {
+        guard bytes > 0, threads > 0, let b = stream_roof_open(bytes, Int32(threads)) else { return nil }
+        buffer = b
+        self.bytes = Int(stream_roof_buffer_bytes(b))
+        self.threads = threads
+    }
+
+    deinit { stream_roof_close(buffer) }
+
+    /// One timed pass, in decimal GB/s.
+    public func passGBps() -> Double? {
+        var seconds = 0.0
+        guard stream_roof_read(buffer, 1, &seconds) == 0, seconds > 0 else { return nil }
+        return Double(bytes) / seconds / 1e9
+    }
+}

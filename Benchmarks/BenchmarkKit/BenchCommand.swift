@@ -118,7 +118,10 @@ public struct AttentionBenchCommand: ParsableCommand {
         a buffer far larger than the L3 (GB/s, 10⁹ bytes/s; --bandwidth-bytes). Forward cases \
         report the bytes of K+V they must read (B·Hkv·visible keys·(Dqk + Dv)·4), those bytes \
         over the median time and that as a fraction of the bandwidth roof; the table shows \
-        these columns when some case has Lq ≤ 16, CSV and JSON always.
+        these columns when some case has Lq ≤ 16, CSV and JSON always. Decode cases whose K+V \
+        reads are at least twice the L3 also read the roof's buffer (kept through the sweep) \
+        between their timed runs, about every 50 ms, untimed: "bw local" is their GB/s over \
+        the best of those passes, the bandwidth of the same seconds.
         """)
 
     @Option(help: "A named sweep: prefill (the default sweep) or decode; see above.")
@@ -402,8 +405,18 @@ public struct AttentionBenchCommand: ParsableCommand {
                 + "\(maxKVBytes))")
         }
         let before = measureAll("before")
-        let runner = BenchRunner(policy: policy, maxNaiveBytes: maxNaiveBytes, rooflines: before.sgemm,
+        var runner = BenchRunner(policy: policy, maxNaiveBytes: maxNaiveBytes, rooflines: before.sgemm,
                                  progress: progress)
+        // The roof's buffer is kept through the sweep when some case is memory-bound decode,
+        // to be read between that case's timed runs (BenchRunner.bandwidthProbes).
+        if spec.configurations.contains(where: {
+            $0.pass == .forward && $0.queryLength <= 16 && $0.keyValueBytes >= runner.localRoofMinBytes
+        }) {
+            for t in threadCounts {
+                progress("bandwidth probe: keeping \(streamBytes) bytes for \(t) threads")
+                runner.bandwidthProbes[t] = BandwidthProbe(bytes: streamBytes, threads: t)
+            }
+        }
         var cases = try runner.run(spec.configurations, implementations: spec.implementations)
         let after = measureAll("after")
         var rooflines: [Int: Roofline] = [:]

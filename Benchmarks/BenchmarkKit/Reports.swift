@@ -87,6 +87,7 @@ public struct SweepReport: Sendable, Codable {
         "window_left", "window_right", "softcap", "alibi", "block_sparse_keep", "block_sparse_size",
         "mask_density", "additive_mask", "varlen", "sequence_lengths",
         "kv_bytes", "kv_gbps", "bandwidth_fraction", "kv_split",
+        "local_bandwidth_gbps", "local_bandwidth_fraction",
     ]
 
     /// One row per case; empty fields where a value does not apply; RFC 4180 quoting.
@@ -115,6 +116,7 @@ public struct SweepReport: Sendable, Codable {
                 r.keyValueBytes.map { "\($0)" } ?? "",
                 Self.number(r.keyValueGBps), Self.number(r.bandwidthFraction),
                 c.kvSplit.description,
+                Self.number(r.localBandwidthGBps), Self.number(r.localBandwidthFraction),
             ]
             lines.append(fields.map(Self.quoted).joined(separator: ","))
         }
@@ -164,10 +166,13 @@ public struct SweepReport: Sendable, Codable {
         // The K+V columns only when some case is decode-shaped (a forward pass with Lq ≤ 16):
         // the rest of the time the kernels are compute-bound and GFLOP/s is the measure.
         let bandwidth = isDecodeShaped
-        if bandwidth { out += "# \(bandwidthConvention); bw roof = GB/s / bandwidth roof\n" }
+        if bandwidth {
+            out += "# \(bandwidthConvention); bw roof = GB/s / bandwidth roof; bw local = GB/s / "
+                + "the best roof pass read between the case's own timed runs (memory-bound cases)\n"
+        }
         var header = ["impl", "pass", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "split", "median ms",
                       "min–max ms", "GFLOP/s", "roofline"]
-        if bandwidth { header += ["K+V MB", "GB/s", "bw roof"] }
+        if bandwidth { header += ["K+V MB", "GB/s", "bw roof", "bw local"] }
         header += ["peak MB", "workspace MB", "vs naive", "max |Δ|"]
         var rows: [[String]] = [header]
         for r in cases {
@@ -184,7 +189,8 @@ public struct SweepReport: Sendable, Codable {
                         String(format: "%.3f", r.rooflineFraction ?? .nan)]
                 if bandwidth {
                     row += [kvMB, r.keyValueGBps.map { String(format: "%.1f", $0) } ?? "",
-                            r.bandwidthFraction.map { String(format: "%.3f", $0) } ?? ""]
+                            r.bandwidthFraction.map { String(format: "%.3f", $0) } ?? "",
+                            r.localBandwidthFraction.map { String(format: "%.3f", $0) } ?? ""]
                 }
                 row += [r.peakExtraBytes.map { String(format: "%.2f", Double($0) / 1e6) } ?? "n/a",
                         String(format: "%.2f", Double(r.workspaceBytes) / 1e6),
@@ -192,7 +198,7 @@ public struct SweepReport: Sendable, Codable {
                         r.maxAbsDifference.map { String(format: "%.1e", $0) } ?? ""]
             } else {
                 row += ["skipped", "", "", ""]
-                if bandwidth { row += [kvMB, "", ""] }
+                if bandwidth { row += [kvMB, "", "", ""] }
                 row += ["", String(format: "%.2f", Double(r.workspaceBytes) / 1e6), "", ""]
             }
             rows.append(row)

@@ -34,6 +34,11 @@ public struct CaseResult: Sendable, Codable {
     public var keyValueGBps: Double?
     /// `keyValueGBps` as a fraction of the memory-bandwidth roof measured in the same run.
     public var bandwidthFraction: Double?
+    /// The best bandwidth-roof pass read between this case's timed runs (memory-bound decode
+    /// cases only: see ``BenchRunner/bandwidthProbes``), in GB/s.
+    public var localBandwidthGBps: Double?
+    /// `keyValueGBps` as a fraction of `localBandwidthGBps`.
+    public var localBandwidthFraction: Double?
     /// The most resident memory the case added at any moment (bytes), if measurable.
     public var peakExtraBytes: Int?
     /// What the library reports it allocates (flash workspace; the naive score matrix).
@@ -133,6 +138,15 @@ public struct BenchRunner {
     public var maxNaiveBytes: Int
     /// The sgemm roofline per thread count.
     public var rooflines: [Int: Roofline]
+    /// Bandwidth-roof buffers per thread count. A decode-shaped forward case (Lq ≤ 16) whose
+    /// K+V reads are at least `localRoofMinBytes` reads one pass of its thread count's probe
+    /// before its first timed run, after every timed run that ends 50 ms or more after the
+    /// previous pass, and after its last run (none of them timed), so its GB/s can be set
+    /// against the bandwidth of the same seconds: on a shared machine the read bandwidth moves
+    /// by half within a minute.
+    public var bandwidthProbes: [Int: BandwidthProbe] = [:]
+    /// Smaller cases (caches: the passes would evict them) are not probed. Default 2 × L3.
+    public var localRoofMinBytes: Int = 2 * max(BandwidthRoof.l3Bytes, 32 << 20)
     public var progress: (String) -> Void
 
     public init(policy: TimingPolicy, maxNaiveBytes: Int, rooflines: [Int: Roofline],
@@ -205,6 +219,16 @@ public struct BenchRunner {
                     try buffers.prepareBackward(options, shape: shape)
                 }
                 for _ in 0 ..< policy.warmup { try run(&buffers, options) }
+                let probe = config.pass == .forward && config.queryLength <= 16
+                    && config.keyValueBytes >= localRoofMinBytes ? bandwidthProbes[config.threads] : nil
+                var passes: [Double] = []
+                var lastPass = -Double.infinity
+                func readProbe(always: Bool) {
+                    guard let probe, always || monotonicSeconds() - lastPass >= 0.05 else { return }
+                    if let g = probe.passGBps() { passes.append(g) }
+                    lastPass = monotonicSeconds()
+                }
+                readProbe(always: true)
                 memory.reset()
                 var times: [Double] = []
                 var spent = 0.0
@@ -214,12 +238,18 @@ public struct BenchRunner {
                     let t = monotonicSeconds() - t0
                     times.append(t)
                     spent += t
+                    readProbe(always: false)
                 }
+                readProbe(always: true)
                 row.peakExtraBytes = PeakMemory.isAvailable ? memory.peakAboveReset() : nil
                 let timing = TimingSummary(times)
                 row.timing = timing
                 row.gflops = config.flops / timing.median / 1e9
                 row.keyValueGBps = row.keyValueBytes.map { Double($0) / timing.median / 1e9 }
+                if let local = passes.max(), let g = row.keyValueGBps {
+                    row.localBandwidthGBps = local
+                    row.localBandwidthFraction = g / local
+                }
                 if let roof = rooflines[config.threads] {
                     row.rooflineFraction = row.gflops.map { $0 / roof.gflops }
                 }

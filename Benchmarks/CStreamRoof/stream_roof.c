@@ -220,36 +220,64 @@ static float run(job_t *job) {
     return total;
 }
 
-int stream_roof_measure(size_t bytes, int threads, int repeats, double *seconds,
-                        size_t *bytes_read) {
-    if (threads < 1 || threads > MAX_THREADS || repeats < 1 || !seconds) return -1;
+struct stream_roof_buffer {
+    job_t job;
+    size_t bytes;
+};
+
+stream_roof_buffer *stream_roof_open(size_t bytes, int threads) {
+    if (threads < 1 || threads > MAX_THREADS) return NULL;
     const size_t unit = (size_t)threads * PART_ALIGN;
     bytes = bytes < unit ? unit : bytes / unit * unit;
-    job_t *job = calloc(1, sizeof *job);  // one per call: measurements may run concurrently
-    if (!job) return -1;
+    stream_roof_buffer *b = calloc(1, sizeof *b);  // one per buffer: buffers may be read concurrently
+    if (!b) return NULL;
     void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
-        free(job);
-        return -1;
+        free(b);
+        return NULL;
     }
     const char *name;
-    job->base = (float *)mem;
-    job->part = bytes / (size_t)threads / sizeof(float);
-    job->parts = threads;
-    job->fn = choose(&name);
-    job->write = 1;
-    (void)run(job);  // fault every page in, on the thread that reads it
-    job->write = 0;
+    b->bytes = bytes;
+    b->job.base = (float *)mem;
+    b->job.part = bytes / (size_t)threads / sizeof(float);
+    b->job.parts = threads;
+    b->job.fn = choose(&name);
+    b->job.write = 1;
+    (void)run(&b->job);  // fault every page in, on the thread that reads it
+    b->job.write = 0;
+    volatile float sink = run(&b->job);  // warm-up pass (TLB, thread pool)
+    (void)sink;
+    return b;
+}
+
+size_t stream_roof_buffer_bytes(const stream_roof_buffer *b) { return b ? b->bytes : 0; }
+
+int stream_roof_read(stream_roof_buffer *b, int repeats, double *seconds) {
+    if (!b || repeats < 1 || !seconds) return -1;
     // The sums go to a volatile, so no pass can be optimised away.
-    volatile float sink = run(job);  // warm-up pass (TLB, thread pool)
+    volatile float sink = 0;
     for (int r = 0; r < repeats; r++) {
         const double t0 = now_seconds();
-        sink = run(job);
+        sink = run(&b->job);
         seconds[r] = now_seconds() - t0;
     }
     (void)sink;
-    munmap(mem, bytes);
-    free(job);
-    if (bytes_read) *bytes_read = bytes;
     return 0;
+}
+
+void stream_roof_close(stream_roof_buffer *b) {
+    if (!b) return;
+    munmap(b->job.base, b->bytes);
+    free(b);
+}
+
+int stream_roof_measure(size_t bytes, int threads, int repeats, double *seconds,
+                        size_t *bytes_read) {
+    if (threads < 1 || threads > MAX_THREADS || repeats < 1 || !seconds) return -1;
+    stream_roof_buffer *b = stream_roof_open(bytes, threads);
+    if (!b) return -1;
+    const int status = stream_roof_read(b, repeats, seconds);
+    if (bytes_read) *bytes_read = b->bytes;
+    stream_roof_close(b);
+    return status;
 }

@@ -356,9 +356,10 @@ struct WriterTests {
         #expect(lines.count == 6)  // header, 4 rows, trailing empty
         #expect(lines[0] == Substring(SweepReport.csvHeader.joined(separator: ",")))
         #expect(lines[1].hasPrefix("flash,forward,1,8,8,256,256,64,none,2,"))
-        // Ten empty option fields, then K+V bytes (known even for a skipped case), no GB/s.
+        // Ten empty option fields, then K+V bytes (known even for a skipped case), no GB/s,
+        // the split, no local roof.
         #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\""
-            + String(repeating: ",", count: 10) + ",\(8 * 512 * 128 * 4),,,auto"))
+            + String(repeating: ",", count: 10) + ",\(8 * 512 * 128 * 4),,,auto,,"))
         #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
             == SweepReport.csvHeader.count)
     }
@@ -491,6 +492,43 @@ struct BandwidthRoofTests {
         if BandwidthRoof.l3Bytes > 0 && BandwidthRoof.defaultBytes < 4 << 30 {
             #expect(BandwidthRoof.defaultBytes >= min(8 * BandwidthRoof.l3Bytes, 1 << 30))
         }
+    }
+
+    @Test("a kept probe buffer reads pass after pass; rounding as the roof's")
+    func probe() throws {
+        let probe = try #require(BandwidthProbe(bytes: 3 * 4096 + 100, threads: 3))
+        #expect(probe.bytes == 3 * 4096 && probe.threads == 3)
+        for _ in 0 ..< 3 {
+            let g = try #require(probe.passGBps())
+            #expect(g.isFinite && g > 0)
+        }
+        #expect(BandwidthProbe(bytes: 4096, threads: 0) == nil)
+        #expect(BandwidthProbe(bytes: 0, threads: 1) == nil)
+    }
+
+    @Test("memory-bound decode cases get a local roof read between their runs; others do not")
+    func localRoof() throws {
+        var runner = BenchRunner(policy: TimingPolicy(warmup: 0, repeats: 2, minTime: 0),
+                                 maxNaiveBytes: 1 << 30, rooflines: [:])
+        runner.bandwidthProbes[1] = try #require(BandwidthProbe(bytes: 4 << 20, threads: 1))
+        let decode = BenchConfiguration(batch: 1, queryHeads: 4, keyValueHeads: 2, queryLength: 1,
+                                        keyLength: 4096, headDim: 64, causal: .none, threads: 1)
+        let prefill = BenchConfiguration(batch: 1, queryHeads: 2, keyValueHeads: 2, queryLength: 64,
+                                         keyLength: 64, headDim: 16, causal: .none, threads: 1)
+        // K+V of the decode case: 2 · 4096 · 128 · 4 = 4 MiB.
+        runner.localRoofMinBytes = decode.keyValueBytes
+        let probed = try runner.run([decode, prefill], implementations: [.flash])
+        let local = try #require(probed[0].localBandwidthGBps)
+        #expect(local.isFinite && local > 0)
+        let fraction = try #require(probed[0].localBandwidthFraction)
+        #expect(abs(fraction - probed[0].keyValueGBps! / local) <= 1e-12 * fraction)
+        #expect(probed[1].localBandwidthGBps == nil && probed[1].localBandwidthFraction == nil)
+        // Under the threshold (a cache-sized case) or without a probe for its thread count: none.
+        runner.localRoofMinBytes = decode.keyValueBytes + 1
+        #expect(try runner.run([decode], implementations: [.flash])[0].localBandwidthGBps == nil)
+        runner.localRoofMinBytes = 0
+        runner.bandwidthProbes = [:]
+        #expect(try runner.run([decode], implementations: [.flash])[0].localBandwidthGBps == nil)
     }
 
     @Test("--bandwidth-bytes takes bytes with binary suffixes")

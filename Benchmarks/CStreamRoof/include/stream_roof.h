@@ -30,6 +30,18 @@ int stream_roof_openmp(void);
 int stream_roof_measure(size_t bytes, int threads, int repeats, double *seconds,
                         size_t *bytes_read);
 
+/// A buffer kept for repeated measurements (attention-bench's roof measured between the
+/// timed runs of a case): allocated, its pages written by the threads that read them and
+/// one untimed pass read, as in stream_roof_measure. NULL on bad arguments or out of memory.
+typedef struct stream_roof_buffer stream_roof_buffer;
+stream_roof_buffer *stream_roof_open(size_t bytes, int threads);
+/// The bytes one pass reads (bytes rounded as in stream_roof_measure); 0 for NULL.
+size_t stream_roof_buffer_bytes(const stream_roof_buffer *b);
+/// `repeats` timed passes, each pass's wall time (seconds) in `seconds[0 ..< repeats]`.
+/// Returns 0, or -1 on bad arguments. One buffer must not be read by two callers at once.
+int stream_roof_read(stream_roof_buffer *b, int repeats, double *seconds);
+void stream_roof_close(stream_roof_buffer *b);
+
 #ifdef __cplusplus
 }
 #endif
