@@ -72,6 +72,7 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_INVALID_BLOCK_MASK: return "the block mask's granularity is below 1 or its strides are invalid";
     case FA_ERR_INVALID_OFFSETS: return "packed-sequence offsets must start at 0, never decrease and end within the extent";
     case FA_ERR_INVALID_SPLIT: return "kv_split_size is negative (0 chooses automatically)";
+    case FA_ERR_INVALID_DTYPE: return "an element type is not one of fa_dtype (f32, f16, bf16)";
     }
     return "unknown status";
 }

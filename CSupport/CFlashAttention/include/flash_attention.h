@@ -53,6 +53,7 @@ typedef enum fa_status {
     FA_ERR_INVALID_BLOCK_MASK = 18,  ///< block-mask granularity < 1 or strides invalid
     FA_ERR_INVALID_OFFSETS = 19,   ///< packed-sequence offsets not 0-based, decreasing or too large
     FA_ERR_INVALID_SPLIT = 20,     ///< kv_split_size is negative
+    FA_ERR_INVALID_DTYPE = 21,     ///< an element type is not one of fa_dtype
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -333,6 +334,29 @@ typedef struct fa_kernel_info {
     int64_t l1d_bytes, l2_bytes, l3_bytes;  ///< per-core L1d and L2, shared L3 (0 if unknown)
 } fa_kernel_info;
 fa_status fa_kernel_info_for(const fa_problem *p, fa_kernel_info *info);
+
+/// Element types of stored tensors. Arithmetic is fp32 whatever the storage.
+typedef enum fa_dtype {
+    FA_DTYPE_F32 = 0,   ///< IEEE binary32
+    FA_DTYPE_F16 = 1,   ///< IEEE binary16 (fp16)
+    FA_DTYPE_BF16 = 2,  ///< bfloat16: the top 16 bits of a binary32
+} fa_dtype;
+
+/// Bytes of one element of `t` (0 for a value that is not an fa_dtype).
+size_t fa_dtype_size(fa_dtype t);
+
+/// Converts n contiguous elements from `from` to `to`, as the library's own paths do: to a
+/// half type rounding to nearest, ties to even (beyond the largest finite value: ±inf;
+/// fp16 subnormals exact); half to fp32 exactly; NaN stays NaN (quiet, sign and top payload
+/// kept). src == dst is allowed when both types have the same size; other overlaps are not.
+/// FA_ERR_INVALID_DTYPE, FA_ERR_INVALID_EXTENT (n < 0) or FA_ERR_NULL_POINTER (n > 0).
+fa_status fa_convert(fa_dtype from, const void *src, fa_dtype to, void *dst, int64_t n);
+
+/// One element at a time, the same rounding as fa_convert.
+float fa_bf16_to_float(uint16_t h);
+uint16_t fa_float_to_bf16(float f);
+float fa_f16_to_float(uint16_t h);
+uint16_t fa_float_to_f16(float f);
 
 /// y[i] = 2^x[i] exactly as the softmax of `isa` computes it (for accuracy tests): within
 /// 2 units of 2⁻²⁴ relative for x ≥ −126, exactly 0 below −126 and at −inf.
