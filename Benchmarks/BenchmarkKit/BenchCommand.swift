@@ -409,9 +409,7 @@ public struct AttentionBenchCommand: ParsableCommand {
                                  progress: progress)
         // The roof's buffer is kept through the sweep when some case is memory-bound decode,
         // to be read between that case's timed runs (BenchRunner.bandwidthProbes).
-        if spec.configurations.contains(where: {
-            $0.pass == .forward && $0.queryLength <= 16 && $0.keyValueBytes >= runner.localRoofMinBytes
-        }) {
+        if spec.configurations.contains(where: runner.readsLocalRoof) {
             for t in threadCounts {
                 progress("bandwidth probe: keeping \(streamBytes) bytes for \(t) threads")
                 runner.bandwidthProbes[t] = BandwidthProbe(bytes: streamBytes, threads: t)

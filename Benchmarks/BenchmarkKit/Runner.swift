@@ -147,6 +147,12 @@ public struct BenchRunner {
     public var bandwidthProbes: [Int: BandwidthProbe] = [:]
     /// Smaller cases (caches: the passes would evict them) are not probed. Default 2 × L3.
     public var localRoofMinBytes: Int = 2 * max(BandwidthRoof.l3Bytes, 32 << 20)
+
+    /// Whether `config` is memory-bound decode that reads a local roof (given a probe for its
+    /// thread count): a forward pass with Lq ≤ 16 reading at least `localRoofMinBytes` of K+V.
+    public func readsLocalRoof(_ config: BenchConfiguration) -> Bool {
+        config.pass == .forward && config.queryLength <= 16 && config.keyValueBytes >= localRoofMinBytes
+    }
     public var progress: (String) -> Void
 
     public init(policy: TimingPolicy, maxNaiveBytes: Int, rooflines: [Int: Roofline],
@@ -219,8 +225,7 @@ public struct BenchRunner {
                     try buffers.prepareBackward(options, shape: shape)
                 }
                 for _ in 0 ..< policy.warmup { try run(&buffers, options) }
-                let probe = config.pass == .forward && config.queryLength <= 16
-                    && config.keyValueBytes >= localRoofMinBytes ? bandwidthProbes[config.threads] : nil
+                let probe = readsLocalRoof(config) ? bandwidthProbes[config.threads] : nil
                 var passes: [Double] = []
                 var lastPass = -Double.infinity
                 func readProbe(always: Bool) {

@@ -510,7 +510,8 @@ struct BandwidthRoofTests {
     func localRoof() throws {
         var runner = BenchRunner(policy: TimingPolicy(warmup: 0, repeats: 2, minTime: 0),
                                  maxNaiveBytes: 1 << 30, rooflines: [:])
-        runner.bandwidthProbes[1] = try #require(BandwidthProbe(bytes: 4 << 20, threads: 1))
+        let probe = try #require(BandwidthProbe(bytes: 4 << 20, threads: 1))
+        runner.bandwidthProbes[1] = probe
         let decode = BenchConfiguration(batch: 1, queryHeads: 4, keyValueHeads: 2, queryLength: 1,
                                         keyLength: 4096, headDim: 64, causal: .none, threads: 1)
         let prefill = BenchConfiguration(batch: 1, queryHeads: 2, keyValueHeads: 2, queryLength: 64,

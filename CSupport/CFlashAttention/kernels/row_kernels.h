@@ -131,7 +131,8 @@ VF_INLINE void row_scores_qreg_rows(const int NQ, const int FULL, int tail, int 
         row_scores_qreg(1, NQ, FULL, tail, keys, q + r * ldq, ldq, k, ldk, s + r * lds, lds);
 }
 
-VF_INLINE void row_scores_qreg_full(const int NQ, int tail, int rows, int keys, const float *q,
+// The FULL variant when the head dim fills its last vector (plain loads only), else the tail one.
+VF_INLINE void row_scores_qreg_tail(const int NQ, int tail, int rows, int keys, const float *q,
                                     int64_t ldq, const float *k, int64_t ldk, float *s,
                                     int64_t lds) {
     if (tail == VF_W) row_scores_qreg_rows(NQ, 1, tail, rows, keys, q, ldq, k, ldk, s, lds);
@@ -153,17 +154,17 @@ VF_FN static void row_scores(int rows, int keys, int64_t dqk, const float *q, in
             const int nq = (int)((dqk + VF_W - 1) / VF_W);
             const int tail = (int)(dqk - (int64_t)(nq - 1) * VF_W);
             switch (nq) {
-            case 1: row_scores_qreg_full(1, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
-            case 2: row_scores_qreg_full(2, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 1: row_scores_qreg_tail(1, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 2: row_scores_qreg_tail(2, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
 #if VF_QREG > 2
-            case 3: row_scores_qreg_full(3, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
-            case 4: row_scores_qreg_full(4, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 3: row_scores_qreg_tail(3, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 4: row_scores_qreg_tail(4, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
 #endif
 #if VF_QREG > 4
-            case 5: row_scores_qreg_full(5, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
-            case 6: row_scores_qreg_full(6, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
-            case 7: row_scores_qreg_full(7, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
-            case 8: row_scores_qreg_full(8, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 5: row_scores_qreg_tail(5, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 6: row_scores_qreg_tail(6, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 7: row_scores_qreg_tail(7, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 8: row_scores_qreg_tail(8, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
 #endif
             default: break;
             }
