@@ -1,7 +1,8 @@
 // row_kernels.h — query-major ("row") tiles for decoding, written once over the thin vector
-// layer (vec_avx512.h, vec_avx2.h, vec_portable.h) and compiled once per ISA: each ISA file
-// includes its vector header, then this file, and puts the three functions in its table (so
-// this is not an ordinary header: it has no guard and defines static functions).
+// layer (vec_avx512.h, vec_avx2.h, vec_portable.h) and compiled once per ISA beside
+// tile_kernels.h: each ISA file includes its vector header, then the kernel sources, then
+// kernel_table.h (so this is not an ordinary header: it has no guard and defines static
+// functions).
 //
 // A row tile holds a few query rows — the rows of every query head of a GQA group stacked
 // (decoding: Lq × Hq/Hkv rows) — against a block of keys. Scores are kept query-major,

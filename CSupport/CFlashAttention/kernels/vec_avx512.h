@@ -1,10 +1,20 @@
-// vec_avx512.h — the thin vector layer over AVX-512 (16 floats), for kernel sources written
-// once and compiled per ISA (row_kernels.h). Include after exp2_ps is defined.
+// vec_avx512.h — the thin vector layer over AVX-512 (16 floats, mask registers), for the
+// kernel sources written once and compiled per ISA (tile_kernels.h, row_kernels.h): an ISA
+// file includes this header, then those sources. Everything here is static and inline, with
+// the target attribute, so the file compiles without -march and runs only where dispatch
+// found AVX-512F/VL/BW/DQ and FMA.
 #ifndef FA_VEC_AVX512_H
 #define FA_VEC_AVX512_H
 #include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stddef.h>
+#include "microkernel.h"
 
 typedef __m512 vf;
+/// A lane predicate (compares, selects) and a "first n lanes" predicate for loads and stores.
+typedef __mmask16 vm;
+typedef __mmask16 vtail;
 /// Row-tile register blocking (row_kernels.h): scores rows × keys, P·V rows × vectors.
 #define VF_SCORES_R 4
 #define VF_SCORES_K 1
@@ -12,9 +22,38 @@ typedef __m512 vf;
 #define VF_PV_V 8
 /// Query vectors per row the scores tile keeps in registers (0: load them for every key).
 #define VF_QREG 8
+/// Key-major register tiles (tile_kernels.h), sized for 32 registers:
+///   scores TILE_ST_K keys × TILE_ST_Q query vectors (24 accumulators, 3 query vectors per d
+///   step against a broadcast key), TILE_ST_K1 keys when only one query vector is left;
+///   P·V and the backward's gemm TILE_PV_R rows × TILE_PV_V vectors (6 × 4: 24 accumulators,
+///   4 value vectors per key against a broadcast probability), TILE_PV_LAST_R rows × ≤ 3
+///   vectors for the last columns; the softmax sums keys in TILE_SOFTMAX_CHAINS chains.
+#define TILE_ST_K 8
+#define TILE_ST_Q 3
+#define TILE_ST_K1 8
+#define TILE_PV_R 6
+#define TILE_PV_V 4
+#define TILE_PV_LAST_R 8
+#define TILE_SOFTMAX_CHAINS 4
 enum { VF_W = 16 };
 #define VF_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 #define VF_INLINE static inline __attribute__((always_inline)) VF_FN
+
+// 2^x: x = n + f with n = round(x), |f| ≤ 0.5; 2^f by the minimax polynomial, times 2^n by
+// vscalefps. Lanes below FA_EXP2_MIN (−inf included) are exactly 0; NaN stays NaN; any x.
+VF_INLINE __m512 exp2_ps(__m512 x) {
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(FA_EXP2_MIN), _CMP_NLT_UQ);
+    const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(x, n);
+    __m512 p = _mm512_set1_ps(FA_EXP2_C6);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(FA_EXP2_C5));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(FA_EXP2_C4));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(FA_EXP2_C3));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(FA_EXP2_C2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(FA_EXP2_C1));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(live, p, n);
+}
 
 VF_INLINE vf vf_zero(void) { return _mm512_setzero_ps(); }
 VF_INLINE vf vf_set1(float x) { return _mm512_set1_ps(x); }
@@ -66,5 +105,79 @@ VF_INLINE void vf_hsum4(vf a, vf b, vf c, vf d, float out[4]) {
 /// 2^x for x ≤ 0 (−inf → 0), as the key-major softmax computes it.
 VF_INLINE vf vf_exp2(vf x) { return exp2_ps(x); }
 VF_INLINE float vf_first(vf v) { return _mm512_cvtss_f32(v); }
+
+/// 2^x for any x (the table's exp2, the softcap's e^(−2|x|)); the same function here.
+VF_INLINE vf vf_exp2_any(vf x) { return exp2_ps(x); }
+
+// ---- lane predicates, tails, and what the key-major tiles need besides arithmetic ----
+VF_INLINE vtail vf_tail(int n) { return vf_first_mask(n); }
+/// Loads the lanes of `t` (zero elsewhere; nothing past them is touched); stores them only.
+VF_INLINE vf vf_load_tail(const float *p, vtail t) { return _mm512_maskz_loadu_ps(t, p); }
+VF_INLINE void vf_store_tail(float *p, vf v, vtail t) { _mm512_mask_storeu_ps(p, t, v); }
+/// v in the lanes of `t`, 0 in the others.
+VF_INLINE vf vf_zero_past(vf v, vtail t) { return _mm512_maskz_mov_ps(t, v); }
+VF_INLINE vm vf_eq(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+/// Not equal, or unordered.
+VF_INLINE vm vf_neq(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }
+VF_INLINE vm vf_lt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+/// m ? b : a, lane by lane.
+VF_INLINE vf vf_select(vm m, vf a, vf b) { return _mm512_mask_mov_ps(a, m, b); }
+/// m ? a : 0.
+VF_INLINE vf vf_zero_unless(vm m, vf a) { return _mm512_maskz_mov_ps(m, a); }
+/// `fill` in the lanes outside [f, l) (0 ≤ f, l ≤ VF_W), v inside.
+VF_INLINE vf vf_fill_outside(vf v, int f, int l, float fill) {
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __mmask16 below = _mm512_cmp_epi32_mask(lane, _mm512_set1_epi32(f), _MM_CMPINT_LT);
+    const __mmask16 above = _mm512_cmp_epi32_mask(lane, _mm512_set1_epi32(l), _MM_CMPINT_NLT);
+    return _mm512_mask_mov_ps(v, below | above, _mm512_set1_ps(fill));
+}
+VF_INLINE vf vf_div(vf a, vf b) { return _mm512_div_ps(a, b); }
+/// c − a·b, fused.
+VF_INLINE vf vf_fnma(vf a, vf b, vf c) { return _mm512_fnmadd_ps(a, b, c); }
+VF_INLINE vf vf_abs(vf x) { return _mm512_andnot_ps(_mm512_set1_ps(-0.0f), x); }
+/// |mag| with the sign of x, for mag ≥ 0 (+0 included): mag | sign(x).
+VF_INLINE vf vf_with_sign_of(vf mag, vf x) {
+    return _mm512_or_ps(_mm512_and_ps(x, _mm512_set1_ps(-0.0f)), mag);
+}
+/// |base + lane| as floats, computed exactly in int32 (ALiBi distances).
+VF_INLINE vf vf_abs_lane_offset(int32_t base) {
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_cvtepi32_ps(_mm512_abs_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(base))));
+}
+/// A bool mask's first n (1…16) bytes at p as what they add to scores: 0 where nonzero, −inf
+/// where 0; −inf in the lanes from n on (nothing past n bytes is read).
+VF_INLINE vf vf_bool_bytes(const uint8_t *p, int n) {
+    const __m512i w = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(vf_first_mask(n), p));
+    return _mm512_maskz_mov_ps(_mm512_testn_epi32_mask(w, w), _mm512_set1_ps(-INFINITY));
+}
+/// In place: r[c] lane i ← r[i] lane c (a 16 × 16 transpose: 4 rounds of 16 shuffles).
+VF_INLINE void vf_transpose(vf r[VF_W]) {
+    __m512 t[16];
+    // t[2k], t[2k+1], lane block g: rows 2k, 2k+1 interleaved at columns 4g, 4g+1 | 4g+2, 4g+3
+    for (int k = 0; k < 8; k++) {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    // r[4k + c], lane block g: rows 4k … 4k+3 at column 4g + c
+    for (int k = 0; k < 4; k++) {
+        r[4 * k] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    // t[8h + c] (even blocks), t[8h + 4 + c] (odd blocks) of rows 8h … 8h+7, column 4g + c
+    for (int h = 0; h < 2; h++)
+        for (int c = 0; c < 4; c++) {
+            t[8 * h + c] = _mm512_shuffle_f32x4(r[8 * h + c], r[8 * h + 4 + c], 0x88);
+            t[8 * h + 4 + c] = _mm512_shuffle_f32x4(r[8 * h + c], r[8 * h + 4 + c], 0xDD);
+        }
+    // column 4g + c: blocks g of r[c], r[4 + c], r[8 + c], r[12 + c]
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+        r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
+    }
+}
 
 #endif
