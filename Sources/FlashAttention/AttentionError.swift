@@ -50,6 +50,9 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
     case missingLogSumExp
     /// The requested kernel ISA does not run on this CPU.
     case unsupportedKernel(KernelISA)
+    /// A tensor's element type is not supported in this combination (for example a half
+    /// precision backward).
+    case unsupportedElementType(argument: String, reason: String)
     /// The C kernel reported a status this wrapper does not expect.
     case kernelFailure(status: Int, message: String)
 
@@ -99,6 +102,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
                 + "(forwardWithLogSumExp or forwardForTraining)"
         case let .unsupportedKernel(kernel):
             return "options.kernel is \(kernel.rawValue), which this CPU does not support"
+        case let .unsupportedElementType(argument, reason):
+            return "\(argument): unsupported element type: \(reason)"
         case let .kernelFailure(status, message):
             return "attention kernel failed with status \(status): \(message)"
         }

@@ -193,10 +193,10 @@ extension FlashAttention {
         }
         guard logSumExp.count > 0 else { throw .missingLogSumExp }
         try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides, options: options)
-        problem.q = query.baseAddress
-        problem.k = key.baseAddress
-        problem.v = value.baseAddress
-        problem.o = UnsafeMutablePointer(mutating: output.baseAddress)
+        problem.q = UnsafeRawPointer(query.baseAddress)
+        problem.k = UnsafeRawPointer(key.baseAddress)
+        problem.v = UnsafeRawPointer(value.baseAddress)
+        problem.o = UnsafeMutableRawPointer(mutating: output.baseAddress)
         problem.lse = UnsafeMutablePointer(mutating: logSumExp.baseAddress)
         problem.dout = outputGradient.baseAddress
         problem.dout_strides = gradients.output.cStrides

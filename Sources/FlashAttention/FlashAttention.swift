@@ -95,11 +95,10 @@ public enum FlashAttention {
     /// let out = try FlashAttention.forward(query: q, key: k, value: v, shape: shape)
     /// ```
     /// - Returns: The output, `[B, Hq, Lq, Dv]` in `options.layout`.
-    public static func forward(query: [Float], key: [Float], value: [Float],
-                               shape: AttentionShape,
-                               options: AttentionOptions = AttentionOptions())
-        throws(AttentionError) -> [Float]
-    {
+    public static func forward<Element: AttentionElement, Cache: AttentionElement>(
+        query: [Element], key: [Cache], value: [Cache], shape: AttentionShape,
+        options: AttentionOptions = AttentionOptions()
+    ) throws(AttentionError) -> [Element] {
         try forwardArrays(query: query, key: key, value: value, shape: shape, options: options,
                           wantsLogSumExp: false).output
     }
@@ -115,11 +114,10 @@ public enum FlashAttention {
     ///                                                          shape: shape)
     /// ```
     /// - Returns: The output in `options.layout` and the log-sum-exp as a dense `[B, Hq, Lq]`.
-    public static func forwardWithLogSumExp(query: [Float], key: [Float], value: [Float],
-                                            shape: AttentionShape,
-                                            options: AttentionOptions = AttentionOptions())
-        throws(AttentionError) -> (output: [Float], logSumExp: [Float])
-    {
+    public static func forwardWithLogSumExp<Element: AttentionElement, Cache: AttentionElement>(
+        query: [Element], key: [Cache], value: [Cache], shape: AttentionShape,
+        options: AttentionOptions = AttentionOptions()
+    ) throws(AttentionError) -> (output: [Element], logSumExp: [Float]) {
         let result = try forwardArrays(query: query, key: key, value: value, shape: shape,
                                        options: options, wantsLogSumExp: true)
         return (result.output, result.logSumExp)
@@ -148,15 +146,16 @@ public enum FlashAttention {
     /// - Parameters:
     ///   - logSumExp: Optional `[B, Hq, Lq]` output; see ``forwardWithLogSumExp(query:key:value:shape:options:)``.
     ///   - strides: The strides of every tensor; `nil` means densely packed in `options.layout`.
-    public static func forward(query: UnsafeBufferPointer<Float>,
-                               key: UnsafeBufferPointer<Float>,
-                               value: UnsafeBufferPointer<Float>,
-                               output: UnsafeMutableBufferPointer<Float>,
-                               logSumExp: UnsafeMutableBufferPointer<Float>? = nil,
-                               shape: AttentionShape,
-                               strides: AttentionTensorStrides? = nil,
-                               options: AttentionOptions = AttentionOptions()) throws(AttentionError)
-    {
+    public static func forward<Element: AttentionElement, Cache: AttentionElement>(
+        query: UnsafeBufferPointer<Element>,
+        key: UnsafeBufferPointer<Cache>,
+        value: UnsafeBufferPointer<Cache>,
+        output: UnsafeMutableBufferPointer<Element>,
+        logSumExp: UnsafeMutableBufferPointer<Float>? = nil,
+        shape: AttentionShape,
+        strides: AttentionTensorStrides? = nil,
+        options: AttentionOptions = AttentionOptions()
+    ) throws(AttentionError) {
         let strides = strides ?? .packed(options.layout, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
         try checkBuffer(.query, count: query.count, shape: shape, strides: strides, options: options)
@@ -167,10 +166,14 @@ public enum FlashAttention {
             try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides, options: options)
             problem.lse = logSumExp.baseAddress
         }
-        problem.q = query.baseAddress
-        problem.k = key.baseAddress
-        problem.v = value.baseAddress
-        problem.o = output.baseAddress
+        problem.q = UnsafeRawPointer(query.baseAddress)
+        problem.k = UnsafeRawPointer(key.baseAddress)
+        problem.v = UnsafeRawPointer(value.baseAddress)
+        problem.o = UnsafeMutableRawPointer(output.baseAddress)
+        problem.q_dtype = Element.attentionElementType.cType
+        problem.o_dtype = Element.attentionElementType.cType
+        problem.k_dtype = Cache.attentionElementType.cType
+        problem.v_dtype = Cache.attentionElementType.cType
         try withScoreModifiers(options, &problem) { (p) throws(AttentionError) in
             try run(&p, implementation: options.implementation, strides: strides)
         }
@@ -184,12 +187,13 @@ public enum FlashAttention {
     /// try FlashAttention.forward(query: q.span, key: k.span, value: v.span, output: &span,
     ///                            shape: shape)
     /// ```
-    public static func forward(query: Span<Float>, key: Span<Float>, value: Span<Float>,
-                               output: inout MutableSpan<Float>,
-                               shape: AttentionShape,
-                               strides: AttentionTensorStrides? = nil,
-                               options: AttentionOptions = AttentionOptions()) throws(AttentionError)
-    {
+    public static func forward<Element: AttentionElement, Cache: AttentionElement>(
+        query: Span<Element>, key: Span<Cache>, value: Span<Cache>,
+        output: inout MutableSpan<Element>,
+        shape: AttentionShape,
+        strides: AttentionTensorStrides? = nil,
+        options: AttentionOptions = AttentionOptions()
+    ) throws(AttentionError) {
         try query.withUnsafeBufferPointer { (q) throws(AttentionError) in
             try key.withUnsafeBufferPointer { (k) throws(AttentionError) in
                 try value.withUnsafeBufferPointer { (v) throws(AttentionError) in
@@ -227,11 +231,10 @@ public enum FlashAttention {
 
     // MARK: Private
 
-    private static func forwardArrays(query: [Float], key: [Float], value: [Float],
-                                      shape: AttentionShape, options: AttentionOptions,
-                                      wantsLogSumExp: Bool)
-        throws(AttentionError) -> (output: [Float], logSumExp: [Float])
-    {
+    private static func forwardArrays<Element: AttentionElement, Cache: AttentionElement>(
+        query: [Element], key: [Cache], value: [Cache], shape: AttentionShape,
+        options: AttentionOptions, wantsLogSumExp: Bool
+    ) throws(AttentionError) -> (output: [Element], logSumExp: [Float]) {
         let strides = AttentionTensorStrides.packed(options.layout, shape: shape)
         _ = try makeProblem(shape: shape, strides: strides, options: options)
         for role in [TensorRole.query, .key, .value] {
@@ -244,7 +247,11 @@ public enum FlashAttention {
         let outputCount = try requiredElements(.output, shape: shape, strides: strides, options: options)
         let lseCount = wantsLogSumExp
             ? try requiredElements(.logSumExp, shape: shape, strides: strides, options: options) : 0
-        var output = [Float](repeating: 0, count: outputCount)
+        var output = [Element](unsafeUninitializedCapacity: outputCount) { buffer, count in
+            // Every element is written by the call (zero bits are 0 in every element type).
+            UnsafeMutableRawBufferPointer(buffer).initializeMemory(as: UInt8.self, repeating: 0)
+            count = outputCount
+        }
         var logSumExp = [Float](repeating: 0, count: lseCount)
         try query.withUnsafeBufferPointer { (q) throws(AttentionError) in
             try key.withUnsafeBufferPointer { (k) throws(AttentionError) in

@@ -384,6 +384,8 @@ extension AttentionError {
             self = .unsupportedKernel(KernelISA(fa_isa(UInt32(v0))))
         case FA_ERR_NULL_POINTER:
             self = .bufferTooSmall(argument: name, required: 1, count: 0)
+        case FA_ERR_INVALID_DTYPE:
+            self = .unsupportedElementType(argument: name, reason: message)
         default:
             self = .kernelFailure(status: Int(diag.status.rawValue),
                                   message: message.isEmpty

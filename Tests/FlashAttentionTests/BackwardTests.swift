@@ -251,9 +251,10 @@ struct BackwardTests {
             var dq = [Float](repeating: 0, count: 32)
             dq.withUnsafeMutableBufferPointer { d in
                 let s = fa_strides_bhld(2, 4, 4)
-                (p.q, p.k, p.v) = (qb.baseAddress, qb.baseAddress, qb.baseAddress)
+                let raw = UnsafeRawPointer(qb.baseAddress)
+                (p.q, p.k, p.v) = (raw, raw, raw)
                 (p.q_strides, p.k_strides, p.v_strides, p.o_strides) = (s, s, s, s)
-                p.o = UnsafeMutablePointer(mutating: qb.baseAddress)
+                p.o = UnsafeMutableRawPointer(mutating: raw)
                 p.lse = UnsafeMutablePointer(mutating: qb.baseAddress)
                 p.lse_strides = fa_strides(batch: 8, head: 4, seq: 1)
                 p.dq = d.baseAddress

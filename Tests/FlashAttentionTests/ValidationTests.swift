@@ -208,8 +208,10 @@ struct CValidationTests {
                                                kv_len: 3, head_dim_qk: 4, head_dim_v: 4)
                             let st = fa_strides_bhld(2, 3, 4)
                             (p.q_strides, p.k_strides, p.v_strides, p.o_strides) = (st, st, st, st)
-                            (p.q, p.k, p.v, p.o) = (q.baseAddress, k.baseAddress, v.baseAddress,
-                                                    o.baseAddress)
+                            (p.q, p.k, p.v) = (UnsafeRawPointer(q.baseAddress),
+                                               UnsafeRawPointer(k.baseAddress),
+                                               UnsafeRawPointer(v.baseAddress))
+                            p.o = UnsafeMutableRawPointer(o.baseAddress)
                             edit(&p)
                             var diag = fa_diagnostic()
                             let checked = fa_check(&p, &diag)
@@ -255,6 +257,10 @@ struct CValidationTests {
                 p.cu_seqlens_k = UnsafePointer(offsets + 6)
                 p.kv_lengths = UnsafePointer(lengths)
             }, FA_ERR_INVALID_OFFSETS, FA_ARG_CU_SEQLENS_K, "both given"),
+            ("dtype 9", { $0.k_dtype = fa_dtype(rawValue: 9) }, FA_ERR_INVALID_DTYPE, FA_ARG_K,
+             "k_dtype is 9"),
+            ("q and o types differ", { $0.q_dtype = FA_DTYPE_BF16 }, FA_ERR_INVALID_DTYPE, FA_ARG_O,
+             "o_dtype (0) differs from q_dtype (2)"),
             ("null q", { $0.q = nil }, FA_ERR_NULL_POINTER, FA_ARG_Q, "q is NULL"),
             ("null o", { $0.o = nil }, FA_ERR_NULL_POINTER, FA_ARG_O, "o is NULL"),
             ("zero heads", { $0.shape.q_heads = 0 }, FA_ERR_INVALID_EXTENT, FA_ARG_Q_HEADS,
@@ -266,7 +272,7 @@ struct CValidationTests {
              "num_threads is -2"),
             ("scale", { $0.scale = -.infinity }, FA_ERR_INVALID_SCALE, FA_ARG_SCALE, "-inf"),
             ("stride", { $0.v_strides.seq = 2 }, FA_ERR_INVALID_STRIDE, FA_ARG_V, "v: stride 2"),
-            ("overlap", { $0.o = UnsafeMutablePointer(mutating: $0.q) }, FA_ERR_OVERLAP, FA_ARG_O,
+            ("overlap", { $0.o = UnsafeMutableRawPointer(mutating: $0.q) }, FA_ERR_OVERLAP, FA_ARG_O,
              "o overlaps q"),
             ("overflow", { $0.k_strides.batch = Int64.max }, FA_ERR_INVALID_STRIDE, FA_ARG_K, ""),
             ("workspace", { p in

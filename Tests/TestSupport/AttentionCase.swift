@@ -99,8 +99,14 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     }
 
     /// The float64 reference for these inputs.
-    public func reference() -> ReferenceResult {
-        let (q, k, v) = inputs()
+    public func reference() -> ReferenceResult { reference(inputs: inputs()) }
+
+    /// The float64 reference for other inputs of this case's shape and layout (e.g. its
+    /// inputs rounded to a half type).
+    public func reference(inputs: (query: StridedTensor, key: StridedTensor, value: StridedTensor))
+        -> ReferenceResult
+    {
+        let (q, k, v) = inputs
         let scale = Double(self.scale ?? 1 / Float(shape.headDim).squareRoot())
         return referenceAttention(query: q, key: k, value: v, shape: shape, scale: scale,
                                   causal: causal, window: window,

@@ -25,7 +25,8 @@ int fa_isa_supported(fa_isa isa) {
     case FA_ISA_AVX2:
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
 #else
         return 0;
 #endif

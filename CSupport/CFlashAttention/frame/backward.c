@@ -136,16 +136,16 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     const int vw = kr->vector_width;
     const int rows_padded = (rows + vw - 1) / vw * vw;
 
-    const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head +
+    const float *q = (const float *)p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head +
                      q0 * p->q_strides.seq;
-    const float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head +
+    const float *o = (const float *)p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head +
                      q0 * p->o_strides.seq;
     const float *dout = p->dout + fa_q_entry(p, b, p->dout_strides) + h * p->dout_strides.head +
                         q0 * p->dout_strides.seq;
     const float *lse = p->lse + fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head +
                        q0 * p->lse_strides.seq;
-    const float *k = p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
-    const float *v = p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
+    const float *k = (const float *)p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
+    const float *v = (const float *)p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
 
     float *qt = ws + l->qt, *dot = ws + l->dot, *st = ws + l->st, *dpt = ws + l->dpt;
     float *dq_acc = ws + l->dq_acc, *lse2 = ws + l->lse2, *dsum = ws + l->dsum;

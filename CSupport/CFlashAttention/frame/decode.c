@@ -11,7 +11,8 @@
 //     s = q · Kᵀ                                              (scores_q)
 //     s = −inf outside each row's band (causal, window); soft-capping, ALiBi, masks by the
 //         row's own (head, position)                          (fa_apply_score_mods per row)
-//     online softmax and acc = α·acc + P·V                    (softmax_q, accumulate_pv_q)
+//     online softmax                                          (softmax_q)
+//     acc = α·acc + P·V, the block's P·V formed on its own     (block_pv_q, fold_q)
 //   finish each row into O and LSE, or into its chunk's partial state (fa_store_row)
 // A row's arithmetic never depends on the other rows of its tile, so the stacking (and the
 // thread count) changes no bit.
@@ -53,7 +54,7 @@ static void modify_rows(const tile_row *rows, int n, int64_t k0, int keys, float
 // over the block, measured slower on Zen 4).
 static void attend_rows(const fa_forward_plan *pl, const fa_kv_source *src,
                         const tile_row *rows, int n, const float *q, fa_softmax_state *state,
-                        float *s, int64_t k_begin, int64_t k_end, int mods_active) {
+                        float *s, float *pv, int64_t k_begin, int64_t k_end, int mods_active) {
     const fa_problem *p = pl->p;
     const fa_kernels *kr = pl->kr;
     const fa_row_layout *l = &pl->row_layout;
@@ -61,11 +62,11 @@ static void attend_rows(const fa_forward_plan *pl, const fa_kv_source *src,
     for (int64_t k0 = k_begin; k0 < k_end; k0 += FA_ROW_TILE_KEYS) {
         const int keys = (int)(k_end - k0 < FA_ROW_TILE_KEYS ? k_end - k0 : FA_ROW_TILE_KEYS);
         const fa_kv_block blk = fa_kv_block_at(src, k0);
-        kr->scores_q(n, keys, dqk, q, l->ldq, blk.k, blk.ldk, s, l->lds);
+        kr->scores_q[blk.k_type](n, keys, dqk, q, l->ldq, blk.k, blk.ldk, s, l->lds);
         modify_rows(rows, n, k0, keys, s, l->lds, mods_active);
         kr->softmax_q(n, keys, s, l->lds, state->row_max, state->row_sum, state->alpha);
-        kr->accumulate_pv_q(n, keys, dv, s, l->lds, blk.v, blk.ldv, state->alpha, state->acc,
-                            state->ldacc);
+        kr->block_pv_q[blk.v_type](n, keys, dv, s, l->lds, blk.v, blk.ldv, pv, l->ldacc);
+        kr->fold_q(n, dv, state->alpha, pv, l->ldacc, state->acc, state->ldacc);
     }
 }
 
@@ -104,10 +105,9 @@ void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk,
             hi = row->hi > hi ? row->hi : hi;
         }
         // q[r, :] = scale·log2(e) · Q[b, h, i, :], zero up to ldq.
-        const float *src = p->q + fa_q_entry(p, b, p->q_strides) + row->h * p->q_strides.head +
-                           row->i * p->q_strides.seq;
         float *dst = q + (int64_t)r * l->ldq;
-        for (int64_t d = 0; d < dqk; d++) dst[d] = pl->scale_log2 * src[d];
+        fa_get_q_row(p, fa_q_row(p, b, row->h, row->i), dst, dqk);
+        for (int64_t d = 0; d < dqk; d++) dst[d] = pl->scale_log2 * dst[d];
         for (int64_t d = dqk; d < l->ldq; d++) dst[d] = 0.0f;
     }
     fa_softmax_state state = {ws + l->row_max, ws + l->row_sum, ws + l->alpha, ws + l->acc,
@@ -117,7 +117,8 @@ void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk,
         int64_t k_begin, k_end;
         fa_chunk_range(pl, b, split, lo, hi, FA_ROW_TILE_KEYS, &k_begin, &k_end);
         const fa_kv_source src = fa_kv_source_for(p, b, g);
-        attend_rows(pl, &src, rows, n, q, &state, ws + l->s, k_begin, k_end, mods_active);
+        attend_rows(pl, &src, rows, n, q, &state, ws + l->s, ws + l->pv, k_begin, k_end,
+                    mods_active);
     }
     for (int r = 0; r < n; r++) fa_store_row(pl, b, rows[r].h, rows[r].i, split, &state, r);
 }

@@ -53,6 +53,7 @@ typedef struct key_major_tile {
     fa_kv_source src;
     const float *qt;
     float *st, *block_max;
+    float *kw, *vw;  ///< where a half block's K and V rows are widened to fp32
 } key_major_tile;
 
 // The first key block of [k_begin, k_end) that a tile computes: its K and V rows and mask
@@ -95,7 +96,11 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
 
     while (k0 < k_end) {
         const int keys = (int)(k_end - k0 < bk ? k_end - k0 : bk);
-        const fa_kv_block blk = fa_kv_block_at(&t->src, k0);
+        // This block's K and V rows (widened to fp32 tiles once, if stored in half).
+        const fa_kv_block at = fa_kv_block_at(&t->src, k0);
+        const fa_kv_block blk = fa_kv_source_is_half(&t->src)
+                                    ? fa_kv_block_widen(&at, keys, dqk, dv, t->kw, t->vw)
+                                    : at;
         // The next block to compute; ask for its K and V rows now: they arrive from L3 while
         // this block computes (the hardware prefetchers do not see 2·BK short row streams).
         fa_tile_kind next_tile;
@@ -119,8 +124,8 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
         int burst = 0;
         for (int r0 = 0; r0 < rows_padded; r0 += chunk) {
             const int n = rows_padded - r0 < chunk ? rows_padded - r0 : chunk;
-            kr->scores_t(keys, n, dqk, blk.k, blk.ldk, t->qt + r0, bq, st + r0, bq, masked,
-                         lo - r0, hi - r0, block_max + r0);
+            kr->scores_t(keys, n, dqk, (const float *)blk.k, blk.ldk, t->qt + r0, bq, st + r0,
+                         bq, masked, lo - r0, hi - r0, block_max + r0);
             if (next_keys > 0) prefetch_burst(mods, q0, rows, burst++, bursts, k1, next_keys);
         }
         // Soft-capping, ALiBi and element masks, if any (they also recompute the block max).
@@ -131,9 +136,9 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
                       state->alpha, masked, lo, hi);
         for (int r0 = 0; r0 < rows_padded; r0 += chunk) {
             const int n = rows_padded - r0 < chunk ? rows_padded - r0 : chunk;
-            kr->accumulate_pv(n, keys, dv, st + r0, bq, blk.v, blk.ldv, state->alpha + r0,
-                              state->acc + (int64_t)r0 * state->ldacc, state->ldacc, masked,
-                              lo - r0, hi - r0);
+            kr->accumulate_pv(n, keys, dv, st + r0, bq, (const float *)blk.v, blk.ldv,
+                              state->alpha + r0, state->acc + (int64_t)r0 * state->ldacc,
+                              state->ldacc, masked, lo - r0, hi - r0);
             if (next_keys > 0) prefetch_burst(mods, q0, rows, burst++, bursts, k1, next_keys);
         }
         k0 = k1;
@@ -174,6 +179,8 @@ static void forward_tile(const fa_forward_plan *pl, int64_t b, int64_t h, int64_
     t.qt = ws + pl->layout.qt;
     t.st = ws + pl->layout.st;
     t.block_max = ws + pl->layout.block_max;
+    t.kw = ws + pl->layout.kw;
+    t.vw = ws + pl->layout.vw;
     fa_softmax_state state = {ws + pl->layout.row_max, ws + pl->layout.row_sum,
                               ws + pl->layout.alpha, ws + pl->layout.acc, pl->layout.ldacc,
                               t.rows_padded};
@@ -188,10 +195,17 @@ static void forward_tile(const fa_forward_plan *pl, int64_t b, int64_t h, int64_
     // Qᵀ = scale·log2(e) · Qᵀ, padded with zero queries, while the first key block loads;
     // fresh softmax state.
     prefetch_first_block(pl, &t, k_begin, k_end);
-    const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head +
-                     q0 * p->q_strides.seq;
-    pl->kr->pack_qt(rows, t.rows_padded, p->shape.head_dim_qk, q, p->q_strides.seq,
-                    pl->scale_log2, ws + pl->layout.qt, bq);
+    // (Half Q rows are widened to fp32 first.)
+    const int64_t dqk = p->shape.head_dim_qk;
+    const float *q = (const float *)fa_q_row(p, b, h, q0);
+    int64_t ldq = p->q_strides.seq;
+    if (p->q_dtype != FA_DTYPE_F32) {
+        float *qw = ws + pl->layout.qw;
+        for (int i = 0; i < rows; i++)
+            fa_get_q_row(p, fa_q_row(p, b, h, q0 + i), qw + (int64_t)i * dqk, dqk);
+        q = qw, ldq = dqk;
+    }
+    pl->kr->pack_qt(rows, t.rows_padded, dqk, q, ldq, pl->scale_log2, ws + pl->layout.qt, bq);
     fa_state_reset(&state);
     attend_keys_t(pl, &t, &state, k_begin, k_end);
 
@@ -221,7 +235,7 @@ fa_status fa_forward(const fa_problem *p) {
     } else {
         pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads, p->window_left,
                                     p->block_mask.data ? p->block_mask.block_q : 0);
-        pl.layout = fa_forward_layout_for(&p->shape, pl.blocks);
+        pl.layout = fa_forward_layout_for(p, pl.blocks);
         // Packed sequences: blocks of the longest; a shorter sequence's extra items are empty.
         pl.q_blocks = (fa_max_q_rows(p) + pl.blocks.block_q - 1) / pl.blocks.block_q;
         per_thread = pl.layout.per_thread_bytes;

@@ -18,7 +18,8 @@
 typedef struct fa_row_layout {
     size_t q;        ///< rows × ldq      scaled query rows, zero-padded
     size_t s;        ///< rows × lds      scores, then probabilities (query-major)
-    size_t acc;      ///< rows × ldacc
+    size_t acc;      ///< rows × ldacc    the running output
+    size_t pv;       ///< rows × ldacc    one block's P·V, added to acc once per block
     size_t row_max, row_sum, alpha;  ///< rows each
     int64_t ldq, lds, ldacc;
     size_t per_thread_bytes;
@@ -78,16 +79,20 @@ static inline void fa_store_row(const fa_forward_plan *pl, int64_t b, int64_t h,
         pl->partial_lse[at] = fa_state_result(st, r, dv, pl->partial_o + at * dv);
         return;
     }
-    float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head + i * p->o_strides.seq;
-    const float lse = fa_state_result(st, r, dv, o);
+    // O = acc / l: into O itself when it is fp32, else in place in the row's accumulator and
+    // then rounded into O's type.
+    void *o = fa_o_row(p, b, h, i);
+    float *out = p->o_dtype == FA_DTYPE_F32 ? (float *)o : st->acc + (int64_t)r * st->ldacc;
+    const float lse = fa_state_result(st, r, dv, out);
+    fa_put_o_row(p, o, out, dv);
     if (p->lse)
         p->lse[fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head + i * p->lse_strides.seq] = lse;
 }
 
 /// Padding row i (past the entry's valid rows) of entry b, head h: output 0, LSE −inf.
 static inline void fa_clear_row(const fa_problem *p, int64_t b, int64_t h, int64_t i) {
-    float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head + i * p->o_strides.seq;
-    for (int64_t d = 0; d < p->shape.head_dim_v; d++) o[d] = 0.0f;
+    // Zero is all-zero bits in every element type.
+    memset(fa_o_row(p, b, h, i), 0, (size_t)p->shape.head_dim_v * fa_dtype_size(p->o_dtype));
     if (p->lse)
         p->lse[fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head + i * p->lse_strides.seq] = -INFINITY;
 }

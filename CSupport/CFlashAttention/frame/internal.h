@@ -55,6 +55,8 @@ typedef struct fa_forward_layout {
     size_t row_sum;    ///< BQ  running row sum
     size_t alpha;      ///< BQ  this block's rescale factors
     size_t block_max;  ///< BQ  this block's row max
+    size_t kw, vw;     ///< BK × Dqk, BK × Dv  a half K / V block widened to fp32 (size 0 if fp32)
+    size_t qw;         ///< BQ × Dqk  a half Q block widened to fp32 (size 0 if fp32)
     int64_t ldacc;     ///< Dv rounded up to 16
     size_t per_thread_bytes;  ///< the sum, rounded to FA_ALIGN
 } fa_forward_layout;
@@ -72,7 +74,8 @@ static inline size_t fa_layout_regions(const size_t *sizes, size_t *offsets, int
 }
 
 /// Region offsets and bytes per thread for a shape and tiling.
-fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b);
+/// The forward's layout for a problem's shape and element types, under blocking b.
+fa_forward_layout fa_forward_layout_for(const fa_problem *p, fa_blocking b);
 
 /// What a thread's cached buffers hold (frame/workspace.c).
 typedef enum fa_buffer {
@@ -122,6 +125,24 @@ static inline int64_t fa_q_entry(const fa_problem *p, int64_t b, fa_strides s) {
 /// The same for a key-side tensor (K, V, dK, dV).
 static inline int64_t fa_kv_entry(const fa_problem *p, int64_t b, fa_strides s) {
     return p->cu_seqlens_k ? (int64_t)p->cu_seqlens_k[b] * s.seq : b * s.batch;
+}
+/// Row i of batch entry b, head h of Q or O, in the tensor's own element type.
+static inline const void *fa_q_row(const fa_problem *p, int64_t b, int64_t h, int64_t i) {
+    const int64_t at = fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head + i * p->q_strides.seq;
+    return (const char *)p->q + at * (int64_t)fa_dtype_size(p->q_dtype);
+}
+static inline void *fa_o_row(const fa_problem *p, int64_t b, int64_t h, int64_t i) {
+    const int64_t at = fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head + i * p->o_strides.seq;
+    return (char *)p->o + at * (int64_t)fa_dtype_size(p->o_dtype);
+}
+/// n values of a row into O's element type (to nearest, ties to even, for a half type); `src`
+/// and `dst` are the same memory when O is fp32 and the row was computed in place.
+static inline void fa_put_o_row(const fa_problem *p, void *dst, const float *src, int64_t n) {
+    if ((const void *)src != dst) fa_convert(FA_DTYPE_F32, src, p->o_dtype, dst, n);
+}
+/// n values of a Q row (any element type) as fp32, exactly.
+static inline void fa_get_q_row(const fa_problem *p, const void *src, float *dst, int64_t n) {
+    fa_convert(p->q_dtype, src, FA_DTYPE_F32, dst, n);
 }
 /// The largest fa_q_rows_of over the batch.
 int64_t fa_max_q_rows(const fa_problem *p);

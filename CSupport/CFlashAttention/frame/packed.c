@@ -5,6 +5,7 @@
 // from cu[batch] to the extent belong to no sequence: they are cleared here, so every output
 // element is written by every call, as for padded batches.
 #include <math.h>
+#include <string.h>
 #include "internal.h"
 
 int64_t fa_max_q_rows(const fa_problem *p) {
@@ -38,7 +39,10 @@ void fa_clear_unpacked_rows(const fa_problem *p, int backward) {
         if (backward) {
             fill_rows(p->dq, p->dq_strides, sh->q_heads, end, sh->q_len, sh->head_dim_qk, 0.0f);
         } else {
-            fill_rows(p->o, p->o_strides, sh->q_heads, end, sh->q_len, sh->head_dim_v, 0.0f);
+            for (int64_t h = 0; h < sh->q_heads; h++)  // zero: all-zero bits in any type
+                for (int64_t i = end; i < sh->q_len; i++)
+                    memset(fa_o_row(p, 0, h, i), 0,
+                           (size_t)sh->head_dim_v * fa_dtype_size(p->o_dtype));
             fill_rows(p->lse, p->lse_strides, sh->q_heads, end, sh->q_len, 1, -INFINITY);
         }
     }

@@ -35,15 +35,17 @@ fa_row_layout fa_row_layout_for(const fa_shape *s) {
     l.lds = FA_ROW_TILE_KEYS;
     l.ldacc = (s->head_dim_v + 15) / 16 * 16;
     const size_t r = FA_ROW_TILE_ROWS;
-    const size_t sizes[6] = {r * (size_t)l.ldq, r * (size_t)l.lds, r * (size_t)l.ldacc, r, r, r};
-    size_t offsets[6];
-    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 6);
+    const size_t sizes[7] = {r * (size_t)l.ldq, r * (size_t)l.lds, r * (size_t)l.ldacc, r, r, r,
+                             r * (size_t)l.ldacc};
+    size_t offsets[7];
+    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 7);
     l.q = offsets[0];
     l.s = offsets[1];
     l.acc = offsets[2];
     l.row_max = offsets[3];
     l.row_sum = offsets[4];
     l.alpha = offsets[5];
+    l.pv = offsets[6];
     return l;
 }
 
@@ -102,10 +104,14 @@ void fa_merge_partials(const fa_forward_plan *pl, int threads) {
             if (splits < 2) continue;
             for (int64_t i = 0; i < fa_q_len_of(p, b); i++) {
                 const int64_t at = ((b * hq + h) * pl->split.rows_per_head + i) * pl->split.count;
-                float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head +
-                           i * p->o_strides.seq;
+                // Merged into O when it is fp32, else over the row's first partial output
+                // (fa_merge_row reads each chunk's O after writing that far only), then
+                // rounded into O's type.
+                void *o = fa_o_row(p, b, h, i);
+                float *out = p->o_dtype == FA_DTYPE_F32 ? (float *)o : pl->partial_o + at * dv;
                 const float lse = fa_merge_row(splits, pl->partial_o + at * dv, dv,
-                                               pl->partial_lse + at, 1, dv, o);
+                                               pl->partial_lse + at, 1, dv, out);
+                fa_put_o_row(p, o, out, dv);
                 if (p->lse)
                     p->lse[fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head +
                            i * p->lse_strides.seq] = lse;

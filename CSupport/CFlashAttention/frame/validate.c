@@ -72,7 +72,7 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_INVALID_BLOCK_MASK: return "the block mask's granularity is below 1 or its strides are invalid";
     case FA_ERR_INVALID_OFFSETS: return "packed-sequence offsets must start at 0, never decrease and end within the extent";
     case FA_ERR_INVALID_SPLIT: return "kv_split_size is negative (0 chooses automatically)";
-    case FA_ERR_INVALID_DTYPE: return "an element type is not one of fa_dtype (f32, f16, bf16)";
+    case FA_ERR_INVALID_DTYPE: return "an element type is not one of fa_dtype (f32, f16, bf16), or not supported in that combination";
     }
     return "unknown status";
 }
@@ -102,6 +102,7 @@ typedef struct tensor_view {
     int64_t extent[4];
     int64_t stride[4];
     int rank;
+    size_t elem_bytes;   ///< bytes per element (0: fp32)
     int64_t span;        ///< elements from base to one past the last element
     size_t span_bytes;   ///< the same in bytes
 } tensor_view;
@@ -142,8 +143,8 @@ static fa_status check_tensor(tensor_view *t, fa_diagnostic *diag) {
                            "%s: the element span overflows 64 bits", t->name);
     }
     size_t bytes;
-    if ((uint64_t)span > SIZE_MAX / sizeof(float) ||
-        __builtin_mul_overflow((size_t)span, sizeof(float), &bytes) ||
+    const size_t elem = t->elem_bytes ? t->elem_bytes : sizeof(float);
+    if ((uint64_t)span > SIZE_MAX / elem || __builtin_mul_overflow((size_t)span, elem, &bytes) ||
         (uintptr_t)t->base > UINTPTR_MAX - bytes)
         return fa_fail(diag, FA_ERR_SIZE_OVERFLOW, t->arg, span, 0, 0,
                        "%s: %lld elements do not fit in the address space", t->name,
@@ -174,15 +175,19 @@ static int ranges_overlap(const tensor_view *a, const tensor_view *b) {
     return a0 < b1 && b0 < a1;
 }
 
-fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b) {
+fa_forward_layout fa_forward_layout_for(const fa_problem *p, fa_blocking b) {
+    const fa_shape *s = &p->shape;
     fa_forward_layout l = {0};
     const size_t bq = (size_t)b.block_q, bk = (size_t)b.block_k;
-    const size_t dqk = (size_t)s->head_dim_qk;
+    const size_t dqk = (size_t)s->head_dim_qk, dv = (size_t)s->head_dim_v;
     l.ldacc = (s->head_dim_v + 15) / 16 * 16;
     // Head dims are < 2^31 and the blocks ≤ 4096, so no product here overflows 64 bits.
-    const size_t sizes[7] = {dqk * bq, bk * bq, bq * (size_t)l.ldacc, bq, bq, bq, bq};
-    size_t offsets[7];
-    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 7);
+    const size_t sizes[10] = {dqk * bq, bk * bq, bq * (size_t)l.ldacc, bq, bq, bq, bq,
+                              p->k_dtype != FA_DTYPE_F32 ? bk * dqk : 0,
+                              p->v_dtype != FA_DTYPE_F32 ? bk * dv : 0,
+                              p->q_dtype != FA_DTYPE_F32 ? bq * dqk : 0};
+    size_t offsets[10];
+    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 10);
     l.qt = offsets[0];
     l.st = offsets[1];
     l.acc = offsets[2];
@@ -190,6 +195,9 @@ fa_forward_layout fa_forward_layout_for(const fa_shape *s, fa_blocking b) {
     l.row_sum = offsets[4];
     l.alpha = offsets[5];
     l.block_max = offsets[6];
+    l.kw = offsets[7];
+    l.vw = offsets[8];
+    l.qw = offsets[9];
     return l;
 }
 
@@ -397,6 +405,35 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
     return FA_OK;
 }
 
+// Element types: each a fa_dtype, in a supported combination (forward: q and o the same type,
+// k and v each any; backward: all fp32).
+static fa_status check_dtypes(const fa_problem *p, int backward, fa_diagnostic *diag) {
+    const struct { fa_argument arg; const char *name; fa_dtype type; } t[] = {
+        {FA_ARG_Q, "q", p->q_dtype}, {FA_ARG_K, "k", p->k_dtype},
+        {FA_ARG_V, "v", p->v_dtype}, {FA_ARG_O, "o", p->o_dtype},
+    };
+    for (int i = 0; i < 4; i++)
+        if (fa_dtype_size(t[i].type) == 0)
+            return fa_fail(diag, FA_ERR_INVALID_DTYPE, t[i].arg, (int64_t)t[i].type, 0, 0,
+                           "%s_dtype is %d; it must be a fa_dtype value", t[i].name,
+                           (int)t[i].type);
+    if (backward) {
+        for (int i = 0; i < 4; i++)
+            if (t[i].type != FA_DTYPE_F32)
+                return fa_fail(diag, FA_ERR_INVALID_DTYPE, t[i].arg, (int64_t)t[i].type, 0, 0,
+                               "%s_dtype is %s; the backward takes fp32 tensors only",
+                               t[i].name, t[i].type == FA_DTYPE_F16 ? "fp16" : "bf16");
+        return FA_OK;
+    }
+    // Forward: q and o share a type (fp32, or both the same half type); k and v any.
+    if (p->q_dtype != p->o_dtype)
+        return fa_fail(diag, FA_ERR_INVALID_DTYPE, FA_ARG_O, (int64_t)p->o_dtype,
+                       (int64_t)p->q_dtype, 0,
+                       "o_dtype (%d) differs from q_dtype (%d); the output is stored in the "
+                       "query's type", (int)p->o_dtype, (int)p->q_dtype);
+    return FA_OK;
+}
+
 fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved *r,
                            fa_mode mode) {
     if (diag) memset(diag, 0, sizeof *diag);
@@ -408,19 +445,23 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
     if (st != FA_OK) return st;
 
     const int backward = mode == FA_MODE_BACKWARD;
+    st = check_dtypes(p, backward, diag);
+    if (st != FA_OK) return st;
     // Every tensor the call touches: inputs first, then outputs (which must not overlap).
     tensor_view views[10];
     int n = 0, first_output = 0;
-    const struct { fa_argument arg; fa_strides strides; const void *ptr; int required; } all[] = {
-        {FA_ARG_Q, p->q_strides, p->q, 1},
-        {FA_ARG_K, p->k_strides, p->k, 1},
-        {FA_ARG_V, p->v_strides, p->v, 1},
-        {FA_ARG_O, p->o_strides, p->o, 1},
-        {FA_ARG_LSE, p->lse_strides, p->lse, backward},
-        {FA_ARG_DOUT, p->dout_strides, p->dout, backward},
-        {FA_ARG_DQ, p->dq_strides, p->dq, backward},
-        {FA_ARG_DK, p->dk_strides, p->dk, backward},
-        {FA_ARG_DV, p->dv_strides, p->dv, backward},
+    const struct {
+        fa_argument arg; fa_strides strides; const void *ptr; int required; fa_dtype type;
+    } all[] = {
+        {FA_ARG_Q, p->q_strides, p->q, 1, p->q_dtype},
+        {FA_ARG_K, p->k_strides, p->k, 1, p->k_dtype},
+        {FA_ARG_V, p->v_strides, p->v, 1, p->v_dtype},
+        {FA_ARG_O, p->o_strides, p->o, 1, p->o_dtype},
+        {FA_ARG_LSE, p->lse_strides, p->lse, backward, FA_DTYPE_F32},
+        {FA_ARG_DOUT, p->dout_strides, p->dout, backward, FA_DTYPE_F32},
+        {FA_ARG_DQ, p->dq_strides, p->dq, backward, FA_DTYPE_F32},
+        {FA_ARG_DK, p->dk_strides, p->dk, backward, FA_DTYPE_F32},
+        {FA_ARG_DV, p->dv_strides, p->dv, backward, FA_DTYPE_F32},
     };
     const int count = backward ? 9 : 5;
     for (int i = 0; i < count; i++) {
@@ -438,7 +479,8 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
         const fa_argument a = all[i].arg;
         const int key_side = a == FA_ARG_K || a == FA_ARG_V || a == FA_ARG_DK || a == FA_ARG_DV;
         const int packed = key_side ? p->cu_seqlens_k != NULL : p->cu_seqlens_q != NULL;
-        views[n++] = view_of(s, a, all[i].strides, all[i].ptr, packed);
+        views[n] = view_of(s, a, all[i].strides, all[i].ptr, packed);
+        views[n++].elem_bytes = fa_dtype_size(all[i].type);
     }
     for (int i = 0; i < n; i++) {
         st = check_tensor(&views[i], diag);
@@ -495,7 +537,7 @@ fa_status fa_workspace_bytes(const fa_problem *p, size_t *bytes) {
         const fa_blocking b = fa_blocking_for(fa_kernels_for(p->isa), &p->shape, threads,
                                               p->window_left,
                                               p->block_mask.data ? p->block_mask.block_q : 0);
-        per_thread = fa_forward_layout_for(&p->shape, b).per_thread_bytes;
+        per_thread = fa_forward_layout_for(p, b).per_thread_bytes;
     }
     // Per thread tiles, then the split-KV partial states (aligned), plus slack to align the base.
     const fa_split_plan split = fa_split_plan_for(p);

@@ -53,7 +53,7 @@ typedef enum fa_status {
     FA_ERR_INVALID_BLOCK_MASK = 18,  ///< block-mask granularity < 1 or strides invalid
     FA_ERR_INVALID_OFFSETS = 19,   ///< packed-sequence offsets not 0-based, decreasing or too large
     FA_ERR_INVALID_SPLIT = 20,     ///< kv_split_size is negative
-    FA_ERR_INVALID_DTYPE = 21,     ///< an element type is not one of fa_dtype
+    FA_ERR_INVALID_DTYPE = 21,     ///< an element type is not a fa_dtype, or its combination is unsupported
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -100,7 +100,7 @@ typedef struct fa_mask {
 typedef enum fa_isa {
     FA_ISA_AUTO = 0,
     FA_ISA_PORTABLE = 1,  ///< plain C, any CPU
-    FA_ISA_AVX2 = 2,      ///< AVX2 + FMA (Haswell, Zen and later)
+    FA_ISA_AVX2 = 2,      ///< AVX2 + FMA + F16C (Haswell, Zen and later)
     FA_ISA_AVX512 = 3,    ///< AVX-512 F/VL/BW/DQ + FMA (Skylake-SP, Zen 4 and later)
 } fa_isa;
 
@@ -132,6 +132,15 @@ typedef struct fa_strides {
     int64_t seq;
 } fa_strides;
 
+/// Element types of stored tensors. Arithmetic is fp32 whatever the storage: scores, maxima,
+/// sums, accumulators and the logsumexp are fp32, half elements are widened exactly as they
+/// are read, and every rounding to a half type is to nearest, ties to even.
+typedef enum fa_dtype {
+    FA_DTYPE_F32 = 0,   ///< IEEE binary32
+    FA_DTYPE_F16 = 1,   ///< IEEE binary16 (fp16)
+    FA_DTYPE_BF16 = 2,  ///< bfloat16: the top 16 bits of a binary32
+} fa_dtype;
+
 /// Pass as `scale` to use 1/sqrt(head_dim_qk).
 #define FA_SCALE_DEFAULT (__builtin_nanf(""))
 
@@ -139,12 +148,18 @@ typedef struct fa_strides {
 typedef struct fa_problem {
     fa_shape shape;
 
-    const float *q; fa_strides q_strides;
-    const float *k; fa_strides k_strides;
-    const float *v; fa_strides v_strides;
-    float *o;       fa_strides o_strides;
+    const void *q; fa_strides q_strides;   ///< elements of q_dtype (strides count elements)
+    const void *k; fa_strides k_strides;   ///< elements of k_dtype
+    const void *v; fa_strides v_strides;   ///< elements of v_dtype
+    void *o;       fa_strides o_strides;   ///< elements of o_dtype
     float *lse;     fa_strides lse_strides;  ///< optional output; NULL to skip (head_dim ignored)
 
+    /// Element types of q, k, v and o; FA_DTYPE_F32 (0) by default. The forward takes q and o
+    /// in one type and k and v each in any (all half; or fp32 activations over a half K/V
+    /// cache, which decoding then reads at half the bytes); the output is rounded to nearest
+    /// even once, at the end. The backward takes fp32 only. Other combinations are
+    /// FA_ERR_INVALID_DTYPE.
+    fa_dtype q_dtype, k_dtype, v_dtype, o_dtype;
     float scale;        ///< multiplier of Q·Kᵀ; FA_SCALE_DEFAULT (NaN) means 1/sqrt(head_dim_qk)
     fa_causal causal;   ///< FA_CAUSAL_NONE by default
     /// Sliding window in FlashAttention's sense: query i sees keys i + Lk − Lq − window_left …
@@ -334,13 +349,6 @@ typedef struct fa_kernel_info {
     int64_t l1d_bytes, l2_bytes, l3_bytes;  ///< per-core L1d and L2, shared L3 (0 if unknown)
 } fa_kernel_info;
 fa_status fa_kernel_info_for(const fa_problem *p, fa_kernel_info *info);
-
-/// Element types of stored tensors. Arithmetic is fp32 whatever the storage.
-typedef enum fa_dtype {
-    FA_DTYPE_F32 = 0,   ///< IEEE binary32
-    FA_DTYPE_F16 = 1,   ///< IEEE binary16 (fp16)
-    FA_DTYPE_BF16 = 2,  ///< bfloat16: the top 16 bits of a binary32
-} fa_dtype;
 
 /// Bytes of one element of `t` (0 for a value that is not an fa_dtype).
 size_t fa_dtype_size(fa_dtype t);

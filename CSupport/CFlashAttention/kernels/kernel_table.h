@@ -14,7 +14,8 @@ const fa_kernels KERNEL_TABLE = {
     .gemm_acc = tile_gemm_acc,
     .score_mods = tile_score_mods,
     .exp2 = tile_exp2,
-    .scores_q = row_scores,
+    .scores_q = {row_scores_f32, row_scores_f16, row_scores_bf16},
     .softmax_q = row_softmax,
-    .accumulate_pv_q = row_accumulate_pv,
+    .block_pv_q = {row_block_pv_f32, row_block_pv_f16, row_block_pv_bf16},
+    .fold_q = row_fold,
 };

@@ -93,6 +93,9 @@ static inline void fa_prefetch_mask_rows(const fa_tile_mods *m, int r0, int r1, 
 #define FA_TANH_P1 1.33314422036e-1f
 #define FA_TANH_P0 (-3.33332819422e-1f)
 
+/// Element types of K and V rows the row kernels read; the values are fa_dtype's.
+typedef enum fa_kv_type { FA_KV_F32 = 0, FA_KV_F16 = 1, FA_KV_BF16 = 2, FA_KV_TYPES = 3 } fa_kv_type;
+
 typedef struct fa_kernels {
     const char *name;    ///< "portable", "avx2", "avx512"
     int vector_width;    ///< floats per vector: query rows are padded to a multiple of it
@@ -157,9 +160,13 @@ typedef struct fa_kernels {
     // q [rows × ldq]: scaled query rows (log2 units), zero from dqk up to ldq (a multiple of
     // 16); s [rows × lds]: scores, then probabilities, one query's keys contiguous.
 
+    // K and V rows are read in their stored element type and widened as they are loaded:
+    // scores_q and block_pv_q have one entry per type, indexed by fa_kv_type (k, v are
+    // then float, or uint16_t fp16 / bf16 bits; ldk, ldv count elements).
+
     /// s[r, j] = Σ_d q[r, d] · k[j, d]   (r < rows, j < keys).
-    void (*scores_q)(int rows, int keys, int64_t dqk, const float *q, int64_t ldq,
-                     const float *k, int64_t ldk, float *s, int64_t lds);
+    void (*scores_q[FA_KV_TYPES])(int rows, int keys, int64_t dqk, const float *q, int64_t ldq,
+                                  const void *k, int64_t ldk, float *s, int64_t lds);
 
     /// Per row r: m' = max(row_max, max_j s[r, j]); P = 2^(s − m') in place;
     /// alpha = 2^(row_max − m'); row_sum = alpha·row_sum + Σ_j P; row_max = m'. A row with
@@ -167,11 +174,17 @@ typedef struct fa_kernels {
     void (*softmax_q)(int rows, int keys, float *s, int64_t lds, float *row_max,
                       float *row_sum, float *alpha);
 
-    /// acc[r, :] = alpha[r] · acc[r, :] + Σ_j p[r, j] · v[j, :]   (r < rows); acc rows are
-    /// read and written as whole vectors up to dv rounded up to 16 (ldacc ≥ that).
-    void (*accumulate_pv_q)(int rows, int keys, int64_t dv, const float *p, int64_t ldp,
-                            const float *v, int64_t ldv, const float *alpha, float *acc,
-                            int64_t ldacc);
+    /// out[r, :] = Σ_j p[r, j] · v[j, :]   (r < rows): the block's P·V, formed on its own (out
+    /// is not read) so that the caller adds it to the running output once per block — the
+    /// output then sums blocks, not every key, in one chain. out rows are read and written as
+    /// whole vectors up to dv rounded up to 16 (ldo ≥ that).
+    void (*block_pv_q[FA_KV_TYPES])(int rows, int keys, int64_t dv, const float *p, int64_t ldp,
+                                    const void *v, int64_t ldv, float *out, int64_t ldo);
+
+    /// acc[r, :] = alpha[r] · acc[r, :] + out[r, :]   (r < rows; the multiply skipped where
+    /// alpha is exactly 1); rows are read and written as whole vectors up to dv rounded up to 16.
+    void (*fold_q)(int rows, int64_t dv, const float *alpha, const float *out, int64_t ldo,
+                   float *acc, int64_t ldacc);
 
     /// y[j] = 2^x[j] for x[j] ≤ 0, as the softmax computes it (exposed for accuracy tests).
     void (*exp2)(const float *x, float *y, int64_t n);

@@ -31,12 +31,31 @@
 //   groups; a whole block per group re-read them from L2 in series.
 // The whole step went from 14 to 20 GB/s of K+V on one core at 4 rows (Hq/Hkv = 32/8).
 
+// K and V rows in element type T (fa_kv_type, a constant after inlining): fp32, or fp16 /
+// bf16 bits widened exactly as they are loaded, so a half cache is read at half the bytes and
+// all arithmetic stays fp32. Offsets count elements.
+VF_INLINE const void *row_at(const int T, const void *p, int64_t n) {
+    return (const char *)p + n * (T == FA_KV_F32 ? 4 : 2);
+}
+// The vector of elements n … n + VF_W − 1 at p, or only the first `live` of them (0 elsewhere).
+VF_INLINE vf row_load(const int T, const void *p, int64_t n) {
+    if (T == FA_KV_F16) return vf_load_f16((const uint16_t *)p + n);
+    if (T == FA_KV_BF16) return vf_load_bf16((const uint16_t *)p + n);
+    return vf_loadu((const float *)p + n);
+}
+VF_INLINE vf row_load_first(const int T, const void *p, int64_t n, int live) {
+    if (T == FA_KV_F16) return vf_load_f16_first((const uint16_t *)p + n, live);
+    if (T == FA_KV_BF16) return vf_load_bf16_first((const uint16_t *)p + n, live);
+    return vf_load_first_or((const float *)p + n, live, 0.0f);
+}
+
 // s[r, c] = Σ_d q[r, d] · k[c, d] for NR rows and NK keys (constants after inlining). q is
 // zero from dqk to the next multiple of VF_W, so its loads need no tail; k's tail is masked.
 // Two accumulators per (row, key), for even and odd vectors of d, keep enough independent
 // FMA chains in flight when NK is 1.
-VF_INLINE void row_scores_tile(const int NR, const int NK, int64_t dqk, const float *q,
-                               int64_t ldq, const float *k, int64_t ldk, float *s, int64_t lds) {
+VF_INLINE void row_scores_tile(const int T, const int NR, const int NK, int64_t dqk,
+                               const float *q, int64_t ldq, const void *k, int64_t ldk, float *s,
+                               int64_t lds) {
     vf acc[2][VF_SCORES_R][VF_SCORES_K];
     for (int h = 0; h < 2; h++)
         for (int r = 0; r < NR; r++)
@@ -45,7 +64,7 @@ VF_INLINE void row_scores_tile(const int NR, const int NK, int64_t dqk, const fl
     for (; d + 2 * VF_W <= dqk; d += 2 * VF_W) {
         for (int h = 0; h < 2; h++) {
             vf kv[VF_SCORES_K];
-            for (int c = 0; c < NK; c++) kv[c] = vf_loadu(k + c * ldk + d + h * VF_W);
+            for (int c = 0; c < NK; c++) kv[c] = row_load(T, k, c * ldk + d + h * VF_W);
             for (int r = 0; r < NR; r++) {
                 const vf qv = vf_loadu(q + r * ldq + d + h * VF_W);
                 for (int c = 0; c < NK; c++) acc[h][r][c] = vf_fma(qv, kv[c], acc[h][r][c]);
@@ -55,7 +74,7 @@ VF_INLINE void row_scores_tile(const int NR, const int NK, int64_t dqk, const fl
     for (; d < dqk; d += VF_W) {  // at most one full vector and a tail (even chain)
         const int n = dqk - d < VF_W ? (int)(dqk - d) : VF_W;
         vf kv[VF_SCORES_K];
-        for (int c = 0; c < NK; c++) kv[c] = vf_load_first_or(k + c * ldk + d, n, 0.0f);
+        for (int c = 0; c < NK; c++) kv[c] = row_load_first(T, k, c * ldk + d, n);
         for (int r = 0; r < NR; r++) {
             const vf qv = vf_loadu(q + r * ldq + d);
             for (int c = 0; c < NK; c++) acc[0][r][c] = vf_fma(qv, kv[c], acc[0][r][c]);
@@ -74,12 +93,12 @@ VF_INLINE void row_scores_tile(const int NR, const int NK, int64_t dqk, const fl
         for (int c = 0; c < NK; c++) s[r * lds + c] = vf_hsum(vf_add(acc[0][r][c], acc[1][r][c]));
 }
 
-VF_INLINE void row_scores_keys(const int NR, int keys, int64_t dqk, const float *q, int64_t ldq,
-                               const float *k, int64_t ldk, float *s, int64_t lds) {
+VF_INLINE void row_scores_keys(const int T, const int NR, int keys, int64_t dqk, const float *q,
+                               int64_t ldq, const void *k, int64_t ldk, float *s, int64_t lds) {
     int j = 0;
     for (; j + VF_SCORES_K <= keys; j += VF_SCORES_K)
-        row_scores_tile(NR, VF_SCORES_K, dqk, q, ldq, k + j * ldk, ldk, s + j, lds);
-    for (; j < keys; j++) row_scores_tile(NR, 1, dqk, q, ldq, k + j * ldk, ldk, s + j, lds);
+        row_scores_tile(T, NR, VF_SCORES_K, dqk, q, ldq, row_at(T, k, j * ldk), ldk, s + j, lds);
+    for (; j < keys; j++) row_scores_tile(T, NR, 1, dqk, q, ldq, row_at(T, k, j * ldk), ldk, s + j, lds);
 }
 
 /// Keys per scores pass: every row group takes RowScoreKeys keys before the next ones, so K
@@ -93,19 +112,19 @@ enum { RowScoreKeys = 16 };
 // all of them — one FMA chain per (row, key) over d in order, reduced by vf_hsum's tree — so a
 // key costs its own NQ loads and no query loads. q is zero past dqk; k's last vector holds
 // `tail` live floats (all VF_W when FULL: plain loads only, issued in order).
-VF_INLINE void row_scores_qreg(const int NR, const int NQ, const int FULL, int tail, int keys,
-                               const float *q, int64_t ldq, const float *k, int64_t ldk,
+VF_INLINE void row_scores_qreg(const int T, const int NR, const int NQ, const int FULL, int tail,
+                               int keys, const float *q, int64_t ldq, const void *k, int64_t ldk,
                                float *s, int64_t lds) {
     vf qr[VF_SCORES_R][VF_QREG];
     for (int r = 0; r < NR; r++)
         for (int w = 0; w < NQ; w++) qr[r][w] = vf_loadu(q + r * ldq + w * VF_W);
     for (int j = 0; j < keys; j++) {
-        const float *kj = k + (int64_t)j * ldk;
+        const void *kj = row_at(T, k, (int64_t)j * ldk);
         vf a[VF_SCORES_R];
         for (int r = 0; r < NR; r++) a[r] = vf_zero();
         for (int w = 0; w < NQ; w++) {
-            const vf kv = !FULL && w == NQ - 1 ? vf_load_first_or(kj + w * VF_W, tail, 0.0f)
-                                               : vf_loadu(kj + w * VF_W);
+            const vf kv = !FULL && w == NQ - 1 ? row_load_first(T, kj, w * VF_W, tail)
+                                               : row_load(T, kj, w * VF_W);
             for (int r = 0; r < NR; r++) a[r] = vf_fma(qr[r][w], kv, a[r]);
         }
 #if VF_SCORES_R >= 4
@@ -121,51 +140,51 @@ VF_INLINE void row_scores_qreg(const int NR, const int NQ, const int FULL, int t
 }
 
 // Every row group over `keys` keys, with NQ query vectors held (a constant after inlining).
-VF_INLINE void row_scores_qreg_rows(const int NQ, const int FULL, int tail, int rows, int keys,
-                                    const float *q, int64_t ldq, const float *k, int64_t ldk,
-                                    float *s, int64_t lds) {
+VF_INLINE void row_scores_qreg_rows(const int T, const int NQ, const int FULL, int tail, int rows,
+                                    int keys, const float *q, int64_t ldq, const void *k,
+                                    int64_t ldk, float *s, int64_t lds) {
     int r = 0;
     for (; r + VF_SCORES_R <= rows; r += VF_SCORES_R)
-        row_scores_qreg(VF_SCORES_R, NQ, FULL, tail, keys, q + r * ldq, ldq, k, ldk,
+        row_scores_qreg(T, VF_SCORES_R, NQ, FULL, tail, keys, q + r * ldq, ldq, k, ldk,
                         s + r * lds, lds);
     for (; r < rows; r++)
-        row_scores_qreg(1, NQ, FULL, tail, keys, q + r * ldq, ldq, k, ldk, s + r * lds, lds);
+        row_scores_qreg(T, 1, NQ, FULL, tail, keys, q + r * ldq, ldq, k, ldk, s + r * lds, lds);
 }
 
 // The FULL variant when the head dim fills its last vector (plain loads only), else the tail one.
-VF_INLINE void row_scores_qreg_tail(const int NQ, int tail, int rows, int keys, const float *q,
-                                    int64_t ldq, const float *k, int64_t ldk, float *s,
-                                    int64_t lds) {
-    if (tail == VF_W) row_scores_qreg_rows(NQ, 1, tail, rows, keys, q, ldq, k, ldk, s, lds);
-    else row_scores_qreg_rows(NQ, 0, tail, rows, keys, q, ldq, k, ldk, s, lds);
+VF_INLINE void row_scores_qreg_tail(const int T, const int NQ, int tail, int rows, int keys,
+                                    const float *q, int64_t ldq, const void *k, int64_t ldk,
+                                    float *s, int64_t lds) {
+    if (tail == VF_W) row_scores_qreg_rows(T, NQ, 1, tail, rows, keys, q, ldq, k, ldk, s, lds);
+    else row_scores_qreg_rows(T, NQ, 0, tail, rows, keys, q, ldq, k, ldk, s, lds);
 }
 #endif
 
 // Scores of a block. Head dims up to VF_QREG vectors keep the query rows in registers
 // (row_scores_qreg); longer ones load them for every key (row_scores_keys).
-VF_FN static void row_scores(int rows, int keys, int64_t dqk, const float *q, int64_t ldq,
-                             const float *k, int64_t ldk, float *s, int64_t lds) {
+VF_INLINE void row_scores(const int T, int rows, int keys, int64_t dqk, const float *q,
+                          int64_t ldq, const void *k, int64_t ldk, float *s, int64_t lds) {
     const int pass = rows > VF_SCORES_R ? RowScoreKeys : keys;  // one row group: one pass
     for (int j0 = 0; j0 < keys; j0 += pass) {
         const int kk = keys - j0 < pass ? keys - j0 : pass;
-        const float *kj = k + (int64_t)j0 * ldk;
+        const void *kj = row_at(T, k, (int64_t)j0 * ldk);
         float *sj = s + j0;
 #if VF_QREG > 0
         if (dqk <= VF_QREG * VF_W) {
             const int nq = (int)((dqk + VF_W - 1) / VF_W);
             const int tail = (int)(dqk - (int64_t)(nq - 1) * VF_W);
             switch (nq) {
-            case 1: row_scores_qreg_tail(1, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
-            case 2: row_scores_qreg_tail(2, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 1: row_scores_qreg_tail(T, 1, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 2: row_scores_qreg_tail(T, 2, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
 #if VF_QREG > 2
-            case 3: row_scores_qreg_tail(3, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
-            case 4: row_scores_qreg_tail(4, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 3: row_scores_qreg_tail(T, 3, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 4: row_scores_qreg_tail(T, 4, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
 #endif
 #if VF_QREG > 4
-            case 5: row_scores_qreg_tail(5, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
-            case 6: row_scores_qreg_tail(6, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
-            case 7: row_scores_qreg_tail(7, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
-            case 8: row_scores_qreg_tail(8, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 5: row_scores_qreg_tail(T, 5, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 6: row_scores_qreg_tail(T, 6, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 7: row_scores_qreg_tail(T, 7, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
+            case 8: row_scores_qreg_tail(T, 8, tail, rows, kk, q, ldq, kj, ldk, sj, lds); break;
 #endif
             default: break;
             }
@@ -174,9 +193,9 @@ VF_FN static void row_scores(int rows, int keys, int64_t dqk, const float *q, in
 #endif
         int r = 0;
         for (; r + VF_SCORES_R <= rows; r += VF_SCORES_R)
-            row_scores_keys(VF_SCORES_R, kk, dqk, q + r * ldq, ldq, kj, ldk, sj + r * lds, lds);
+            row_scores_keys(T, VF_SCORES_R, kk, dqk, q + r * ldq, ldq, kj, ldk, sj + r * lds, lds);
         for (; r < rows; r++)
-            row_scores_keys(1, kk, dqk, q + r * ldq, ldq, kj, ldk, sj + r * lds, lds);
+            row_scores_keys(T, 1, kk, dqk, q + r * ldq, ldq, kj, ldk, sj + r * lds, lds);
     }
 }
 
@@ -217,58 +236,52 @@ VF_FN static void row_softmax(int rows, int keys, float *s, int64_t lds, float *
     }
 }
 
-// acc[r, d0 …] (·α_r when SCALE) + Σ_j p[r, j] · v[j, d0 …] for NR rows and NV value vectors,
-// the last one holding `tail` live columns — all VF_W when FULL, so every load is a plain one
-// and the loads of a V row are issued in address order (a masked last load that the compiler
-// hoists ahead of the others turns each row's lines into 7, 0, 1, … 6, which cost a fifth of
-// the stream on one Zen 4 core). acc rows are whole vectors up to ldacc.
-VF_INLINE void row_pv_tile(const int NR, const int NV, const int FULL, const int SCALE, int tail,
-                           int keys, const float *p, int64_t ldp, const float *v, int64_t ldv,
-                           const float *alpha, float *acc, int64_t ldacc) {
+// out[r, d0 …] = (FRESH ? 0 : out[r, d0 …]) + Σ_j p[r, j] · v[j, d0 …] for NR rows and NV
+// value vectors, the last one holding `tail` live columns — all VF_W when FULL, so every load
+// is a plain one and the loads of a V row are issued in address order (a masked last load
+// that the compiler hoists ahead of the others turns each row's lines into 7, 0, 1, … 6,
+// which cost a fifth of the stream on one Zen 4 core). out rows are whole vectors up to ldo.
+VF_INLINE void row_pv_tile(const int T, const int NR, const int NV, const int FULL,
+                           const int FRESH, int tail, int keys, const float *p, int64_t ldp,
+                           const void *v, int64_t ldv, float *out, int64_t ldo) {
     vf a[VF_PV_R][VF_PV_V];
-    for (int r = 0; r < NR; r++) {
-        const vf al = vf_set1(alpha[r]);
-        for (int w = 0; w < NV; w++) {
-            const vf x = vf_loadu(acc + r * ldacc + w * VF_W);
-            a[r][w] = SCALE ? vf_mul(al, x) : x;
-        }
-    }
+    for (int r = 0; r < NR; r++)
+        for (int w = 0; w < NV; w++) a[r][w] = FRESH ? vf_zero() : vf_loadu(out + r * ldo + w * VF_W);
     for (int j = 0; j < keys; j++) {
         vf vv[VF_PV_V];
         for (int w = 0; w < NV; w++)
-            vv[w] = !FULL && w == NV - 1 ? vf_load_first_or(v + j * ldv + w * VF_W, tail, 0.0f)
-                                         : vf_loadu(v + j * ldv + w * VF_W);
+            vv[w] = !FULL && w == NV - 1 ? row_load_first(T, v, j * ldv + w * VF_W, tail)
+                                         : row_load(T, v, j * ldv + w * VF_W);
         for (int r = 0; r < NR; r++) {
             const vf pb = vf_set1(p[r * ldp + j]);
             for (int w = 0; w < NV; w++) a[r][w] = vf_fma(pb, vv[w], a[r][w]);
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int w = 0; w < NV; w++) vf_storeu(acc + r * ldacc + w * VF_W, a[r][w]);
+        for (int w = 0; w < NV; w++) vf_storeu(out + r * ldo + w * VF_W, a[r][w]);
 }
 
 // Every row group over `keys` keys and NV value vectors (one column chunk).
-VF_INLINE void row_pv_rows(const int NV, const int FULL, const int SCALE, int tail, int rows,
-                           int keys, const float *p, int64_t ldp, const float *v, int64_t ldv,
-                           const float *alpha, float *acc, int64_t ldacc) {
+VF_INLINE void row_pv_rows(const int T, const int NV, const int FULL, const int FRESH, int tail,
+                           int rows, int keys, const float *p, int64_t ldp, const void *v,
+                           int64_t ldv, float *out, int64_t ldo) {
     int r = 0;
     for (; r + VF_PV_R <= rows; r += VF_PV_R)
-        row_pv_tile(VF_PV_R, NV, FULL, SCALE, tail, keys, p + r * ldp, ldp, v, ldv, alpha + r,
-                    acc + r * ldacc, ldacc);
+        row_pv_tile(T, VF_PV_R, NV, FULL, FRESH, tail, keys, p + r * ldp, ldp, v, ldv,
+                    out + r * ldo, ldo);
     for (; r < rows; r++)
-        row_pv_tile(1, NV, FULL, SCALE, tail, keys, p + r * ldp, ldp, v, ldv, alpha + r,
-                    acc + r * ldacc, ldacc);
+        row_pv_tile(T, 1, NV, FULL, FRESH, tail, keys, p + r * ldp, ldp, v, ldv, out + r * ldo, ldo);
 }
 
-VF_INLINE void row_pv_chunk(const int NV, int tail, int first, int rows, int keys,
-                            const float *p, int64_t ldp, const float *v, int64_t ldv,
-                            const float *alpha, float *acc, int64_t ldacc) {
+VF_INLINE void row_pv_chunk(const int T, const int NV, int tail, int first, int rows, int keys,
+                            const float *p, int64_t ldp, const void *v, int64_t ldv, float *out,
+                            int64_t ldo) {
     if (tail == VF_W) {
-        if (first) row_pv_rows(NV, 1, 1, tail, rows, keys, p, ldp, v, ldv, alpha, acc, ldacc);
-        else row_pv_rows(NV, 1, 0, tail, rows, keys, p, ldp, v, ldv, alpha, acc, ldacc);
+        if (first) row_pv_rows(T, NV, 1, 1, tail, rows, keys, p, ldp, v, ldv, out, ldo);
+        else row_pv_rows(T, NV, 1, 0, tail, rows, keys, p, ldp, v, ldv, out, ldo);
     } else {
-        if (first) row_pv_rows(NV, 0, 1, tail, rows, keys, p, ldp, v, ldv, alpha, acc, ldacc);
-        else row_pv_rows(NV, 0, 0, tail, rows, keys, p, ldp, v, ldv, alpha, acc, ldacc);
+        if (first) row_pv_rows(T, NV, 0, 1, tail, rows, keys, p, ldp, v, ldv, out, ldo);
+        else row_pv_rows(T, NV, 0, 0, tail, rows, keys, p, ldp, v, ldv, out, ldo);
     }
 }
 
@@ -280,39 +293,72 @@ VF_INLINE void row_pv_chunk(const int NV, int tail, int first, int rows, int key
 /// stores cost 54 → 46 GB/s at 4 rows, which decoding, bound by DRAM, does not see.
 enum { RowPVKeys = 16 };
 
-// acc = α·acc + P·V over the block: key passes, then column chunks, then row groups. Each
-// acc element still sees α first and then the keys in order, so the bits are those of one
-// pass over the block.
-VF_FN static void row_accumulate_pv(int rows, int keys, int64_t dv, const float *p, int64_t ldp,
-                                    const float *v, int64_t ldv, const float *alpha, float *acc,
-                                    int64_t ldacc) {
+// out = P·V over the block: key passes, then column chunks, then row groups. Each out
+// element starts at 0 and sees the keys in order, so the bits are those of one pass over the
+// block.
+VF_INLINE void row_block_pv(const int T, int rows, int keys, int64_t dv, const float *p,
+                            int64_t ldp, const void *v, int64_t ldv, float *out, int64_t ldo) {
     const int pass = rows > VF_PV_R ? RowPVKeys : keys;  // one row group: one pass
     for (int j0 = 0; j0 < keys; j0 += pass) {
         const int kk = keys - j0 < pass ? keys - j0 : pass;
         const float *pj = p + j0;
-        const float *vj = v + (int64_t)j0 * ldv;
+        const void *vj = row_at(T, v, (int64_t)j0 * ldv);
         const int first = j0 == 0;
         for (int64_t d0 = 0; d0 < dv; d0 += VF_PV_V * VF_W) {
             const int64_t cols = dv - d0 < VF_PV_V * VF_W ? dv - d0 : VF_PV_V * VF_W;
             const int nv = (int)((cols + VF_W - 1) / VF_W);
             const int tail = (int)(cols - (int64_t)(nv - 1) * VF_W);
-            const float *vd = vj + d0;
-            float *ad = acc + d0;
+            const void *vd = row_at(T, vj, d0);
+            float *od = out + d0;
             switch (nv) {
-            case 1: row_pv_chunk(1, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
-            case 2: row_pv_chunk(2, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
+            case 1: row_pv_chunk(T, 1, tail, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
+            case 2: row_pv_chunk(T, 2, tail, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
 #if VF_PV_V > 2
-            case 3: row_pv_chunk(3, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
-            case 4: row_pv_chunk(4, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
+            case 3: row_pv_chunk(T, 3, tail, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
+            case 4: row_pv_chunk(T, 4, tail, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
 #endif
 #if VF_PV_V > 4
-            case 5: row_pv_chunk(5, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
-            case 6: row_pv_chunk(6, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
-            case 7: row_pv_chunk(7, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
-            case 8: row_pv_chunk(8, tail, first, rows, kk, pj, ldp, vd, ldv, alpha, ad, ldacc); break;
+            case 5: row_pv_chunk(T, 5, tail, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
+            case 6: row_pv_chunk(T, 6, tail, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
+            case 7: row_pv_chunk(T, 7, tail, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
+            case 8: row_pv_chunk(T, 8, tail, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
 #endif
             default: break;
             }
         }
     }
 }
+
+// acc[r, :] = α_r · acc[r, :] + out[r, :] (the multiply skipped where α_r is 1: the row max did
+// not move), whole vectors up to dv rounded up to VF_W.
+VF_FN static void row_fold(int rows, int64_t dv, const float *alpha, const float *out,
+                           int64_t ldo, float *acc, int64_t ldacc) {
+    for (int r = 0; r < rows; r++) {
+        const float *o = out + r * ldo;
+        float *a = acc + r * ldacc;
+        if (alpha[r] == 1.0f) {
+            for (int64_t d = 0; d < dv; d += VF_W) vf_storeu(a + d, vf_add(vf_loadu(a + d), vf_loadu(o + d)));
+        } else {
+            const vf al = vf_set1(alpha[r]);
+            for (int64_t d = 0; d < dv; d += VF_W)
+                vf_storeu(a + d, vf_fma(al, vf_loadu(a + d), vf_loadu(o + d)));
+        }
+    }
+}
+
+// The table's entries: one per element type of K and V.
+#define ROW_ENTRIES(name, T)                                                                 \
+    VF_FN static void row_scores_##name(int rows, int keys, int64_t dqk, const float *q,      \
+                                        int64_t ldq, const void *k, int64_t ldk, float *s,    \
+                                        int64_t lds) {                                        \
+        row_scores(T, rows, keys, dqk, q, ldq, k, ldk, s, lds);                               \
+    }                                                                                         \
+    VF_FN static void row_block_pv_##name(int rows, int keys, int64_t dv, const float *p,     \
+                                          int64_t ldp, const void *v, int64_t ldv, float *out, \
+                                          int64_t ldo) {                                      \
+        row_block_pv(T, rows, keys, dv, p, ldp, v, ldv, out, ldo);                            \
+    }
+ROW_ENTRIES(f32, FA_KV_F32)
+ROW_ENTRIES(f16, FA_KV_F16)
+ROW_ENTRIES(bf16, FA_KV_BF16)
+#undef ROW_ENTRIES

@@ -34,7 +34,7 @@ typedef __m256i vtail;
 #define TILE_PV_LAST_R 6
 #define TILE_SOFTMAX_CHAINS 2
 enum { VF_W = 8 };
-#define VF_FN __attribute__((target("avx2,fma")))
+#define VF_FN __attribute__((target("avx2,fma,f16c")))
 #define VF_INLINE static inline __attribute__((always_inline)) VF_FN
 
 // A lane mask with the first `n` (0…8) lanes set, for vmaskmov.
@@ -124,6 +124,20 @@ VF_INLINE void vf_hsum4(vf a, vf b, vf c, vf d, float out[4]) {
 }
 VF_INLINE vf vf_exp2(vf x) { return exp2_nonpositive_ps(x); }
 VF_INLINE float vf_first(vf v) { return _mm256_cvtss_f32(v); }
+
+// ---- half-precision elements, widened exactly as they are loaded ----
+/// 8 fp16 / bf16 elements at p as floats; the _first variants read only the first n (0…8)
+/// (through a zeroed copy: AVX2 has no 16-bit masked load), with 0 in the other lanes.
+VF_INLINE __m128i vf_first_halves(const uint16_t *p, int n) {
+    uint16_t t[8] = {0};
+    for (int k = 0; k < n; k++) t[k] = p[k];
+    return _mm_loadu_si128((const __m128i *)t);
+}
+VF_INLINE vf vf_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+VF_INLINE vf vf_load_f16_first(const uint16_t *p, int n) { return _mm256_cvtph_ps(vf_first_halves(p, n)); }
+VF_INLINE vf vf_bf16_bits(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
+VF_INLINE vf vf_load_bf16(const uint16_t *p) { return vf_bf16_bits(_mm_loadu_si128((const __m128i *)p)); }
+VF_INLINE vf vf_load_bf16_first(const uint16_t *p, int n) { return vf_bf16_bits(vf_first_halves(p, n)); }
 
 /// 2^x for any x (the table's exp2, the softcap's e^(−2|x|)).
 VF_INLINE vf vf_exp2_any(vf x) { return exp2_ps(x); }

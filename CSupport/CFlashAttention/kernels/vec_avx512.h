@@ -106,6 +106,19 @@ VF_INLINE void vf_hsum4(vf a, vf b, vf c, vf d, float out[4]) {
 VF_INLINE vf vf_exp2(vf x) { return exp2_ps(x); }
 VF_INLINE float vf_first(vf v) { return _mm512_cvtss_f32(v); }
 
+// ---- half-precision elements, widened exactly as they are loaded ----
+/// 16 fp16 / bf16 elements at p as floats; the _first variants read only the first n (0…16),
+/// with 0 in the other lanes.
+VF_INLINE vf vf_load_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+VF_INLINE vf vf_load_f16_first(const uint16_t *p, int n) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(vf_first_mask(n), p));
+}
+VF_INLINE vf vf_bf16_bits(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+VF_INLINE vf vf_load_bf16(const uint16_t *p) { return vf_bf16_bits(_mm256_loadu_si256((const __m256i *)p)); }
+VF_INLINE vf vf_load_bf16_first(const uint16_t *p, int n) {
+    return vf_bf16_bits(_mm256_maskz_loadu_epi16(vf_first_mask(n), p));
+}
+
 /// 2^x for any x (the table's exp2, the softcap's e^(−2|x|)); the same function here.
 VF_INLINE vf vf_exp2_any(vf x) { return exp2_ps(x); }
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include "microkernel.h"
+#include "half.h"
 
 typedef struct vf { float v[8]; } vf;
 /// A lane predicate, and a "first n lanes" one for loads and stores (n itself).
@@ -70,6 +71,20 @@ VF_INLINE void vf_hsum4(vf a, vf b, vf c, vf d, float out[4]) {
 }
 VF_INLINE vf vf_exp2(vf x) { vf r; VF_LANES(r.v[l_] = exp2_portable_one(x.v[l_])); return r; }
 VF_INLINE float vf_first(vf v) { return v.v[0]; }
+
+// ---- half-precision elements, widened exactly as they are loaded ----
+VF_INLINE vf vf_load_f16(const uint16_t *p) { vf r; VF_LANES(r.v[l_] = fa_f16_to_f32(p[l_])); return r; }
+VF_INLINE vf vf_load_f16_first(const uint16_t *p, int n) {
+    vf r;
+    VF_LANES(r.v[l_] = l_ < n ? fa_f16_to_f32(p[l_]) : 0.0f);
+    return r;
+}
+VF_INLINE vf vf_load_bf16(const uint16_t *p) { vf r; VF_LANES(r.v[l_] = fa_bf16_to_f32(p[l_])); return r; }
+VF_INLINE vf vf_load_bf16_first(const uint16_t *p, int n) {
+    vf r;
+    VF_LANES(r.v[l_] = l_ < n ? fa_bf16_to_f32(p[l_]) : 0.0f);
+    return r;
+}
 
 /// 2^x for any x.
 VF_INLINE vf vf_exp2_any(vf x) { return vf_exp2(x); }

@@ -72,6 +72,19 @@ static void softmax_row(float *s, int64_t lk, int64_t lo, int64_t hi, float *lse
     if (lse) *lse = m + logf(sum);
 }
 
+// The `rows` × `cols` rows of a K or V tensor from element `at` on (row stride ld): fp32 rows
+// where they lie, or half rows widened into `scratch` (rows × cols, packed) when `fresh` (the
+// first query head of a group; the others reuse them).
+static const float *widen_rows(const void *base, fa_dtype t, int64_t at, int64_t ld,
+                               int64_t rows, int64_t cols, int fresh, float *scratch) {
+    if (t == FA_DTYPE_F32) return (const float *)base + at;
+    const uint16_t *h = (const uint16_t *)base + at;
+    if (fresh)
+        for (int64_t j = 0; j < rows; j++)
+            fa_convert(t, h + j * ld, FA_DTYPE_F32, scratch + j * cols, cols);
+    return scratch;
+}
+
 fa_status fa_naive_forward(const fa_problem *p) {
     fa_resolved r;
     fa_status st = fa_validate(p, NULL, &r);
@@ -83,16 +96,30 @@ fa_status fa_naive_forward(const fa_problem *p) {
         return FA_ERR_SIZE_OVERFLOW;
     float *s = malloc(bytes);
     if (!s) return FA_ERR_OUT_OF_MEMORY;
+    const int64_t dqk = sh->head_dim_qk, dv = sh->head_dim_v;
+    // Half K or V: each kv head's rows widened to fp32 (exactly) before the products.
+    // Half Q: each head's rows widened too; half O: computed in fp32, then rounded.
+    const int k_half = p->k_dtype != FA_DTYPE_F32, v_half = p->v_dtype != FA_DTYPE_F32;
+    const int q_half = p->q_dtype != FA_DTYPE_F32;
+    float *kw = NULL, *vw = NULL, *qw = NULL, *ow = NULL;
+    const size_t kv_rows = (size_t)fa_max_kv_rows(p), q_rows = (size_t)fa_max_q_rows(p);
+    if (k_half) kw = malloc((kv_rows > 0 ? kv_rows : 1) * (size_t)dqk * sizeof(float));
+    if (v_half) vw = malloc((kv_rows > 0 ? kv_rows : 1) * (size_t)dv * sizeof(float));
+    if (q_half) qw = malloc((q_rows > 0 ? q_rows : 1) * (size_t)dqk * sizeof(float));
+    if (q_half) ow = malloc((q_rows > 0 ? q_rows : 1) * (size_t)dv * sizeof(float));
+    if ((k_half && !kw) || (v_half && !vw) || (q_half && (!qw || !ow))) {
+        free(s), free(kw), free(vw), free(qw), free(ow);
+        return FA_ERR_OUT_OF_MEMORY;
+    }
 
     if (openblas_get_num_threads() != r.threads) openblas_set_num_threads(r.threads);
-    const int64_t dqk = sh->head_dim_qk, dv = sh->head_dim_v;
     const int64_t lq_max = sh->q_len, lk_max = sh->kv_len;
-    const int64_t ldq = leading_dim(lq_max, p->q_strides.seq, dqk);
-    const int64_t ldk = leading_dim(lk_max, p->k_strides.seq, dqk);
-    const int64_t ldv = leading_dim(lk_max, p->v_strides.seq, dv);
-    const int64_t ldo = leading_dim(lq_max, p->o_strides.seq, dv);
+    const int64_t ldq = q_half ? dqk : leading_dim(lq_max, p->q_strides.seq, dqk);
+    const int64_t ldk = k_half ? dqk : leading_dim(lk_max, p->k_strides.seq, dqk);
+    const int64_t ldv = v_half ? dv : leading_dim(lk_max, p->v_strides.seq, dv);
+    const int64_t ldo = q_half ? dv : leading_dim(lq_max, p->o_strides.seq, dv);
     if (ldq > INT32_MAX || ldk > INT32_MAX || ldv > INT32_MAX || ldo > INT32_MAX) {
-        free(s);  // OpenBLAS takes 32-bit leading dimensions
+        free(s), free(kw), free(vw), free(qw), free(ow);  // OpenBLAS: 32-bit leading dims
         return FA_ERR_SIZE_OVERFLOW;
     }
 
@@ -101,39 +128,49 @@ fa_status fa_naive_forward(const fa_problem *p) {
         const int64_t lq = fa_q_rows_of(p, b), lk = fa_kv_rows_of(p, b);
         for (int64_t h = 0; h < sh->q_heads && lq > 0; h++) {
             const int64_t g = h / r.group;
-            const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head;
-            const float *k = p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
-            const float *v = p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
-            float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head;
+            const float *q = widen_rows(p->q, p->q_dtype, fa_q_entry(p, b, p->q_strides) +
+                                        h * p->q_strides.head, p->q_strides.seq, lq, dqk, 1, qw);
+            const float *k = widen_rows(p->k, p->k_dtype, fa_kv_entry(p, b, p->k_strides) +
+                                        g * p->k_strides.head, p->k_strides.seq, lk, dqk,
+                                        h % r.group == 0, kw);
+            const float *v = widen_rows(p->v, p->v_dtype, fa_kv_entry(p, b, p->v_strides) +
+                                        g * p->v_strides.head, p->v_strides.seq, lk, dv,
+                                        h % r.group == 0, vw);
+            float *o = q_half ? ow : (float *)p->o + fa_q_entry(p, b, p->o_strides) +
+                                         h * p->o_strides.head;
+            const int64_t o_seq = q_half ? dv : p->o_strides.seq;
             float *lse_h = p->lse ? p->lse + fa_q_entry(p, b, p->lse_strides) +
                                         h * p->lse_strides.head
                                   : NULL;
             if (lk == 0) {  // a sequence without keys: every row sees nothing
                 for (int64_t i = 0; i < lq; i++) {
-                    for (int64_t d = 0; d < dv; d++) o[i * p->o_strides.seq + d] = 0.0f;
+                    for (int64_t d = 0; d < dv; d++) o[i * o_seq + d] = 0.0f;
                     if (lse_h) lse_h[i * p->lse_strides.seq] = -INFINITY;
                 }
-                continue;
+            } else {
+                // S = scale · Q · Kᵀ
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
+                            r.scale, q, (int)ldq, k, (int)ldk, 0.0f, s, (int)lk);
+                apply_mods(p, b, h, s, lq, lk, NULL);
+                const fa_row_band band = fa_row_band_for(p, b);
+                const int64_t q_valid = fa_q_len_of(p, b);
+                for (int64_t i = 0; i < lq; i++) {
+                    float *lse = lse_h ? lse_h + i * p->lse_strides.seq : NULL;
+                    // Padding rows (i ≥ the valid length) see nothing: P = 0, output 0, lse −inf.
+                    const int64_t lo = i < q_valid ? fa_row_lo(&band, i) : 0;
+                    const int64_t hi = i < q_valid ? fa_row_hi(&band, i) : 0;
+                    softmax_row(s + i * lk, lk, lo, hi, lse);
+                }
+                // O = P · V
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)lq, (int)dv, (int)lk, 1.0f,
+                            s, (int)lk, v, (int)ldv, 0.0f, o, (int)ldo);
             }
-            // S = scale · Q · Kᵀ
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
-                        r.scale, q, (int)ldq, k, (int)ldk, 0.0f, s, (int)lk);
-            apply_mods(p, b, h, s, lq, lk, NULL);
-            const fa_row_band band = fa_row_band_for(p, b);
-            const int64_t q_valid = fa_q_len_of(p, b);
-            for (int64_t i = 0; i < lq; i++) {
-                float *lse = lse_h ? lse_h + i * p->lse_strides.seq : NULL;
-                // Padding rows (i ≥ the valid length) see nothing: P = 0, output 0, lse −inf.
-                const int64_t lo = i < q_valid ? fa_row_lo(&band, i) : 0;
-                const int64_t hi = i < q_valid ? fa_row_hi(&band, i) : 0;
-                softmax_row(s + i * lk, lk, lo, hi, lse);
-            }
-            // O = P · V
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)lq, (int)dv, (int)lk, 1.0f,
-                        s, (int)lk, v, (int)ldv, 0.0f, o, (int)ldo);
+            if (q_half)  // O rounded into its type once
+                for (int64_t i = 0; i < lq; i++)
+                    fa_convert(FA_DTYPE_F32, ow + i * dv, p->o_dtype, fa_o_row(p, b, h, i), dv);
         }
     }
-    free(s);
+    free(s), free(kw), free(vw), free(qw), free(ow);
     fa_clear_unpacked_rows(p, 0);
     return FA_OK;
 }
@@ -180,10 +217,10 @@ fa_status fa_naive_backward(const fa_problem *p) {
         for (int64_t h = 0; h < sh->q_heads; h++) {
             const int64_t g = h / r.group;
             const float first = h % r.group == 0 ? 0.0f : 1.0f;  // beta: start or add
-            const float *q = p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head;
-            const float *k = p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
-            const float *v = p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
-            const float *o = p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head;
+            const float *q = (const float *)p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head;
+            const float *k = (const float *)p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
+            const float *v = (const float *)p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
+            const float *o = (const float *)p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head;
             const float *lse = p->lse + fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head;
             const float *dout = p->dout + fa_q_entry(p, b, p->dout_strides) + h * p->dout_strides.head;
             float *dq = p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head;
