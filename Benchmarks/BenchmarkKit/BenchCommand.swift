@@ -24,6 +24,7 @@ public struct ListArgument<Element: ExpressibleByArgument & Sendable>: Expressib
 extension BenchCausal: ExpressibleByArgument {}
 extension VarlenDistribution: ExpressibleByArgument {}
 extension KVSplit: ExpressibleByArgument {}
+extension BenchElementType: ExpressibleByArgument {}
 
 /// A byte count: an integer, optionally with a binary suffix K, M, G or T (KiB, MiB, …; 1024-based).
 public struct ByteCount: ExpressibleByArgument, Sendable, Hashable, CustomStringConvertible {
@@ -163,6 +164,14 @@ public struct AttentionBenchCommand: ParsableCommand {
             help: ArgumentHelp("Split-KV chunk sizes (AttentionOptions.keySplitSize): auto (the library chooses), none (never split) or a number of keys (default auto; decode: auto,none).", valueName: "SIZES"))
     public var kvSplit: [ListArgument<KVSplit>] = []
 
+    @Option(parsing: .upToNextOption,
+            help: ArgumentHelp("Element types of every tensor: fp32, fp16, bf16 (default fp32); arithmetic is fp32 whatever the storage.", valueName: "TYPES"))
+    public var dtype: [ListArgument<BenchElementType>] = []
+
+    @Option(name: .customLong("kv-dtype"), parsing: .upToNextOption,
+            help: ArgumentHelp("Element types of K and V alone, Q and O staying fp32 (a half K/V cache; decode then reads half the bytes). Cases of --dtype and --kv-dtype are both run.", valueName: "TYPES"))
+    public var kvDtype: [ListArgument<BenchElementType>] = []
+
     @Option(help: "Sliding window LEFT,RIGHT in FlashAttention's sense (-1 = unbounded side).")
     public var window: String?
 
@@ -240,6 +249,13 @@ public struct AttentionBenchCommand: ParsableCommand {
             threads: given(threads) ?? [FlashAttention.defaultThreadCount])
         spec.headPairs = explicitHeads ? nil : preset.headPairs
         spec.kvSplits = given(kvSplit) ?? preset.kvSplits
+        var storages = (given(dtype) ?? (kvDtype.isEmpty ? [.fp32] : [])).map {
+            BenchStorage(query: $0, keyValue: $0)
+        }
+        for t in given(kvDtype) ?? [] where !storages.contains(BenchStorage(keyValue: t)) {
+            storages.append(BenchStorage(keyValue: t))
+        }
+        spec.storages = storages
         spec.maxKeyValueBytes = maxKVBytes.bytes
         spec.passes = pass.passes
         spec.window = parsedWindow

@@ -67,7 +67,7 @@ public struct SweepReport: Sendable, Codable {
         self.policy = policy
         self.flopsConvention = "forward FLOPs = 2·(Dqk + Dv)·B·Hq·(visible query–key pairs), "
             + "backward 2.5× that; causal runs count only unmasked pairs"
-        self.bandwidthConvention = "K+V bytes (forward) = B·Hkv·(keys some query sees)·(Dqk + Dv)·4, "
+        self.bandwidthConvention = "K+V bytes (forward) = B·Hkv·(keys some query sees)·(Dqk + Dv)·(4, or 2 for a half K/V), "
             + "per sequence when packed; GB/s = those bytes / median time (10⁹ B/s)"
         self.cases = cases
     }
@@ -87,7 +87,7 @@ public struct SweepReport: Sendable, Codable {
         "window_left", "window_right", "softcap", "alibi", "block_sparse_keep", "block_sparse_size",
         "mask_density", "additive_mask", "varlen", "sequence_lengths",
         "kv_bytes", "kv_gbps", "bandwidth_fraction", "kv_split",
-        "local_bandwidth_gbps", "local_bandwidth_fraction",
+        "local_bandwidth_gbps", "local_bandwidth_fraction", "dtype",
     ]
 
     /// One row per case; empty fields where a value does not apply; RFC 4180 quoting.
@@ -117,6 +117,7 @@ public struct SweepReport: Sendable, Codable {
                 Self.number(r.keyValueGBps), Self.number(r.bandwidthFraction),
                 c.kvSplit.description,
                 Self.number(r.localBandwidthGBps), Self.number(r.localBandwidthFraction),
+                c.storage.description,
             ]
             lines.append(fields.map(Self.quoted).joined(separator: ","))
         }
@@ -170,14 +171,15 @@ public struct SweepReport: Sendable, Codable {
             out += "# \(bandwidthConvention); bw roof = GB/s / bandwidth roof; bw local = GB/s / "
                 + "the best roof pass read between the case's own timed runs (memory-bound cases)\n"
         }
-        var header = ["impl", "pass", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "split", "median ms",
+        var header = ["impl", "pass", "dtype", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "split", "median ms",
                       "min–max ms", "GFLOP/s", "roofline"]
         if bandwidth { header += ["K+V MB", "GB/s", "bw roof", "bw local"] }
         header += ["peak MB", "workspace MB", "vs naive", "max |Δ|"]
         var rows: [[String]] = [header]
         for r in cases {
             let c = r.configuration
-            var row = [r.implementation.rawValue, c.pass == .forward ? "fwd" : "bwd", "\(c.batch)",
+            var row = [r.implementation.rawValue, c.pass == .forward ? "fwd" : "bwd",
+                       c.storage.description, "\(c.batch)",
                        "\(c.queryHeads)/\(c.keyValueHeads)",
                        "\(c.queryLength)", "\(c.keyLength)", "\(c.headDim)", c.causal.rawValue,
                        "\(c.threads)", c.kvSplit.description]
@@ -207,7 +209,7 @@ public struct SweepReport: Sendable, Codable {
         for row in rows {
             let cells = row.enumerated().map { col, cell in
                 let pad = String(repeating: " ", count: widths[col] - cell.count)
-                return col <= 1 ? cell + pad : pad + cell
+                return col <= 2 ? cell + pad : pad + cell
             }
             out += cells.joined(separator: "  ") + "\n"
         }

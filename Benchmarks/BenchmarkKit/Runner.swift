@@ -68,8 +68,12 @@ struct CaseBuffers {
     var logSumExp: [Float] = []
     var outputGradient: [Float] = []
     var dq: [Float] = [], dk: [Float] = [], dv: [Float] = []
+    /// Half-precision cases: the tensors in their storage types (the Float arrays are then
+    /// emptied).
+    var stored: (q: StoredTensor, k: StoredTensor, v: StoredTensor, o: StoredTensor)?
 
-    init(_ shape: AttentionShape, seed: UInt64, pass: BenchPass = .forward) {
+    init(_ shape: AttentionShape, seed: UInt64, pass: BenchPass = .forward,
+         storage: BenchStorage = .fp32) {
         var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
         func next() -> Float {  // xorshift64*: deterministic, fast, uniform in [-0.5, 0.5)
             state ^= state >> 12
@@ -81,6 +85,11 @@ struct CaseBuffers {
         key = (0 ..< shape.keyCount).map { _ in next() }
         value = (0 ..< shape.valueCount).map { _ in next() }
         output = [Float](repeating: 0, count: shape.outputCount)
+        if storage != .fp32 {
+            stored = (StoredTensor(query, as: storage.query), StoredTensor(key, as: storage.keyValue),
+                      StoredTensor(value, as: storage.keyValue), StoredTensor(output, as: storage.query))
+            (query, key, value, output) = ([], [], [], [])
+        }
         if pass == .backward {
             outputGradient = (0 ..< shape.outputCount).map { _ in next() }
             dq = [Float](repeating: 0, count: shape.queryCount)
@@ -115,10 +124,15 @@ struct CaseBuffers {
     }
 
     /// The pass's result, for comparing implementations.
-    var result: [Float] { dq.isEmpty ? output : dq + dk + dv }
+    var result: [Float] { stored?.o.floats ?? (dq.isEmpty ? output : dq + dk + dv) }
 
     /// One forward call into the preallocated output.
     mutating func run(_ options: AttentionOptions, shape: AttentionShape) throws {
+        if let s = stored {
+            try forwardStored(query: s.q, key: s.k, value: s.v, output: s.o, shape: shape,
+                              options: options)
+            return
+        }
         try query.withUnsafeBufferPointer { q in
             try key.withUnsafeBufferPointer { k in
                 try value.withUnsafeBufferPointer { v in
@@ -175,7 +189,7 @@ public struct BenchRunner {
         for config in configurations {
             let shape = config.shape
             var buffers = CaseBuffers(config.bufferShape, seed: UInt64(config.queryLength * 131 + config.keyLength * 17 + config.headDim),
-                                      pass: config.pass)
+                                      pass: config.pass, storage: config.storage)
             let run: (inout CaseBuffers, AttentionOptions) throws -> Void = config.pass == .forward
                 ? { try $0.run($1, shape: shape) } : { try $0.runBackward($1, shape: shape) }
             var outputs: [BenchImplementation: [Float]] = [:]
@@ -286,6 +300,7 @@ public struct BenchRunner {
             + (c.keyLength == c.queryLength ? "" : "x\(c.keyLength)")
             + " D\(c.headDim) \(c.causal.rawValue) T\(c.threads)"
             + (c.kvSplit == .automatic ? "" : " split \(c.kvSplit)")
+            + (c.storage == .fp32 ? "" : " \(c.storage)")
             + (c.pass == .forward ? "" : " backward")
             + (c.window == nil ? "" : " window(\(c.windowLeft ?? -1),\(c.windowRight ?? -1))")
             + (c.softcap.map { " softcap \($0)" } ?? "") + (c.alibi ? " alibi" : "")

@@ -131,6 +131,8 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     public var varlen: VarlenDistribution?
     /// The split-KV chunking flash is asked for (`AttentionOptions.keySplitSize`).
     public var kvSplit: KVSplit = .automatic
+    /// Element types of Q/O and K/V (forward only; the backward is fp32).
+    public var storage: BenchStorage = .fp32
 
     /// The seeded lengths of a varlen case: `batch` values ≥ 1 summing to `queryLength`.
     public var sequenceLengths: [Int]? {
@@ -282,7 +284,7 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// mask every one of the Lk keys is visible. The bound decode is judged by: one query
     /// against a long cache reads each key and value once and does little else.
     public var keyValueBytes: Int {
-        let perKey = keyValueHeads * (headDim + headDim) * MemoryLayout<Float>.size
+        let perKey = keyValueHeads * (headDim + headDim) * storage.keyValue.byteCount
         if let lengths = sequenceLengths {
             return perKey * lengths.reduce(0) {
                 $0 + visibleKeyCount(queryLength: $1, keyLength: $1, causal: causal.mask, window: window)
@@ -295,7 +297,7 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// --max-kv-bytes caps.
     public var keyValueBufferBytes: Int {
         let s = bufferShape
-        return (s.keyCount + s.valueCount) * MemoryLayout<Float>.size
+        return (s.keyCount + s.valueCount) * storage.keyValue.byteCount
     }
 
     /// FLOPs credited to this case's pass: the forward's, or 2.5× that for the backward
@@ -426,6 +428,8 @@ public struct SweepSpecification: Sendable, Hashable {
     public var varlen: VarlenDistribution?
     /// --kv-split values.
     public var kvSplits: [KVSplit] = [.automatic]
+    /// --dtype and --kv-dtype: the storages each configuration runs in (backward: fp32 only).
+    public var storages: [BenchStorage] = [.fp32]
     /// (Hq, Hkv) pairs taken as they are; when set, `heads` and `kvHeads` are not crossed.
     public var headPairs: [HeadConfiguration]?
     /// Configurations whose K and V buffers would take more bytes are left out (nil = no cap).
@@ -475,6 +479,7 @@ public struct SweepSpecification: Sendable, Hashable {
                         for c in causals {
                             for pass in passes {
                                 for split in kvSplits {
+                                  for storage in pass == .forward ? storages : [.fp32] {
                                     for lq in seqLens {
                                         for lk in kvLens ?? [lq] {
                                             var config = BenchConfiguration(
@@ -492,9 +497,11 @@ public struct SweepSpecification: Sendable, Hashable {
                                             config.additiveMask = additiveMask
                                             config.varlen = varlen
                                             config.kvSplit = split
+                                            config.storage = storage
                                             out.append(config)
                                         }
                                     }
+                                  }
                                 }
                             }
                         }

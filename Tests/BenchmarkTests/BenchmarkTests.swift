@@ -232,6 +232,47 @@ struct FlopTests {
         #expect(c.naiveScoreBytes == 5 * 3 * 4)
     }
 
+    @Test("--dtype and --kv-dtype: storages in the product, half K/V bytes, runs that agree with naive")
+    func storages() throws {
+        #expect(try AttentionBenchCommand.parse([]).specification.storages == [.fp32])
+        let s = try AttentionBenchCommand.parse(["--dtype", "fp32,bf16", "--kv-dtype", "fp16",
+                                                 "--seq-lens", "1", "--kv-lens", "300",
+                                                 "--head-dims", "32", "--pass", "both"]).specification
+        #expect(s.storages.map(\.description) == ["fp32", "bf16", "fp32/fp16"])
+        // Forward cases in each storage, the backward in fp32 only (× 2 causal modes).
+        #expect(s.configurations.filter { $0.pass == .forward }.count == 3 * 2)
+        #expect(s.configurations.filter { $0.pass == .backward }.allSatisfy { $0.storage == .fp32 })
+        let kvOnly = try AttentionBenchCommand.parse(["--kv-dtype", "bf16"]).specification
+        #expect(kvOnly.storages == [BenchStorage(query: .fp32, keyValue: .bf16)])
+        for bad in [["--dtype", "fp8"], ["--kv-dtype", "half"]] {
+            #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(bad) }
+        }
+        // A half K/V reads half the bytes.
+        var c = BenchConfiguration(batch: 1, queryHeads: 4, keyValueHeads: 2, queryLength: 1,
+                                   keyLength: 1000, headDim: 64, causal: .none, threads: 1)
+        let full = c.keyValueBytes
+        c.storage = BenchStorage(keyValue: .bf16)
+        #expect(c.keyValueBytes * 2 == full && c.keyValueBufferBytes * 2 == 2 * 1000 * 2 * 64 * 4)
+        // Every storage runs, flash beside naive, and they agree to the storage's rounding.
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("attention-bench-dtype-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cmd = try AttentionBenchCommand.parse([
+            "--seq-lens", "3", "--kv-lens", "200", "--head-dims", "32", "--heads", "4",
+            "--kv-heads", "2", "--threads", "1", "--causal", "none", "--dtype", "fp32,fp16,bf16",
+            "--kv-dtype", "bf16", "--warmup", "0", "--repeats", "1", "--min-time", "0",
+            "--bandwidth-bytes", "8M", "--output", dir.path,
+        ])
+        let report = try cmd.runSweep()
+        #expect(report.cases.count == 4 * 2)
+        for r in report.cases where r.implementation == .flash {
+            let bound: Double = r.configuration.storage.query == .bf16 ? 1e-2 : r.configuration.storage.query == .fp16 ? 1e-3 : 1e-5
+            #expect(try #require(r.maxAbsDifference) <= bound, "\(r.configuration.storage)")
+        }
+        #expect(report.csv().contains(",fp32/bf16\n"))
+        #expect(report.table().contains("fp32/bf16"))
+    }
+
     @Test("K+V bytes: B·Hkv·(visible keys)·(Dqk + Dv)·4, GQA, causal, windows, varlen")
     func keyValueBytes() {
         // Decode against a cache: every key is read once per key/value head, whatever Hq is.
@@ -357,9 +398,9 @@ struct WriterTests {
         #expect(lines[0] == Substring(SweepReport.csvHeader.joined(separator: ",")))
         #expect(lines[1].hasPrefix("flash,forward,1,8,8,256,256,64,none,2,"))
         // Ten empty option fields, then K+V bytes (known even for a skipped case), no GB/s,
-        // the split, no local roof.
+        // the split, no local roof, the storage.
         #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\""
-            + String(repeating: ",", count: 10) + ",\(8 * 512 * 128 * 4),,,auto,,"))
+            + String(repeating: ",", count: 10) + ",\(8 * 512 * 128 * 4),,,auto,,,fp32"))
         #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
             == SweepReport.csvHeader.count)
     }
