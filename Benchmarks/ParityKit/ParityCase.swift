@@ -28,6 +28,11 @@ public struct ParityCase: Sendable {
     public var expectedGradients: [String: NpyArray] = [:]
     /// Everything case.json sets: scale, causal mask, window, soft-cap, ALiBi, lengths, masks.
     public var attention = AttentionOptions()
+    /// How q.npy (and so the output) and k.npy, v.npy store their elements: float32 (also for
+    /// float64 files), float16 (`<f2`) or bfloat16 (`<u2` bit patterns, named by case.json's
+    /// "bfloat16" list). The forward runs in these types; the backward in float32.
+    public var queryType: AttentionElementType = .float32
+    public var keyValueType: AttentionElementType = .float32
     /// Features case.json asks for that the library does not have: each fails the case.
     public var unsupported: [String]
 
@@ -35,7 +40,7 @@ public struct ParityCase: Sendable {
     public static let supportedKeys: Set<String> = ["scale", "causal", "window", "softcap",
                                                     "alibi_slopes", "query_lengths", "key_lengths",
                                                     "cu_seqlens_q", "cu_seqlens_k",
-                                                    "mask", "block_mask", "kv_split_size"]
+                                                    "mask", "block_mask", "kv_split_size", "bfloat16"]
     /// Keys the format defines for features the library does not have yet.
     public static let pendingKeys: Set<String> = []
 
@@ -138,10 +143,46 @@ public struct ParityCase: Sendable {
         default: throw CaseError("case.json: alibi_slopes must be a file name or absent")
         }
 
+        // "bfloat16": the files (by stem: "q", "k", "v", "out", "dout", …) whose `<u2` elements
+        // are bfloat16 bit patterns. Each such file is read as bf16, exactly.
+        let bf16Files: Set<String>
+        switch params["bfloat16"] {
+        case nil, is NSNull: bf16Files = []
+        case let list as [Any]:
+            let names = list.compactMap { $0 as? String }
+            guard names.count == list.count else {
+                throw CaseError("case.json: bfloat16 must be a list of file stems such as [\"q\", \"k\", \"v\"]")
+            }
+            bf16Files = Set(names)
+        default: throw CaseError("case.json: bfloat16 must be a list of file stems or absent")
+        }
+        // A tensor file as the library reads it: bf16 bits decoded, anything else as it is.
+        func decoded(_ a: NpyArray, _ stem: String) throws -> NpyArray {
+            if bf16Files.contains(stem) {
+                guard let floats = a.bfloat16Floats else {
+                    throw CaseError("\(stem).npy is listed in case.json's bfloat16 but has dtype \(a.dtype.rawValue), not <u2")
+                }
+                return NpyArray(shape: a.shape, floats: floats)
+            }
+            if a.dtype == .uint16 {
+                throw CaseError("\(stem).npy has dtype <u2; list \"\(stem)\" in case.json's bfloat16 to read it as bfloat16")
+            }
+            return a
+        }
+        func storage(_ a: NpyArray, _ stem: String) -> AttentionElementType {
+            bf16Files.contains(stem) ? .bfloat16 : a.dtype == .float16 ? .float16 : .float32
+        }
+
         // Tensors.
-        let q = try NpyArray(contentsOf: path("q.npy"))
-        let k = try NpyArray(contentsOf: path("k.npy"))
-        let v = try NpyArray(contentsOf: path("v.npy"))
+        let qFile = try NpyArray(contentsOf: path("q.npy"))
+        let kFile = try NpyArray(contentsOf: path("k.npy"))
+        let vFile = try NpyArray(contentsOf: path("v.npy"))
+        queryType = storage(qFile, "q")
+        keyValueType = storage(kFile, "k")
+        guard storage(vFile, "v") == keyValueType else {
+            throw CaseError("k.npy (\(keyValueType)) and v.npy (\(storage(vFile, "v"))) must share an element type")
+        }
+        let q = try decoded(qFile, "q"), k = try decoded(kFile, "k"), v = try decoded(vFile, "v")
         for (name, a, packed) in [("q", q, packedQ), ("k", k, packedK), ("v", v, packedK)] {
             if packed && a.shape.count != 3 {
                 throw CaseError("\(name).npy has shape \(a.shape); a packed side is [T, H, D]")
@@ -222,7 +263,7 @@ public struct ParityCase: Sendable {
         // Expected tensors, as on disk, then in memory order.
         let fileShapes = Self.fileShapes(shape, packedQ: packedQ, packedK: packedK)
         func load(_ name: String) throws -> NpyArray {
-            let a = try NpyArray(contentsOf: path(name + ".npy"))
+            let a = try decoded(try NpyArray(contentsOf: path(name + ".npy")), name)
             guard a.shape == fileShapes[name]! else {
                 throw CaseError("\(name).npy has shape \(a.shape); expected \(fileShapes[name]!)")
             }
@@ -294,6 +335,32 @@ public struct ParityCase: Sendable {
         var y = [Float](repeating: 0, count: values.count)
         for j in 0 ..< h { for i in 0 ..< t { for c in 0 ..< d { y[(i * h + j) * d + c] = values[(j * t + i) * d + c] } } }
         return NpyArray(shape: shape, floats: y)
+    }
+
+    /// The forward in the case's storage types (output and log-sum-exp as Float; a half output
+    /// widened exactly).
+    public func forward(_ options: AttentionOptions) throws -> (output: [Float], logSumExp: [Float]) {
+        func run<Q: AttentionElement, KV: AttentionElement>(
+            _ q: (Float) -> Q, _ kv: (Float) -> KV, _ back: (Q) -> Float
+        ) throws -> ([Float], [Float]) {
+            let (out, lse) = try FlashAttention.forwardWithLogSumExp(
+                query: query.map(q), key: key.map(kv), value: value.map(kv), shape: shape,
+                options: options)
+            return (out.map(back), lse)
+        }
+        func withKV<Q: AttentionElement>(_ q: (Float) -> Q, _ back: (Q) -> Float) throws -> ([Float], [Float]) {
+            switch keyValueType {
+            case .float32: try run(q, { $0 }, back)
+            case .float16: try run(q, { Float16($0) }, back)
+            case .bfloat16: try run(q, { BFloat16($0) }, back)
+            }
+        }
+        // Every value came from a file of its type, so these conversions are exact.
+        switch queryType {
+        case .float32: return try withKV({ $0 }, { $0 })
+        case .float16: return try withKV({ Float16($0) }, { Float($0) })
+        case .bfloat16: return try withKV({ BFloat16($0) }, { $0.floatValue })
+        }
     }
 
     /// The options for one implementation.

@@ -91,9 +91,7 @@ public struct ParityChecker: Sendable {
         for impl in implementations {
             var r = ImplementationResult(implementation: impl.rawValue, tensors: [], error: nil)
             do {
-                let (out, lse) = try FlashAttention.forwardWithLogSumExp(
-                    query: c.query, key: c.key, value: c.value, shape: c.shape,
-                    options: c.options(impl.implementation, kernel: impl.kernel))
+                let (out, lse) = try c.forward(c.options(impl.implementation, kernel: impl.kernel))
                 if let expected = c.expectedOutput {
                     r.tensors.append(TensorComparison(tensor: "out", got: out, expected: expected.doubles,
                                                       atol: atol, rtol: rtol))
@@ -133,9 +131,7 @@ public struct ParityChecker: Sendable {
         guard c.unsupported.isEmpty else {
             throw CaseError("\(directory): unsupported: \(c.unsupported.joined(separator: ", "))")
         }
-        let (out, lse) = try FlashAttention.forwardWithLogSumExp(
-            query: c.query, key: c.key, value: c.value, shape: c.shape,
-            options: c.options(implementation.implementation, kernel: implementation.kernel))
+        let (out, lse) = try c.forward(c.options(implementation.implementation, kernel: implementation.kernel))
         var written: [String] = []
         var arrays = [("out.npy", c.fileArray("out", out)), ("lse.npy", c.fileArray("lse", lse))]
         if let dout = c.outputGradient {

@@ -5,7 +5,8 @@
     python3 Benchmarks/parity/make_cases.py OUT_DIR --backend numpy
     swift run -c release attention-parity OUT_DIR/*
 
-Each case directory gets q.npy, k.npy, v.npy (float32 [B, H, L, D]; packed cases [T, H, D]),
+Each case directory gets q.npy, k.npy, v.npy (float32 [B, H, L, D]; packed cases [T, H, D];
+with --dtype float16 or bfloat16, <f2 or bf16 bit patterns as <u2 named in case.json's "bfloat16"),
 out.npy, lse.npy, dout.npy with the gradients dq.npy, dk.npy, dv.npy, and case.json with the
 keys the README documents (scale, causal, window, softcap, alibi_slopes, query_lengths,
 key_lengths, cu_seqlens_q/k, mask, block_mask) and the files they name. Every modifier becomes
@@ -159,6 +160,36 @@ CASES = [
 ]
 
 
+def to_bf16_bits(x):
+    """float32 → bfloat16 bit patterns (uint16), rounding to nearest even (NaN stays NaN)."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(x)
+    rounded[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)
+    return rounded
+
+
+def from_bf16_bits(h):
+    return (h.astype(np.uint32) << 16).view(np.float32)
+
+
+def round_inputs(files, params, dtype):
+    """Stores q, k and v in `dtype` (float16 as <f2; bfloat16 as its bits in <u2, named by
+    case.json's "bfloat16" key) and returns the rounded values as float32 for the reference."""
+    rounded = {}
+    for name in ("q", "k", "v"):
+        x = files[name]
+        if dtype == "float16":
+            files[name] = x.astype(np.float16)
+            rounded[name] = files[name].astype(np.float32)
+        else:
+            files[name] = to_bf16_bits(x)
+            rounded[name] = from_bf16_bits(files[name])
+    if dtype == "bfloat16":
+        params["bfloat16"] = ["q", "k", "v"]
+    return rounded
+
+
 def write_case(d, arrays, params):
     os.makedirs(d, exist_ok=True)
     for fname, arr in arrays.items():
@@ -167,11 +198,18 @@ def write_case(d, arrays, params):
         json.dump(params, f)
 
 
-def make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window, extras):
-    """Inputs, expected tensors and case.json parameters of one padded-batch case."""
+def make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window, extras,
+              dtype="float32"):
+    """Inputs, expected tensors and case.json parameters of one padded-batch case. With a half
+    dtype, q, k and v are stored in it and the reference sees the rounded values."""
     q = rng.standard_normal((b, hq, lq, dqk)).astype(np.float32)
     k = rng.standard_normal((b, hkv, lk, dqk)).astype(np.float32)
     v = rng.standard_normal((b, hkv, lk, dv)).astype(np.float32)
+    stored = {"q": q, "k": k, "v": v}
+    half_params = {}
+    if dtype != "float32":
+        r = round_inputs(stored, half_params, dtype)
+        q, k, v = r["q"], r["k"], r["v"]
     dout = rng.standard_normal((b, hq, lq, dv)).astype(np.float32)
     used_scale = scale if scale is not None else 1.0 / math.sqrt(dqk)
     params = {"scale": scale, "causal": causal, "window": window}
@@ -207,8 +245,9 @@ def make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window
     bias = modifiers(b, hq, lq, lk, causal, window, alibi, extras.get("query_lengths"),
                      extras.get("key_lengths"), mask, blocks)
     out, lse, dq, dk, dvg = reference(q, k, v, dout, used_scale, bias, extras.get("softcap"))
-    files.update({"q": q, "k": k, "v": v, "out": out, "lse": lse, "dout": dout, "dq": dq,
-                  "dk": dk, "dv": dvg})
+    files.update({"q": stored["q"], "k": stored["k"], "v": stored["v"], "out": out, "lse": lse,
+                  "dout": dout, "dq": dq, "dk": dk, "dv": dvg})
+    params.update(half_params)
     return files, params
 
 
@@ -233,6 +272,10 @@ def main():
     ap.add_argument("out_dir")
     ap.add_argument("--backend", choices=["auto", "torch", "numpy"], default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                    help="store q, k, v in this type (bfloat16: bit patterns as <u2, listed in "
+                         "case.json's bfloat16); the reference is float64 on the rounded values, "
+                         "and the library then runs in that type")
     args = ap.parse_args()
 
     backend = args.backend
@@ -247,11 +290,13 @@ def main():
     for name, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window, extras in CASES:
         d = os.path.join(args.out_dir, name)
         if "seqlens" in extras:
+            if args.dtype != "float32":
+                continue  # packed cases stay float32
             files, params = make_packed_case(reference, rng, hq, hkv, dqk, dv, scale, causal, window,
                                              extras["seqlens"])
         else:
             files, params = make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal,
-                                      window, extras)
+                                      window, extras, args.dtype)
         write_case(d, files, params)
         print(f"{d}: {backend} reference, {causal}, q {files['q'].shape} k {files['k'].shape} "
               f"{' '.join(sorted(set(params) - {'scale', 'causal', 'window'}))}")

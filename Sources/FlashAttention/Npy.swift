@@ -1,3 +1,4 @@
+import CFlashAttention
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -9,6 +10,9 @@ public enum NpyDType: String, Sendable, Hashable, CaseIterable {
     case float32 = "<f4"
     case float64 = "<f8"
     case float16 = "<f2"
+    /// Unsigned 16-bit integers; also how bfloat16 tensors are stored (their bit patterns:
+    /// NumPy has no bfloat16, so a file says it holds bf16 elsewhere — see ``bfloat16Floats``).
+    case uint16 = "<u2"
     case uint8 = "|u1"
     case bool = "|b1"
 
@@ -17,7 +21,7 @@ public enum NpyDType: String, Sendable, Hashable, CaseIterable {
         switch self {
         case .float32: 4
         case .float64: 8
-        case .float16: 2
+        case .float16, .uint16: 2
         case .uint8, .bool: 1
         }
     }
@@ -28,6 +32,7 @@ public enum NpyDType: String, Sendable, Hashable, CaseIterable {
         case "<f4", "=f4", "f4": self = .float32
         case "<f8", "=f8", "f8": self = .float64
         case "<f2", "=f2", "f2": self = .float16
+        case "<u2", "=u2", "u2": self = .uint16
         case "|u1", "<u1", "=u1", "u1": self = .uint8
         case "|b1", "<b1", "=b1", "b1", "?": self = .bool
         default: return nil
@@ -51,7 +56,7 @@ public enum NpyError: Error, Sendable, Hashable, CustomStringConvertible {
     case fortranOrder(file: String)
     /// A big-endian dtype such as `>f4`.
     case bigEndian(file: String, descriptor: String)
-    /// A dtype other than float32, float64, float16, uint8 or bool.
+    /// A dtype other than float32, float64, float16, uint16, uint8 or bool.
     case unsupportedDType(file: String, descriptor: String)
     /// The data after the header is not shape-product × element-size bytes.
     case dataLengthMismatch(file: String, shape: [Int], expectedBytes: Int, actualBytes: Int)
@@ -71,7 +76,7 @@ public enum NpyError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .bigEndian(file, d):
             return "\(file): big-endian dtype '\(d)' is not supported (use .astype('<f4'))"
         case let .unsupportedDType(file, d):
-            return "\(file): dtype '\(d)' is not supported (float32, float64, float16, uint8, bool are)"
+            return "\(file): dtype '\(d)' is not supported (float32, float64, float16, uint16, uint8, bool are)"
         case let .dataLengthMismatch(file, shape, expected, actual):
             return "\(file): shape \(shape) needs \(expected) bytes of data but the file has \(actual)"
         }
@@ -114,6 +119,27 @@ public struct NpyArray: Sendable, Hashable {
         self.shape = shape
         self.dtype = .float64
         self.bytes = doubles.withUnsafeBytes { Array($0) }
+    }
+
+    /// An array of `values` stored as `type`: float32 (`<f4`), float16 (`<f2`) or bfloat16
+    /// (their bit patterns as `<u2`), each value rounded to nearest even.
+    public init(shape: [Int], floats: [Float], storing type: AttentionElementType) {
+        precondition(shape.reduce(1, *) == floats.count, "shape \(shape) does not hold \(floats.count) values")
+        self.shape = shape
+        switch type {
+        case .float32:
+            dtype = .float32
+            bytes = floats.withUnsafeBytes { Array($0) }.littleEndianFloat32
+        case .float16, .bfloat16:
+            dtype = type == .float16 ? .float16 : .uint16
+            var out = [UInt8]()
+            out.reserveCapacity(2 * floats.count)
+            for x in floats {
+                let bits = type == .float16 ? fa_float_to_f16(x) : fa_float_to_bf16(x)
+                out += [UInt8(bits & 0xFF), UInt8(bits >> 8)]
+            }
+            bytes = out
+        }
     }
 
     /// Parses the bytes of a `.npy` file; `name` is used in errors.
@@ -166,8 +192,8 @@ public struct NpyArray: Sendable, Hashable {
         try self.init(npyBytes: try readFile(path), name: path)
     }
 
-    /// The elements as float32: float64 rounded to nearest, float16 widened, uint8 and bool as
-    /// their values (0/1 for bool).
+    /// The elements as float32: float64 rounded to nearest, float16 widened, uint16, uint8 and
+    /// bool as their values (0/1 for bool).
     public var floats: [Float] {
         let n = count
         return bytes.withUnsafeBytes { raw in
@@ -178,11 +204,23 @@ public struct NpyArray: Sendable, Hashable {
                 return (0 ..< n).map { Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self).littleEndian)) }
             case .float16:
                 return (0 ..< n).map { Float(float16Bits: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self).littleEndian) }
+            case .uint16:
+                return (0 ..< n).map { Float(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self).littleEndian) }
             case .uint8:
                 return (0 ..< n).map { Float(raw[$0]) }
             case .bool:
                 return (0 ..< n).map { raw[$0] != 0 ? 1 : 0 }
             }
+        }
+    }
+
+    /// A `<u2` array's elements read as bfloat16 bit patterns, as float32 (exactly); nil for
+    /// any other dtype.
+    public var bfloat16Floats: [Float]? {
+        guard dtype == .uint16 else { return nil }
+        let n = count
+        return bytes.withUnsafeBytes { raw in
+            (0 ..< n).map { fa_bf16_to_float(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self).littleEndian) }
         }
     }
 

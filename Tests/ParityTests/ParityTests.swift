@@ -170,6 +170,42 @@ struct ParityTests {
         #expect(throws: (any Error).self) { try ParityCase(directory: dir) }
     }
 
+    @Test("half tensors: q.npy as <f2, k.npy and v.npy as bf16 bits (<u2) named by the bfloat16 key")
+    func halfTensors() throws {
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 4, keyValueHeads: 2, queryLength: 5,
+                                                    keyLength: 90, headDim: 16),
+                              causal: .bottomRight, seed: 61)
+        let dir = try makeCase(c, json: "{\"causal\": \"bottom_right\", \"bfloat16\": [\"k\", \"v\"]}")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Rewrite the inputs in their half types, and the expected output from the float64
+        // reference on those rounded values.
+        var (q, k, v) = c.inputs()
+        q.data = q.data.map { Float(Float16($0)) }
+        k.data = k.data.map { BFloat16($0).floatValue }
+        v.data = v.data.map { BFloat16($0).floatValue }
+        let s = c.shape
+        try NpyArray(shape: [1, 4, 5, 16], floats: q.data, storing: .float16).write(to: dir + "/q.npy")
+        try NpyArray(shape: [1, 2, 90, 16], floats: k.data, storing: .bfloat16).write(to: dir + "/k.npy")
+        try NpyArray(shape: [1, 2, 90, 16], floats: v.data, storing: .bfloat16).write(to: dir + "/v.npy")
+        let ref = c.reference(inputs: (q, k, v))
+        try NpyArray(shape: [1, 4, 5, 16], doubles: ref.output).write(to: dir + "/out.npy")
+        try NpyArray(shape: [1, 4, 5], doubles: ref.logSumExp).write(to: dir + "/lse.npy")
+        let loaded = try ParityCase(directory: dir)
+        #expect(loaded.queryType == .float16 && loaded.keyValueType == .bfloat16)
+        #expect(loaded.key == k.data && s.keyCount == loaded.key.count)
+        // The output is fp16 (one rounding: 2⁻¹¹ relative); everything else is fp32 arithmetic.
+        let halfChecker = ParityChecker(atol: 1e-5, rtol: 1e-3, implementations: checker.implementations)
+        let result = halfChecker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-3))")
+        // The fp32 tolerance fails it: the output really is fp16.
+        #expect(!checker.check(directory: dir).passed)
+        // <u2 without the key, or the key on a float file, is an error.
+        try "{\"bfloat16\": [\"k\"]}".write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        #expect(throws: (any Error).self) { try ParityCase(directory: dir) }  // v is <u2, unlisted
+        try "{\"bfloat16\": [\"q\", \"k\", \"v\"]}".write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        #expect(throws: (any Error).self) { try ParityCase(directory: dir) }  // q is <f2
+    }
+
     @Test("query_lengths and key_lengths keys")
     func lengths() throws {
         let c = AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 2, queryLength: 30,
