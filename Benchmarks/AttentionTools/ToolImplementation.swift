@@ -11,6 +11,7 @@ public enum ToolImplementation: String, CaseIterable, Sendable, Codable, Express
     case flashPortable = "flash-portable"
     case flashAVX2 = "flash-avx2"
     case flashAVX512 = "flash-avx512"
+    case flashAVX512BF16 = "flash-avx512bf16"
 
     /// Also accepts `flash-scalar` for `flash-portable`.
     public init?(argument: String) {
@@ -28,6 +29,7 @@ public enum ToolImplementation: String, CaseIterable, Sendable, Codable, Express
         case .flashPortable: .portable
         case .flashAVX2: .avx2
         case .flashAVX512: .avx512
+        case .flashAVX512BF16: .avx512bf16
         }
     }
 

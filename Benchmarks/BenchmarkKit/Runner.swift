@@ -221,7 +221,7 @@ public struct BenchRunner {
                     continue
                 }
                 switch impl {
-                case .flash, .flashPortable, .flashAVX2, .flashAVX512:
+                case .flash, .flashPortable, .flashAVX2, .flashAVX512, .flashAVX512BF16:
                     row.workspaceBytes = config.pass == .forward
                         ? try FlashAttention.workspaceBytes(shape: shape, options: options)
                         : try FlashAttention.backwardWorkspaceBytes(shape: shape, options: options)

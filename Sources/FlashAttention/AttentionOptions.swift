@@ -44,15 +44,19 @@ public enum AttentionImplementation: Sendable, Hashable {
 
 /// Which micro-kernels the `.flash` implementation runs.
 public enum KernelISA: String, Sendable, Hashable, CaseIterable {
-    /// The best the CPU supports (AVX-512 > AVX2 > portable), or what the environment
-    /// variable `FA_ISA` names, chosen once per process.
+    /// The best the CPU supports (AVX-512 with BF16 > AVX-512 > AVX2 > portable), or what the
+    /// environment variable `FA_ISA` names, chosen once per process.
     case automatic
     /// Plain C: any CPU.
     case portable
-    /// AVX2 and FMA.
+    /// AVX2, FMA and F16C.
     case avx2
     /// AVX-512 F/VL/BW/DQ and FMA.
     case avx512
+    /// `.avx512` plus BF16 dot products (`vdpbf16ps`), which the forward uses when the query,
+    /// keys and values are all ``BFloat16`` (its probabilities are then rounded to bf16 for
+    /// P·V: see the README's accuracy notes).
+    case avx512bf16
 }
 
 /// How to compute attention: everything that is not a shape or a buffer.

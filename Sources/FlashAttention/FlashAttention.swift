@@ -29,7 +29,7 @@ public enum FlashAttention {
     public static var version: String { String(cString: fa_version()) }
 
     /// The micro-kernel set the `.flash` implementation uses on this machine
-    /// (`"portable"`, later `"avx2"` or `"avx512"`).
+    /// (`"portable"`, `"avx2"`, `"avx512"` or `"avx512bf16"`).
     ///
     /// ```swift
     /// print("kernels: \(FlashAttention.kernelName)")
@@ -39,10 +39,10 @@ public enum FlashAttention {
     /// The kernel ISAs this CPU can run, `.portable` first (`.automatic` not included).
     ///
     /// ```swift
-    /// for kernel in FlashAttention.supportedKernels { print(kernel) }   // portable, avx2, avx512
+    /// for kernel in FlashAttention.supportedKernels { print(kernel) }   // portable, avx2, …
     /// ```
     public static var supportedKernels: [KernelISA] {
-        [.portable, .avx2, .avx512].filter { fa_isa_supported($0.cValue) != 0 }
+        [.portable, .avx2, .avx512, .avx512bf16].filter { fa_isa_supported($0.cValue) != 0 }
     }
 
     /// What the `.flash` implementation would run for a problem: the resolved ISA, its tile

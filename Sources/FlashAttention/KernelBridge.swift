@@ -82,6 +82,7 @@ extension KernelISA {
         case .portable: FA_ISA_PORTABLE
         case .avx2: FA_ISA_AVX2
         case .avx512: FA_ISA_AVX512
+        case .avx512bf16: FA_ISA_AVX512_BF16
         }
     }
 

@@ -61,7 +61,7 @@ struct KernelTests {
 
     @Test("an ISA this CPU lacks is refused")
     func unsupported() throws {
-        let missing = [KernelISA.avx2, .avx512].filter { !FlashAttention.supportedKernels.contains($0) }
+        let missing = [KernelISA.avx2, .avx512, .avx512bf16].filter { !FlashAttention.supportedKernels.contains($0) }
         for kernel in missing {
             #expect(throws: AttentionError.unsupportedKernel(kernel)) {
                 try FlashAttention.forward(query: [Float(1)], key: [Float(1)], value: [Float(1)],
@@ -86,6 +86,7 @@ struct KernelTests {
         case .portable: FA_ISA_PORTABLE
         case .avx2: FA_ISA_AVX2
         case .avx512: FA_ISA_AVX512
+        case .avx512bf16: FA_ISA_AVX512_BF16
         }
     }
 }

@@ -54,6 +54,7 @@ typedef struct key_major_tile {
     const float *qt;
     float *st, *block_max;
     float *kw, *vw;  ///< where a half block's K and V rows are widened to fp32
+    uint32_t *v2;    ///< a bf16 block's V rows in key pairs (bf16 dot products)
 } key_major_tile;
 
 // The first key block of [k_begin, k_end) that a tile computes: its K and V rows and mask
@@ -96,11 +97,15 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
 
     while (k0 < k_end) {
         const int keys = (int)(k_end - k0 < bk ? k_end - k0 : bk);
-        // This block's K and V rows (widened to fp32 tiles once, if stored in half).
+        // This block's K and V rows: as they lie; over bf16 pairs, V packed in key pairs; or
+        // widened to fp32 tiles once, if stored in half.
         const fa_kv_block at = fa_kv_block_at(&t->src, k0);
-        const fa_kv_block blk = fa_kv_source_is_half(&t->src)
+        const int bf16 = pl->bf16_dots;
+        const fa_kv_block blk = !bf16 && fa_kv_source_is_half(&t->src)
                                     ? fa_kv_block_widen(&at, keys, dqk, dv, t->kw, t->vw)
                                     : at;
+        const int64_t ldv2 = pl->layout.ldacc;
+        if (bf16) kr->pack_v_bf16(keys, dv, (const uint16_t *)blk.v, blk.ldv, t->v2, ldv2);
         // The next block to compute; ask for its K and V rows now: they arrive from L3 while
         // this block computes (the hardware prefetchers do not see 2·BK short row streams).
         fa_tile_kind next_tile;
@@ -124,8 +129,13 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
         int burst = 0;
         for (int r0 = 0; r0 < rows_padded; r0 += chunk) {
             const int n = rows_padded - r0 < chunk ? rows_padded - r0 : chunk;
-            kr->scores_t(keys, n, dqk, (const float *)blk.k, blk.ldk, t->qt + r0, bq, st + r0,
-                         bq, masked, lo - r0, hi - r0, block_max + r0);
+            if (bf16)
+                kr->scores_t_bf16(keys, n, dqk, (const uint16_t *)blk.k, blk.ldk,
+                                  (const uint32_t *)t->qt + r0, bq, pl->scale_log2, st + r0, bq,
+                                  masked, lo - r0, hi - r0, block_max + r0);
+            else
+                kr->scores_t(keys, n, dqk, (const float *)blk.k, blk.ldk, t->qt + r0, bq,
+                             st + r0, bq, masked, lo - r0, hi - r0, block_max + r0);
             if (next_keys > 0) prefetch_burst(mods, q0, rows, burst++, bursts, k1, next_keys);
         }
         // Soft-capping, ALiBi and element masks, if any (they also recompute the block max).
@@ -136,9 +146,14 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
                       state->alpha, masked, lo, hi);
         for (int r0 = 0; r0 < rows_padded; r0 += chunk) {
             const int n = rows_padded - r0 < chunk ? rows_padded - r0 : chunk;
-            kr->accumulate_pv(n, keys, dv, st + r0, bq, (const float *)blk.v, blk.ldv,
-                              state->alpha + r0, state->acc + (int64_t)r0 * state->ldacc,
-                              state->ldacc, masked, lo - r0, hi - r0);
+            float *acc = state->acc + (int64_t)r0 * state->ldacc;
+            if (bf16)
+                kr->accumulate_pv_bf16(n, keys, dv, st + r0, bq, t->v2, ldv2, state->alpha + r0,
+                                       acc, state->ldacc, masked, lo - r0, hi - r0);
+            else
+                kr->accumulate_pv(n, keys, dv, st + r0, bq, (const float *)blk.v, blk.ldv,
+                                  state->alpha + r0, acc, state->ldacc, masked, lo - r0,
+                                  hi - r0);
             if (next_keys > 0) prefetch_burst(mods, q0, rows, burst++, bursts, k1, next_keys);
         }
         k0 = k1;
@@ -181,6 +196,7 @@ static void forward_tile(const fa_forward_plan *pl, int64_t b, int64_t h, int64_
     t.block_max = ws + pl->layout.block_max;
     t.kw = ws + pl->layout.kw;
     t.vw = ws + pl->layout.vw;
+    t.v2 = (uint32_t *)(ws + pl->layout.v2);
     fa_softmax_state state = {ws + pl->layout.row_max, ws + pl->layout.row_sum,
                               ws + pl->layout.alpha, ws + pl->layout.acc, pl->layout.ldacc,
                               t.rows_padded};
@@ -199,13 +215,17 @@ static void forward_tile(const fa_forward_plan *pl, int64_t b, int64_t h, int64_
     const int64_t dqk = p->shape.head_dim_qk;
     const float *q = (const float *)fa_q_row(p, b, h, q0);
     int64_t ldq = p->q_strides.seq;
-    if (p->q_dtype != FA_DTYPE_F32) {
+    if (pl->bf16_dots) {  // pairs along d, unscaled (the scores get the scale)
+        pl->kr->pack_qt_bf16(rows, t.rows_padded, dqk, (const uint16_t *)fa_q_row(p, b, h, q0),
+                             ldq, (uint32_t *)(ws + pl->layout.qt), bq);
+    } else if (p->q_dtype != FA_DTYPE_F32) {
         float *qw = ws + pl->layout.qw;
         for (int i = 0; i < rows; i++)
             fa_get_q_row(p, fa_q_row(p, b, h, q0 + i), qw + (int64_t)i * dqk, dqk);
         q = qw, ldq = dqk;
     }
-    pl->kr->pack_qt(rows, t.rows_padded, dqk, q, ldq, pl->scale_log2, ws + pl->layout.qt, bq);
+    if (!pl->bf16_dots)
+        pl->kr->pack_qt(rows, t.rows_padded, dqk, q, ldq, pl->scale_log2, ws + pl->layout.qt, bq);
     fa_state_reset(&state);
     attend_keys_t(pl, &t, &state, k_begin, k_end);
 
@@ -236,6 +256,8 @@ fa_status fa_forward(const fa_problem *p) {
         pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads, p->window_left,
                                     p->block_mask.data ? p->block_mask.block_q : 0);
         pl.layout = fa_forward_layout_for(p, pl.blocks);
+        pl.bf16_dots = pl.kr->scores_t_bf16 && p->q_dtype == FA_DTYPE_BF16 &&
+                       p->k_dtype == FA_DTYPE_BF16 && p->v_dtype == FA_DTYPE_BF16;
         // Packed sequences: blocks of the longest; a shorter sequence's extra items are empty.
         pl.q_blocks = (fa_max_q_rows(p) + pl.blocks.block_q - 1) / pl.blocks.block_q;
         per_thread = pl.layout.per_thread_bytes;

@@ -58,6 +58,7 @@ typedef struct fa_forward_plan {
     fa_forward_layout layout;   ///< key-major tiles
     fa_row_layout row_layout;   ///< row tiles
     int row_tiles;              ///< 1: row tiles, 0: key-major tiles
+    int bf16_dots;              ///< key-major tiles over bf16 pairs (Q, K, V bf16; the ISA has them)
     float scale_log2;           ///< scale · log2(e)
     int64_t group;              ///< query heads per key/value head
     int64_t q_blocks;           ///< key-major: query blocks of the longest sequence

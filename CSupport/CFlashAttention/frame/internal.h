@@ -57,6 +57,7 @@ typedef struct fa_forward_layout {
     size_t block_max;  ///< BQ  this block's row max
     size_t kw, vw;     ///< BK × Dqk, BK × Dv  a half K / V block widened to fp32 (size 0 if fp32)
     size_t qw;         ///< BQ × Dqk  a half Q block widened to fp32 (size 0 if fp32)
+    size_t v2;         ///< ⌈BK/2⌉ × ldacc  a bf16 V block in key pairs (size 0 unless V is bf16)
     int64_t ldacc;     ///< Dv rounded up to 16
     size_t per_thread_bytes;  ///< the sum, rounded to FA_ALIGN
 } fa_forward_layout;

@@ -182,12 +182,13 @@ fa_forward_layout fa_forward_layout_for(const fa_problem *p, fa_blocking b) {
     const size_t dqk = (size_t)s->head_dim_qk, dv = (size_t)s->head_dim_v;
     l.ldacc = (s->head_dim_v + 15) / 16 * 16;
     // Head dims are < 2^31 and the blocks ≤ 4096, so no product here overflows 64 bits.
-    const size_t sizes[10] = {dqk * bq, bk * bq, bq * (size_t)l.ldacc, bq, bq, bq, bq,
+    const size_t sizes[11] = {dqk * bq, bk * bq, bq * (size_t)l.ldacc, bq, bq, bq, bq,
                               p->k_dtype != FA_DTYPE_F32 ? bk * dqk : 0,
                               p->v_dtype != FA_DTYPE_F32 ? bk * dv : 0,
-                              p->q_dtype != FA_DTYPE_F32 ? bq * dqk : 0};
-    size_t offsets[10];
-    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 10);
+                              p->q_dtype != FA_DTYPE_F32 ? bq * dqk : 0,
+                              p->v_dtype == FA_DTYPE_BF16 ? (bk + 1) / 2 * (size_t)l.ldacc : 0};
+    size_t offsets[11];
+    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 11);
     l.qt = offsets[0];
     l.st = offsets[1];
     l.acc = offsets[2];
@@ -198,6 +199,7 @@ fa_forward_layout fa_forward_layout_for(const fa_problem *p, fa_blocking b) {
     l.kw = offsets[7];
     l.vw = offsets[8];
     l.qw = offsets[9];
+    l.v2 = offsets[10];
     return l;
 }
 
@@ -396,7 +398,7 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
         return fa_fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
                        "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);
 
-    if (p->isa < FA_ISA_AUTO || p->isa > FA_ISA_AVX512)
+    if (p->isa < FA_ISA_AUTO || p->isa > FA_ISA_AVX512_BF16)
         return fa_fail(diag, FA_ERR_UNSUPPORTED_ISA, FA_ARG_ISA, (int64_t)p->isa, 0, 0,
                        "isa is %d; it must be a fa_isa value", (int)p->isa);
     if (!fa_isa_supported(p->isa))

@@ -1,6 +1,7 @@
 // kernel_table.h — an ISA's fa_kernels table, from the sources compiled in its file (included
 // last, after the vector header, tile_kernels.h and row_kernels.h). The ISA file defines
-// KERNEL_TABLE (the table's symbol), KERNEL_NAME and KERNEL_KEY_TILE first.
+// KERNEL_TABLE (the table's symbol), KERNEL_NAME and KERNEL_KEY_TILE first, and KERNEL_BF16
+// when it compiled bf16_tile_kernels.h.
 const fa_kernels KERNEL_TABLE = {
     .name = KERNEL_NAME,
     .vector_width = VF_W,
@@ -18,4 +19,10 @@ const fa_kernels KERNEL_TABLE = {
     .softmax_q = row_softmax,
     .block_pv_q = {row_block_pv_f32, row_block_pv_f16, row_block_pv_bf16},
     .fold_q = row_fold,
+#ifdef KERNEL_BF16
+    .pack_qt_bf16 = pack_qt_bf16,
+    .scores_t_bf16 = scores_t_bf16,
+    .pack_v_bf16 = pack_v_bf16,
+    .accumulate_pv_bf16 = accumulate_pv_bf16,
+#endif
 };

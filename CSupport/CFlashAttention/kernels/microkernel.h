@@ -97,7 +97,7 @@ static inline void fa_prefetch_mask_rows(const fa_tile_mods *m, int r0, int r1, 
 typedef enum fa_kv_type { FA_KV_F32 = 0, FA_KV_F16 = 1, FA_KV_BF16 = 2, FA_KV_TYPES = 3 } fa_kv_type;
 
 typedef struct fa_kernels {
-    const char *name;    ///< "portable", "avx2", "avx512"
+    const char *name;    ///< "portable", "avx2", "avx512", "avx512bf16"
     int vector_width;    ///< floats per vector: query rows are padded to a multiple of it
     int query_tile;      ///< preferred multiple for the query block (the scores micro-tile)
     int key_tile;        ///< keys per scores micro-tile: key blocks are multiples of it
@@ -186,6 +186,29 @@ typedef struct fa_kernels {
     void (*fold_q)(int rows, int64_t dv, const float *alpha, const float *out, int64_t ldo,
                    float *acc, int64_t ldacc);
 
+    // ---- bf16 dot products (kernels/bf16_tile_kernels.h): NULL where the ISA has none ----
+    // Used when Q, K and V are all stored in bf16. Pairs are 32 bits, the even element in the
+    // low half.
+
+    /// qt2[p, i] = (q[i, 2p], q[i, 2p+1]) for i < rows, unscaled; zero pad rows and the missing
+    /// half of an odd head dim's last pair. qt2 is [⌈dqk/2⌉ × rows_padded], row stride ldqt2.
+    void (*pack_qt_bf16)(int rows, int rows_padded, int64_t dqk, const uint16_t *q, int64_t ldq,
+                         uint32_t *qt2, int64_t ldqt2);
+    /// scores_t over bf16 pairs: st[j, i] = scale · Σ_d k[j, d] · q[i, d], banded and folded
+    /// into block_max as scores_t.
+    void (*scores_t_bf16)(int keys, int rows_padded, int64_t dqk, const uint16_t *k, int64_t ldk,
+                          const uint32_t *qt2, int64_t ldqt2, float scale, float *st,
+                          int64_t ldst, int masked, int64_t lo, int64_t hi, float *block_max);
+    /// v2[jp, c] = (v[2jp, c], v[2jp+1, c]) for c < dv; zero for dv ≤ c < ldv2 (≥ dv rounded
+    /// up to 16) and the missing row of an odd key count. v2 is [⌈keys/2⌉ × ldv2].
+    void (*pack_v_bf16)(int keys, int64_t dv, const uint16_t *v, int64_t ldv, uint32_t *v2,
+                        int64_t ldv2);
+    /// accumulate_pv with P rounded to bf16 (to nearest even): acc[i, :] = alpha[i] · acc[i, :]
+    /// + Σ_j bf16(pt[j, i]) · v[j, :]; pt is overwritten (its rows become P pairs).
+    void (*accumulate_pv_bf16)(int rows_padded, int keys, int64_t dv, float *pt, int64_t ldpt,
+                               const uint32_t *v2, int64_t ldv2, const float *alpha, float *acc,
+                               int64_t ldacc, int masked, int64_t lo, int64_t hi);
+
     /// y[j] = 2^x[j] for x[j] ≤ 0, as the softmax computes it (exposed for accuracy tests).
     void (*exp2)(const float *x, float *y, int64_t n);
 } fa_kernels;
@@ -194,5 +217,6 @@ typedef struct fa_kernels {
 extern const fa_kernels fa_kernels_portable;
 extern const fa_kernels fa_kernels_avx2;
 extern const fa_kernels fa_kernels_avx512;
+extern const fa_kernels fa_kernels_avx512_bf16;
 
 #endif  // FA_MICROKERNEL_H

@@ -36,7 +36,10 @@ typedef __mmask16 vtail;
 #define TILE_PV_LAST_R 8
 #define TILE_SOFTMAX_CHAINS 4
 enum { VF_W = 16 };
-#define VF_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#ifndef VF_EXTRA_TARGET
+#define VF_EXTRA_TARGET ""
+#endif
+#define VF_FN __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma" VF_EXTRA_TARGET)))
 #define VF_INLINE static inline __attribute__((always_inline)) VF_FN
 
 // 2^x: x = n + f with n = round(x), |f| ≤ 0.5; 2^f by the minimax polynomial, times 2^n by
