@@ -223,7 +223,9 @@ public struct BenchRunner {
                 switch impl {
                 case .flash, .flashPortable, .flashAVX2, .flashAVX512, .flashAVX512BF16:
                     row.workspaceBytes = config.pass == .forward
-                        ? try FlashAttention.workspaceBytes(shape: shape, options: options)
+                        ? try FlashAttention.workspaceBytes(shape: shape, options: options,
+                                                            queryType: config.storage.query.elementType,
+                                                            keyValueType: config.storage.keyValue.elementType)
                         : try FlashAttention.backwardWorkspaceBytes(shape: shape, options: options)
                 case .naive:
                     row.workspaceBytes = config.naiveScoreBytes

@@ -165,20 +165,25 @@ extension FlashAttention {
     /// - Parameters:
     ///   - strides: The strides of query … logSumExp; `nil` means dense in `options.layout`.
     ///   - gradientStrides: The strides of the gradients; `nil` means like their tensors.
-    public static func backward(query: UnsafeBufferPointer<Float>,
-                                key: UnsafeBufferPointer<Float>,
-                                value: UnsafeBufferPointer<Float>,
-                                output: UnsafeBufferPointer<Float>,
-                                logSumExp: UnsafeBufferPointer<Float>,
-                                outputGradient: UnsafeBufferPointer<Float>,
-                                queryGradient: UnsafeMutableBufferPointer<Float>,
-                                keyGradient: UnsafeMutableBufferPointer<Float>,
-                                valueGradient: UnsafeMutableBufferPointer<Float>,
-                                shape: AttentionShape,
-                                strides: AttentionTensorStrides? = nil,
-                                gradientStrides: AttentionGradientStrides? = nil,
-                                options: AttentionOptions = AttentionOptions()) throws(AttentionError)
-    {
+    ///
+    /// Half precision: the query, output and their gradients in one element type, the keys,
+    /// values and theirs in one (possibly another), as the forward took them; the gradients
+    /// are accumulated in `Float` and rounded once.
+    public static func backward<Element: AttentionElement, Cache: AttentionElement>(
+        query: UnsafeBufferPointer<Element>,
+        key: UnsafeBufferPointer<Cache>,
+        value: UnsafeBufferPointer<Cache>,
+        output: UnsafeBufferPointer<Element>,
+        logSumExp: UnsafeBufferPointer<Float>,
+        outputGradient: UnsafeBufferPointer<Element>,
+        queryGradient: UnsafeMutableBufferPointer<Element>,
+        keyGradient: UnsafeMutableBufferPointer<Cache>,
+        valueGradient: UnsafeMutableBufferPointer<Cache>,
+        shape: AttentionShape,
+        strides: AttentionTensorStrides? = nil,
+        gradientStrides: AttentionGradientStrides? = nil,
+        options: AttentionOptions = AttentionOptions()
+    ) throws(AttentionError) {
         let strides = strides ?? .packed(options.layout, shape: shape)
         let gradients = gradientStrides ?? AttentionGradientStrides(matching: strides)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
@@ -198,14 +203,18 @@ extension FlashAttention {
         problem.v = UnsafeRawPointer(value.baseAddress)
         problem.o = UnsafeMutableRawPointer(mutating: output.baseAddress)
         problem.lse = UnsafeMutablePointer(mutating: logSumExp.baseAddress)
-        problem.dout = outputGradient.baseAddress
+        problem.dout = UnsafeRawPointer(outputGradient.baseAddress)
         problem.dout_strides = gradients.output.cStrides
-        problem.dq = queryGradient.baseAddress
+        problem.dq = UnsafeMutableRawPointer(queryGradient.baseAddress)
         problem.dq_strides = gradients.query.cStrides
-        problem.dk = keyGradient.baseAddress
+        problem.dk = UnsafeMutableRawPointer(keyGradient.baseAddress)
         problem.dk_strides = gradients.key.cStrides
-        problem.dv = valueGradient.baseAddress
+        problem.dv = UnsafeMutableRawPointer(valueGradient.baseAddress)
         problem.dv_strides = gradients.value.cStrides
+        problem.q_dtype = Element.attentionElementType.cType
+        problem.o_dtype = Element.attentionElementType.cType
+        problem.k_dtype = Cache.attentionElementType.cType
+        problem.v_dtype = Cache.attentionElementType.cType
         try withScoreModifiers(options, &problem) { (p) throws(AttentionError) in
             try runBackward(&p, implementation: options.implementation, strides: strides,
                             gradients: gradients)
@@ -219,12 +228,19 @@ extension FlashAttention {
     /// ```swift
     /// let bytes = try FlashAttention.backwardWorkspaceBytes(shape: shape)
     /// ```
+    ///
+    /// With a half-precision query (`queryType`), add the `Float` query gradient it is
+    /// accumulated in (`B·Hq·Lq·Dqk` floats); half keys and values add their widened blocks.
     public static func backwardWorkspaceBytes(shape: AttentionShape,
-                                              options: AttentionOptions = AttentionOptions())
+                                              options: AttentionOptions = AttentionOptions(),
+                                              queryType: AttentionElementType = .float32,
+                                              keyValueType: AttentionElementType = .float32)
         throws(AttentionError) -> Int
     {
         let strides = AttentionTensorStrides.packed(.bhld, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
+        (problem.q_dtype, problem.o_dtype) = (queryType.cType, queryType.cType)
+        (problem.k_dtype, problem.v_dtype) = (keyValueType.cType, keyValueType.cType)
         _ = try requiredElements(.query, shape: shape, strides: strides, options: options)
         var bytes = 0
         guard fa_backward_workspace_bytes(&problem, &bytes) == FA_OK else {

@@ -9,7 +9,7 @@ import CFlashAttention
 ///
 /// The `.flash` implementation never materialises the `Lq × Lk` score matrix: it walks
 /// key/value blocks with an online softmax (FlashAttention-2) on OpenMP threads, with a
-/// per-thread workspace whose size ``workspaceBytes(shape:options:)`` reports. The `.naive`
+/// per-thread workspace whose size ``workspaceBytes(shape:options:queryType:keyValueType:)`` reports. The `.naive`
 /// implementation materialises the scores with OpenBLAS and is the baseline.
 ///
 /// Every entry point validates all of its arguments first and throws ``AttentionError``
@@ -214,12 +214,19 @@ public enum FlashAttention {
     /// ```swift
     /// let bytes = try FlashAttention.workspaceBytes(shape: shape)   // ~O(threads · 64 · D)
     /// ```
+    ///
+    /// Half-precision storage (`queryType` for the query and output, `keyValueType` for the
+    /// keys and values) adds the per-thread tiles they are widened into.
     public static func workspaceBytes(shape: AttentionShape,
-                                      options: AttentionOptions = AttentionOptions())
+                                      options: AttentionOptions = AttentionOptions(),
+                                      queryType: AttentionElementType = .float32,
+                                      keyValueType: AttentionElementType = .float32)
         throws(AttentionError) -> Int
     {
         let strides = AttentionTensorStrides.packed(.bhld, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
+        (problem.q_dtype, problem.o_dtype) = (queryType.cType, queryType.cType)
+        (problem.k_dtype, problem.v_dtype) = (keyValueType.cType, keyValueType.cType)
         _ = try requiredElements(.query, shape: shape, strides: strides, options: options)  // checks every extent
         var bytes = 0
         let status = fa_workspace_bytes(&problem, &bytes)
@@ -272,7 +279,7 @@ public enum FlashAttention {
 
 extension AttentionShape {
     /// Bytes of workspace the `.flash` implementation needs with every available thread; see
-    /// ``FlashAttention/workspaceBytes(shape:options:)``.
+    /// ``FlashAttention/workspaceBytes(shape:options:queryType:keyValueType:)``.
     ///
     /// ```swift
     /// let bytes = try AttentionShape(queryHeads: 8, queryLength: 8192, headDim: 64).workspaceBytes

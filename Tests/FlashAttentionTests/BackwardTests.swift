@@ -257,7 +257,7 @@ struct BackwardTests {
                 p.o = UnsafeMutableRawPointer(mutating: raw)
                 p.lse = UnsafeMutablePointer(mutating: qb.baseAddress)
                 p.lse_strides = fa_strides(batch: 8, head: 4, seq: 1)
-                p.dq = d.baseAddress
+                p.dq = UnsafeMutableRawPointer(d.baseAddress)
                 #expect(fa_check_backward(&p, &diag) == FA_ERR_NULL_POINTER)
                 #expect(diag.argument == FA_ARG_DOUT)
                 #expect(fa_backward(&p) == FA_ERR_NULL_POINTER)

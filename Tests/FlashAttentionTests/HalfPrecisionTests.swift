@@ -246,17 +246,154 @@ struct HalfPrecisionTests {
         }
     }
 
-    @Test("a half backward is refused with a typed error; C refuses unknown types")
+    @Test("C refuses unknown element types and a q/o type mismatch, forward and backward")
     func refusals() throws {
         var p = fa_problem()
         fa_problem_init(&p)
         p.shape = fa_shape(batch: 1, q_heads: 1, kv_heads: 1, q_len: 2, kv_len: 2,
                            head_dim_qk: 4, head_dim_v: 4)
-        p.k_dtype = FA_DTYPE_BF16
+        p.o_dtype = FA_DTYPE_BF16
         var diag = fa_diagnostic()
         #expect(fa_check_backward(&p, &diag) == FA_ERR_INVALID_DTYPE)
-        #expect(diag.argument == FA_ARG_K)
+        #expect(diag.argument == FA_ARG_O)
+        p.o_dtype = FA_DTYPE_F32
         p.k_dtype = fa_dtype(rawValue: 3)
         #expect(fa_check(&p, &diag) == FA_ERR_INVALID_DTYPE)
+        #expect(fa_check_backward(&p, &diag) == FA_ERR_INVALID_DTYPE)
+        #expect(diag.argument == FA_ARG_K)
+    }
+}
+
+// The backward with half tensors. The backward is fed O as the forward stored it (rounded to
+// Q's type) and dO rounded to that type, so the float64 reference is evaluated on exactly
+// those: the rounded Q, K, V, dO, and the stored O in D = rowsum(dO ∘ O) (its tolerance then
+// has no forward error to carry: outputTolerance 0). Arithmetic is fp32 throughout, so the
+// reference's fp32 bounds hold; each gradient is then rounded once into its type, which adds
+// its unit roundoff times (|ref| + tol), as for the forward's output.
+func checkHalfBackward<Q: HalfTestElement, KV: HalfTestElement>(
+    _ c: AttentionCase, _ qt: Q.Type, _ kvt: KV.Type, kernels: [KernelISA] = FlashAttention.supportedKernels,
+    implementation: AttentionImplementation = .flash
+) throws {
+    precondition(c.layout == .bhld, "the reference's dense outputs are bhld")
+    let (q, k, v, exact) = roundedInputs(c, qt, kvt)
+    var dO = c.outputGradient()
+    let dOs = dO.data.map { Q(rounding: $0) }
+    dO.data = dOs.map(\.float)
+    let s = c.shape
+    for kernel in kernels {
+        var options = c.options
+        options.kernel = kernel
+        options.implementation = implementation
+        let (out, lse) = try FlashAttention.forwardWithLogSumExp(query: q, key: k, value: v,
+                                                                 shape: s, options: options)
+        var dq = [Q](repeating: Q(rounding: 0), count: q.count)
+        var dk = [KV](repeating: KV(rounding: 0), count: k.count)
+        var dv = [KV](repeating: KV(rounding: 0), count: v.count)
+        try q.withUnsafeBufferPointer { qp in
+        try k.withUnsafeBufferPointer { kp in
+        try v.withUnsafeBufferPointer { vp in
+        try out.withUnsafeBufferPointer { op in
+        try lse.withUnsafeBufferPointer { lp in
+        try dOs.withUnsafeBufferPointer { gp in
+        try dq.withUnsafeMutableBufferPointer { dqp in
+        try dk.withUnsafeMutableBufferPointer { dkp in
+        try dv.withUnsafeMutableBufferPointer { dvp in
+            try FlashAttention.backward(query: qp, key: kp, value: vp, output: op, logSumExp: lp,
+                                        outputGradient: gp, queryGradient: dqp, keyGradient: dkp,
+                                        valueGradient: dvp, shape: s, options: options)
+        } } } } } } } } }
+        var forward = c.reference(inputs: exact)
+        forward.output = out.map { Double($0.float) }
+        forward.outputTolerance = forward.outputTolerance.map { _ in 0 }
+        var ref = c.referenceGradients(inputs: exact, outputGradient: dO, forward: forward)
+        func widen(_ tol: [Double], _ want: [Double], _ u: Double, _ sub: Double) -> [Double] {
+            zip(tol, want).map { t, w in t + u * (abs(w) + t) + sub }
+        }
+        ref.queryTolerance = widen(ref.queryTolerance, ref.query, Q.unitRoundoff, Q.halfSubnormal)
+        ref.keyTolerance = widen(ref.keyTolerance, ref.key, KV.unitRoundoff, KV.halfSubnormal)
+        ref.valueTolerance = widen(ref.valueTolerance, ref.value, KV.unitRoundoff, KV.halfSubnormal)
+        let got = AttentionGradients(query: dq.map(\.float), key: dk.map(\.float), value: dv.map(\.float))
+        let result = compareGradients(got, layout: c.layout, reference: ref, shape: s)
+        #expect(result.passed, "\(implementation) \(kernel) Q \(Q.attentionElementType) K/V \(KV.attentionElementType) \(c): \(result)")
+        if verbose { print("half backward \(kernel) \(Q.attentionElementType)/\(KV.attentionElementType) \(c): \(result)") }
+    }
+}
+
+extension HalfPair {
+    func checkBackward(_ c: AttentionCase, kernels: [KernelISA] = FlashAttention.supportedKernels,
+                       implementation: AttentionImplementation = .flash) throws {
+        let (k, i) = (kernels, implementation)
+        switch self {
+        case .f32_bf16: try checkHalfBackward(c, Float.self, BFloat16.self, kernels: k, implementation: i)
+        case .f32_f16: try checkHalfBackward(c, Float.self, Float16.self, kernels: k, implementation: i)
+        case .bf16_bf16: try checkHalfBackward(c, BFloat16.self, BFloat16.self, kernels: k, implementation: i)
+        case .f16_f16: try checkHalfBackward(c, Float16.self, Float16.self, kernels: k, implementation: i)
+        case .bf16_f16: try checkHalfBackward(c, BFloat16.self, Float16.self, kernels: k, implementation: i)
+        }
+    }
+}
+
+@Suite("Half precision: the backward")
+struct HalfBackwardTests {
+    static let cases: [AttentionCase] = [
+        AttentionCase(shape: AttentionShape(queryHeads: 4, keyValueHeads: 2, queryLength: 65,
+                                            keyLength: 127, headDim: 64), causal: .bottomRight, seed: 1),
+        AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 2, queryLength: 129, keyLength: 63,
+                                            headDim: 17), causal: .topLeft, seed: 2),
+        AttentionCase(shape: AttentionShape(queryHeads: 8, keyValueHeads: 1, queryLength: 3,
+                                            keyLength: 1000, headDim: 128), causal: .bottomRight, seed: 3),
+        AttentionCase(shape: AttentionShape(queryHeads: 2, queryLength: 100, keyLength: 130, headDim: 40,
+                                            valueHeadDim: 24),
+                      window: SlidingWindow(left: 30, right: 5), softcap: 5, alibiSlopes: alibiSlopes(2),
+                      seed: 4),
+        AttentionCase(shape: AttentionShape(queryHeads: 1, queryLength: 1000, keyLength: 1000, headDim: 1),
+                      seed: 5),
+        AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 2, queryLength: 70, keyLength: 90,
+                                            headDim: 256), causal: .bottomRight,
+                      queryLengths: [70, 33], keyLengths: [90, 41], seed: 6),
+    ]
+
+    @Test("against the float64 reference on the rounded tensors, every ISA", arguments: HalfPair.allCases)
+    func grid(_ pair: HalfPair) throws {
+        for c in Self.cases { try pair.checkBackward(c) }
+        // The naive baseline (every tensor widened, the fp32 backward, gradients rounded).
+        for c in Self.cases.prefix(2) { try pair.checkBackward(c, kernels: [.automatic], implementation: .naive) }
+    }
+
+    @Test("bitwise independent of the thread count (one pass and the two-phase split)",
+          arguments: FlashAttention.supportedKernels)
+    func threads(_ kernel: KernelISA) throws {
+        for hkv in [4, 1] {  // 4 kv heads: one-phase items; 1: fewer items than threads, split
+            let c = AttentionCase(shape: AttentionShape(queryHeads: 4, keyValueHeads: hkv, queryLength: 150,
+                                                        keyLength: 2100, headDim: 48),
+                                  causal: .bottomRight, seed: 8)
+            let (q, k, v, _) = roundedInputs(c, BFloat16.self, Float16.self)
+            let dO = c.outputGradient().data.map { BFloat16($0) }
+            var results: [[UInt16]] = []
+            for threads in [1, 2, 3] {
+                var o = c.options
+                o.kernel = kernel
+                o.threadCount = threads
+                let (out, lse) = try FlashAttention.forwardWithLogSumExp(query: q, key: k, value: v,
+                                                                         shape: c.shape, options: o)
+                var dq = [BFloat16](repeating: BFloat16(0), count: q.count)
+                var dk = [Float16](repeating: 0, count: k.count), dv = [Float16](repeating: 0, count: v.count)
+                try q.withUnsafeBufferPointer { qp in
+                try k.withUnsafeBufferPointer { kp in
+                try v.withUnsafeBufferPointer { vp in
+                try out.withUnsafeBufferPointer { op in
+                try lse.withUnsafeBufferPointer { lp in
+                try dO.withUnsafeBufferPointer { gp in
+                try dq.withUnsafeMutableBufferPointer { dqp in
+                try dk.withUnsafeMutableBufferPointer { dkp in
+                try dv.withUnsafeMutableBufferPointer { dvp in
+                    try FlashAttention.backward(query: qp, key: kp, value: vp, output: op, logSumExp: lp,
+                                                outputGradient: gp, queryGradient: dqp, keyGradient: dkp,
+                                                valueGradient: dvp, shape: c.shape, options: o)
+                } } } } } } } } }
+                results.append(dq.map(\.bitPattern) + dk.map(\.bitPattern) + dv.map(\.bitPattern))
+            }
+            #expect(results[0] == results[1] && results[0] == results[2], "Hkv \(hkv)")
+        }
     }
 }

@@ -89,10 +89,19 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
 
     /// The float64 gradients for these inputs and `outputGradient()`.
     public func referenceGradients(forward: ReferenceResult? = nil) -> ReferenceGradients {
-        let (q, k, v) = inputs()
-        return referenceBackward(query: q, key: k, value: v, outputGradient: outputGradient(),
+        referenceGradients(inputs: inputs(), outputGradient: outputGradient(),
+                           forward: forward ?? reference())
+    }
+
+    /// The float64 gradients for other inputs and output gradient of this case's shape (e.g.
+    /// rounded to a half type), given the forward the backward is fed.
+    public func referenceGradients(inputs: (query: StridedTensor, key: StridedTensor, value: StridedTensor),
+                                   outputGradient: StridedTensor,
+                                   forward: ReferenceResult) -> ReferenceGradients {
+        let (q, k, v) = inputs
+        return referenceBackward(query: q, key: k, value: v, outputGradient: outputGradient,
                                  shape: shape, scale: resolvedScale, causal: causal,
-                                 forward: forward ?? reference(),
+                                 forward: forward,
                                  softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes,
                                  queryLengths: queryLengths, keyLengths: keyLengths, mask: mask,
                                  blockMask: blockMask)

@@ -31,6 +31,12 @@
 // Each key row's dK, dV and each query row's dQ see the same products in the same order as in
 // the one-phase loop (key ranges are whole key blocks; phase B keeps the chunks), so the
 // gradients are bitwise the same whichever way a call runs.
+//
+// Half-precision tensors (fp16, bf16) are widened to fp32 tiles as they are read: a query
+// block's Q and dO rows once per block, each K and V block once per query block, O one row
+// at a time. dK and dV rows are rounded into their type once, when their chunk is finished;
+// dQ, which sums over the chunks, is accumulated in an fp32 copy for the whole call (Lq × Dqk
+// per query head: O(N·D), never O(N²)) and rounded once at the end.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +57,15 @@ typedef struct backward_layout {
     size_t dq_acc;          ///< BQ × ldk
     size_t lse2, dsum, scratch;  ///< BQ each
     size_t dmod;            ///< BK × BQ: ∂s'/∂s of the score modifiers (softcap)
+    size_t qw, dow, orow;   ///< BQ × Dqk, BQ × Dv, Dv: half Q, dO rows, an O row, widened
+    size_t kw, vw;          ///< BK × Dqk, BK × Dv: a half K, V block, widened
     int64_t ldk, ldv;       ///< Dqk and Dv rounded up to 16
     int bq, bk;
     size_t per_thread_bytes;
 } backward_layout;
 
-static backward_layout backward_layout_for(const fa_shape *s, const fa_kernels *kr) {
+static backward_layout backward_layout_for(const fa_problem *p, const fa_kernels *kr) {
+    const fa_shape *s = &p->shape;
     backward_layout l = {0};
     l.bq = (BACKWARD_BLOCK_Q + kr->query_tile - 1) / kr->query_tile * kr->query_tile;
     l.bk = BACKWARD_BLOCK_K;
@@ -69,14 +78,19 @@ static backward_layout backward_layout_for(const fa_shape *s, const fa_kernels *
     const int64_t all = (s->kv_len + l.bk - 1) / l.bk * l.bk;
     l.chunk = chunk < l.bk ? l.bk : (chunk > all ? all : chunk);
     const size_t bq = (size_t)l.bq, bk = (size_t)l.bk, lk = (size_t)l.chunk;
-    const size_t sizes[11] = {lk * (size_t)l.ldk, lk * (size_t)l.ldv,
-                              (size_t)s->head_dim_qk * bq, (size_t)s->head_dim_v * bq,
-                              bk * bq, bk * bq, bq * (size_t)l.ldk, bq, bq, bq, bk * bq};
-    size_t *slots[11] = {&l.dk_acc, &l.dv_acc, &l.qt, &l.dot, &l.st,
-                         &l.dpt, &l.dq_acc, &l.lse2, &l.dsum, &l.scratch, &l.dmod};
-    size_t offsets[11];
-    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 11);
-    for (int i = 0; i < 11; i++) *slots[i] = offsets[i];
+    const size_t dqk = (size_t)s->head_dim_qk, dv = (size_t)s->head_dim_v;
+    const int qh = p->q_dtype != FA_DTYPE_F32;  // q, o and dout share it
+    const size_t sizes[16] = {lk * (size_t)l.ldk, lk * (size_t)l.ldv, dqk * bq, dv * bq,
+                              bk * bq, bk * bq, bq * (size_t)l.ldk, bq, bq, bq, bk * bq,
+                              qh ? bq * dqk : 0, qh ? bq * dv : 0, qh ? dv : 0,
+                              p->k_dtype != FA_DTYPE_F32 ? bk * dqk : 0,
+                              p->v_dtype != FA_DTYPE_F32 ? bk * dv : 0};
+    size_t *slots[16] = {&l.dk_acc, &l.dv_acc, &l.qt, &l.dot, &l.st, &l.dpt, &l.dq_acc,
+                         &l.lse2, &l.dsum, &l.scratch, &l.dmod, &l.qw, &l.dow, &l.orow,
+                         &l.kw, &l.vw};
+    size_t offsets[16];
+    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 16);
+    for (int i = 0; i < 16; i++) *slots[i] = offsets[i];
     return l;
 }
 
@@ -84,15 +98,39 @@ static backward_layout backward_layout_for(const fa_shape *s, const fa_kernels *
 /// work is split so that every thread has some; see fa_backward).
 static int backward_threads(const fa_problem *p) { return fa_resolve_threads(p->num_threads); }
 
+/// Half dQ: the fp32 dQ the call accumulates, dense [B (1 if packed), Hq, Lq, Dqk].
+static fa_strides dq32_strides(const fa_problem *p) {
+    const fa_shape *s = &p->shape;
+    return fa_strides_bhld(s->q_heads, s->q_len, s->head_dim_qk);
+}
+static int dq_is_half(const fa_problem *p) { return p->q_dtype != FA_DTYPE_F32; }
+
+/// Floats of the fp32 dQ (0 unless dQ is half).
+static fa_status dq32_floats(const fa_problem *p, size_t *n) {
+    *n = 0;
+    if (!dq_is_half(p)) return FA_OK;
+    const fa_shape *s = &p->shape;
+    const size_t batches = p->cu_seqlens_q ? 1 : (size_t)s->batch;
+    if (__builtin_mul_overflow(batches, (size_t)s->q_heads, n) ||
+        __builtin_mul_overflow(*n, (size_t)s->q_len, n) ||
+        __builtin_mul_overflow(*n, (size_t)s->head_dim_qk, n))
+        return FA_ERR_SIZE_OVERFLOW;
+    return FA_OK;
+}
+
 fa_status fa_backward_workspace_bytes(const fa_problem *p, size_t *bytes) {
     if (!p || !bytes) return FA_ERR_NULL_POINTER;
     fa_status st = fa_validate_shape_options(p, NULL);
     if (st != FA_OK) return st;
-    const backward_layout l = backward_layout_for(&p->shape, fa_kernels_for(p->isa));
-    size_t total;
+    const backward_layout l = backward_layout_for(p, fa_kernels_for(p->isa));
+    size_t total, dq32;
+    st = dq32_floats(p, &dq32);
+    if (st != FA_OK) return st;
     // Lk × (Dqk + Dv) < 2^31 · 2^32: fits 64 bits; the product with threads is checked.
     if (__builtin_mul_overflow(l.per_thread_bytes, (size_t)backward_threads(p), &total) ||
-        __builtin_add_overflow(total, (size_t)FA_ALIGN, &total))
+        __builtin_add_overflow(total, (size_t)FA_ALIGN, &total) ||
+        __builtin_mul_overflow(dq32, sizeof(float), &dq32) ||
+        __builtin_add_overflow(total, dq32, &total))
         return FA_ERR_SIZE_OVERFLOW;
     *bytes = total;
     return FA_OK;
@@ -104,7 +142,33 @@ typedef struct backward_plan {
     backward_layout layout;
     float scale;
     int64_t group;
+    float *dq32;  ///< half dQ: the fp32 dQ accumulated over the chunks (dq32_strides); else NULL
 } backward_plan;
+
+/// Row i of entry b, head h of the dQ the loops write: the caller's (fp32), or the fp32 copy.
+static float *dq_row(const backward_plan *pl, int64_t b, int64_t h, int64_t i) {
+    const fa_problem *p = pl->p;
+    if (pl->dq32) {
+        const fa_strides s = dq32_strides(p);
+        return pl->dq32 + fa_q_entry(p, b, s) + h * s.head + i * s.seq;
+    }
+    return (float *)p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head +
+           i * p->dq_strides.seq;
+}
+
+/// `rows` rows of `width` elements of type t from `src` (row stride ld, elements) as fp32:
+/// `src` itself when fp32, else widened into `buf` (row stride width).
+static const float *widened_rows(const void *src, fa_dtype t, int64_t ld, int rows,
+                                 int64_t width, float *buf, int64_t *ld_out) {
+    if (t == FA_DTYPE_F32) {
+        *ld_out = ld;
+        return (const float *)src;
+    }
+    for (int i = 0; i < rows; i++)
+        fa_convert(t, (const uint16_t *)src + i * ld, FA_DTYPE_F32, buf + i * width, width);
+    *ld_out = width;
+    return buf;
+}
 
 /// Which gradients a pass over a query block produces.
 enum { BACKWARD_DKDV = 1, BACKWARD_DQ = 2, BACKWARD_ALL = 3 };
@@ -128,24 +192,28 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     const fa_row_band band = fa_row_band_for(p, b);
     if (kc0 == 0 && (parts & BACKWARD_DQ))
         for (int i = rows; i < block_rows; i++) {
-            float *di = p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head +
-                        (q0 + i) * p->dq_strides.seq;
+            float *di = dq_row(pl, b, h, q0 + i);
             for (int64_t c = 0; c < p->shape.head_dim_qk; c++) di[c] = 0.0f;
         }
     if (rows == 0) return;
     const int vw = kr->vector_width;
     const int rows_padded = (rows + vw - 1) / vw * vw;
 
-    const float *q = (const float *)p->q + fa_q_entry(p, b, p->q_strides) + h * p->q_strides.head +
-                     q0 * p->q_strides.seq;
-    const float *o = (const float *)p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head +
-                     q0 * p->o_strides.seq;
-    const float *dout = p->dout + fa_q_entry(p, b, p->dout_strides) + h * p->dout_strides.head +
-                        q0 * p->dout_strides.seq;
+    // Element offsets of this block's first Q, O and dO rows and of the group's K, V.
+    const size_t qs = fa_dtype_size(p->q_dtype), ks = fa_dtype_size(p->k_dtype);
+    const size_t vs = fa_dtype_size(p->v_dtype);
+    const char *q_at = (const char *)p->q + (fa_q_entry(p, b, p->q_strides) +
+                       h * p->q_strides.head + q0 * p->q_strides.seq) * (int64_t)qs;
+    const char *o_at = (const char *)p->o + (fa_q_entry(p, b, p->o_strides) +
+                       h * p->o_strides.head + q0 * p->o_strides.seq) * (int64_t)qs;
+    const char *dout_at = (const char *)p->dout + (fa_q_entry(p, b, p->dout_strides) +
+                          h * p->dout_strides.head + q0 * p->dout_strides.seq) * (int64_t)qs;
     const float *lse = p->lse + fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head +
                        q0 * p->lse_strides.seq;
-    const float *k = (const float *)p->k + fa_kv_entry(p, b, p->k_strides) + g * p->k_strides.head;
-    const float *v = (const float *)p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
+    const char *k = (const char *)p->k + (fa_kv_entry(p, b, p->k_strides) +
+                    g * p->k_strides.head) * (int64_t)ks;
+    const char *v = (const char *)p->v + (fa_kv_entry(p, b, p->v_strides) +
+                    g * p->v_strides.head) * (int64_t)vs;
 
     float *qt = ws + l->qt, *dot = ws + l->dot, *st = ws + l->st, *dpt = ws + l->dpt;
     float *dq_acc = ws + l->dq_acc, *lse2 = ws + l->lse2, *dsum = ws + l->dsum;
@@ -160,13 +228,21 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     const int64_t end = kv_end < kc1 ? kv_end : kc1;
     if (kc0 > 0 && end <= begin) return;  // nothing to add to dQ, dK, dV from this chunk
 
+    // Q and dO rows as fp32 (widened once per block if half).
+    int64_t ldq, lddo;
+    const float *q = widened_rows(q_at, p->q_dtype, p->q_strides.seq, rows, dqk, ws + l->qw, &ldq);
+    const float *dout = widened_rows(dout_at, p->o_dtype, p->dout_strides.seq, rows, dv,
+                                     ws + l->dow, &lddo);
     // Qᵀ scaled into base 2, dOᵀ as it is; L2 = LSE·log2(e); D = rowsum(dO ∘ O).
-    kr->pack_qt(rows, rows_padded, dqk, q, p->q_strides.seq, pl->scale * FA_LOG2E, qt, bq);
-    kr->pack_qt(rows, rows_padded, dv, dout, p->dout_strides.seq, 1.0f, dot, bq);
+    kr->pack_qt(rows, rows_padded, dqk, q, ldq, pl->scale * FA_LOG2E, qt, bq);
+    kr->pack_qt(rows, rows_padded, dv, dout, lddo, 1.0f, dot, bq);
     for (int i = 0; i < rows_padded; i++) {
         float d = 0.0f;
         if (i < rows) {
-            const float *oi = o + i * p->o_strides.seq, *gi = dout + i * p->dout_strides.seq;
+            int64_t unused;
+            const float *oi = widened_rows(o_at + i * p->o_strides.seq * (int64_t)qs, p->o_dtype,
+                                           0, 1, dv, ws + l->orow, &unused);
+            const float *gi = dout + i * lddo;
             for (int64_t c = 0; c < dv; c++) d += gi[c] * oi[c];
         }
         const float li = i < rows ? lse[i * p->lse_strides.seq] : -INFINITY;
@@ -182,17 +258,20 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         if (tile == FA_TILE_HIDDEN) continue;  // P = 0: adds nothing
         int64_t lo, hi;
         const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
-        const float *kb = k + k0 * p->k_strides.seq, *vb = v + k0 * p->v_strides.seq;
+        // This block's K and V rows as fp32 (widened if half).
+        int64_t ldkb, ldvb;
+        const float *kb = widened_rows(k + k0 * p->k_strides.seq * (int64_t)ks, p->k_dtype,
+                                       p->k_strides.seq, keys, dqk, ws + l->kw, &ldkb);
+        const float *vb = widened_rows(v + k0 * p->v_strides.seq * (int64_t)vs, p->v_dtype,
+                                       p->v_strides.seq, keys, dv, ws + l->vw, &ldvb);
         // Sᵀ = K·Qᵀ (log2 units, −inf where hidden); dPᵀ = V·dOᵀ.
-        kr->scores_t(keys, rows_padded, dqk, kb, p->k_strides.seq, qt, bq, st, bq, masked, lo, hi,
-                     scratch);
+        kr->scores_t(keys, rows_padded, dqk, kb, ldkb, qt, bq, st, bq, masked, lo, hi, scratch);
         // The forward's score modifiers, keeping ∂s'/∂s for the chain rule below.
         const int modded = tile == FA_TILE_MODIFIED || tile == FA_TILE_PARTIAL;
         if (modded)
             fa_modify_tile(kr, tile, &mods, keys, rows, rows_padded, st, bq, q0, k0, scratch,
                            mods.softcap > 0.0f ? dmod : NULL);
-        kr->scores_t(keys, rows_padded, dv, vb, p->v_strides.seq, dot, bq, dpt, bq, 0, 0, 0,
-                     scratch);
+        kr->scores_t(keys, rows_padded, dv, vb, ldvb, dot, bq, dpt, bq, 0, 0, 0, scratch);
         // Pᵀ = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D).
         kr->softmax_grad_t(keys, rows_padded, st, dpt, bq, lse2, dsum);
         // dS with respect to the raw score: times ∂s'/∂s (1 − tanh² under soft-capping).
@@ -201,21 +280,19 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
                 for (int i = 0; i < rows_padded; i++) dpt[j * bq + i] *= dmod[j * bq + i];
         // dV[keys] += Pᵀ·dO;  dK[keys] += dSᵀ·Q  (reductions over the real rows only).
         if (parts & BACKWARD_DKDV) {
-            kr->gemm_acc(keys, dv, rows, st, bq, 1, dout, p->dout_strides.seq,
-                         dv_acc + (k0 - kc0) * l->ldv, l->ldv);
-            kr->gemm_acc(keys, dqk, rows, dpt, bq, 1, q, p->q_strides.seq,
-                         dk_acc + (k0 - kc0) * l->ldk, l->ldk);
+            kr->gemm_acc(keys, dv, rows, st, bq, 1, dout, lddo, dv_acc + (k0 - kc0) * l->ldv,
+                         l->ldv);
+            kr->gemm_acc(keys, dqk, rows, dpt, bq, 1, q, ldq, dk_acc + (k0 - kc0) * l->ldk,
+                         l->ldk);
         }
         // dQ += dS·K  (dS = (dSᵀ)ᵀ: row stride 1, column stride bq).
         if (parts & BACKWARD_DQ)
-            kr->gemm_acc(rows_padded, dqk, keys, dpt, 1, bq, kb, p->k_strides.seq, dq_acc, l->ldk);
+            kr->gemm_acc(rows_padded, dqk, keys, dpt, 1, bq, kb, ldkb, dq_acc, l->ldk);
     }
     if (!(parts & BACKWARD_DQ)) return;
 
-    float *dq = p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head +
-                q0 * p->dq_strides.seq;
     for (int i = 0; i < rows; i++) {
-        float *di = dq + i * p->dq_strides.seq;
+        float *di = dq_row(pl, b, h, q0 + i);
         const float *ai = dq_acc + (int64_t)i * l->ldk;
         if (kc0 == 0)
             for (int64_t c = 0; c < dqk; c++) di[c] = pl->scale * ai[c];
@@ -234,18 +311,22 @@ static void backward_keys(const backward_plan *pl, int64_t b, int64_t g, int64_t
     const int64_t lq = fa_q_rows_of(p, b);
     const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
     float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
-    float *dk = p->dk + fa_kv_entry(p, b, p->dk_strides) + g * p->dk_strides.head;
-    float *dvo = p->dv + fa_kv_entry(p, b, p->dv_strides) + g * p->dv_strides.head;
+    const size_t ks = fa_dtype_size(p->k_dtype), vs = fa_dtype_size(p->v_dtype);
+    char *dk = (char *)p->dk +
+               (fa_kv_entry(p, b, p->dk_strides) + g * p->dk_strides.head) * (int64_t)ks;
+    char *dvo = (char *)p->dv +
+                (fa_kv_entry(p, b, p->dv_strides) + g * p->dv_strides.head) * (int64_t)vs;
     memset(dk_acc, 0, sizeof(float) * (size_t)(k1 - k0) * (size_t)l->ldk);
     memset(dv_acc, 0, sizeof(float) * (size_t)(k1 - k0) * (size_t)l->ldv);
     for (int64_t h = g * pl->group; h < (g + 1) * pl->group; h++)
         for (int64_t q0 = 0; q0 < lq; q0 += l->bq)
             backward_query_block(pl, b, h, q0, k0, k1, ws, parts);
+    // dK = scale · dK_acc, dV = dV_acc: in place, then into their types (one rounding).
     for (int64_t j = k0; j < k1; j++) {
-        float *kj = dk + j * p->dk_strides.seq, *vj = dvo + j * p->dv_strides.seq;
-        const float *ak = dk_acc + (j - k0) * l->ldk, *av = dv_acc + (j - k0) * l->ldv;
-        for (int64_t c = 0; c < dqk; c++) kj[c] = pl->scale * ak[c];
-        for (int64_t c = 0; c < dv; c++) vj[c] = av[c];
+        float *ak = dk_acc + (j - k0) * l->ldk, *av = dv_acc + (j - k0) * l->ldv;
+        for (int64_t c = 0; c < dqk; c++) ak[c] = pl->scale * ak[c];
+        fa_convert(FA_DTYPE_F32, ak, p->k_dtype, dk + j * p->dk_strides.seq * (int64_t)ks, dqk);
+        fa_convert(FA_DTYPE_F32, av, p->v_dtype, dvo + j * p->dv_strides.seq * (int64_t)vs, dv);
     }
 }
 
@@ -280,7 +361,7 @@ fa_status fa_backward(const fa_problem *p) {
     backward_plan pl = {0};
     pl.p = p;
     pl.kr = fa_kernels_for(p->isa);
-    pl.layout = backward_layout_for(&p->shape, pl.kr);
+    pl.layout = backward_layout_for(p, pl.kr);
     pl.scale = r.scale;
     pl.group = r.group;
 
@@ -297,6 +378,9 @@ fa_status fa_backward(const fa_problem *p) {
     float *ws = (float *)(((uintptr_t)base + FA_ALIGN - 1) & ~(uintptr_t)(FA_ALIGN - 1));
     const size_t stride = pl.layout.per_thread_bytes / sizeof(float);
     const int threads = backward_threads(p);
+    size_t dq32_n = 0;
+    (void)dq32_floats(p, &dq32_n);  // computed without overflow by the workspace size above
+    if (dq32_n) pl.dq32 = ws + (size_t)threads * stride;  // after every thread's tiles
 
     const fa_shape *sh = &p->shape;
     const int64_t items = sh->batch * sh->kv_heads;
@@ -343,6 +427,17 @@ fa_status fa_backward(const fa_problem *p) {
         }
     }
     (void)stride;
+    // Half dQ: every row the items wrote (each entry's rows of each head), rounded once.
+    if (pl.dq32)
+        for (int64_t b = 0; b < sh->batch; b++)
+            for (int64_t h = 0; h < sh->q_heads; h++)
+                for (int64_t i = 0; i < fa_q_rows_of(p, b); i++) {
+                    const int64_t at = fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head +
+                                       i * p->dq_strides.seq;
+                    fa_convert(FA_DTYPE_F32, dq_row(&pl, b, h, i), p->q_dtype,
+                               (char *)p->dq + at * (int64_t)fa_dtype_size(p->q_dtype),
+                               sh->head_dim_qk);
+                }
     free(owned);
     fa_clear_unpacked_rows(p, 1);
     return FA_OK;

@@ -32,23 +32,30 @@ static void fill_rows(float *base, fa_strides s, int64_t heads, int64_t from, in
             for (int64_t d = 0; d < width; d++) base[h * s.head + i * s.seq + d] = value;
 }
 
+// The same rows of a tensor of element type t set to zero (all-zero bits in every type).
+static void zero_rows(void *base, fa_dtype t, fa_strides s, int64_t heads, int64_t from,
+                      int64_t to, int64_t width) {
+    if (!base) return;
+    const size_t size = fa_dtype_size(t);
+    for (int64_t h = 0; h < heads; h++)
+        for (int64_t i = from; i < to; i++)
+            memset((char *)base + (h * s.head + i * s.seq) * (int64_t)size, 0, (size_t)width * size);
+}
+
 void fa_clear_unpacked_rows(const fa_problem *p, int backward) {
     const fa_shape *sh = &p->shape;
     if (p->cu_seqlens_q) {
         const int64_t end = p->cu_seqlens_q[sh->batch];
         if (backward) {
-            fill_rows(p->dq, p->dq_strides, sh->q_heads, end, sh->q_len, sh->head_dim_qk, 0.0f);
+            zero_rows(p->dq, p->q_dtype, p->dq_strides, sh->q_heads, end, sh->q_len, sh->head_dim_qk);
         } else {
-            for (int64_t h = 0; h < sh->q_heads; h++)  // zero: all-zero bits in any type
-                for (int64_t i = end; i < sh->q_len; i++)
-                    memset(fa_o_row(p, 0, h, i), 0,
-                           (size_t)sh->head_dim_v * fa_dtype_size(p->o_dtype));
+            zero_rows(p->o, p->o_dtype, p->o_strides, sh->q_heads, end, sh->q_len, sh->head_dim_v);
             fill_rows(p->lse, p->lse_strides, sh->q_heads, end, sh->q_len, 1, -INFINITY);
         }
     }
     if (p->cu_seqlens_k && backward) {
         const int64_t end = p->cu_seqlens_k[sh->batch];
-        fill_rows(p->dk, p->dk_strides, sh->kv_heads, end, sh->kv_len, sh->head_dim_qk, 0.0f);
-        fill_rows(p->dv, p->dv_strides, sh->kv_heads, end, sh->kv_len, sh->head_dim_v, 0.0f);
+        zero_rows(p->dk, p->k_dtype, p->dk_strides, sh->kv_heads, end, sh->kv_len, sh->head_dim_qk);
+        zero_rows(p->dv, p->v_dtype, p->dv_strides, sh->kv_heads, end, sh->kv_len, sh->head_dim_v);
     }
 }

@@ -407,8 +407,8 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
     return FA_OK;
 }
 
-// Element types: each a fa_dtype, in a supported combination (forward: q and o the same type,
-// k and v each any; backward: all fp32).
+// Element types: each a fa_dtype, in a supported combination (q and o the same type, k and v
+// each any; the backward's dout, dq, dk, dv in o's, q's, k's and v's).
 static fa_status check_dtypes(const fa_problem *p, int backward, fa_diagnostic *diag) {
     const struct { fa_argument arg; const char *name; fa_dtype type; } t[] = {
         {FA_ARG_Q, "q", p->q_dtype}, {FA_ARG_K, "k", p->k_dtype},
@@ -419,15 +419,8 @@ static fa_status check_dtypes(const fa_problem *p, int backward, fa_diagnostic *
             return fa_fail(diag, FA_ERR_INVALID_DTYPE, t[i].arg, (int64_t)t[i].type, 0, 0,
                            "%s_dtype is %d; it must be a fa_dtype value", t[i].name,
                            (int)t[i].type);
-    if (backward) {
-        for (int i = 0; i < 4; i++)
-            if (t[i].type != FA_DTYPE_F32)
-                return fa_fail(diag, FA_ERR_INVALID_DTYPE, t[i].arg, (int64_t)t[i].type, 0, 0,
-                               "%s_dtype is %s; the backward takes fp32 tensors only",
-                               t[i].name, t[i].type == FA_DTYPE_F16 ? "fp16" : "bf16");
-        return FA_OK;
-    }
-    // Forward: q and o share a type (fp32, or both the same half type); k and v any.
+    (void)backward;  // the backward's gradients take their tensors' types
+    // q and o share a type (fp32, or both the same half type); k and v any.
     if (p->q_dtype != p->o_dtype)
         return fa_fail(diag, FA_ERR_INVALID_DTYPE, FA_ARG_O, (int64_t)p->o_dtype,
                        (int64_t)p->q_dtype, 0,
@@ -460,10 +453,10 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
         {FA_ARG_V, p->v_strides, p->v, 1, p->v_dtype},
         {FA_ARG_O, p->o_strides, p->o, 1, p->o_dtype},
         {FA_ARG_LSE, p->lse_strides, p->lse, backward, FA_DTYPE_F32},
-        {FA_ARG_DOUT, p->dout_strides, p->dout, backward, FA_DTYPE_F32},
-        {FA_ARG_DQ, p->dq_strides, p->dq, backward, FA_DTYPE_F32},
-        {FA_ARG_DK, p->dk_strides, p->dk, backward, FA_DTYPE_F32},
-        {FA_ARG_DV, p->dv_strides, p->dv, backward, FA_DTYPE_F32},
+        {FA_ARG_DOUT, p->dout_strides, p->dout, backward, p->o_dtype},
+        {FA_ARG_DQ, p->dq_strides, p->dq, backward, p->q_dtype},
+        {FA_ARG_DK, p->dk_strides, p->dk, backward, p->k_dtype},
+        {FA_ARG_DV, p->dv_strides, p->dv, backward, p->v_dtype},
     };
     const int count = backward ? 9 : 5;
     for (int i = 0; i < count; i++) {

@@ -158,11 +158,11 @@ typedef struct fa_problem {
     void *o;       fa_strides o_strides;   ///< elements of o_dtype
     float *lse;     fa_strides lse_strides;  ///< optional output; NULL to skip (head_dim ignored)
 
-    /// Element types of q, k, v and o; FA_DTYPE_F32 (0) by default. The forward takes q and o
-    /// in one type and k and v each in any (all half; or fp32 activations over a half K/V
-    /// cache, which decoding then reads at half the bytes); the output is rounded to nearest
-    /// even once, at the end. The backward takes fp32 only. Other combinations are
-    /// FA_ERR_INVALID_DTYPE.
+    /// Element types of q, k, v and o; FA_DTYPE_F32 (0) by default. q and o share one type, k
+    /// and v each take any (all half; or fp32 activations over a half K/V cache, which
+    /// decoding then reads at half the bytes); outputs are rounded to nearest even once, at
+    /// the end. The backward's gradients take their tensors' types (see dout below). Other
+    /// combinations are FA_ERR_INVALID_DTYPE.
     fa_dtype q_dtype, k_dtype, v_dtype, o_dtype;
     float scale;        ///< multiplier of Q·Kᵀ; FA_SCALE_DEFAULT (NaN) means 1/sqrt(head_dim_qk)
     fa_causal causal;   ///< FA_CAUSAL_NONE by default
@@ -225,10 +225,12 @@ typedef struct fa_problem {
 
     /// Backward only (fa_backward, fa_naive_backward): there q, k, v, o and lse are inputs —
     /// o and lse exactly as the forward wrote them — and so is dout; dq, dk, dv are written.
-    const float *dout; fa_strides dout_strides;  ///< ∂loss/∂o  [B, Hq, Lq, Dv]
-    float *dq; fa_strides dq_strides;            ///< ∂loss/∂q  [B, Hq, Lq, Dqk]
-    float *dk; fa_strides dk_strides;            ///< ∂loss/∂k  [B, Hkv, Lk, Dqk] (summed over a group)
-    float *dv; fa_strides dv_strides;            ///< ∂loss/∂v  [B, Hkv, Lk, Dv]  (summed over a group)
+    /// Each gradient is stored in its tensor's type: dout in o_dtype, dq in q_dtype, dk in
+    /// k_dtype, dv in v_dtype (accumulated in fp32 and rounded once).
+    const void *dout; fa_strides dout_strides;   ///< ∂loss/∂o  [B, Hq, Lq, Dv]
+    void *dq; fa_strides dq_strides;             ///< ∂loss/∂q  [B, Hq, Lq, Dqk]
+    void *dk; fa_strides dk_strides;             ///< ∂loss/∂k  [B, Hkv, Lk, Dqk] (summed over a group)
+    void *dv; fa_strides dv_strides;             ///< ∂loss/∂v  [B, Hkv, Lk, Dv]  (summed over a group)
 } fa_problem;
 
 /// What a failed check found: the status, the argument it is about, and a readable sentence.

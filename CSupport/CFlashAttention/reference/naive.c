@@ -179,10 +179,73 @@ fa_status fa_naive_forward(const fa_problem *p) {
 //   S = scale · Q·Kᵀ;  P = exp(S − LSE) (0 where hidden or the row saw no key)
 //   dV[b,g] (+)= Pᵀ·dO;  dP = dO·Vᵀ;  D = rowsum(dO ∘ O);  dS = P ∘ (dP − D)
 //   dQ[b,h] = scale · dS·K;  dK[b,g] (+)= scale · dSᵀ·Q      ("+=" for later heads of a group)
+// One tensor's rows (`batches` × `heads` × `len` rows of `width` elements) from `src` (type
+// `from`, strides s) to `dst` (type `to`, strides t), converted element by element.
+static void convert_rows(const void *src, fa_dtype from, fa_strides s, void *dst, fa_dtype to,
+                         fa_strides t, int64_t batches, int64_t heads, int64_t len,
+                         int64_t width) {
+    const int64_t fs = (int64_t)fa_dtype_size(from), ts = (int64_t)fa_dtype_size(to);
+    for (int64_t b = 0; b < batches; b++)
+        for (int64_t h = 0; h < heads; h++)
+            for (int64_t l = 0; l < len; l++)
+                fa_convert(from, (const char *)src + (b * s.batch + h * s.head + l * s.seq) * fs, to,
+                           (char *)dst + (b * t.batch + h * t.head + l * t.seq) * ts, width);
+}
+
+// The backward of a problem with half tensors: every tensor copied to dense fp32, the fp32
+// backward, the gradients rounded back into their types (the baseline allocates freely).
+static fa_status naive_backward_widened(const fa_problem *p) {
+    const fa_shape *s = &p->shape;
+    const int64_t bq = p->cu_seqlens_q ? 1 : s->batch, bk = p->cu_seqlens_k ? 1 : s->batch;
+    const struct {
+        const void *src; void *out; fa_dtype type; int64_t batches, heads, len, width;
+    } t[] = {  // inputs (src), then the gradients (out)
+        {p->q, NULL, p->q_dtype, bq, s->q_heads, s->q_len, s->head_dim_qk},
+        {p->k, NULL, p->k_dtype, bk, s->kv_heads, s->kv_len, s->head_dim_qk},
+        {p->v, NULL, p->v_dtype, bk, s->kv_heads, s->kv_len, s->head_dim_v},
+        {p->o, NULL, p->o_dtype, bq, s->q_heads, s->q_len, s->head_dim_v},
+        {p->dout, NULL, p->o_dtype, bq, s->q_heads, s->q_len, s->head_dim_v},
+        {NULL, p->dq, p->q_dtype, bq, s->q_heads, s->q_len, s->head_dim_qk},
+        {NULL, p->dk, p->k_dtype, bk, s->kv_heads, s->kv_len, s->head_dim_qk},
+        {NULL, p->dv, p->v_dtype, bk, s->kv_heads, s->kv_len, s->head_dim_v},
+    };
+    fa_problem w = *p;
+    fa_strides *strides[8] = {&w.q_strides, &w.k_strides, &w.v_strides, &w.o_strides,
+                              &w.dout_strides, &w.dq_strides, &w.dk_strides, &w.dv_strides};
+    const fa_strides given[8] = {p->q_strides, p->k_strides, p->v_strides, p->o_strides,
+                                 p->dout_strides, p->dq_strides, p->dk_strides, p->dv_strides};
+    float *buf[8] = {0};
+    fa_status st = FA_OK;
+    for (int i = 0; i < 8 && st == FA_OK; i++) {
+        const size_t n =
+            (size_t)t[i].batches * (size_t)t[i].heads * (size_t)t[i].len * (size_t)t[i].width;
+        buf[i] = malloc((n > 0 ? n : 1) * sizeof(float));
+        if (!buf[i]) st = FA_ERR_OUT_OF_MEMORY;
+        *strides[i] = fa_strides_bhld(t[i].heads, t[i].len, t[i].width);
+        if (buf[i] && t[i].src)
+            convert_rows(t[i].src, t[i].type, given[i], buf[i], FA_DTYPE_F32, *strides[i],
+                         t[i].batches, t[i].heads, t[i].len, t[i].width);
+    }
+    if (st == FA_OK) {
+        w.q = buf[0], w.k = buf[1], w.v = buf[2], w.o = buf[3], w.dout = buf[4];
+        w.dq = buf[5], w.dk = buf[6], w.dv = buf[7];
+        w.q_dtype = w.k_dtype = w.v_dtype = w.o_dtype = FA_DTYPE_F32;
+        w.workspace = NULL, w.workspace_bytes = 0;
+        st = fa_naive_backward(&w);
+    }
+    for (int i = 5; i < 8 && st == FA_OK; i++)
+        convert_rows(buf[i], FA_DTYPE_F32, *strides[i], t[i].out, t[i].type, given[i],
+                     t[i].batches, t[i].heads, t[i].len, t[i].width);
+    for (int i = 0; i < 8; i++) free(buf[i]);
+    return st;
+}
+
 fa_status fa_naive_backward(const fa_problem *p) {
     fa_resolved r;
     fa_status st = fa_validate_mode(p, NULL, &r, FA_MODE_BACKWARD);
     if (st != FA_OK) return st;
+    if (p->q_dtype != FA_DTYPE_F32 || p->k_dtype != FA_DTYPE_F32 || p->v_dtype != FA_DTYPE_F32)
+        return naive_backward_widened(p);
     const fa_shape *sh = &p->shape;
     size_t count, bytes;  // score matrices of the largest (packed) sequence
     if (__builtin_mul_overflow((size_t)fa_max_q_rows(p), (size_t)fa_max_kv_rows(p), &count) ||
@@ -222,10 +285,10 @@ fa_status fa_naive_backward(const fa_problem *p) {
             const float *v = (const float *)p->v + fa_kv_entry(p, b, p->v_strides) + g * p->v_strides.head;
             const float *o = (const float *)p->o + fa_q_entry(p, b, p->o_strides) + h * p->o_strides.head;
             const float *lse = p->lse + fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head;
-            const float *dout = p->dout + fa_q_entry(p, b, p->dout_strides) + h * p->dout_strides.head;
-            float *dq = p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head;
-            float *dk = p->dk + fa_kv_entry(p, b, p->dk_strides) + g * p->dk_strides.head;
-            float *dvg = p->dv + fa_kv_entry(p, b, p->dv_strides) + g * p->dv_strides.head;
+            const float *dout = (const float *)p->dout + fa_q_entry(p, b, p->dout_strides) + h * p->dout_strides.head;
+            float *dq = (float *)p->dq + fa_q_entry(p, b, p->dq_strides) + h * p->dq_strides.head;
+            float *dk = (float *)p->dk + fa_kv_entry(p, b, p->dk_strides) + g * p->dk_strides.head;
+            float *dvg = (float *)p->dv + fa_kv_entry(p, b, p->dv_strides) + g * p->dv_strides.head;
             if (lq == 0 || lk == 0) {  // an empty sequence: zero gradients, no product
                 for (int64_t i = 0; i < lq; i++)
                     for (int64_t c = 0; c < dqk; c++) dq[i * p->dq_strides.seq + c] = 0.0f;
