@@ -139,6 +139,28 @@ VF_INLINE vf vf_bf16_bits(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_ep
 VF_INLINE vf vf_load_bf16(const uint16_t *p) { return vf_bf16_bits(_mm_loadu_si128((const __m128i *)p)); }
 VF_INLINE vf vf_load_bf16_first(const uint16_t *p, int n) { return vf_bf16_bits(vf_first_halves(p, n)); }
 
+/// 2·VF_W bf16 elements at p split by parity, as floats (exact): even = elements 0, 2, …,
+/// odd = 1, 3, …. One load and one integer op per 8 values.
+VF_INLINE void vf_load_bf16_split(const uint16_t *p, vf *even, vf *odd) {
+    const __m256i x = _mm256_loadu_si256((const __m256i *)p);
+    *even = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+    *odd = _mm256_castsi256_ps(_mm256_and_si256(x, _mm256_set1_epi32((int)0xFFFF0000u)));
+}
+/// 2·VF_W floats (a, then b) split by parity, and back.
+VF_INLINE void vf_split_parity(vf a, vf b, vf *even, vf *odd) {
+    // per 128-bit lane [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit quarters reordered
+    const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    const __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8));
+}
+VF_INLINE void vf_merge_parity(vf even, vf odd, vf *a, vf *b) {
+    const __m256 e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8));
+    const __m256 o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(odd), 0xD8));
+    *a = _mm256_unpacklo_ps(e, o);
+    *b = _mm256_unpackhi_ps(e, o);
+}
+
 /// 2^x for any x (the table's exp2, the softcap's e^(−2|x|)).
 VF_INLINE vf vf_exp2_any(vf x) { return exp2_ps(x); }
 

@@ -122,6 +122,28 @@ VF_INLINE vf vf_load_bf16_first(const uint16_t *p, int n) {
     return vf_bf16_bits(_mm256_maskz_loadu_epi16(vf_first_mask(n), p));
 }
 
+/// 2·VF_W bf16 elements at p split by parity, as floats (exact): even = elements 0, 2, …,
+/// odd = 1, 3, …. One load and one integer op per 16 values (a pair of bf16 is one 32-bit
+/// lane: shifted left, the even one; masked, the odd one).
+VF_INLINE void vf_load_bf16_split(const uint16_t *p, vf *even, vf *odd) {
+    const __m512i x = _mm512_loadu_si512(p);
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+/// 2·VF_W floats (a, then b) split by parity, and back.
+VF_INLINE void vf_split_parity(vf a, vf b, vf *even, vf *odd) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    *even = _mm512_permutex2var_ps(a, ie, b);
+    *odd = _mm512_permutex2var_ps(a, io, b);
+}
+VF_INLINE void vf_merge_parity(vf even, vf odd, vf *a, vf *b) {
+    const __m512i ia = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ib = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    *a = _mm512_permutex2var_ps(even, ia, odd);
+    *b = _mm512_permutex2var_ps(even, ib, odd);
+}
+
 /// 2^x for any x (the table's exp2, the softcap's e^(−2|x|)); the same function here.
 VF_INLINE vf vf_exp2_any(vf x) { return exp2_ps(x); }
 

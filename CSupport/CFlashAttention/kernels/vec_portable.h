@@ -86,6 +86,25 @@ VF_INLINE vf vf_load_bf16_first(const uint16_t *p, int n) {
     return r;
 }
 
+/// 2·VF_W bf16 elements at p split by parity, as floats (exact).
+VF_INLINE void vf_load_bf16_split(const uint16_t *p, vf *even, vf *odd) {
+    for (int l = 0; l < VF_W; l++) {
+        even->v[l] = fa_bf16_to_f32(p[2 * l]);
+        odd->v[l] = fa_bf16_to_f32(p[2 * l + 1]);
+    }
+}
+/// 2·VF_W floats (a, then b) split by parity, and back.
+VF_INLINE void vf_split_parity(vf a, vf b, vf *even, vf *odd) {
+    float x[2 * VF_W];
+    for (int l = 0; l < VF_W; l++) x[l] = a.v[l], x[VF_W + l] = b.v[l];
+    for (int l = 0; l < VF_W; l++) even->v[l] = x[2 * l], odd->v[l] = x[2 * l + 1];
+}
+VF_INLINE void vf_merge_parity(vf even, vf odd, vf *a, vf *b) {
+    float x[2 * VF_W];
+    for (int l = 0; l < VF_W; l++) x[2 * l] = even.v[l], x[2 * l + 1] = odd.v[l];
+    for (int l = 0; l < VF_W; l++) a->v[l] = x[l], b->v[l] = x[VF_W + l];
+}
+
 /// 2^x for any x.
 VF_INLINE vf vf_exp2_any(vf x) { return vf_exp2(x); }
 
