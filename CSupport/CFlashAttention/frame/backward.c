@@ -158,14 +158,15 @@ static float *dq_row(const backward_plan *pl, int64_t b, int64_t h, int64_t i) {
 
 /// `rows` rows of `width` elements of type t from `src` (row stride ld, elements) as fp32:
 /// `src` itself when fp32, else widened into `buf` (row stride width).
-static const float *widened_rows(const void *src, fa_dtype t, int64_t ld, int rows,
-                                 int64_t width, float *buf, int64_t *ld_out) {
+static const float *widened_rows(const fa_kernels *kr, const void *src, fa_dtype t,
+                                 int64_t ld, int rows, int64_t width, float *buf,
+                                 int64_t *ld_out) {
     if (t == FA_DTYPE_F32) {
         *ld_out = ld;
         return (const float *)src;
     }
     for (int i = 0; i < rows; i++)
-        fa_convert(t, (const uint16_t *)src + i * ld, FA_DTYPE_F32, buf + i * width, width);
+        kr->widen[t]((const uint16_t *)src + i * ld, buf + i * width, width);
     *ld_out = width;
     return buf;
 }
@@ -230,8 +231,9 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
 
     // Q and dO rows as fp32 (widened once per block if half).
     int64_t ldq, lddo;
-    const float *q = widened_rows(q_at, p->q_dtype, p->q_strides.seq, rows, dqk, ws + l->qw, &ldq);
-    const float *dout = widened_rows(dout_at, p->o_dtype, p->dout_strides.seq, rows, dv,
+    const float *q = widened_rows(kr, q_at, p->q_dtype, p->q_strides.seq, rows, dqk,
+                                  ws + l->qw, &ldq);
+    const float *dout = widened_rows(kr, dout_at, p->o_dtype, p->dout_strides.seq, rows, dv,
                                      ws + l->dow, &lddo);
     // Qᵀ scaled into base 2, dOᵀ as it is; L2 = LSE·log2(e); D = rowsum(dO ∘ O).
     kr->pack_qt(rows, rows_padded, dqk, q, ldq, pl->scale * FA_LOG2E, qt, bq);
@@ -240,8 +242,8 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         float d = 0.0f;
         if (i < rows) {
             int64_t unused;
-            const float *oi = widened_rows(o_at + i * p->o_strides.seq * (int64_t)qs, p->o_dtype,
-                                           0, 1, dv, ws + l->orow, &unused);
+            const float *oi = widened_rows(kr, o_at + i * p->o_strides.seq * (int64_t)qs,
+                                           p->o_dtype, 0, 1, dv, ws + l->orow, &unused);
             const float *gi = dout + i * lddo;
             for (int64_t c = 0; c < dv; c++) d += gi[c] * oi[c];
         }
@@ -260,9 +262,9 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
         // This block's K and V rows as fp32 (widened if half).
         int64_t ldkb, ldvb;
-        const float *kb = widened_rows(k + k0 * p->k_strides.seq * (int64_t)ks, p->k_dtype,
+        const float *kb = widened_rows(kr, k + k0 * p->k_strides.seq * (int64_t)ks, p->k_dtype,
                                        p->k_strides.seq, keys, dqk, ws + l->kw, &ldkb);
-        const float *vb = widened_rows(v + k0 * p->v_strides.seq * (int64_t)vs, p->v_dtype,
+        const float *vb = widened_rows(kr, v + k0 * p->v_strides.seq * (int64_t)vs, p->v_dtype,
                                        p->v_strides.seq, keys, dv, ws + l->vw, &ldvb);
         // Sᵀ = K·Qᵀ (log2 units, −inf where hidden); dPᵀ = V·dOᵀ.
         kr->scores_t(keys, rows_padded, dqk, kb, ldkb, qt, bq, st, bq, masked, lo, hi, scratch);

@@ -106,7 +106,7 @@ void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk,
         }
         // q[r, :] = scale·log2(e) · Q[b, h, i, :], zero up to ldq.
         float *dst = q + (int64_t)r * l->ldq;
-        fa_get_q_row(p, fa_q_row(p, b, row->h, row->i), dst, dqk);
+        fa_get_q_row(pl->kr, p, fa_q_row(p, b, row->h, row->i), dst, dqk);
         for (int64_t d = 0; d < dqk; d++) dst[d] = pl->scale_log2 * dst[d];
         for (int64_t d = dqk; d < l->ldq; d++) dst[d] = 0.0f;
     }

@@ -102,7 +102,7 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
         const fa_kv_block at = fa_kv_block_at(&t->src, k0);
         const int bf16 = pl->bf16_dots;
         const fa_kv_block blk = !bf16 && fa_kv_source_is_half(&t->src)
-                                    ? fa_kv_block_widen(&at, keys, dqk, dv, t->kw, t->vw)
+                                    ? fa_kv_block_widen(kr, &at, keys, dqk, dv, t->kw, t->vw)
                                     : at;
         const int64_t ldv2 = pl->layout.ldacc;
         if (bf16) kr->pack_v_bf16(keys, dv, (const uint16_t *)blk.v, blk.ldv, t->v2, ldv2);
@@ -221,7 +221,7 @@ static void forward_tile(const fa_forward_plan *pl, int64_t b, int64_t h, int64_
     } else if (p->q_dtype != FA_DTYPE_F32) {
         float *qw = ws + pl->layout.qw;
         for (int i = 0; i < rows; i++)
-            fa_get_q_row(p, fa_q_row(p, b, h, q0 + i), qw + (int64_t)i * dqk, dqk);
+            fa_get_q_row(pl->kr, p, fa_q_row(p, b, h, q0 + i), qw + (int64_t)i * dqk, dqk);
         q = qw, ldq = dqk;
     }
     if (!pl->bf16_dots)

@@ -142,8 +142,9 @@ static inline void fa_put_o_row(const fa_problem *p, void *dst, const float *src
     if ((const void *)src != dst) fa_convert(FA_DTYPE_F32, src, p->o_dtype, dst, n);
 }
 /// n values of a Q row (any element type) as fp32, exactly.
-static inline void fa_get_q_row(const fa_problem *p, const void *src, float *dst, int64_t n) {
-    fa_convert(p->q_dtype, src, FA_DTYPE_F32, dst, n);
+static inline void fa_get_q_row(const fa_kernels *kr, const fa_problem *p, const void *src,
+                                float *dst, int64_t n) {
+    kr->widen[p->q_dtype](src, dst, n);
 }
 /// The largest fa_q_rows_of over the batch.
 int64_t fa_max_q_rows(const fa_problem *p);

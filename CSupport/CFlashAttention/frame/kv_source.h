@@ -63,19 +63,18 @@ static inline fa_kv_block fa_kv_block_at(const fa_kv_source *s, int64_t key) {
 
 /// `keys` rows of a block as fp32: half K and V rows widened (exactly) into kw [keys × dqk]
 /// and vw [keys × dv]; fp32 rows where they lie.
-static inline fa_kv_block fa_kv_block_widen(const fa_kv_block *b, int keys, int64_t dqk,
-                                            int64_t dv, float *kw, float *vw) {
+static inline fa_kv_block fa_kv_block_widen(const fa_kernels *kr, const fa_kv_block *b,
+                                            int keys, int64_t dqk, int64_t dv, float *kw,
+                                            float *vw) {
     fa_kv_block w = *b;
     if (b->k_type != FA_DTYPE_F32) {
         for (int j = 0; j < keys; j++)
-            fa_convert(b->k_type, fa_elements_at(b->k, b->k_type, j * b->ldk), FA_DTYPE_F32,
-                       kw + j * dqk, dqk);
+            kr->widen[b->k_type](fa_elements_at(b->k, b->k_type, j * b->ldk), kw + j * dqk, dqk);
         w.k = kw, w.ldk = dqk, w.k_type = FA_DTYPE_F32;
     }
     if (b->v_type != FA_DTYPE_F32) {
         for (int j = 0; j < keys; j++)
-            fa_convert(b->v_type, fa_elements_at(b->v, b->v_type, j * b->ldv), FA_DTYPE_F32,
-                       vw + j * dv, dv);
+            kr->widen[b->v_type](fa_elements_at(b->v, b->v_type, j * b->ldv), vw + j * dv, dv);
         w.v = vw, w.ldv = dv, w.v_type = FA_DTYPE_F32;
     }
     return w;

@@ -19,6 +19,7 @@ const fa_kernels KERNEL_TABLE = {
     .softmax_q = row_softmax,
     .block_pv_q = {row_block_pv_f32, row_block_pv_f16, row_block_pv_bf16},
     .fold_q = row_fold,
+    .widen = {row_widen_f32, row_widen_f16, row_widen_bf16},
 #ifdef KERNEL_BF16
     .pack_qt_bf16 = pack_qt_bf16,
     .scores_t_bf16 = scores_t_bf16,

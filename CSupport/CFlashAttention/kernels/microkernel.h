@@ -181,6 +181,10 @@ typedef struct fa_kernels {
     void (*block_pv_q[FA_KV_TYPES])(int rows, int keys, int64_t dv, const float *p, int64_t ldp,
                                     const void *v, int64_t ldv, float *out, int64_t ldo);
 
+    /// dst[i] = src[i] as fp32, exactly (i < n), src of the entry's element type: half tiles
+    /// widened for the key-major kernels.
+    void (*widen[FA_KV_TYPES])(const void *src, float *dst, int64_t n);
+
     /// acc[r, :] = alpha[r] · acc[r, :] + out[r, :]   (r < rows; the multiply skipped where
     /// alpha is exactly 1); rows are read and written as whole vectors up to dv rounded up to 16.
     void (*fold_q)(int rows, int64_t dv, const float *alpha, const float *out, int64_t ldo,

@@ -378,6 +378,13 @@ VF_FN static void row_fold(int rows, int64_t dv, const float *alpha, const float
     }
 }
 
+// dst[i] = src[i] widened to fp32 (exactly), i < n: the key-major paths' half tiles.
+VF_INLINE void row_widen(const int T, const void *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + VF_W <= n; i += VF_W) vf_storeu(dst + i, row_load(T, src, i));
+    if (i < n) vf_store_first(dst + i, row_load_first(T, src, i, (int)(n - i)), (int)(n - i));
+}
+
 // The table's entries: one per element type of K and V.
 #define ROW_ENTRIES(name, T)                                                                 \
     VF_FN static void row_scores_##name(int rows, int keys, int64_t dqk, const float *q,      \
@@ -389,6 +396,9 @@ VF_FN static void row_fold(int rows, int64_t dv, const float *alpha, const float
                                           int64_t ldp, const void *v, int64_t ldv, float *out, \
                                           int64_t ldo) {                                      \
         row_block_pv(T, rows, keys, dv, p, ldp, v, ldv, out, ldo);                            \
+    }                                                                                         \
+    VF_FN static void row_widen_##name(const void *src, float *dst, int64_t n) {              \
+        row_widen(T, src, dst, n);                                                            \
     }
 ROW_ENTRIES(f32, FA_KV_F32)
 ROW_ENTRIES(f16, FA_KV_F16)
