@@ -264,6 +264,30 @@ struct HalfPrecisionTests {
     }
 }
 
+/// The backward over arrays of any element types (the buffer entry point, with fresh gradients).
+func halfBackward<Q: HalfTestElement, KV: HalfTestElement>(
+    query q: [Q], key k: [KV], value v: [KV], output out: [Q], logSumExp lse: [Float],
+    outputGradient dO: [Q], shape: AttentionShape, options: AttentionOptions
+) throws -> (dq: [Q], dk: [KV], dv: [KV]) {
+    var dq = [Q](repeating: Q(rounding: 0), count: q.count)
+    var dk = [KV](repeating: KV(rounding: 0), count: k.count)
+    var dv = [KV](repeating: KV(rounding: 0), count: v.count)
+    try q.withUnsafeBufferPointer { qp in
+    try k.withUnsafeBufferPointer { kp in
+    try v.withUnsafeBufferPointer { vp in
+    try out.withUnsafeBufferPointer { op in
+    try lse.withUnsafeBufferPointer { lp in
+    try dO.withUnsafeBufferPointer { gp in
+    try dq.withUnsafeMutableBufferPointer { dqp in
+    try dk.withUnsafeMutableBufferPointer { dkp in
+    try dv.withUnsafeMutableBufferPointer { dvp in
+        try FlashAttention.backward(query: qp, key: kp, value: vp, output: op, logSumExp: lp,
+                                    outputGradient: gp, queryGradient: dqp, keyGradient: dkp,
+                                    valueGradient: dvp, shape: shape, options: options)
+    } } } } } } } } }
+    return (dq, dk, dv)
+}
+
 // The backward with half tensors. The backward is fed O as the forward stored it (rounded to
 // Q's type) and dO rounded to that type, so the float64 reference is evaluated on exactly
 // those: the rounded Q, K, V, dO, and the stored O in D = rowsum(dO ∘ O) (its tolerance then
@@ -286,22 +310,8 @@ func checkHalfBackward<Q: HalfTestElement, KV: HalfTestElement>(
         options.implementation = implementation
         let (out, lse) = try FlashAttention.forwardWithLogSumExp(query: q, key: k, value: v,
                                                                  shape: s, options: options)
-        var dq = [Q](repeating: Q(rounding: 0), count: q.count)
-        var dk = [KV](repeating: KV(rounding: 0), count: k.count)
-        var dv = [KV](repeating: KV(rounding: 0), count: v.count)
-        try q.withUnsafeBufferPointer { qp in
-        try k.withUnsafeBufferPointer { kp in
-        try v.withUnsafeBufferPointer { vp in
-        try out.withUnsafeBufferPointer { op in
-        try lse.withUnsafeBufferPointer { lp in
-        try dOs.withUnsafeBufferPointer { gp in
-        try dq.withUnsafeMutableBufferPointer { dqp in
-        try dk.withUnsafeMutableBufferPointer { dkp in
-        try dv.withUnsafeMutableBufferPointer { dvp in
-            try FlashAttention.backward(query: qp, key: kp, value: vp, output: op, logSumExp: lp,
-                                        outputGradient: gp, queryGradient: dqp, keyGradient: dkp,
-                                        valueGradient: dvp, shape: s, options: options)
-        } } } } } } } } }
+        let (dq, dk, dv) = try halfBackward(query: q, key: k, value: v, output: out, logSumExp: lse,
+                                            outputGradient: dOs, shape: s, options: options)
         var forward = c.reference(inputs: exact)
         forward.output = out.map { Double($0.float) }
         forward.outputTolerance = forward.outputTolerance.map { _ in 0 }
@@ -376,21 +386,9 @@ struct HalfBackwardTests {
                 o.threadCount = threads
                 let (out, lse) = try FlashAttention.forwardWithLogSumExp(query: q, key: k, value: v,
                                                                          shape: c.shape, options: o)
-                var dq = [BFloat16](repeating: BFloat16(0), count: q.count)
-                var dk = [Float16](repeating: 0, count: k.count), dv = [Float16](repeating: 0, count: v.count)
-                try q.withUnsafeBufferPointer { qp in
-                try k.withUnsafeBufferPointer { kp in
-                try v.withUnsafeBufferPointer { vp in
-                try out.withUnsafeBufferPointer { op in
-                try lse.withUnsafeBufferPointer { lp in
-                try dO.withUnsafeBufferPointer { gp in
-                try dq.withUnsafeMutableBufferPointer { dqp in
-                try dk.withUnsafeMutableBufferPointer { dkp in
-                try dv.withUnsafeMutableBufferPointer { dvp in
-                    try FlashAttention.backward(query: qp, key: kp, value: vp, output: op, logSumExp: lp,
-                                                outputGradient: gp, queryGradient: dqp, keyGradient: dkp,
-                                                valueGradient: dvp, shape: c.shape, options: o)
-                } } } } } } } } }
+                let (dq, dk, dv) = try halfBackward(query: q, key: k, value: v, output: out,
+                                                    logSumExp: lse, outputGradient: dO,
+                                                    shape: c.shape, options: o)
                 results.append(dq.map(\.bitPattern) + dk.map(\.bitPattern) + dv.map(\.bitPattern))
             }
             #expect(results[0] == results[1] && results[0] == results[2], "Hkv \(hkv)")

@@ -51,7 +51,7 @@ VF_INLINE void bf16_scores_tile(const int NK, const int NQ, int64_t dqk, const u
                                 int64_t ldk, const uint32_t *qt2, int64_t ldqt2, float scale,
                                 float *st, int64_t ldst, int masked, int64_t lo, int64_t hi,
                                 float *block_max) {
-    vf acc[TILE_ST_K][TILE_ST_Q];
+    vf acc[TileStKeysMax][TILE_ST_Q];
     for (int a = 0; a < NK; a++)
         for (int v = 0; v < NQ; v++) acc[a][v] = vf_zero();
     const int hidden = masked && (lo >= NQ * VF_W || (NK - 1) + hi <= 0);
@@ -75,23 +75,7 @@ VF_INLINE void bf16_scores_tile(const int NK, const int NQ, int64_t dqk, const u
             for (int v = 0; v < NQ; v++) acc[a][v] = _mm512_dpbf16_ps(acc[a][v], kb, qv[v]);
         }
     }
-    const vf sc = vf_set1(scale);
-    vf mx[TILE_ST_Q];
-    for (int v = 0; v < NQ; v++) mx[v] = vf_loadu(block_max + v * VF_W);
-    for (int a = 0; a < NK; a++) {
-        for (int v = 0; v < NQ; v++) {
-            vf s = vf_mul(acc[a][v], sc);
-            if (masked) {
-                const int64_t first = lo + a - v * VF_W, last = hi + a - v * VF_W;
-                const int f = first < 0 ? 0 : (first > VF_W ? VF_W : (int)first);
-                const int l = last < 0 ? 0 : (last > VF_W ? VF_W : (int)last);
-                s = vf_fill_outside(s, f, l, -INFINITY);
-            }
-            vf_storeu(st + a * ldst + v * VF_W, s);
-            mx[v] = vf_max(mx[v], s);
-        }
-    }
-    for (int v = 0; v < NQ; v++) vf_storeu(block_max + v * VF_W, mx[v]);
+    tile_scores_store(NK, NQ, 1, acc, scale, st, ldst, masked, lo, hi, block_max);
 }
 
 VF_INLINE void bf16_scores_column(const int NQ, int keys, int64_t dqk, const uint16_t *k,

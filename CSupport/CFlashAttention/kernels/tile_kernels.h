@@ -41,6 +41,31 @@ VF_FN static void tile_pack_qt(int rows, int rows_padded, int64_t dqk, const flo
 
 enum { TileStKeysMax = TILE_ST_K1 > TILE_ST_K ? TILE_ST_K1 : TILE_ST_K };
 
+// A finished scores tile (NK keys × NQ query vectors of sums; times `scale` when SCALED):
+// −inf outside the band, stored, folded into block_max.
+VF_INLINE void tile_scores_store(const int NK, const int NQ, const int SCALED,
+                                 vf acc[TileStKeysMax][TILE_ST_Q], float scale, float *st,
+                                 int64_t ldst, int masked, int64_t lo, int64_t hi,
+                                 float *block_max) {
+    const vf sc = vf_set1(scale);
+    vf mx[TILE_ST_Q];
+    for (int v = 0; v < NQ; v++) mx[v] = vf_loadu(block_max + v * VF_W);
+    for (int a = 0; a < NK; a++) {
+        for (int v = 0; v < NQ; v++) {
+            vf s = SCALED ? vf_mul(acc[a][v], sc) : acc[a][v];
+            if (masked) {  // query i (lane + v·VF_W) sees key a iff a + lo ≤ i < a + hi
+                const int64_t first = lo + a - v * VF_W, last = hi + a - v * VF_W;
+                const int f = first < 0 ? 0 : (first > VF_W ? VF_W : (int)first);
+                const int l = last < 0 ? 0 : (last > VF_W ? VF_W : (int)last);
+                s = vf_fill_outside(s, f, l, -INFINITY);
+            }
+            vf_storeu(st + a * ldst + v * VF_W, s);
+            mx[v] = vf_max(mx[v], s);
+        }
+    }
+    for (int v = 0; v < NQ; v++) vf_storeu(block_max + v * VF_W, mx[v]);
+}
+
 // One scores tile: NK keys × NQ query vectors (constants after inlining, so the accumulators
 // live in registers), summed over d in order, then banded, stored and folded into block_max.
 VF_INLINE void tile_scores(const int NK, const int NQ, int64_t dqk, const float *k, int64_t ldk,
@@ -61,22 +86,7 @@ VF_INLINE void tile_scores(const int NK, const int NQ, int64_t dqk, const float 
             for (int v = 0; v < NQ; v++) acc[a][v] = vf_fma(kb, qv[v], acc[a][v]);
         }
     }
-    vf mx[TILE_ST_Q];
-    for (int v = 0; v < NQ; v++) mx[v] = vf_loadu(block_max + v * VF_W);
-    for (int a = 0; a < NK; a++) {
-        for (int v = 0; v < NQ; v++) {
-            vf s = acc[a][v];
-            if (masked) {  // query i (lane + v·VF_W) sees key a iff a + lo ≤ i < a + hi
-                const int64_t first = lo + a - v * VF_W, last = hi + a - v * VF_W;
-                const int f = first < 0 ? 0 : (first > VF_W ? VF_W : (int)first);
-                const int l = last < 0 ? 0 : (last > VF_W ? VF_W : (int)last);
-                s = vf_fill_outside(s, f, l, -INFINITY);
-            }
-            vf_storeu(st + a * ldst + v * VF_W, s);
-            mx[v] = vf_max(mx[v], s);
-        }
-    }
-    for (int v = 0; v < NQ; v++) vf_storeu(block_max + v * VF_W, mx[v]);
+    tile_scores_store(NK, NQ, 0, acc, 1.0f, st, ldst, masked, lo, hi, block_max);
 }
 
 // All keys against NQ query vectors: tiles of TILE_ST_K keys (TILE_ST_K1 against a lone query
