@@ -90,6 +90,8 @@ public enum FlashAttention {
     /// Attention over densely packed arrays in `options.layout` (`[B, H, L, D]` by default).
     ///
     /// Each array must hold exactly its shape's element count (``AttentionShape/queryCount``, …).
+    /// The query (and the returned output) may be `Float`, `Float16` or ``BFloat16``, the keys
+    /// and values likewise (see ``AttentionElement``).
     ///
     /// ```swift
     /// let out = try FlashAttention.forward(query: q, key: k, value: v, shape: shape)
@@ -129,6 +131,10 @@ public enum FlashAttention {
     ///
     /// Each buffer must hold at least the elements its shape and strides address. The outputs
     /// must not share memory with the inputs or with each other.
+    ///
+    /// The query and output are stored as `Element`, the keys and values as `Cache`: `Float`,
+    /// `Float16` or ``BFloat16`` each (all half, or `Float` over a half K/V cache). Arithmetic
+    /// is `Float` whatever the storage; a half output is rounded to nearest even once.
     ///
     /// ```swift
     /// let strides = AttentionTensorStrides.packed(.blhd, shape: shape)
