@@ -87,6 +87,23 @@ public enum FlashAttention {
 
     // MARK: Arrays
 
+    /// Attention over `Float` arrays: the all-`Float` form of the generic array forward below,
+    /// and what array literals call (a literal would not pick a generic element type).
+    ///
+    /// ```swift
+    /// let out = try FlashAttention.forward(query: [0, 1], key: [0, 0, 0, 1], value: [1, 0, 0, 1],
+    ///                                      shape: AttentionShape(queryHeads: 1, queryLength: 1,
+    ///                                                            keyLength: 2, headDim: 2))
+    /// ```
+    public static func forward(query: [Float], key: [Float], value: [Float],
+                               shape: AttentionShape,
+                               options: AttentionOptions = AttentionOptions())
+        throws(AttentionError) -> [Float]
+    {
+        try forwardArrays(query: query, key: key, value: value, shape: shape, options: options,
+                          wantsLogSumExp: false).output
+    }
+
     /// Attention over densely packed arrays in `options.layout` (`[B, H, L, D]` by default).
     ///
     /// Each array must hold exactly its shape's element count (``AttentionShape/queryCount``, …).
@@ -103,6 +120,18 @@ public enum FlashAttention {
     ) throws(AttentionError) -> [Element] {
         try forwardArrays(query: query, key: key, value: value, shape: shape, options: options,
                           wantsLogSumExp: false).output
+    }
+
+    /// The all-`Float` form of the log-sum-exp forward: what `Float` arrays and array literals
+    /// call.
+    public static func forwardWithLogSumExp(query: [Float], key: [Float], value: [Float],
+                                            shape: AttentionShape,
+                                            options: AttentionOptions = AttentionOptions())
+        throws(AttentionError) -> (output: [Float], logSumExp: [Float])
+    {
+        let result = try forwardArrays(query: query, key: key, value: value, shape: shape,
+                                       options: options, wantsLogSumExp: true)
+        return (result.output, result.logSumExp)
     }
 
     /// Attention over densely packed arrays, returning the log-sum-exp of each query row too.

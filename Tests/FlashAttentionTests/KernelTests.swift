@@ -64,7 +64,7 @@ struct KernelTests {
         let missing = [KernelISA.avx2, .avx512, .avx512bf16].filter { !FlashAttention.supportedKernels.contains($0) }
         for kernel in missing {
             #expect(throws: AttentionError.unsupportedKernel(kernel)) {
-                try FlashAttention.forward(query: [Float(1)], key: [Float(1)], value: [Float(1)],
+                try FlashAttention.forward(query: [1], key: [1], value: [1],
                                            shape: AttentionShape(queryHeads: 1, queryLength: 1,
                                                                  headDim: 1),
                                            options: AttentionOptions(kernel: kernel))
