@@ -165,7 +165,7 @@ public struct AttentionBenchCommand: ParsableCommand {
     public var kvSplit: [ListArgument<KVSplit>] = []
 
     @Option(parsing: .upToNextOption,
-            help: ArgumentHelp("Element types of every tensor: fp32, fp16, bf16 (default fp32); arithmetic is fp32 whatever the storage.", valueName: "TYPES"))
+            help: ArgumentHelp("Element types of every tensor, forward and backward: fp32, fp16, bf16 (default fp32). Sums and accumulators are fp32 whatever the storage; all-bf16 cases on AVX512-BF16 form their products over bf16 pairs (P, and the backward's dS, rounded to bf16).", valueName: "TYPES"))
     public var dtype: [ListArgument<BenchElementType>] = []
 
     @Option(name: .customLong("kv-dtype"), parsing: .upToNextOption,

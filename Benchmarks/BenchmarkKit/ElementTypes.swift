@@ -73,24 +73,55 @@ final class StoredTensor {
     }
 }
 
-/// One forward call over stored tensors: Q and O of one type, K and V of another.
+/// Calls `body` with Swift types for Q's and K's storage types.
+private func withElementTypes(_ q: BenchElementType, _ kv: BenchElementType,
+                              _ body: (any AttentionElement.Type, any AttentionElement.Type) throws -> Void)
+    rethrows
+{
+    func type(_ t: BenchElementType) -> any AttentionElement.Type {
+        switch t {
+        case .fp32: Float.self
+        case .fp16: Float16.self
+        case .bf16: BFloat16.self
+        }
+    }
+    try body(type(q), type(kv))
+}
+
+/// One forward call over stored tensors: Q and O of one type, K and V of another (and the
+/// log-sum-exp, if given).
 func forwardStored(query q: StoredTensor, key k: StoredTensor, value v: StoredTensor,
-                   output o: StoredTensor, shape: AttentionShape, options: AttentionOptions) throws {
+                   output o: StoredTensor, logSumExp: UnsafeMutableBufferPointer<Float>? = nil,
+                   shape: AttentionShape, options: AttentionOptions) throws {
     func run<Q: AttentionElement, KV: AttentionElement>(_: Q.Type, _: KV.Type) throws {
         try FlashAttention.forward(query: q.buffer(Q.self), key: k.buffer(KV.self),
                                    value: v.buffer(KV.self), output: o.mutableBuffer(Q.self),
-                                   shape: shape, options: options)
+                                   logSumExp: logSumExp, shape: shape, options: options)
     }
-    func withKV<Q: AttentionElement>(_: Q.Type) throws {
-        switch k.type {
-        case .fp32: try run(Q.self, Float.self)
-        case .fp16: try run(Q.self, Float16.self)
-        case .bf16: try run(Q.self, BFloat16.self)
-        }
+    try withElementTypes(q.type, k.type) { qt, kvt in try run(qt, kvt) }
+}
+
+/// The stored tensors of a half-precision backward case: dO in O's type, each gradient in its
+/// tensor's type.
+struct StoredGradients {
+    let outputGradient: StoredTensor
+    let query: StoredTensor, key: StoredTensor, value: StoredTensor
+}
+
+/// One backward call over stored tensors into stored gradients.
+func backwardStored(query q: StoredTensor, key k: StoredTensor, value v: StoredTensor,
+                    output o: StoredTensor, logSumExp: UnsafeBufferPointer<Float>,
+                    gradients g: StoredGradients, shape: AttentionShape,
+                    options: AttentionOptions) throws {
+    func run<Q: AttentionElement, KV: AttentionElement>(_: Q.Type, _: KV.Type) throws {
+        try FlashAttention.backward(query: q.buffer(Q.self), key: k.buffer(KV.self),
+                                    value: v.buffer(KV.self), output: o.buffer(Q.self),
+                                    logSumExp: logSumExp,
+                                    outputGradient: g.outputGradient.buffer(Q.self),
+                                    queryGradient: g.query.mutableBuffer(Q.self),
+                                    keyGradient: g.key.mutableBuffer(KV.self),
+                                    valueGradient: g.value.mutableBuffer(KV.self),
+                                    shape: shape, options: options)
     }
-    switch q.type {
-    case .fp32: try withKV(Float.self)
-    case .fp16: try withKV(Float16.self)
-    case .bf16: try withKV(BFloat16.self)
-    }
+    try withElementTypes(q.type, k.type) { qt, kvt in try run(qt, kvt) }
 }

@@ -71,6 +71,8 @@ struct CaseBuffers {
     /// Half-precision cases: the tensors in their storage types (the Float arrays are then
     /// emptied).
     var stored: (q: StoredTensor, k: StoredTensor, v: StoredTensor, o: StoredTensor)?
+    /// Half-precision backward cases: dO and the gradients in their storage types.
+    var storedGradients: StoredGradients?
 
     init(_ shape: AttentionShape, seed: UInt64, pass: BenchPass = .forward,
          storage: BenchStorage = .fp32) {
@@ -95,6 +97,13 @@ struct CaseBuffers {
             dq = [Float](repeating: 0, count: shape.queryCount)
             dk = [Float](repeating: 0, count: shape.keyCount)
             dv = [Float](repeating: 0, count: shape.valueCount)
+            if storage != .fp32 {
+                storedGradients = StoredGradients(
+                    outputGradient: StoredTensor(outputGradient, as: storage.query),
+                    query: StoredTensor(dq, as: storage.query), key: StoredTensor(dk, as: storage.keyValue),
+                    value: StoredTensor(dv, as: storage.keyValue))
+                (outputGradient, dq, dk, dv) = ([], [], [], [])
+            }
         }
     }
 
@@ -102,12 +111,27 @@ struct CaseBuffers {
     mutating func prepareBackward(_ options: AttentionOptions, shape: AttentionShape) throws {
         var forward = options
         forward.implementation = .flash
+        if let s = stored {
+            logSumExp = [Float](repeating: 0, count: shape.batch * shape.queryHeads * shape.queryLength)
+            try logSumExp.withUnsafeMutableBufferPointer { l in
+                try forwardStored(query: s.q, key: s.k, value: s.v, output: s.o, logSumExp: l,
+                                  shape: shape, options: forward)
+            }
+            return
+        }
         (output, logSumExp) = try FlashAttention.forwardWithLogSumExp(
             query: query, key: key, value: value, shape: shape, options: forward)
     }
 
     /// One backward call into the preallocated gradients.
     mutating func runBackward(_ options: AttentionOptions, shape: AttentionShape) throws {
+        if let s = stored, let g = storedGradients {
+            try logSumExp.withUnsafeBufferPointer { l in
+                try backwardStored(query: s.q, key: s.k, value: s.v, output: s.o, logSumExp: l,
+                                   gradients: g, shape: shape, options: options)
+            }
+            return
+        }
         try query.withUnsafeBufferPointer { q in
         try key.withUnsafeBufferPointer { k in
         try value.withUnsafeBufferPointer { v in
@@ -124,7 +148,10 @@ struct CaseBuffers {
     }
 
     /// The pass's result, for comparing implementations.
-    var result: [Float] { stored?.o.floats ?? (dq.isEmpty ? output : dq + dk + dv) }
+    var result: [Float] {
+        if let g = storedGradients { return g.query.floats + g.key.floats + g.value.floats }
+        return stored?.o.floats ?? (dq.isEmpty ? output : dq + dk + dv)
+    }
 
     /// One forward call into the preallocated output.
     mutating func run(_ options: AttentionOptions, shape: AttentionShape) throws {
@@ -226,7 +253,9 @@ public struct BenchRunner {
                         ? try FlashAttention.workspaceBytes(shape: shape, options: options,
                                                             queryType: config.storage.query.elementType,
                                                             keyValueType: config.storage.keyValue.elementType)
-                        : try FlashAttention.backwardWorkspaceBytes(shape: shape, options: options)
+                        : try FlashAttention.backwardWorkspaceBytes(shape: shape, options: options,
+                                                                    queryType: config.storage.query.elementType,
+                                                                    keyValueType: config.storage.keyValue.elementType)
                 case .naive:
                     row.workspaceBytes = config.naiveScoreBytes
                     if config.naiveScoreBytes > maxNaiveBytes {

@@ -131,7 +131,7 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     public var varlen: VarlenDistribution?
     /// The split-KV chunking flash is asked for (`AttentionOptions.keySplitSize`).
     public var kvSplit: KVSplit = .automatic
-    /// Element types of Q/O and K/V (forward only; the backward is fp32).
+    /// Element types of Q/O and K/V (dO and the gradients follow their tensors).
     public var storage: BenchStorage = .fp32
 
     /// The seeded lengths of a varlen case: `batch` values ≥ 1 summing to `queryLength`.
@@ -428,7 +428,7 @@ public struct SweepSpecification: Sendable, Hashable {
     public var varlen: VarlenDistribution?
     /// --kv-split values.
     public var kvSplits: [KVSplit] = [.automatic]
-    /// --dtype and --kv-dtype: the storages each configuration runs in (backward: fp32 only).
+    /// --dtype and --kv-dtype: the storages each configuration runs in, forward and backward.
     public var storages: [BenchStorage] = [.fp32]
     /// (Hq, Hkv) pairs taken as they are; when set, `heads` and `kvHeads` are not crossed.
     public var headPairs: [HeadConfiguration]?
@@ -479,7 +479,7 @@ public struct SweepSpecification: Sendable, Hashable {
                         for c in causals {
                             for pass in passes {
                                 for split in kvSplits {
-                                  for storage in pass == .forward ? storages : [.fp32] {
+                                  for storage in storages {
                                     for lq in seqLens {
                                         for lk in kvLens ?? [lq] {
                                             var config = BenchConfiguration(

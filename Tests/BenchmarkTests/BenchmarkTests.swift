@@ -239,9 +239,11 @@ struct FlopTests {
                                                  "--seq-lens", "1", "--kv-lens", "300",
                                                  "--head-dims", "32", "--pass", "both"]).specification
         #expect(s.storages.map(\.description) == ["fp32", "bf16", "fp32/fp16"])
-        // Forward cases in each storage, the backward in fp32 only (× 2 causal modes).
-        #expect(s.configurations.filter { $0.pass == .forward }.count == 3 * 2)
-        #expect(s.configurations.filter { $0.pass == .backward }.allSatisfy { $0.storage == .fp32 })
+        // Forward and backward cases in each storage (× 2 causal modes).
+        for pass in [BenchPass.forward, .backward] {
+            let cases = s.configurations.filter { $0.pass == pass }
+            #expect(cases.count == 3 * 2 && Set(cases.map(\.storage)) == Set(s.storages), "\(pass)")
+        }
         let kvOnly = try AttentionBenchCommand.parse(["--kv-dtype", "bf16"]).specification
         #expect(kvOnly.storages == [BenchStorage(query: .fp32, keyValue: .bf16)])
         for bad in [["--dtype", "fp8"], ["--kv-dtype", "half"]] {
@@ -271,6 +273,17 @@ struct FlopTests {
         }
         #expect(report.csv().contains(",fp32/bf16\n"))
         #expect(report.table().contains("fp32/bf16"))
+        // The backward in half storage: gradients in their types, flash beside naive.
+        let backward = try AttentionBenchCommand.parse([
+            "--seq-lens", "40", "--head-dims", "32", "--heads", "2", "--threads", "1",
+            "--causal", "bottom-right", "--dtype", "bf16,fp16", "--pass", "backward", "--warmup", "0",
+            "--repeats", "1", "--min-time", "0", "--bandwidth-bytes", "8M", "--output", dir.path,
+        ]).runSweep()
+        #expect(backward.cases.count == 2 * 2)
+        for r in backward.cases where r.implementation == .flash {
+            let bound: Double = r.configuration.storage.query == .bf16 ? 1e-2 : 1e-3
+            #expect(try #require(r.maxAbsDifference) <= bound, "\(r.configuration.storage)")
+        }
     }
 
     @Test("K+V bytes: B·Hkv·(visible keys)·(Dqk + Dv)·4, GQA, causal, windows, varlen")

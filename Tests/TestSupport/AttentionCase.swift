@@ -97,14 +97,15 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     /// rounded to a half type), given the forward the backward is fed.
     public func referenceGradients(inputs: (query: StridedTensor, key: StridedTensor, value: StridedTensor),
                                    outputGradient: StridedTensor,
-                                   forward: ReferenceResult) -> ReferenceGradients {
+                                   forward: ReferenceResult,
+                                   productRounding: Double = 0) -> ReferenceGradients {
         let (q, k, v) = inputs
         return referenceBackward(query: q, key: k, value: v, outputGradient: outputGradient,
                                  shape: shape, scale: resolvedScale, causal: causal,
                                  forward: forward,
                                  softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes,
                                  queryLengths: queryLengths, keyLengths: keyLengths, mask: mask,
-                                 blockMask: blockMask)
+                                 blockMask: blockMask, productRounding: productRounding)
     }
 
     /// The float64 reference for these inputs.

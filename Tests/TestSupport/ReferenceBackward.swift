@@ -33,19 +33,27 @@ public struct ReferenceGradients: Sendable {
 /// - and below float32's normal range, where relative bounds stop holding: P under 2⁻¹²⁶ is
 ///   flushed to 0 (an absolute error ≤ 2⁻¹²⁵ per probability, carried through like ε·P), and
 ///   every result is only representable to 2⁻¹⁴⁹ (the subnormal spacing).
+///
+/// `productRounding` r > 0 is for a backward that rounds P and dS (relative error ≤ r each) before
+/// the products dV = Pᵀ·dO, dK = dSᵀ·Q, dQ = dS·K, and runs them with subnormals flushed (bf16
+/// dot products: r = 2⁻⁸, bf16's unit roundoff): each gradient then also carries r times the
+/// sum of absolute products it adds, plus 2⁻¹²⁶ per term (a flushed factor or partial sum)
+/// times (1 + the other factor).
 public func referenceBackward(query: StridedTensor, key: StridedTensor, value: StridedTensor,
                               outputGradient dO: StridedTensor, shape: AttentionShape,
                               scale: Double, causal: CausalMask,
                               forward: ReferenceResult, softcap: Double? = nil,
                               alibiSlopes: [Float]? = nil, queryLengths: [Int]? = nil,
                               keyLengths: [Int]? = nil, mask: AttentionMask? = nil,
-                              blockMask: BlockMask? = nil) -> ReferenceGradients {
+                              blockMask: BlockMask? = nil,
+                              productRounding: Double = 0) -> ReferenceGradients {
     let (bN, hq, hkv, lq, lk) = (shape.batch, shape.queryHeads, shape.keyValueHeads,
                                  shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
     let group = hq / hkv
     let u = float32Roundoff
     let flush = 0x1p-125, subnormal = 0x1p-149
+    let r = productRounding, daz = productRounding > 0 ? 0x1p-126 : 0
     var gq = [Double](repeating: 0, count: bN * hq * lq * dqk)
     var gk = [Double](repeating: 0, count: bN * hkv * lk * dqk)
     var gv = [Double](repeating: 0, count: bN * hkv * lk * dv)
@@ -111,15 +119,17 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                 }
                 // dQ_i
                 for d in 0 ..< dqk {
-                    var acc = 0.0, err = 0.0, absSum = 0.0
+                    var acc = 0.0, err = 0.0, absSum = 0.0, kAbs = 0.0
                     for j in keys {
                         let kd = Double(key[b, g, j, d])
                         acc += ds[j] * kd
                         err += dds[j] * abs(kd)
                         absSum += abs(ds[j] * kd)
+                        kAbs += abs(kd)
                     }
                     gq[row * dqk + d] = scale * acc
-                    tq[row * dqk + d] = abs(scale) * (err + Double(n + 2) * u * absSum)
+                    tq[row * dqk + d] = abs(scale) * (err + (Double(n + 2) * u + r) * absSum
+                        + daz * (Double(n) + kAbs))
                 }
                 // dK_j, dV_j (error sums here; the summation bound added at the end)
                 for j in keys {
@@ -128,13 +138,15 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                     for d in 0 ..< dqk {
                         let qd = Double(query[b, h, i, d])
                         gk[kv * dqk + d] += scale * ds[j] * qd
-                        tk[kv * dqk + d] += abs(scale) * (dds[j] * abs(qd))
+                        tk[kv * dqk + d] += abs(scale) * (dds[j] * abs(qd) + r * abs(ds[j] * qd)
+                            + daz * (1 + abs(qd)))
                         absK[kv * dqk + d] += abs(scale * ds[j] * qd)
                     }
                     for d in 0 ..< dv {
                         let go = Double(dO[b, h, i, d])
                         gv[kv * dv + d] += p[j] * go
-                        tv[kv * dv + d] += (eps * p[j] + flush) * abs(go)
+                        tv[kv * dv + d] += (eps * p[j] + flush) * abs(go) + r * abs(p[j] * go)
+                            + daz * (1 + abs(go))
                         absV[kv * dv + d] += abs(p[j] * go)
                     }
                 }

@@ -59,10 +59,21 @@ typedef struct backward_layout {
     size_t dmod;            ///< BK × BQ: ∂s'/∂s of the score modifiers (softcap)
     size_t qw, dow, orow;   ///< BQ × Dqk, BQ × Dv, Dv: half Q, dO rows, an O row, widened
     size_t kw, vw;          ///< BK × Dqk, BK × Dv: a half K, V block, widened
+    // bf16 dot products (Q, K, V all bf16; else size 0), 32-bit pairs:
+    size_t qt2, dot2;       ///< ⌈Dqk/2⌉ × BQ, ⌈Dv/2⌉ × BQ: Q, dO paired along d (scores_t_bf16)
+    size_t q2, do2;         ///< ⌈BQ/2⌉ × ldk, ⌈BQ/2⌉ × ldv: Q, dO paired along the queries
+    size_t k2, ds2;         ///< ⌈BK/2⌉ × ldk, ⌈BK/2⌉ × BQ: K, dS paired along the keys
     int64_t ldk, ldv;       ///< Dqk and Dv rounded up to 16
     int bq, bk;
     size_t per_thread_bytes;
 } backward_layout;
+
+/// Whether the backward runs its products over bf16 pairs: Q, K and V all bf16 on an ISA with
+/// bf16 dot products (as the forward; see the top of the file).
+static int backward_bf16_dots(const fa_problem *p, const fa_kernels *kr) {
+    return kr->gemm_acc_bf16 && p->q_dtype == FA_DTYPE_BF16 && p->k_dtype == FA_DTYPE_BF16 &&
+           p->v_dtype == FA_DTYPE_BF16;
+}
 
 static backward_layout backward_layout_for(const fa_problem *p, const fa_kernels *kr) {
     const fa_shape *s = &p->shape;
@@ -80,17 +91,22 @@ static backward_layout backward_layout_for(const fa_problem *p, const fa_kernels
     const size_t bq = (size_t)l.bq, bk = (size_t)l.bk, lk = (size_t)l.chunk;
     const size_t dqk = (size_t)s->head_dim_qk, dv = (size_t)s->head_dim_v;
     const int qh = p->q_dtype != FA_DTYPE_F32;  // q, o and dout share it
-    const size_t sizes[16] = {lk * (size_t)l.ldk, lk * (size_t)l.ldv, dqk * bq, dv * bq,
-                              bk * bq, bk * bq, bq * (size_t)l.ldk, bq, bq, bq, bk * bq,
-                              qh ? bq * dqk : 0, qh ? bq * dv : 0, qh ? dv : 0,
-                              p->k_dtype != FA_DTYPE_F32 ? bk * dqk : 0,
-                              p->v_dtype != FA_DTYPE_F32 ? bk * dv : 0};
-    size_t *slots[16] = {&l.dk_acc, &l.dv_acc, &l.qt, &l.dot, &l.st, &l.dpt, &l.dq_acc,
-                         &l.lse2, &l.dsum, &l.scratch, &l.dmod, &l.qw, &l.dow, &l.orow,
-                         &l.kw, &l.vw};
-    size_t offsets[16];
-    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 16);
-    for (int i = 0; i < 16; i++) *slots[i] = offsets[i];
+    const int b2 = backward_bf16_dots(p, kr);  // then Q, K, V are read as pairs, not widened
+    const size_t ldk = (size_t)l.ldk, ldv = (size_t)l.ldv;
+    enum { REGIONS = 22 };
+    const size_t sizes[REGIONS] = {
+        lk * ldk, lk * ldv, b2 ? 0 : dqk * bq, b2 ? 0 : dv * bq, bk * bq, bk * bq, bq * ldk,
+        bq, bq, bq, bk * bq, qh && !b2 ? bq * dqk : 0, qh ? bq * dv : 0, qh ? dv : 0,
+        p->k_dtype != FA_DTYPE_F32 && !b2 ? bk * dqk : 0,
+        p->v_dtype != FA_DTYPE_F32 && !b2 ? bk * dv : 0,
+        b2 ? (dqk + 1) / 2 * bq : 0, b2 ? (dv + 1) / 2 * bq : 0, b2 ? (bq + 1) / 2 * ldk : 0,
+        b2 ? (bq + 1) / 2 * ldv : 0, b2 ? (bk + 1) / 2 * ldk : 0, b2 ? (bk + 1) / 2 * bq : 0};
+    size_t *slots[REGIONS] = {&l.dk_acc, &l.dv_acc, &l.qt, &l.dot, &l.st, &l.dpt, &l.dq_acc,
+                              &l.lse2, &l.dsum, &l.scratch, &l.dmod, &l.qw, &l.dow, &l.orow,
+                              &l.kw, &l.vw, &l.qt2, &l.dot2, &l.q2, &l.do2, &l.k2, &l.ds2};
+    size_t offsets[REGIONS];
+    l.per_thread_bytes = fa_layout_regions(sizes, offsets, REGIONS);
+    for (int i = 0; i < REGIONS; i++) *slots[i] = offsets[i];
     return l;
 }
 
@@ -143,6 +159,7 @@ typedef struct backward_plan {
     float scale;
     int64_t group;
     float *dq32;  ///< half dQ: the fp32 dQ accumulated over the chunks (dq32_strides); else NULL
+    int bf16_dots;  ///< the products over bf16 pairs (backward_bf16_dots)
 } backward_plan;
 
 /// Row i of entry b, head h of the dQ the loops write: the caller's (fp32), or the fp32 copy.
@@ -229,15 +246,32 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     const int64_t end = kv_end < kc1 ? kv_end : kc1;
     if (kc0 > 0 && end <= begin) return;  // nothing to add to dQ, dK, dV from this chunk
 
-    // Q and dO rows as fp32 (widened once per block if half).
-    int64_t ldq, lddo;
-    const float *q = widened_rows(kr, q_at, p->q_dtype, p->q_strides.seq, rows, dqk,
-                                  ws + l->qw, &ldq);
+    const int bf16 = pl->bf16_dots;
+    uint32_t *qt2 = (uint32_t *)(ws + l->qt2), *dot2 = (uint32_t *)(ws + l->dot2);
+    uint32_t *q2 = (uint32_t *)(ws + l->q2), *do2 = (uint32_t *)(ws + l->do2);
+    uint32_t *k2 = (uint32_t *)(ws + l->k2), *ds2 = (uint32_t *)(ws + l->ds2);
+    // dO rows as fp32 (widened once per block if half), for D.
+    int64_t ldq = 0, lddo;
+    const float *q = NULL;
     const float *dout = widened_rows(kr, dout_at, p->o_dtype, p->dout_strides.seq, rows, dv,
                                      ws + l->dow, &lddo);
-    // Qᵀ scaled into base 2, dOᵀ as it is; L2 = LSE·log2(e); D = rowsum(dO ∘ O).
-    kr->pack_qt(rows, rows_padded, dqk, q, ldq, pl->scale * FA_LOG2E, qt, bq);
-    kr->pack_qt(rows, rows_padded, dv, dout, lddo, 1.0f, dot, bq);
+    if (bf16) {
+        // Q, dO paired along d for the scores (unscaled: the scale goes on each score), and
+        // along the queries for dK, dV.
+        const uint16_t *qh = (const uint16_t *)q_at, *gh = (const uint16_t *)dout_at;
+        kr->pack_qt_bf16(rows, rows_padded, dqk, qh, p->q_strides.seq, qt2, bq);
+        kr->pack_qt_bf16(rows, rows_padded, dv, gh, p->dout_strides.seq, dot2, bq);
+        if (parts & BACKWARD_DKDV) {
+            kr->pack_pairs_bf16(rows, dqk, qh, p->q_strides.seq, q2, l->ldk);
+            kr->pack_pairs_bf16(rows, dv, gh, p->dout_strides.seq, do2, l->ldv);
+        }
+    } else {
+        // Q as fp32 (widened once per block if half); Qᵀ scaled into base 2, dOᵀ as it is.
+        q = widened_rows(kr, q_at, p->q_dtype, p->q_strides.seq, rows, dqk, ws + l->qw, &ldq);
+        kr->pack_qt(rows, rows_padded, dqk, q, ldq, pl->scale * FA_LOG2E, qt, bq);
+        kr->pack_qt(rows, rows_padded, dv, dout, lddo, 1.0f, dot, bq);
+    }
+    // L2 = LSE·log2(e); D = rowsum(dO ∘ O).
     for (int i = 0; i < rows_padded; i++) {
         float d = 0.0f;
         if (i < rows) {
@@ -260,32 +294,63 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         if (tile == FA_TILE_HIDDEN) continue;  // P = 0: adds nothing
         int64_t lo, hi;
         const int masked = fa_tile_band(&band, q0, rows, k0, keys, &lo, &hi);
-        // This block's K and V rows as fp32 (widened if half).
-        int64_t ldkb, ldvb;
-        const float *kb = widened_rows(kr, k + k0 * p->k_strides.seq * (int64_t)ks, p->k_dtype,
-                                       p->k_strides.seq, keys, dqk, ws + l->kw, &ldkb);
-        const float *vb = widened_rows(kr, v + k0 * p->v_strides.seq * (int64_t)vs, p->v_dtype,
-                                       p->v_strides.seq, keys, dv, ws + l->vw, &ldvb);
-        // Sᵀ = K·Qᵀ (log2 units, −inf where hidden); dPᵀ = V·dOᵀ.
-        kr->scores_t(keys, rows_padded, dqk, kb, ldkb, qt, bq, st, bq, masked, lo, hi, scratch);
+        const char *k_at = k + k0 * p->k_strides.seq * (int64_t)ks;
+        const char *v_at = v + k0 * p->v_strides.seq * (int64_t)vs;
+        const uint16_t *kh = (const uint16_t *)k_at, *vh = (const uint16_t *)v_at;
+        // Sᵀ = K·Qᵀ (log2 units, −inf where hidden); dPᵀ = V·dOᵀ: over bf16 pairs, or fp32
+        // (K and V widened if half).
+        int64_t ldkb = 0, ldvb;
+        const float *kb = NULL;
+        if (bf16) {
+            kr->scores_t_bf16(keys, rows_padded, dqk, kh, p->k_strides.seq, qt2, bq,
+                              pl->scale * FA_LOG2E, st, bq, masked, lo, hi, scratch);
+            kr->scores_t_bf16(keys, rows_padded, dv, vh, p->v_strides.seq, dot2, bq, 1.0f, dpt,
+                              bq, 0, 0, 0, scratch);
+        } else {
+            kb = widened_rows(kr, k_at, p->k_dtype, p->k_strides.seq, keys, dqk, ws + l->kw, &ldkb);
+            const float *vb = widened_rows(kr, v_at, p->v_dtype, p->v_strides.seq, keys, dv,
+                                           ws + l->vw, &ldvb);
+            kr->scores_t(keys, rows_padded, dqk, kb, ldkb, qt, bq, st, bq, masked, lo, hi, scratch);
+            kr->scores_t(keys, rows_padded, dv, vb, ldvb, dot, bq, dpt, bq, 0, 0, 0, scratch);
+        }
         // The forward's score modifiers, keeping ∂s'/∂s for the chain rule below.
         const int modded = tile == FA_TILE_MODIFIED || tile == FA_TILE_PARTIAL;
         if (modded)
             fa_modify_tile(kr, tile, &mods, keys, rows, rows_padded, st, bq, q0, k0, scratch,
                            mods.softcap > 0.0f ? dmod : NULL);
-        kr->scores_t(keys, rows_padded, dv, vb, ldvb, dot, bq, dpt, bq, 0, 0, 0, scratch);
         // Pᵀ = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D).
         kr->softmax_grad_t(keys, rows_padded, st, dpt, bq, lse2, dsum);
         // dS with respect to the raw score: times ∂s'/∂s (1 − tanh² under soft-capping).
         if (modded && mods.softcap > 0.0f)
             for (int j = 0; j < keys; j++)
                 for (int i = 0; i < rows_padded; i++) dpt[j * bq + i] *= dmod[j * bq + i];
+        float *dv_rows = dv_acc + (k0 - kc0) * l->ldv, *dk_rows = dk_acc + (k0 - kc0) * l->ldk;
+        if (bf16) {
+            // The same three products over bf16 pairs, P and dS rounded to bf16 (nearest even).
+            // dQ += dS·K: dS and K paired along the keys (dS before it is rounded in place).
+            if (parts & BACKWARD_DQ) {
+                kr->round_pairs_bf16(keys, rows_padded, dpt, bq, ds2, bq);
+                kr->pack_pairs_bf16(keys, dqk, kh, p->k_strides.seq, k2, l->ldk);
+                kr->gemm_acc_bf16(rows_padded, dqk, (keys + 1) / 2, ds2, 1, bq, k2, l->ldk,
+                                  dq_acc, l->ldk);
+            }
+            // dV += Pᵀ·dO, dK += dSᵀ·Q: P and dS rows rounded in place (each key's queries
+            // become pairs along its row), against dO and Q paired along the queries.
+            if (parts & BACKWARD_DKDV) {
+                const int pairs = (rows + 1) / 2;  // a pad query's P and dS are 0
+                kr->round_rows_bf16(keys, rows_padded, st, bq, (uint16_t *)st, 2 * bq);
+                kr->round_rows_bf16(keys, rows_padded, dpt, bq, (uint16_t *)dpt, 2 * bq);
+                kr->gemm_acc_bf16(keys, dv, pairs, (const uint32_t *)st, bq, 1, do2, l->ldv,
+                                  dv_rows, l->ldv);
+                kr->gemm_acc_bf16(keys, dqk, pairs, (const uint32_t *)dpt, bq, 1, q2, l->ldk,
+                                  dk_rows, l->ldk);
+            }
+            continue;
+        }
         // dV[keys] += Pᵀ·dO;  dK[keys] += dSᵀ·Q  (reductions over the real rows only).
         if (parts & BACKWARD_DKDV) {
-            kr->gemm_acc(keys, dv, rows, st, bq, 1, dout, lddo, dv_acc + (k0 - kc0) * l->ldv,
-                         l->ldv);
-            kr->gemm_acc(keys, dqk, rows, dpt, bq, 1, q, ldq, dk_acc + (k0 - kc0) * l->ldk,
-                         l->ldk);
+            kr->gemm_acc(keys, dv, rows, st, bq, 1, dout, lddo, dv_rows, l->ldv);
+            kr->gemm_acc(keys, dqk, rows, dpt, bq, 1, q, ldq, dk_rows, l->ldk);
         }
         // dQ += dS·K  (dS = (dSᵀ)ᵀ: row stride 1, column stride bq).
         if (parts & BACKWARD_DQ)
@@ -364,6 +429,7 @@ fa_status fa_backward(const fa_problem *p) {
     pl.p = p;
     pl.kr = fa_kernels_for(p->isa);
     pl.layout = backward_layout_for(p, pl.kr);
+    pl.bf16_dots = backward_bf16_dots(p, pl.kr);
     pl.scale = r.scale;
     pl.group = r.group;
 

@@ -13,12 +13,20 @@
 // scale·log2 e is applied to each finished score (one more rounding, within the fp32 bound).
 // K rows are read where they lie: a key's pair (k[2p], k[2p+1]) is one 32-bit broadcast.
 //
-// P·V: P (fp32, the softmax's output) is rounded to bf16, to nearest even — the one place this
-// path's arithmetic differs from fp32: each product p·v is off by at most 2⁻⁹·p·|v|, so an
-// output row by at most 2⁻⁹·max|v| (the same order as rounding the output to bf16, which
-// follows). V is packed once per key block as pairs along the keys, v2[jp, c] = (v[2jp, c],
-// v[2jp+1, c]), and P pairs, p2[jp, i] = (P[2jp, i], P[2jp+1, i]), are written over the scores
-// (row jp of the tile holds pair jp: each pair is read before its row is overwritten).
+// P·V: P (fp32, the softmax's output) is rounded to bf16, to nearest even — the one place the
+// forward's arithmetic differs from fp32: each product p·v is off by at most 2⁻⁸·p·|v| (bf16's
+// unit roundoff: 8 significant bits), so an output row by at most 2⁻⁸·max|v| (the same order
+// as rounding the output to bf16, which follows). V is packed once per key block as pairs
+// along the keys, v2[jp, c] = (v[2jp, c], v[2jp+1, c]), and P pairs, p2[jp, i] = (P[2jp, i],
+// P[2jp+1, i]), are written over the scores (row jp of the tile holds pair jp: each pair is
+// read before its row is overwritten).
+//
+// The backward (frame/backward.c) runs its five products on these kernels: Sᵀ and dPᵀ as the
+// scores (exact products, fp32 sums), dV = Pᵀ·dO, dK = dSᵀ·Q and dQ = dS·K with P and dS
+// rounded to bf16 — each gradient off by at most 2⁻⁸ times its sum of absolute products more
+// than in fp32, again the order of its own rounding to bf16. Pairs run along each product's
+// reduction axis: the queries for dV and dK (a key's P or dS row, rounded in place, is already
+// pairs; Q and dO rows are paired), the keys for dQ (dS and K rows paired).
 
 typedef __m512bh vbh;
 
@@ -118,111 +126,172 @@ VF_FN static void scores_t_bf16(int keys, int rows_padded, int64_t dqk, const ui
     }
 }
 
-// v2[jp, c] = (v[2jp, c], v[2jp+1, c]) for c < dv (0 for dv ≤ c < ldv2 and for the missing
-// row of an odd key count).
-VF_FN static void pack_v_bf16(int keys, int64_t dv, const uint16_t *v, int64_t ldv,
-                              uint32_t *v2, int64_t ldv2) {
-    for (int jp = 0; jp < (keys + 1) / 2; jp++) {
-        const uint16_t *a = v + (int64_t)(2 * jp) * ldv;
-        const uint16_t *b = 2 * jp + 1 < keys ? a + ldv : NULL;
-        uint32_t *out = v2 + (int64_t)jp * ldv2;
+// ---- pairs: the operands of products whose reduction axis is not the head dim ----
+
+// out[p, c] = (x[2p, c], x[2p+1, c]) for c < n, bf16 rows x (row stride ldx): rows paired
+// along the reduction axis; 0 for n ≤ c < ldo (ldo ≥ n rounded up to 16) and for the
+// missing row of an odd count. out is [⌈rows/2⌉ × ldo].
+VF_FN static void pack_pairs_bf16(int rows, int64_t n, const uint16_t *x, int64_t ldx,
+                                  uint32_t *out, int64_t ldo) {
+    for (int p = 0; p < (rows + 1) / 2; p++) {
+        const uint16_t *a = x + (int64_t)(2 * p) * ldx;
+        const uint16_t *b = 2 * p + 1 < rows ? a + ldx : NULL;
+        uint32_t *o = out + (int64_t)p * ldo;
         int64_t c = 0;
-        for (; c + VF_W <= dv; c += VF_W) {
+        for (; c + VF_W <= n; c += VF_W) {
             const __m512i lo = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(a + c)));
             const __m512i hi = b ? _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(b + c)))
                                  : _mm512_setzero_si512();
-            _mm512_storeu_si512(out + c, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+            _mm512_storeu_si512(o + c, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
         }
-        for (; c < ldv2; c++)
-            out[c] = c < dv ? (uint32_t)a[c] | (b ? (uint32_t)b[c] << 16 : 0u) : 0u;
+        for (; c < ldo; c++)
+            o[c] = c < n ? (uint32_t)a[c] | (b ? (uint32_t)b[c] << 16 : 0u) : 0u;
     }
 }
 
-// One P·V tile: NR rows × NV whole vectors of acc, over key pairs [0, pairs): p2 rows hold
-// (P[2jp, i], P[2jp+1, i]) pairs at the row's lanes, v2 rows the V pairs. acc ← α·acc first
-// (skipped when every row's α is 1).
-VF_INLINE void bf16_pv_tile(const int NR, const int NV, int pairs, const uint32_t *p2,
-                            int64_t ldp2, const uint32_t *v2, int64_t ldv2, const float *alpha,
-                            float *acc, int64_t ldacc) {
-    vf c[TILE_PV_LAST_R > TILE_PV_R ? TILE_PV_LAST_R : TILE_PV_R][TILE_PV_V];
-    int rescale = 0;
-    for (int r = 0; r < NR; r++) rescale |= alpha[r] != 1.0f;
-    for (int r = 0; r < NR; r++) {
-        const vf al = vf_set1(alpha[r]);
-        for (int w = 0; w < NV; w++) {
-            c[r][w] = vf_loadu(acc + r * ldacc + w * VF_W);
-            if (rescale) c[r][w] = vf_mul(c[r][w], al);
+// out[p, c] = (bf16(x[2p, c]), bf16(x[2p+1, c])) for c < n (a multiple of 16), fp32 rows x
+// rounded to nearest even; the missing row of an odd count is 0. In place when out == x and
+// ldo == ldx: row p is written after rows 2p and 2p + 1 are read.
+VF_FN static void round_pairs_bf16(int rows, int n, const float *x, int64_t ldx, uint32_t *out,
+                                   int64_t ldo) {
+    for (int p = 0; p < (rows + 1) / 2; p++) {
+        const float *a = x + (int64_t)(2 * p) * ldx;
+        const float *b = 2 * p + 1 < rows ? a + ldx : NULL;
+        for (int c = 0; c < n; c += VF_W) {
+            const __m512i pair = bf16_pairs(vf_loadu(a + c), b ? vf_loadu(b + c) : vf_zero());
+            _mm512_storeu_si512(out + (int64_t)p * ldo + c, pair);
         }
     }
-    for (int jp = 0; jp < pairs; jp++) {
-        vbh vv[TILE_PV_V];
-        for (int w = 0; w < NV; w++) vv[w] = (vbh)_mm512_loadu_si512(v2 + jp * ldv2 + w * VF_W);
-        const uint32_t *p = p2 + jp * ldp2;
+}
+
+// out[r, c] = bf16(x[r, c]) for c < n (a multiple of 16), rounded to nearest even: a row's
+// consecutive elements become pairs along it. In place when out == (uint16_t *)x and
+// ldo == 2·ldx: each vector is read before the half its conversion fills is written.
+VF_FN static void round_rows_bf16(int rows, int n, const float *x, int64_t ldx, uint16_t *out,
+                                  int64_t ldo) {
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (int64_t)r * ldx;
+        uint16_t *o = out + (int64_t)r * ldo;
+        int c = 0;
+        for (; c + 2 * VF_W <= n; c += 2 * VF_W) {
+            const __m512 a = vf_loadu(xr + c), b = vf_loadu(xr + c + VF_W);
+            _mm512_storeu_si512(o + c, (__m512i)_mm512_cvtne2ps_pbh(b, a));  // a low, b high
+        }
+        if (c < n) _mm256_storeu_si256((__m256i *)(o + c), (__m256i)_mm512_cvtneps_pbh(vf_loadu(xr + c)));
+    }
+}
+
+// ---- c[r, :] += Σ_p a2(r, p) · b2[p, :] over bf16 pairs: P·V and the backward's products ----
+
+// One tile: NR rows × NV whole vectors of c; a2(r, p) = a2[r·a_rs + p·a_ps] (a pair, one
+// 32-bit broadcast), b2 rows of pairs. With SCALED, c starts as alpha[r] · c (skipped when
+// every row's alpha is 1), as tile_gemm.
+VF_INLINE void bf16_gemm_tile(const int NR, const int NV, const int SCALED, int pairs,
+                              const uint32_t *a2, int64_t a_rs, int64_t a_ps, const uint32_t *b2,
+                              int64_t ldb2, const float *alpha, float *c, int64_t ldc) {
+    vf acc[TILE_PV_LAST_R > TILE_PV_R ? TILE_PV_LAST_R : TILE_PV_R][TILE_PV_V];
+    int rescale = 0;
+    if (SCALED)
+        for (int r = 0; r < NR; r++) rescale |= alpha[r] != 1.0f;
+    for (int r = 0; r < NR; r++) {
+        const vf al = vf_set1(SCALED ? alpha[r] : 1.0f);
+        for (int w = 0; w < NV; w++) {
+            acc[r][w] = vf_loadu(c + r * ldc + w * VF_W);
+            if (rescale) acc[r][w] = vf_mul(acc[r][w], al);
+        }
+    }
+    for (int p = 0; p < pairs; p++) {
+        vbh bv[TILE_PV_V];
+        for (int w = 0; w < NV; w++) bv[w] = (vbh)_mm512_loadu_si512(b2 + p * ldb2 + w * VF_W);
         for (int r = 0; r < NR; r++) {
-            const vbh pb = (vbh)_mm512_set1_epi32((int)p[r]);
-            for (int w = 0; w < NV; w++) c[r][w] = _mm512_dpbf16_ps(c[r][w], pb, vv[w]);
+            const vbh ab = (vbh)_mm512_set1_epi32((int)a2[r * a_rs + p * a_ps]);
+            for (int w = 0; w < NV; w++) acc[r][w] = _mm512_dpbf16_ps(acc[r][w], ab, bv[w]);
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int w = 0; w < NV; w++) vf_storeu(acc + r * ldacc + w * VF_W, c[r][w]);
+        for (int w = 0; w < NV; w++) vf_storeu(c + r * ldc + w * VF_W, acc[r][w]);
 }
 
-// All rows against NV vectors of columns: tiles of R rows (then one of the rest), each over
-// the key pairs its band reaches.
-VF_INLINE void bf16_pv_rows(const int R, const int NV, int rows_padded, int keys,
-                            const uint32_t *p2, int64_t ldp2, const uint32_t *v2, int64_t ldv2,
-                            const float *alpha, float *acc, int64_t ldacc, int masked,
-                            int64_t lo, int64_t hi) {
-#define BF16_PV(NR, i)                                                                       \
-    do {                                                                                     \
-        int j0, j1;                                                                          \
-        fa_band_keys(keys, (i), (NR), masked, lo, hi, &j0, &j1);                             \
-        const int p0 = j0 / 2, p1 = (j1 + 1) / 2;                                            \
-        bf16_pv_tile((NR), NV, p1 - p0, p2 + (int64_t)p0 * ldp2 + (i), ldp2,                 \
-                     v2 + (int64_t)p0 * ldv2, ldv2, alpha + (i), acc + (int64_t)(i) * ldacc, \
-                     ldacc);                                                                 \
-    } while (0)
+// One row tile of NR rows from row i: over the key pairs its band reaches (P·V: pairs are of
+// keys, band as tile_band), or over all pairs (band NULL).
+VF_INLINE void bf16_gemm_band(const int NR, const int NV, const int SCALED, const tile_band *band,
+                              int i, int keys, int pairs, const uint32_t *a2, int64_t a_rs,
+                              int64_t a_ps, const uint32_t *b2, int64_t ldb2, const float *alpha,
+                              float *c, int64_t ldc) {
+    int p0 = 0, p1 = pairs;
+    if (band) {
+        int j0, j1;
+        fa_band_keys(keys, i, NR, band->masked, band->lo, band->hi, &j0, &j1);
+        p0 = j0 / 2;
+        p1 = (j1 + 1) / 2;
+    }
+    bf16_gemm_tile(NR, NV, SCALED, p1 - p0, a2 + (int64_t)i * a_rs + (int64_t)p0 * a_ps, a_rs,
+                   a_ps, b2 + (int64_t)p0 * ldb2, ldb2, SCALED ? alpha + i : alpha,
+                   c + (int64_t)i * ldc, ldc);
+}
+
+// All M rows against NV vectors of columns: tiles of R rows, then one of the rest.
+VF_INLINE void bf16_gemm_rows(const int R, const int NV, const int SCALED, const tile_band *band,
+                              int M, int keys, int pairs, const uint32_t *a2, int64_t a_rs,
+                              int64_t a_ps, const uint32_t *b2, int64_t ldb2, const float *alpha,
+                              float *c, int64_t ldc) {
     int i = 0;
-    for (; i + R <= rows_padded; i += R) BF16_PV(R, i);
-    switch (rows_padded - i) {
-    case 7: if (7 < R) BF16_PV(7, i); break;
-    case 6: if (6 < R) BF16_PV(6, i); break;
-    case 5: if (5 < R) BF16_PV(5, i); break;
-    case 4: if (4 < R) BF16_PV(4, i); break;
-    case 3: if (3 < R) BF16_PV(3, i); break;
-    case 2: if (2 < R) BF16_PV(2, i); break;
-    case 1: if (1 < R) BF16_PV(1, i); break;
+    for (; i + R <= M; i += R)
+        bf16_gemm_band(R, NV, SCALED, band, i, keys, pairs, a2, a_rs, a_ps, b2, ldb2, alpha, c, ldc);
+    switch (M - i) {
+#define BF16_GEMM_REST(n)                                                                    \
+    case n:                                                                                  \
+        if (n < R)                                                                           \
+            bf16_gemm_band(n, NV, SCALED, band, i, keys, pairs, a2, a_rs, a_ps, b2, ldb2,    \
+                           alpha, c, ldc);                                                   \
+        break;
+    BF16_GEMM_REST(1) BF16_GEMM_REST(2) BF16_GEMM_REST(3) BF16_GEMM_REST(4)
+    BF16_GEMM_REST(5) BF16_GEMM_REST(6) BF16_GEMM_REST(7)
+#undef BF16_GEMM_REST
     default: break;
     }
-#undef BF16_PV
+}
+
+// c (M × N) += a2 · b2 over column strips, as tile_gemm_all; b2 and c rows are whole vectors
+// up to N rounded up to 16 (b2 zero past N), so no strip has a tail.
+VF_INLINE void bf16_gemm_all(const int SCALED, const tile_band *band, int M, int64_t N,
+                             int keys, int pairs, const uint32_t *a2, int64_t a_rs, int64_t a_ps,
+                             const uint32_t *b2, int64_t ldb2, const float *alpha, float *c,
+                             int64_t ldc) {
+    enum { V = TILE_PV_V };
+    int64_t n0 = 0;
+    for (; N - n0 > (V - 1) * VF_W; n0 += V * VF_W)
+        bf16_gemm_rows(TILE_PV_R, V, SCALED, band, M, keys, pairs, a2, a_rs, a_ps, b2 + n0, ldb2,
+                       alpha, c + n0, ldc);
+    if (n0 < N) {
+        const int nv = (int)((N - n0 + VF_W - 1) / VF_W);
+        const uint32_t *bn = b2 + n0;
+        float *cn = c + n0;
+        if (nv == 3) bf16_gemm_rows(TILE_PV_LAST_R, 3, SCALED, band, M, keys, pairs, a2, a_rs, a_ps, bn, ldb2, alpha, cn, ldc);
+        else if (nv == 2) bf16_gemm_rows(TILE_PV_LAST_R, 2, SCALED, band, M, keys, pairs, a2, a_rs, a_ps, bn, ldb2, alpha, cn, ldc);
+        else bf16_gemm_rows(TILE_PV_LAST_R, 1, SCALED, band, M, keys, pairs, a2, a_rs, a_ps, bn, ldb2, alpha, cn, ldc);
+    }
 }
 
 // acc[i, :] = α·acc[i, :] + Σ_j bf16(P[j, i]) · v[j, :] over the block (P in pt, key-major,
-// turned into bf16 pairs in place; V as pack_v_bf16 left it in v2, ldv2 ≥ dv rounded up to 16,
-// so every vector is whole and zero past dv).
+// turned into bf16 pairs in place; V as pack_pairs_bf16 left it in v2, ldv2 ≥ dv rounded up
+// to 16, so every vector is whole and zero past dv).
 VF_FN static void accumulate_pv_bf16(int rows_padded, int keys, int64_t dv, float *pt,
                                      int64_t ldpt, const uint32_t *v2, int64_t ldv2,
                                      const float *alpha, float *acc, int64_t ldacc, int masked,
                                      int64_t lo, int64_t hi) {
     // P pairs over the scores: row jp ← (row 2jp, row 2jp + 1), lanes 0 … rows_padded − 1.
     uint32_t *p2 = (uint32_t *)pt;
-    for (int jp = 0; jp < (keys + 1) / 2; jp++) {
-        const float *a = pt + (int64_t)(2 * jp) * ldpt;
-        const float *b = 2 * jp + 1 < keys ? a + ldpt : NULL;
-        for (int i = 0; i < rows_padded; i += VF_W) {
-            const __m512i pair = bf16_pairs(vf_loadu(a + i), b ? vf_loadu(b + i) : vf_zero());
-            _mm512_storeu_si512(p2 + (int64_t)jp * ldpt + i, pair);
-        }
-    }
-    enum { V = TILE_PV_V };
-    int64_t d0 = 0;
-    for (; dv - d0 > (V - 1) * VF_W; d0 += V * VF_W)
-        bf16_pv_rows(TILE_PV_R, V, rows_padded, keys, p2, ldpt, v2 + d0, ldv2, alpha, acc + d0,
-                     ldacc, masked, lo, hi);
-    if (d0 < dv) {
-        const int nv = (int)((dv - d0 + VF_W - 1) / VF_W);
-        if (nv == 3) bf16_pv_rows(TILE_PV_LAST_R, 3, rows_padded, keys, p2, ldpt, v2 + d0, ldv2, alpha, acc + d0, ldacc, masked, lo, hi);
-        else if (nv == 2) bf16_pv_rows(TILE_PV_LAST_R, 2, rows_padded, keys, p2, ldpt, v2 + d0, ldv2, alpha, acc + d0, ldacc, masked, lo, hi);
-        else bf16_pv_rows(TILE_PV_LAST_R, 1, rows_padded, keys, p2, ldpt, v2 + d0, ldv2, alpha, acc + d0, ldacc, masked, lo, hi);
-    }
+    round_pairs_bf16(keys, rows_padded, pt, ldpt, p2, ldpt);
+    const tile_band band = {masked, lo, hi};
+    bf16_gemm_all(1, &band, rows_padded, dv, keys, (keys + 1) / 2, p2, 1, ldpt, v2, ldv2, alpha,
+                  acc, ldacc);
+}
+
+// c[m, n] += Σ_p a2[m·a_rs + p·a_ps] · b2[p·ldb2 + n] over bf16 pairs (m < M, p < pairs):
+// gemm_acc with both factors in bf16 pairs along the reduction axis.
+VF_FN static void gemm_acc_bf16(int M, int64_t N, int pairs, const uint32_t *a2, int64_t a_rs,
+                                int64_t a_ps, const uint32_t *b2, int64_t ldb2, float *c,
+                                int64_t ldc) {
+    bf16_gemm_all(0, NULL, M, N, 0, pairs, a2, a_rs, a_ps, b2, ldb2, NULL, c, ldc);
 }

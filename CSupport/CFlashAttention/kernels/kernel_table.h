@@ -23,7 +23,10 @@ const fa_kernels KERNEL_TABLE = {
 #ifdef KERNEL_BF16
     .pack_qt_bf16 = pack_qt_bf16,
     .scores_t_bf16 = scores_t_bf16,
-    .pack_v_bf16 = pack_v_bf16,
+    .pack_pairs_bf16 = pack_pairs_bf16,
+    .round_pairs_bf16 = round_pairs_bf16,
+    .round_rows_bf16 = round_rows_bf16,
+    .gemm_acc_bf16 = gemm_acc_bf16,
     .accumulate_pv_bf16 = accumulate_pv_bf16,
 #endif
 };

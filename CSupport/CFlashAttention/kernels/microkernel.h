@@ -191,8 +191,8 @@ typedef struct fa_kernels {
                    float *acc, int64_t ldacc);
 
     // ---- bf16 dot products (kernels/bf16_tile_kernels.h): NULL where the ISA has none ----
-    // Used when Q, K and V are all stored in bf16. Pairs are 32 bits, the even element in the
-    // low half.
+    // Used when Q, K and V are all stored in bf16, forward and backward. Pairs are 32 bits, the
+    // even element in the low half.
 
     /// qt2[p, i] = (q[i, 2p], q[i, 2p+1]) for i < rows, unscaled; zero pad rows and the missing
     /// half of an odd head dim's last pair. qt2 is [⌈dqk/2⌉ × rows_padded], row stride ldqt2.
@@ -203,12 +203,29 @@ typedef struct fa_kernels {
     void (*scores_t_bf16)(int keys, int rows_padded, int64_t dqk, const uint16_t *k, int64_t ldk,
                           const uint32_t *qt2, int64_t ldqt2, float scale, float *st,
                           int64_t ldst, int masked, int64_t lo, int64_t hi, float *block_max);
-    /// v2[jp, c] = (v[2jp, c], v[2jp+1, c]) for c < dv; zero for dv ≤ c < ldv2 (≥ dv rounded
-    /// up to 16) and the missing row of an odd key count. v2 is [⌈keys/2⌉ × ldv2].
-    void (*pack_v_bf16)(int keys, int64_t dv, const uint16_t *v, int64_t ldv, uint32_t *v2,
-                        int64_t ldv2);
+    /// out[p, c] = (x[2p, c], x[2p+1, c]) for c < n: bf16 rows (row stride ldx) paired along
+    /// the rows, the reduction axis of a product (V over keys; Q, dO over queries; K over
+    /// keys); zero for n ≤ c < ldo (≥ n rounded up to 16) and the missing row of an odd count.
+    /// out is [⌈rows/2⌉ × ldo].
+    void (*pack_pairs_bf16)(int rows, int64_t n, const uint16_t *x, int64_t ldx, uint32_t *out,
+                            int64_t ldo);
+    /// The same from fp32 rows rounded to bf16 (nearest even), n a multiple of 16 (the
+    /// backward's dS over keys); in place allowed (out == x, ldo == ldx).
+    void (*round_pairs_bf16)(int rows, int n, const float *x, int64_t ldx, uint32_t *out,
+                             int64_t ldo);
+    /// out[r, c] = bf16(x[r, c]) (nearest even) for c < n, a multiple of 16: each row's
+    /// consecutive elements become pairs along the row (the backward's P and dS over queries);
+    /// in place allowed (out == (uint16_t *)x, ldo == 2·ldx).
+    void (*round_rows_bf16)(int rows, int n, const float *x, int64_t ldx, uint16_t *out,
+                            int64_t ldo);
+    /// c[m, n] += Σ_p a2[m·a_rs + p·a_ps] · b2[p·ldb2 + n]   (m < M, n < N, p < pairs): gemm_acc
+    /// over bf16 pairs. b2 and c rows are read (c written) as whole vectors up to N rounded up
+    /// to 16; b2 is zero past N.
+    void (*gemm_acc_bf16)(int M, int64_t N, int pairs, const uint32_t *a2, int64_t a_rs,
+                          int64_t a_ps, const uint32_t *b2, int64_t ldb2, float *c, int64_t ldc);
     /// accumulate_pv with P rounded to bf16 (to nearest even): acc[i, :] = alpha[i] · acc[i, :]
-    /// + Σ_j bf16(pt[j, i]) · v[j, :]; pt is overwritten (its rows become P pairs).
+    /// + Σ_j bf16(pt[j, i]) · v[j, :], V in key pairs (pack_pairs_bf16); pt is overwritten (its
+    /// rows become P pairs).
     void (*accumulate_pv_bf16)(int rows_padded, int keys, int64_t dv, float *pt, int64_t ldpt,
                                const uint32_t *v2, int64_t ldv2, const float *alpha, float *acc,
                                int64_t ldacc, int masked, int64_t lo, int64_t hi);
