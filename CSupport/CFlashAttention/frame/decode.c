@@ -7,7 +7,7 @@
 // reads it G times), and the query-major kernels (kernels/row_kernels.h) keep every vector
 // lane live for any number of rows. Per tile:
 //   q = scale·log2(e) · Q rows (zero-padded to 16)            (once)
-//   for each block of FA_ROW_TILE_KEYS keys in the tile's range within its key chunk:
+//   for each block of fa_row_block_keys keys in the tile's range within its key chunk:
 //     s = q · Kᵀ                                              (scores_q)
 //     s = −inf outside each row's band (causal, window); soft-capping, ALiBi, masks by the
 //         row's own (head, position)                          (fa_apply_score_mods per row)
@@ -19,6 +19,14 @@
 #include <math.h>
 #include "forward_plan.h"
 #include "kv_source.h"
+
+/// Whether the row tiles run over bf16 pairs: Q, K and V all bf16 on an ISA with bf16 dot
+/// products (the plan's bf16_dots), head dims the kernel holds in registers. K and V are then
+/// read as stored, and P is rounded to bf16 for P·V (as the key-major bf16 path).
+static int fa_row_bf16_dots(const fa_forward_plan *pl) {
+    return pl->bf16_dots && pl->kr->scores_q_bf16dot &&
+           pl->p->shape.head_dim_qk <= FA_ROW_BF16DOT_MAX_DQK;
+}
 
 /// One row of a tile: its head, its query position, its band of keys and its modifiers.
 typedef struct tile_row {
@@ -59,13 +67,23 @@ static void attend_rows(const fa_forward_plan *pl, const fa_kv_source *src,
     const fa_kernels *kr = pl->kr;
     const fa_row_layout *l = &pl->row_layout;
     const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
-    for (int64_t k0 = k_begin; k0 < k_end; k0 += FA_ROW_TILE_KEYS) {
-        const int keys = (int)(k_end - k0 < FA_ROW_TILE_KEYS ? k_end - k0 : FA_ROW_TILE_KEYS);
+    const int dots = fa_row_bf16_dots(pl);
+    const int block = fa_row_block_keys(p);
+    for (int64_t k0 = k_begin; k0 < k_end; k0 += block) {
+        const int keys = (int)(k_end - k0 < block ? k_end - k0 : block);
         const fa_kv_block blk = fa_kv_block_at(src, k0);
-        kr->scores_q[blk.k_type](n, keys, dqk, q, l->ldq, blk.k, blk.ldk, s, l->lds);
+        if (dots)
+            kr->scores_q_bf16dot(n, keys, dqk, (const uint16_t *)q, 2 * l->ldq,
+                                 (const uint16_t *)blk.k, blk.ldk, pl->scale_log2, s, l->lds);
+        else
+            kr->scores_q[blk.k_type](n, keys, dqk, q, l->ldq, blk.k, blk.ldk, s, l->lds);
         modify_rows(rows, n, k0, keys, s, l->lds, mods_active);
         kr->softmax_q(n, keys, s, l->lds, state->row_max, state->row_sum, state->alpha);
-        kr->block_pv_q[blk.v_type](n, keys, dv, s, l->lds, blk.v, blk.ldv, pv, l->ldacc);
+        if (dots)
+            kr->block_pv_q_bf16dot(n, keys, dv, s, l->lds, (const uint16_t *)blk.v, blk.ldv, pv,
+                                   l->ldacc);
+        else
+            kr->block_pv_q[blk.v_type](n, keys, dv, s, l->lds, blk.v, blk.ldv, pv, l->ldacc);
         kr->fold_q(n, dv, state->alpha, pv, l->ldacc, state->acc, state->ldacc);
     }
 }
@@ -104,6 +122,14 @@ void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk,
             lo = row->lo < lo ? row->lo : lo;
             hi = row->hi > hi ? row->hi : hi;
         }
+        if (fa_row_bf16_dots(pl)) {
+            // bf16 dots: the row as stored (bf16, unscaled: the scale goes on each score),
+            // zero up to 2·ldq elements (≥ the next multiple of 32).
+            uint16_t *dst = (uint16_t *)q + (int64_t)r * 2 * l->ldq;
+            const uint16_t *src = (const uint16_t *)fa_q_row(p, b, row->h, row->i);
+            for (int64_t d = 0; d < 2 * l->ldq; d++) dst[d] = d < dqk ? src[d] : 0;
+            continue;
+        }
         // q[r, :] = scale·log2(e) · Q[b, h, i, :], zero up to ldq.
         float *dst = q + (int64_t)r * l->ldq;
         fa_get_q_row(pl->kr, p, fa_q_row(p, b, row->h, row->i), dst, dqk);
@@ -115,7 +141,7 @@ void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk,
     fa_state_reset(&state);
     if (hi > lo) {
         int64_t k_begin, k_end;
-        fa_chunk_range(pl, b, split, lo, hi, FA_ROW_TILE_KEYS, &k_begin, &k_end);
+        fa_chunk_range(pl, b, split, lo, hi, fa_row_block_keys(p), &k_begin, &k_end);
         const fa_kv_source src = fa_kv_source_for(p, b, g);
         attend_rows(pl, &src, rows, n, q, &state, ws + l->s, ws + l->pv, k_begin, k_end,
                     mods_active);

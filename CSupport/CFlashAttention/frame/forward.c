@@ -245,10 +245,12 @@ fa_status fa_forward(const fa_problem *p) {
     pl.group = r.group;
     pl.row_tiles = fa_uses_row_tiles(p);
     pl.split = fa_split_plan_for(p);
+    pl.bf16_dots = pl.kr->scores_t_bf16 && p->q_dtype == FA_DTYPE_BF16 &&
+                   p->k_dtype == FA_DTYPE_BF16 && p->v_dtype == FA_DTYPE_BF16;
     size_t per_thread;
     int64_t items;
     if (pl.row_tiles) {  // decoding shapes: row tiles of whole GQA groups (decode.c)
-        pl.row_layout = fa_row_layout_for(&p->shape);
+        pl.row_layout = fa_row_layout_for(p);
         pl.row_chunks = fa_row_chunks(p);
         per_thread = pl.row_layout.per_thread_bytes;
         items = p->shape.batch * p->shape.kv_heads * pl.row_chunks;
@@ -256,8 +258,6 @@ fa_status fa_forward(const fa_problem *p) {
         pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads, p->window_left,
                                     p->block_mask.data ? p->block_mask.block_q : 0);
         pl.layout = fa_forward_layout_for(p, pl.blocks);
-        pl.bf16_dots = pl.kr->scores_t_bf16 && p->q_dtype == FA_DTYPE_BF16 &&
-                       p->k_dtype == FA_DTYPE_BF16 && p->v_dtype == FA_DTYPE_BF16;
         // Packed sequences: blocks of the longest; a shorter sequence's extra items are empty.
         pl.q_blocks = (fa_max_q_rows(p) + pl.blocks.block_q - 1) / pl.blocks.block_q;
         per_thread = pl.layout.per_thread_bytes;

@@ -8,15 +8,25 @@
 #include "internal.h"
 #include "online_softmax.h"
 
-/// Rows of a row tile (query rows × heads of a group, flattened) and its key block.
+/// Rows of a row tile (query rows × heads of a group, flattened) and its key block: 128 keys,
+/// or 256 when K and V are both half — the same bytes per block. Each block's K rows and V
+/// rows are two streams that start and stop once per block; with half rows at 128 keys the
+/// step read 10–15 % fewer GB/s (Zen 4, 32/8 heads, D = 128, 64k keys, A/B alternating).
 #define FA_ROW_TILE_ROWS 64
 #define FA_ROW_TILE_KEYS 128
+#define FA_ROW_TILE_HALF_KEYS 256
+
+/// The key block of p's row tiles.
+static inline int fa_row_block_keys(const fa_problem *p) {
+    return p->k_dtype != FA_DTYPE_F32 && p->v_dtype != FA_DTYPE_F32 ? FA_ROW_TILE_HALF_KEYS
+                                                                    : FA_ROW_TILE_KEYS;
+}
 /// The smallest automatic split-KV chunk, in keys.
 #define FA_SPLIT_MIN_KEYS 512
 
 /// Per-thread workspace of a row tile: regions FA_ALIGN-aligned, offsets in floats.
 typedef struct fa_row_layout {
-    size_t q;        ///< rows × ldq      scaled query rows, zero-padded
+    size_t q;        ///< rows × ldq      scaled query rows, zero-padded (bf16 dots: bf16 rows)
     size_t s;        ///< rows × lds      scores, then probabilities (query-major)
     size_t acc;      ///< rows × ldacc    the running output
     size_t pv;       ///< rows × ldacc    one block's P·V, added to acc once per block
@@ -25,7 +35,7 @@ typedef struct fa_row_layout {
     size_t per_thread_bytes;
 } fa_row_layout;
 
-fa_row_layout fa_row_layout_for(const fa_shape *s);
+fa_row_layout fa_row_layout_for(const fa_problem *p);
 
 /// Whether fa_forward runs p on row tiles (decoding shapes).
 int fa_uses_row_tiles(const fa_problem *p);
@@ -58,7 +68,7 @@ typedef struct fa_forward_plan {
     fa_forward_layout layout;   ///< key-major tiles
     fa_row_layout row_layout;   ///< row tiles
     int row_tiles;              ///< 1: row tiles, 0: key-major tiles
-    int bf16_dots;              ///< key-major tiles over bf16 pairs (Q, K, V bf16; the ISA has them)
+    int bf16_dots;              ///< products over bf16 pairs (Q, K, V bf16; the ISA has them)
     float scale_log2;           ///< scale · log2(e)
     int64_t group;              ///< query heads per key/value head
     int64_t q_blocks;           ///< key-major: query blocks of the longest sequence

@@ -29,11 +29,12 @@ int64_t fa_row_chunks(const fa_problem *p) {
     return rows == 0 ? 1 : (rows + FA_ROW_TILE_ROWS - 1) / FA_ROW_TILE_ROWS;
 }
 
-fa_row_layout fa_row_layout_for(const fa_shape *s) {
+fa_row_layout fa_row_layout_for(const fa_problem *p) {
+    const fa_shape *s = &p->shape;
     fa_row_layout l = {0};
     l.ldq = (s->head_dim_qk + 15) / 16 * 16;
-    l.lds = FA_ROW_TILE_KEYS;
-    l.ldacc = (s->head_dim_v + 15) / 16 * 16;
+    l.lds = fa_row_block_keys(p);
+    l.ldacc = (s->head_dim_v + 31) / 32 * 32;  // block_pv_q_bf16dot writes whole 32-column chunks
     const size_t r = FA_ROW_TILE_ROWS;
     const size_t sizes[7] = {r * (size_t)l.ldq, r * (size_t)l.lds, r * (size_t)l.ldacc, r, r, r,
                              r * (size_t)l.ldacc};
@@ -60,7 +61,8 @@ fa_split_plan fa_split_plan_for(const fa_problem *p) {
             if (items < FA_SPLIT_TARGET_ITEMS) {
                 const int64_t want = (FA_SPLIT_TARGET_ITEMS + items - 1) / items;
                 int64_t c = (max_kv + want - 1) / want;
-                c = (c + FA_ROW_TILE_KEYS - 1) / FA_ROW_TILE_KEYS * FA_ROW_TILE_KEYS;
+                const int64_t block = fa_row_block_keys(p);
+                c = (c + block - 1) / block * block;
                 size = c < FA_SPLIT_MIN_KEYS ? FA_SPLIT_MIN_KEYS : c;
             }
         }

@@ -527,7 +527,7 @@ fa_status fa_workspace_bytes(const fa_problem *p, size_t *bytes) {
     const int threads = fa_resolve_threads(p->num_threads);
     size_t per_thread;
     if (fa_uses_row_tiles(p)) {
-        per_thread = fa_row_layout_for(&p->shape).per_thread_bytes;
+        per_thread = fa_row_layout_for(p).per_thread_bytes;
     } else {
         const fa_blocking b = fa_blocking_for(fa_kernels_for(p->isa), &p->shape, threads,
                                               p->window_left,

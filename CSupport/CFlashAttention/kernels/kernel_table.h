@@ -28,5 +28,7 @@ const fa_kernels KERNEL_TABLE = {
     .round_rows_bf16 = round_rows_bf16,
     .gemm_acc_bf16 = gemm_acc_bf16,
     .accumulate_pv_bf16 = accumulate_pv_bf16,
+    .scores_q_bf16dot = row_scores_bf16dot,
+    .block_pv_q_bf16dot = row_block_pv_bf16dot,
 #endif
 };

@@ -33,6 +33,9 @@
 /// Below this, 2^x is flushed to 0 (also what −inf, i.e. a masked score, becomes).
 #define FA_EXP2_MIN (-126.0f)
 
+/// The longest head dim scores_q_bf16dot takes (its query rows are held in registers).
+#define FA_ROW_BF16DOT_MAX_DQK 256
+
 /// "No bound" for a side of the band: far beyond any extent, safe to add small numbers to.
 #define FA_BAND_OPEN ((int64_t)1 << 40)
 
@@ -229,6 +232,17 @@ typedef struct fa_kernels {
     void (*accumulate_pv_bf16)(int rows_padded, int keys, int64_t dv, float *pt, int64_t ldpt,
                                const uint32_t *v2, int64_t ldv2, const float *alpha, float *acc,
                                int64_t ldacc, int masked, int64_t lo, int64_t hi);
+
+    /// scores_q over bf16 pairs (decoding, Q, K, V all bf16): s[r, j] = scale · Σ_d q2[r, d] ·
+    /// k[j, d]; q2 rows are the query's bf16 elements, unscaled, zero from dqk to the next
+    /// multiple of 32; dqk ≤ FA_ROW_BF16DOT_MAX_DQK.
+    void (*scores_q_bf16dot)(int rows, int keys, int64_t dqk, const uint16_t *q2, int64_t ldq2,
+                             const uint16_t *k, int64_t ldk, float scale, float *s, int64_t lds);
+    /// block_pv_q over bf16 pairs: out[r, :] = Σ_j bf16(p[r, j]) · v[j, :], P rounded to nearest
+    /// even in place (p is overwritten); out rows are written up to dv rounded up to 32 (ldo ≥
+    /// that), zero past dv.
+    void (*block_pv_q_bf16dot)(int rows, int keys, int64_t dv, float *p, int64_t ldp,
+                               const uint16_t *v, int64_t ldv, float *out, int64_t ldo);
 
     /// y[j] = 2^x[j] for x[j] ≤ 0, as the softmax computes it (exposed for accuracy tests).
     void (*exp2)(const float *x, float *y, int64_t n);
