@@ -30,7 +30,8 @@ public struct ParityCase: Sendable {
     public var attention = AttentionOptions()
     /// How q.npy (and so the output) and k.npy, v.npy store their elements: float32 (also for
     /// float64 files), float16 (`<f2`) or bfloat16 (`<u2` bit patterns, named by case.json's
-    /// "bfloat16" list). The forward runs in these types; the backward in float32.
+    /// "bfloat16" list). The forward and the backward run in these types (dout.npy's values in
+    /// the output's type, each gradient in its tensor's, compared widened).
     public var queryType: AttentionElementType = .float32
     public var keyValueType: AttentionElementType = .float32
     /// Features case.json asks for that the library does not have: each fails the case.
@@ -356,6 +357,52 @@ public struct ParityCase: Sendable {
             }
         }
         // Every value came from a file of its type, so these conversions are exact.
+        switch queryType {
+        case .float32: return try withKV({ $0 }, { $0 })
+        case .float16: return try withKV({ Float16($0) }, { Float($0) })
+        case .bfloat16: return try withKV({ BFloat16($0) }, { $0.floatValue })
+        }
+    }
+
+    /// The backward in the case's storage types, fed the forward's `output` and `logSumExp` as
+    /// `forward` returned them: dO rounded to the output's type (exact when dout.npy stores that
+    /// type), each gradient in its tensor's type, widened exactly.
+    public func backward(output: [Float], logSumExp: [Float], outputGradient: [Float],
+                         options: AttentionOptions) throws
+        -> (query: [Float], key: [Float], value: [Float])
+    {
+        func run<Q: AttentionElement, KV: AttentionElement>(
+            _ q: (Float) -> Q, _ kv: (Float) -> KV, _ qBack: (Q) -> Float, _ kvBack: (KV) -> Float
+        ) throws -> ([Float], [Float], [Float]) {
+            let (qs, ks, vs) = (query.map(q), key.map(kv), value.map(kv))
+            let (os, gs) = (output.map(q), outputGradient.map(q))
+            var dq = [Q](repeating: q(0), count: qs.count)
+            var dk = [KV](repeating: kv(0), count: ks.count)
+            var dv = [KV](repeating: kv(0), count: vs.count)
+            try qs.withUnsafeBufferPointer { qp in
+            try ks.withUnsafeBufferPointer { kp in
+            try vs.withUnsafeBufferPointer { vp in
+            try os.withUnsafeBufferPointer { op in
+            try logSumExp.withUnsafeBufferPointer { lp in
+            try gs.withUnsafeBufferPointer { gp in
+            try dq.withUnsafeMutableBufferPointer { dqp in
+            try dk.withUnsafeMutableBufferPointer { dkp in
+            try dv.withUnsafeMutableBufferPointer { dvp in
+                try FlashAttention.backward(query: qp, key: kp, value: vp, output: op, logSumExp: lp,
+                                            outputGradient: gp, queryGradient: dqp, keyGradient: dkp,
+                                            valueGradient: dvp, shape: shape, options: options)
+            } } } } } } } } }
+            return (dq.map(qBack), dk.map(kvBack), dv.map(kvBack))
+        }
+        func withKV<Q: AttentionElement>(_ q: @escaping (Float) -> Q, _ back: @escaping (Q) -> Float) throws
+            -> ([Float], [Float], [Float])
+        {
+            switch keyValueType {
+            case .float32: try run(q, { $0 }, back, { $0 })
+            case .float16: try run(q, { Float16($0) }, back, { Float($0) })
+            case .bfloat16: try run(q, { BFloat16($0) }, back, { $0.floatValue })
+            }
+        }
         switch queryType {
         case .float32: return try withKV({ $0 }, { $0 })
         case .float16: return try withKV({ Float16($0) }, { Float($0) })

@@ -102,10 +102,8 @@ public struct ParityChecker: Sendable {
                 }
                 if let dout = c.outputGradient {
                     // The backward of this implementation, fed its own forward's out and lse.
-                    let g = try FlashAttention.backward(
-                        query: c.query, key: c.key, value: c.value, output: out, logSumExp: lse,
-                        outputGradient: dout, shape: c.shape,
-                        options: c.options(impl.implementation, kernel: impl.kernel))
+                    let g = try c.backward(output: out, logSumExp: lse, outputGradient: dout,
+                                           options: c.options(impl.implementation, kernel: impl.kernel))
                     for (name, got) in [("dq", g.query), ("dk", g.key), ("dv", g.value)] {
                         if let expected = c.expectedGradients[name] {
                             r.tensors.append(TensorComparison(tensor: name, got: got,
@@ -135,10 +133,8 @@ public struct ParityChecker: Sendable {
         var written: [String] = []
         var arrays = [("out.npy", c.fileArray("out", out)), ("lse.npy", c.fileArray("lse", lse))]
         if let dout = c.outputGradient {
-            let g = try FlashAttention.backward(
-                query: c.query, key: c.key, value: c.value, output: out, logSumExp: lse,
-                outputGradient: dout, shape: c.shape,
-                options: c.options(implementation.implementation, kernel: implementation.kernel))
+            let g = try c.backward(output: out, logSumExp: lse, outputGradient: dout,
+                                   options: c.options(implementation.implementation, kernel: implementation.kernel))
             arrays += [("dq.npy", c.fileArray("dq", g.query)), ("dk.npy", c.fileArray("dk", g.key)),
                        ("dv.npy", c.fileArray("dv", g.value))]
         }

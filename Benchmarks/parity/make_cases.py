@@ -5,9 +5,9 @@
     python3 Benchmarks/parity/make_cases.py OUT_DIR --backend numpy
     swift run -c release attention-parity OUT_DIR/*
 
-Each case directory gets q.npy, k.npy, v.npy (float32 [B, H, L, D]; packed cases [T, H, D];
+Each case directory gets q.npy, k.npy, v.npy and dout.npy (float32 [B, H, L, D]; packed [T, H, D];
 with --dtype float16 or bfloat16, <f2 or bf16 bit patterns as <u2 named in case.json's "bfloat16"),
-out.npy, lse.npy, dout.npy with the gradients dq.npy, dk.npy, dv.npy, and case.json with the
+out.npy, lse.npy, the gradients dq.npy, dk.npy, dv.npy, and case.json with the
 keys the README documents (scale, causal, window, softcap, alibi_slopes, query_lengths,
 key_lengths, cu_seqlens_q/k, mask, block_mask) and the files they name. Every modifier becomes
 one float64 bias added to the (soft-capped) scaled scores — ALiBi, masks, and -inf outside the
@@ -174,10 +174,10 @@ def from_bf16_bits(h):
 
 
 def round_inputs(files, params, dtype):
-    """Stores q, k and v in `dtype` (float16 as <f2; bfloat16 as its bits in <u2, named by
+    """Stores q, k, v and dout in `dtype` (float16 as <f2; bfloat16 as its bits in <u2, named by
     case.json's "bfloat16" key) and returns the rounded values as float32 for the reference."""
     rounded = {}
-    for name in ("q", "k", "v"):
+    for name in ("q", "k", "v", "dout"):
         x = files[name]
         if dtype == "float16":
             files[name] = x.astype(np.float16)
@@ -186,7 +186,7 @@ def round_inputs(files, params, dtype):
             files[name] = to_bf16_bits(x)
             rounded[name] = from_bf16_bits(files[name])
     if dtype == "bfloat16":
-        params["bfloat16"] = ["q", "k", "v"]
+        params["bfloat16"] = ["q", "k", "v", "dout"]
     return rounded
 
 
@@ -201,16 +201,16 @@ def write_case(d, arrays, params):
 def make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window, extras,
               dtype="float32"):
     """Inputs, expected tensors and case.json parameters of one padded-batch case. With a half
-    dtype, q, k and v are stored in it and the reference sees the rounded values."""
+    dtype, q, k, v and dout are stored in it and the reference sees the rounded values."""
     q = rng.standard_normal((b, hq, lq, dqk)).astype(np.float32)
     k = rng.standard_normal((b, hkv, lk, dqk)).astype(np.float32)
     v = rng.standard_normal((b, hkv, lk, dv)).astype(np.float32)
-    stored = {"q": q, "k": k, "v": v}
+    dout = rng.standard_normal((b, hq, lq, dv)).astype(np.float32)
+    stored = {"q": q, "k": k, "v": v, "dout": dout}
     half_params = {}
     if dtype != "float32":
         r = round_inputs(stored, half_params, dtype)
-        q, k, v = r["q"], r["k"], r["v"]
-    dout = rng.standard_normal((b, hq, lq, dv)).astype(np.float32)
+        q, k, v, dout = r["q"], r["k"], r["v"], r["dout"]
     used_scale = scale if scale is not None else 1.0 / math.sqrt(dqk)
     params = {"scale": scale, "causal": causal, "window": window}
     files = {}
@@ -246,7 +246,7 @@ def make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window
                      extras.get("key_lengths"), mask, blocks)
     out, lse, dq, dk, dvg = reference(q, k, v, dout, used_scale, bias, extras.get("softcap"))
     files.update({"q": stored["q"], "k": stored["k"], "v": stored["v"], "out": out, "lse": lse,
-                  "dout": dout, "dq": dq, "dk": dk, "dv": dvg})
+                  "dout": stored["dout"], "dq": dq, "dk": dk, "dv": dvg})
     params.update(half_params)
     return files, params
 

@@ -206,6 +206,45 @@ struct ParityTests {
         #expect(throws: (any Error).self) { try ParityCase(directory: dir) }  // q is <f2
     }
 
+    @Test("bf16 cases with dout: the backward runs in the file types (bf16 gradients) and matches")
+    func halfBackward() throws {
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 4, keyValueHeads: 2, queryLength: 33,
+                                                    keyLength: 70, headDim: 32),
+                              causal: .bottomRight, seed: 62)
+        let dir = try makeCase(c, json: "{\"causal\": \"bottom_right\", \"bfloat16\": [\"q\", \"k\", \"v\", \"dout\"]}")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var (q, k, v) = c.inputs()
+        var dO = c.outputGradient()
+        q.data = q.data.map { BFloat16($0).floatValue }
+        k.data = k.data.map { BFloat16($0).floatValue }
+        v.data = v.data.map { BFloat16($0).floatValue }
+        dO.data = dO.data.map { BFloat16($0).floatValue }
+        let s = c.shape
+        let (qs, ks) = ([1, 4, 33, 32], [1, 2, 70, 32])
+        try NpyArray(shape: qs, floats: q.data, storing: .bfloat16).write(to: dir + "/q.npy")
+        try NpyArray(shape: ks, floats: k.data, storing: .bfloat16).write(to: dir + "/k.npy")
+        try NpyArray(shape: ks, floats: v.data, storing: .bfloat16).write(to: dir + "/v.npy")
+        try NpyArray(shape: qs, floats: dO.data, storing: .bfloat16).write(to: dir + "/dout.npy")
+        let ref = c.reference(inputs: (q, k, v))
+        try NpyArray(shape: qs, doubles: ref.output).write(to: dir + "/out.npy")
+        try NpyArray(shape: [1, 4, 33], doubles: ref.logSumExp).write(to: dir + "/lse.npy")
+        let g = c.referenceGradients(inputs: (q, k, v), outputGradient: dO, forward: ref)
+        try NpyArray(shape: qs, doubles: g.query).write(to: dir + "/dq.npy")
+        try NpyArray(shape: ks, doubles: g.key).write(to: dir + "/dk.npy")
+        try NpyArray(shape: ks, doubles: g.value).write(to: dir + "/dv.npy")
+        #expect(try ParityCase(directory: dir).outputGradient == dO.data && s.outputCount == dO.data.count)
+        // Every tensor is bf16: each output and gradient is rounded once (2⁻⁸ relative, under
+        // 4e-3 of the tensor's max), plus, on AVX512-BF16, P and dS rounded to bf16 for the
+        // products (2⁻⁸ of the absolute products): 1e-2 of the max holds both.
+        let result = ParityChecker(atol: 1e-5, rtol: 1e-2, implementations: checker.implementations)
+            .check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-2))")
+        #expect(result.results.allSatisfy { $0.tensors.map(\.tensor) == ["out", "lse", "dq", "dk", "dv"] })
+        // The fp32 tolerance fails the gradients: they really are bf16.
+        let strict = checker.check(directory: dir)
+        #expect(strict.results.allSatisfy { r in r.tensors.contains { ["dk", "dv"].contains($0.tensor) && !$0.passed } })
+    }
+
     @Test("query_lengths and key_lengths keys")
     func lengths() throws {
         let c = AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 2, queryLength: 30,
