@@ -394,7 +394,7 @@ public struct ParityCase: Sendable {
             } } } } } } } } }
             return (dq.map(qBack), dk.map(kvBack), dv.map(kvBack))
         }
-        func withKV<Q: AttentionElement>(_ q: @escaping (Float) -> Q, _ back: @escaping (Q) -> Float) throws
+        func withKV<Q: AttentionElement>(_ q: (Float) -> Q, _ back: (Q) -> Float) throws
             -> ([Float], [Float], [Float])
         {
             switch keyValueType {
