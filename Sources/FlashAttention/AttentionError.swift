@@ -53,6 +53,9 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A tensor's element type is not supported in this combination (for example a half
     /// precision backward).
     case unsupportedElementType(argument: String, reason: String)
+    /// A paged K/V description is inconsistent: a count, an offset, a page index out of the
+    /// pool, a page listed twice where pages are exclusive, a length out of range.
+    case invalidPages(argument: String, reason: String)
     /// The C kernel reported a status this wrapper does not expect.
     case kernelFailure(status: Int, message: String)
 
@@ -104,6 +107,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
             return "options.kernel is \(kernel.rawValue), which this CPU does not support"
         case let .unsupportedElementType(argument, reason):
             return "\(argument): unsupported element type: \(reason)"
+        case let .invalidPages(argument, reason):
+            return "\(argument): \(reason)"
         case let .kernelFailure(status, message):
             return "attention kernel failed with status \(status): \(message)"
         }

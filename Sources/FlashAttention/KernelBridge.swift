@@ -387,6 +387,8 @@ extension AttentionError {
             self = .bufferTooSmall(argument: name, required: 1, count: 0)
         case FA_ERR_INVALID_DTYPE:
             self = .unsupportedElementType(argument: name, reason: message)
+        case FA_ERR_INVALID_PAGES:
+            self = .invalidPages(argument: name, reason: message)
         default:
             self = .kernelFailure(status: Int(diag.status.rawValue),
                                   message: message.isEmpty
@@ -418,6 +420,12 @@ extension AttentionError {
         case FA_ARG_MASK: "options.mask"
         case FA_ARG_BLOCK_MASK: "options.blockMask"
         case FA_ARG_KV_SPLIT_SIZE: "options.keySplitSize"
+        case FA_ARG_KV_PAGES: "pages"
+        case FA_ARG_KV_INDPTR: "pages.table.indptr"
+        case FA_ARG_KV_INDICES: "pages.table.indices"
+        case FA_ARG_KV_LAST_PAGE_LEN: "pages.table.lastPageLengths"
+        case FA_ARG_BLOCK_TABLE: "pages.table"
+        case FA_ARG_SEQ_LENS: "pages.table.sequenceLengths"
         default: TensorRole(argument)?.name ?? "problem"
         }
     }

@@ -17,6 +17,7 @@
 // A row's arithmetic never depends on the other rows of its tile, so the stacking (and the
 // thread count) changes no bit.
 #include <math.h>
+#include <string.h>
 #include "forward_plan.h"
 #include "kv_source.h"
 
@@ -55,35 +56,61 @@ static void modify_rows(const tile_row *rows, int n, int64_t k0, int keys, float
     }
 }
 
+// A paged block's V runs for the bf16 pair kernel, whose runs must not split a key pair: as
+// they are when every run but the last has an even length (pages of an even size, blocks on
+// an even key), else the block's V rows gathered into `scratch` [keys × dv] as one run.
+static int pair_runs(fa_row_run *runs, int n, int keys, int64_t dv, uint16_t *scratch) {
+    int aligned = 1;
+    for (int i = 0; i + 1 < n; i++) aligned &= (runs[i].keys & 1) == 0;
+    if (aligned) return n;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < runs[i].keys; j++)
+            memcpy(scratch + (int64_t)(runs[i].key + j) * dv,
+                   (const uint16_t *)runs[i].rows + (int64_t)j * runs[i].ld,
+                   (size_t)dv * sizeof(uint16_t));
+    runs[0] = (fa_row_run){0, keys, scratch, dv};
+    return 1;
+}
+
 // One step over the keys [k_begin, k_end) of the tile's rows: the online softmax update of
-// `state` (the caller owns it: reset before the first range, finished after the last).
+// `state` (the caller owns it: reset before the first range, finished after the last). Each
+// block's K and V rows come as runs (one, or one per page of a paged cache): scores per run,
+// P·V over the runs in order — the same bits as one run.
 // No software prefetch: the row kernels read K and V as plain forward streams, which the
 // hardware prefetchers follow (asking for the next block in software, at once or spread
 // over the block, measured slower on Zen 4).
 static void attend_rows(const fa_forward_plan *pl, const fa_kv_source *src,
                         const tile_row *rows, int n, const float *q, fa_softmax_state *state,
-                        float *s, float *pv, int64_t k_begin, int64_t k_end, int mods_active) {
+                        float *s, float *pv, uint16_t *pairs, int64_t k_begin, int64_t k_end,
+                        int mods_active) {
     const fa_problem *p = pl->p;
     const fa_kernels *kr = pl->kr;
     const fa_row_layout *l = &pl->row_layout;
     const int64_t dqk = p->shape.head_dim_qk, dv = p->shape.head_dim_v;
     const int dots = fa_row_bf16_dots(pl);
     const int block = fa_row_block_keys(p);
+    fa_row_run k_runs[FA_ROW_TILE_HALF_KEYS], v_runs[FA_ROW_TILE_HALF_KEYS];
     for (int64_t k0 = k_begin; k0 < k_end; k0 += block) {
         const int keys = (int)(k_end - k0 < block ? k_end - k0 : block);
-        const fa_kv_block blk = fa_kv_block_at(src, k0);
-        if (dots)
-            kr->scores_q_bf16dot(n, keys, dqk, (const uint16_t *)q, 2 * l->ldq,
-                                 (const uint16_t *)blk.k, blk.ldk, pl->scale_log2, s, l->lds);
-        else
-            kr->scores_q[blk.k_type](n, keys, dqk, q, l->ldq, blk.k, blk.ldk, s, l->lds);
+        int runs = fa_kv_runs(src, k0, keys, k_runs, v_runs);
+        for (int i = 0; i < runs; i++) {
+            const fa_row_run *r = &k_runs[i];
+            if (dots)
+                kr->scores_q_bf16dot(n, r->keys, dqk, (const uint16_t *)q, 2 * l->ldq,
+                                     (const uint16_t *)r->rows, r->ld, pl->scale_log2,
+                                     s + r->key, l->lds);
+            else
+                kr->scores_q[src->k_type](n, r->keys, dqk, q, l->ldq, r->rows, r->ld, s + r->key,
+                                          l->lds);
+        }
         modify_rows(rows, n, k0, keys, s, l->lds, mods_active);
         kr->softmax_q(n, keys, s, l->lds, state->row_max, state->row_sum, state->alpha);
-        if (dots)
-            kr->block_pv_q_bf16dot(n, keys, dv, s, l->lds, (const uint16_t *)blk.v, blk.ldv, pv,
-                                   l->ldacc);
-        else
-            kr->block_pv_q[blk.v_type](n, keys, dv, s, l->lds, blk.v, blk.ldv, pv, l->ldacc);
+        if (dots) {
+            runs = pair_runs(v_runs, runs, keys, dv, pairs);
+            kr->block_pv_q_bf16dot(n, keys, dv, s, l->lds, v_runs, runs, pv, l->ldacc);
+        } else {
+            kr->block_pv_q[src->v_type](n, keys, dv, s, l->lds, v_runs, runs, pv, l->ldacc);
+        }
         kr->fold_q(n, dv, state->alpha, pv, l->ldacc, state->acc, state->ldacc);
     }
 }
@@ -143,8 +170,8 @@ void fa_row_tile(const fa_forward_plan *pl, int64_t b, int64_t g, int64_t chunk,
         int64_t k_begin, k_end;
         fa_chunk_range(pl, b, split, lo, hi, fa_row_block_keys(p), &k_begin, &k_end);
         const fa_kv_source src = fa_kv_source_for(p, b, g);
-        attend_rows(pl, &src, rows, n, q, &state, ws + l->s, ws + l->pv, k_begin, k_end,
-                    mods_active);
+        attend_rows(pl, &src, rows, n, q, &state, ws + l->s, ws + l->pv,
+                    (uint16_t *)(ws + l->pairs), k_begin, k_end, mods_active);
     }
     for (int r = 0; r < n; r++) fa_store_row(pl, b, rows[r].h, rows[r].i, split, &state, r);
 }

@@ -66,8 +66,7 @@ static void prefetch_first_block(const fa_forward_plan *pl, const key_major_tile
     const int64_t k0 = next_visited(&t->mods, t->q0, t->rows, k_begin, k_end, bk, &kind);
     if (k0 >= k_end) return;
     const int first = (int)(k_end - k0 < bk ? k_end - k0 : bk);
-    const fa_kv_block blk = fa_kv_block_at(&t->src, k0);
-    fa_kv_block_prefetch(&blk, first, pl->p->shape.head_dim_qk, pl->p->shape.head_dim_v);
+    fa_kv_prefetch(&t->src, k0, first, pl->p->shape.head_dim_qk, pl->p->shape.head_dim_v);
     fa_prefetch_tile_mask(&t->mods, t->q0, t->rows, k0, first);
 }
 
@@ -98,12 +97,15 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
     while (k0 < k_end) {
         const int keys = (int)(k_end - k0 < bk ? k_end - k0 : bk);
         // This block's K and V rows: as they lie; over bf16 pairs, V packed in key pairs; or
-        // widened to fp32 tiles once, if stored in half.
-        const fa_kv_block at = fa_kv_block_at(&t->src, k0);
+        // widened to fp32 tiles once, if stored in half. A paged block is gathered into the
+        // tiles first (widened on the way unless the bf16 pairs read it as stored).
         const int bf16 = pl->bf16_dots;
-        const fa_kv_block blk = !bf16 && fa_kv_source_is_half(&t->src)
-                                    ? fa_kv_block_widen(kr, &at, keys, dqk, dv, t->kw, t->vw)
-                                    : at;
+        const int widen = !bf16 && fa_kv_source_is_half(&t->src);
+        const fa_kv_block at = fa_kv_block_at(&t->src, k0);
+        const fa_kv_block blk =
+            t->src.page_size ? fa_kv_block_gather(kr, &t->src, k0, keys, dqk, dv, widen, t->kw, t->vw)
+            : widen          ? fa_kv_block_widen(kr, &at, keys, dqk, dv, t->kw, t->vw)
+                             : at;
         const int64_t ldv2 = pl->layout.ldacc;
         if (bf16) kr->pack_pairs_bf16(keys, dv, (const uint16_t *)blk.v, blk.ldv, t->v2, ldv2);
         // The next block to compute; ask for its K and V rows now: they arrive from L3 while
@@ -111,10 +113,7 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
         fa_tile_kind next_tile;
         const int64_t k1 = next_visited(mods, q0, rows, k0 + bk, k_end, bk, &next_tile);
         const int next_keys = k1 < k_end ? (int)(k_end - k1 < bk ? k_end - k1 : bk) : 0;
-        if (next_keys > 0) {
-            const fa_kv_block next = fa_kv_block_at(&t->src, k1);
-            fa_kv_block_prefetch(&next, next_keys, dqk, dv);
-        }
+        if (next_keys > 0) fa_kv_prefetch(&t->src, k1, next_keys, dqk, dv);
         // Local query i sees local key j iff j + lo ≤ i < j + hi (element masks on the
         // band's edges only).
         int64_t lo, hi;

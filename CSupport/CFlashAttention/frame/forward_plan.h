@@ -30,6 +30,7 @@ typedef struct fa_row_layout {
     size_t s;        ///< rows × lds      scores, then probabilities (query-major)
     size_t acc;      ///< rows × ldacc    the running output
     size_t pv;       ///< rows × ldacc    one block's P·V, added to acc once per block
+    size_t pairs;    ///< block keys × Dv bf16: a paged bf16 V block whose pages split key pairs
     size_t row_max, row_sum, alpha;  ///< rows each
     int64_t ldq, lds, ldacc;
     size_t per_thread_bytes;

@@ -55,7 +55,7 @@ typedef struct fa_forward_layout {
     size_t row_sum;    ///< BQ  running row sum
     size_t alpha;      ///< BQ  this block's rescale factors
     size_t block_max;  ///< BQ  this block's row max
-    size_t kw, vw;     ///< BK × Dqk, BK × Dv  a half K / V block widened to fp32 (size 0 if fp32)
+    size_t kw, vw;     ///< BK × Dqk, BK × Dv  a half or paged K / V block, widened or gathered (else size 0)
     size_t qw;         ///< BQ × Dqk  a half Q block widened to fp32 (size 0 if fp32)
     size_t v2;         ///< ⌈BK/2⌉ × ldacc  a bf16 V block in key pairs (size 0 unless V is bf16)
     int64_t ldacc;     ///< Dv rounded up to 16
@@ -108,8 +108,23 @@ static inline int64_t fa_q_len_of(const fa_problem *p, int64_t b) {
 }
 static inline int64_t fa_kv_len_of(const fa_problem *p, int64_t b) {
     if (p->cu_seqlens_k) return (int64_t)p->cu_seqlens_k[b + 1] - p->cu_seqlens_k[b];
+    if (p->kv_pages.page_size > 0) {  // paged: the keys its table describes
+        const fa_kv_pages *pg = &p->kv_pages;
+        if (pg->seq_lens) return pg->seq_lens[b];
+        const int64_t pages = (int64_t)pg->indptr[b + 1] - pg->indptr[b];
+        return pages == 0 ? 0 : (pages - 1) * pg->page_size + pg->last_page_len[b];
+    }
     return p->kv_lengths ? p->kv_lengths[b] : p->shape.kv_len;
 }
+/// Whether K and V are paged (fa_kv_pages).
+static inline int fa_is_paged(const fa_problem *p) { return p->kv_pages.page_size > 0; }
+/// Paged: batch entry b's page indices, in key order.
+static inline const int32_t *fa_pages_of(const fa_problem *p, int64_t b) {
+    const fa_kv_pages *pg = &p->kv_pages;
+    return pg->block_table ? pg->block_table + b * pg->max_pages : pg->indices + pg->indptr[b];
+}
+/// Checks a paged K/V description (pages.c): the form, every table entry, every length.
+fa_status fa_check_pages(const fa_problem *p, fa_diagnostic *diag);
 /// The buffer rows batch entry b owns (valid rows, then padding): its packed sequence, or the
 /// whole extent.
 static inline int64_t fa_q_rows_of(const fa_problem *p, int64_t b) {

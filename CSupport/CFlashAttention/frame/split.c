@@ -36,10 +36,13 @@ fa_row_layout fa_row_layout_for(const fa_problem *p) {
     l.lds = fa_row_block_keys(p);
     l.ldacc = (s->head_dim_v + 31) / 32 * 32;  // block_pv_q_bf16dot writes whole 32-column chunks
     const size_t r = FA_ROW_TILE_ROWS;
-    const size_t sizes[7] = {r * (size_t)l.ldq, r * (size_t)l.lds, r * (size_t)l.ldacc, r, r, r,
-                             r * (size_t)l.ldacc};
-    size_t offsets[7];
-    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 7);
+    const int paired = fa_is_paged(p) && p->v_dtype == FA_DTYPE_BF16;
+    const size_t sizes[8] = {r * (size_t)l.ldq, r * (size_t)l.lds, r * (size_t)l.ldacc, r, r, r,
+                             r * (size_t)l.ldacc,
+                             paired ? ((size_t)l.lds * (size_t)s->head_dim_v + 1) / 2 : 0};
+    size_t offsets[8];
+    l.per_thread_bytes = fa_layout_regions(sizes, offsets, 8);
+    l.pairs = offsets[7];
     l.q = offsets[0];
     l.s = offsets[1];
     l.acc = offsets[2];

@@ -73,6 +73,7 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_INVALID_OFFSETS: return "packed-sequence offsets must start at 0, never decrease and end within the extent";
     case FA_ERR_INVALID_SPLIT: return "kv_split_size is negative (0 chooses automatically)";
     case FA_ERR_INVALID_DTYPE: return "an element type is not one of fa_dtype (f32, f16, bf16), or not supported in that combination";
+    case FA_ERR_INVALID_PAGES: return "a paged K/V description is inconsistent: its form, an offset, a page index or a length";
     }
     return "unknown status";
 }
@@ -183,8 +184,8 @@ fa_forward_layout fa_forward_layout_for(const fa_problem *p, fa_blocking b) {
     l.ldacc = (s->head_dim_v + 15) / 16 * 16;
     // Head dims are < 2^31 and the blocks ≤ 4096, so no product here overflows 64 bits.
     const size_t sizes[11] = {dqk * bq, bk * bq, bq * (size_t)l.ldacc, bq, bq, bq, bq,
-                              p->k_dtype != FA_DTYPE_F32 ? bk * dqk : 0,
-                              p->v_dtype != FA_DTYPE_F32 ? bk * dv : 0,
+                              p->k_dtype != FA_DTYPE_F32 || fa_is_paged(p) ? bk * dqk : 0,
+                              p->v_dtype != FA_DTYPE_F32 || fa_is_paged(p) ? bk * dv : 0,
                               p->q_dtype != FA_DTYPE_F32 ? bq * dqk : 0,
                               p->v_dtype == FA_DTYPE_BF16 ? (bk + 1) / 2 * (size_t)l.ldacc : 0};
     size_t offsets[11];
@@ -390,6 +391,8 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
                            "block_mask stride %d (%lld) is negative or overflows; 0 broadcasts", bad,
                            (long long)str[bad]);
     }
+    st = fa_check_pages(p, diag);
+    if (st != FA_OK) return st;
     if (p->kv_split_size < 0)
         return fa_fail(diag, FA_ERR_INVALID_SPLIT, FA_ARG_KV_SPLIT_SIZE, p->kv_split_size, 0, 0,
                        "kv_split_size is %lld; it must be 0 (automatic) or a number of keys >= 1",
@@ -442,6 +445,10 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
     const int backward = mode == FA_MODE_BACKWARD;
     st = check_dtypes(p, backward, diag);
     if (st != FA_OK) return st;
+    if (backward && fa_is_paged(p))
+        return fa_fail(diag, FA_ERR_INVALID_PAGES, FA_ARG_KV_PAGES, p->kv_pages.page_size, 0, 0,
+                       "kv_pages: the backward does not read paged K/V (page_size is %lld); "
+                       "give K and V as tensors", (long long)p->kv_pages.page_size);
     // Every tensor the call touches: inputs first, then outputs (which must not overlap).
     tensor_view views[10];
     int n = 0, first_output = 0;
@@ -475,6 +482,12 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
         const int key_side = a == FA_ARG_K || a == FA_ARG_V || a == FA_ARG_DK || a == FA_ARG_DV;
         const int packed = key_side ? p->cu_seqlens_k != NULL : p->cu_seqlens_q != NULL;
         views[n] = view_of(s, a, all[i].strides, all[i].ptr, packed);
+        if (fa_is_paged(p) && (a == FA_ARG_K || a == FA_ARG_V)) {
+            // A page pool: [num_pages, kv_heads, page_size, D], the strides renamed.
+            views[n].name = a == FA_ARG_K ? "k (page pool)" : "v (page pool)";
+            views[n].extent[0] = p->kv_pages.num_pages;
+            views[n].extent[2] = p->kv_pages.page_size;
+        }
         views[n++].elem_bytes = fa_dtype_size(all[i].type);
     }
     for (int i = 0; i < n; i++) {

@@ -54,6 +54,7 @@ typedef enum fa_status {
     FA_ERR_INVALID_OFFSETS = 19,   ///< packed-sequence offsets not 0-based, decreasing or too large
     FA_ERR_INVALID_SPLIT = 20,     ///< kv_split_size is negative
     FA_ERR_INVALID_DTYPE = 21,     ///< an element type is not a fa_dtype, or its combination is unsupported
+    FA_ERR_INVALID_PAGES = 22,     ///< a paged K/V description is inconsistent (see fa_kv_pages)
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -69,6 +70,12 @@ typedef enum fa_argument {
     FA_ARG_CU_SEQLENS_Q, FA_ARG_CU_SEQLENS_K, FA_ARG_KV_SPLIT_SIZE,
     FA_ARG_STATES,   ///< fa_merge_states: the input states (values[0] = which one)
     FA_ARG_MERGED,   ///< fa_merge_states: the output state
+    FA_ARG_KV_PAGES,          ///< kv_pages: page_size, num_pages, or which form is given
+    FA_ARG_KV_INDPTR,         ///< kv_pages.indptr
+    FA_ARG_KV_INDICES,        ///< kv_pages.indices
+    FA_ARG_KV_LAST_PAGE_LEN,  ///< kv_pages.last_page_len
+    FA_ARG_BLOCK_TABLE,       ///< kv_pages.block_table (and max_pages)
+    FA_ARG_SEQ_LENS,          ///< kv_pages.seq_lens
 } fa_argument;
 
 /// What a mask's elements mean.
@@ -145,6 +152,44 @@ typedef enum fa_dtype {
     FA_DTYPE_BF16 = 2,  ///< bfloat16: the top 16 bits of a binary32
 } fa_dtype;
 
+/// Paged K/V caches (vLLM's PagedAttention, FlashInfer, FlashAttention's flash_attn_with_kvcache):
+/// K and V live in pools of fixed-size pages, and each batch entry's keys are the pages its
+/// table lists, in order. With page_size ≥ 1, `k` and `v` are the pools, [num_pages, kv_heads,
+/// page_size, D] addressed by their strides with the dimensions renamed: `batch` steps from
+/// page to page, `head` from kv head to kv head, `seq` from key to key within a page. The two
+/// common layouts are
+///   HND  [pages, Hkv, page_size, D]: fa_strides_bhld(kv_heads, page_size, D)
+///   NHD  [pages, page_size, Hkv, D]: fa_strides_blhd(kv_heads, page_size, D)
+/// (any other strides work). Key j of entry b is row j mod page_size of page
+/// pages_b[j / page_size]. The pages are given in one of two forms, side by side:
+///   CSR (FlashInfer): indptr[batch + 1], indices[indptr[batch]], last_page_len[batch]: entry
+///     b's pages are indices[indptr[b]] … indices[indptr[b+1] − 1], and it holds
+///     (pages − 1)·page_size + last_page_len[b] keys (0 keys, and last_page_len[b] = 0, when
+///     it has no page).
+///   Block table (vLLM, FlashAttention): block_table[batch × max_pages] and seq_lens[batch]:
+///     entry b's pages are block_table[b·max_pages …], the first ⌈seq_lens[b] / page_size⌉ of
+///     them (the rest of the row is never read).
+/// Converting: seq_lens[b] = (indptr[b+1] − indptr[b] − 1)·page_size + last_page_len[b];
+/// block_table row b = indices[indptr[b] …]; and back, indptr[b+1] = indptr[b] +
+/// ⌈seq_lens[b] / page_size⌉, last_page_len[b] = seq_lens[b] − (pages − 1)·page_size.
+/// `shape.kv_len` is then the longest sequence the call allows (every entry's keys ≤ it; masks
+/// are sized by it), as with kv_lengths of a padded batch; kv_lengths and cu_seqlens_k must be
+/// NULL. Pages may be shared between entries (a common prefix); `exclusive` claims they are
+/// not, and the check then refuses any page listed twice. The forward (fa_forward,
+/// fa_naive_forward) reads paged K/V with every option; the backward does not take it.
+/// Results are bitwise those of the same keys stored contiguously.
+typedef struct fa_kv_pages {
+    int64_t page_size;             ///< keys per page (≥ 1); 0 (the default): K and V are not paged
+    int64_t num_pages;             ///< pages in each pool (≥ 1): page indices are in [0, num_pages)
+    const int32_t *indptr;         ///< CSR: [batch + 1], from 0, non-decreasing
+    const int32_t *indices;        ///< CSR: [indptr[batch]] page indices
+    const int32_t *last_page_len;  ///< CSR: [batch], 1 … page_size (0 for an entry without pages)
+    const int32_t *block_table;    ///< block table: [batch × max_pages] page indices
+    int64_t max_pages;             ///< block table: int32 elements per row (≥ 1)
+    const int32_t *seq_lens;       ///< block table: [batch] keys per entry (0 … kv_len)
+    int32_t exclusive;             ///< nonzero: no page is listed twice (checked)
+} fa_kv_pages;
+
 /// Pass as `scale` to use 1/sqrt(head_dim_qk).
 #define FA_SCALE_DEFAULT (__builtin_nanf(""))
 
@@ -198,6 +243,8 @@ typedef struct fa_problem {
     /// against a padded cache with kv_lengths); a side cannot have both offsets and lengths.
     const int32_t *cu_seqlens_q;
     const int32_t *cu_seqlens_k;
+    /// Paged K/V (page_size 0 by default: K and V are strided tensors). See fa_kv_pages.
+    fa_kv_pages kv_pages;
     /// An element mask (FA_MASK_NONE by default), applied after soft-capping and ALiBi and
     /// combined with the causal mask, window and lengths.
     fa_mask mask;

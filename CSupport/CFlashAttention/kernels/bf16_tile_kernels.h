@@ -450,22 +450,17 @@ VF_INLINE void bf16_row_pv_chunk(const int NC, int live, int first, int rows, in
     }
 }
 
-/// block_pv_q over bf16 pairs: out[r, :] = Σ_j bf16(p[r, j]) · v[j, :] (r < rows, j < keys),
-/// P rounded to nearest even in place (p is overwritten); out rows are written up to dv
-/// rounded up to 32 (ldo ≥ that), zero past dv.
-VF_FN static void row_block_pv_bf16dot(int rows, int keys, int64_t dv, float *p, int64_t ldp,
-                                       const uint16_t *v, int64_t ldv, float *out, int64_t ldo) {
-    // Each row's P as bf16 pairs, in place; an odd count's missing partner is 0 (its V row is
-    // 0 too, but the stale lane could hold anything, inf or NaN among it).
-    round_rows_bf16(rows, (keys + 15) / 16 * 16, p, ldp, (uint16_t *)p, 2 * ldp);
-    if (keys & 1)
-        for (int r = 0; r < rows; r++) ((uint16_t *)p)[(int64_t)r * 2 * ldp + keys] = 0;
-    const uint32_t *p2 = (const uint32_t *)p;
+// P·V over one run of V rows (keys key0 … key0 + keys − 1 of the block, key0 even), P pairs
+// p2 of the whole block: into the permuted accumulators of out, from 0 when `fresh`.
+VF_INLINE void bf16_row_run_pv(int fresh, int rows, int key0, int keys, int64_t dv,
+                               const uint32_t *p2, int64_t ldp, const uint16_t *v, int64_t ldv,
+                               float *out, int64_t ldo) {
     const int pass = rows > VF_PV_R ? RowPVKeys : keys;  // even: pairs never straddle passes
     for (int j0 = 0; j0 < keys; j0 += pass) {
         const int kk = keys - j0 < pass ? keys - j0 : pass;
-        const uint32_t *pj = p2 + j0 / 2;
+        const uint32_t *pj = p2 + (key0 + j0) / 2;
         const uint16_t *vj = v + (int64_t)j0 * ldv;
+        const int first = fresh && j0 == 0;
         for (int64_t d0 = 0; d0 < dv; d0 += 4 * 32) {
             const int64_t cols = dv - d0 < 4 * 32 ? dv - d0 : 4 * 32;
             const int nc = (int)((cols + 31) / 32);
@@ -473,13 +468,31 @@ VF_FN static void row_block_pv_bf16dot(int rows, int keys, int64_t dv, float *p,
             const uint16_t *vd = vj + d0;
             float *od = out + d0;
             switch (nc) {
-            case 1: bf16_row_pv_chunk(1, live, j0 == 0, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
-            case 2: bf16_row_pv_chunk(2, live, j0 == 0, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
-            case 3: bf16_row_pv_chunk(3, live, j0 == 0, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
-            default: bf16_row_pv_chunk(4, live, j0 == 0, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
+            case 1: bf16_row_pv_chunk(1, live, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
+            case 2: bf16_row_pv_chunk(2, live, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
+            case 3: bf16_row_pv_chunk(3, live, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
+            default: bf16_row_pv_chunk(4, live, first, rows, kk, pj, ldp, vd, ldv, od, ldo); break;
             }
         }
     }
+}
+
+/// block_pv_q over bf16 pairs: out[r, :] = Σ_j bf16(p[r, j]) · v[j, :] (r < rows, j < keys),
+/// P rounded to nearest even in place (p is overwritten); out rows are written up to dv
+/// rounded up to 32 (ldo ≥ that), zero past dv. V rows come in runs, each but the last
+/// starting and ending on an even key: every output element sees the key pairs in order in
+/// one chain, whatever the runs.
+VF_FN static void row_block_pv_bf16dot(int rows, int keys, int64_t dv, float *p, int64_t ldp,
+                                       const fa_row_run *runs, int nruns, float *out,
+                                       int64_t ldo) {
+    // Each row's P as bf16 pairs, in place; an odd count's missing partner is 0 (its V row is
+    // 0 too, but the stale lane could hold anything, inf or NaN among it).
+    round_rows_bf16(rows, (keys + 15) / 16 * 16, p, ldp, (uint16_t *)p, 2 * ldp);
+    if (keys & 1)
+        for (int r = 0; r < rows; r++) ((uint16_t *)p)[(int64_t)r * 2 * ldp + keys] = 0;
+    for (int i = 0; i < nruns; i++)
+        bf16_row_run_pv(i == 0, rows, runs[i].key, runs[i].keys, dv, (const uint32_t *)p, ldp,
+                        (const uint16_t *)runs[i].rows, runs[i].ld, out, ldo);
     // The columns in order: out[32c …] = (low 0–3, high 0–3, low 4–7, high 4–7), then 8–15.
     const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
     const __m512i second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);

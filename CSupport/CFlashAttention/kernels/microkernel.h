@@ -99,6 +99,14 @@ static inline void fa_prefetch_mask_rows(const fa_tile_mods *m, int r0, int r1, 
 /// Element types of K and V rows the row kernels read; the values are fa_dtype's.
 typedef enum fa_kv_type { FA_KV_F32 = 0, FA_KV_F16 = 1, FA_KV_BF16 = 2, FA_KV_TYPES = 3 } fa_kv_type;
 
+/// Rows of keys key … key + keys − 1 of a block (offsets within the block) that lie at one
+/// stride: a block of contiguous rows is one run, a block of a paged cache one run per page.
+typedef struct fa_row_run {
+    int key, keys;
+    const void *rows;  ///< the first key's row, in the element type of the table entry
+    int64_t ld;        ///< elements between consecutive keys' rows
+} fa_row_run;
+
 typedef struct fa_kernels {
     const char *name;    ///< "portable", "avx2", "avx512", "avx512bf16"
     int vector_width;    ///< floats per vector: query rows are padded to a multiple of it
@@ -179,10 +187,13 @@ typedef struct fa_kernels {
 
     /// out[r, :] = Σ_j p[r, j] · v[j, :]   (r < rows): the block's P·V, formed on its own (out
     /// is not read) so that the caller adds it to the running output once per block — the
-    /// output then sums blocks, not every key, in one chain. out rows are read and written as
-    /// whole vectors up to dv rounded up to 16 (ldo ≥ that).
+    /// output then sums blocks, not every key, in one chain. The block's V rows are `runs`
+    /// (nruns ≥ 1, in key order, covering keys 0 … keys − 1); each output element sees the
+    /// keys in order in one chain, so the bits do not depend on how the rows are cut into
+    /// runs. out rows are read and written as whole vectors up to dv rounded up to 16 (ldo ≥
+    /// that).
     void (*block_pv_q[FA_KV_TYPES])(int rows, int keys, int64_t dv, const float *p, int64_t ldp,
-                                    const void *v, int64_t ldv, float *out, int64_t ldo);
+                                    const fa_row_run *runs, int nruns, float *out, int64_t ldo);
 
     /// dst[i] = src[i] as fp32, exactly (i < n), src of the entry's element type: half tiles
     /// widened for the key-major kernels.
@@ -240,9 +251,10 @@ typedef struct fa_kernels {
                              const uint16_t *k, int64_t ldk, float scale, float *s, int64_t lds);
     /// block_pv_q over bf16 pairs: out[r, :] = Σ_j bf16(p[r, j]) · v[j, :], P rounded to nearest
     /// even in place (p is overwritten); out rows are written up to dv rounded up to 32 (ldo ≥
-    /// that), zero past dv.
+    /// that), zero past dv. V rows as in block_pv_q, but every run but the last starts and
+    /// ends on an even key (pairs never straddle runs).
     void (*block_pv_q_bf16dot)(int rows, int keys, int64_t dv, float *p, int64_t ldp,
-                               const uint16_t *v, int64_t ldv, float *out, int64_t ldo);
+                               const fa_row_run *runs, int nruns, float *out, int64_t ldo);
 
     /// y[j] = 2^x[j] for x[j] ≤ 0, as the softmax computes it (exposed for accuracy tests).
     void (*exp2)(const float *x, float *y, int64_t n);

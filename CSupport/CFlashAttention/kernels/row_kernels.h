@@ -325,17 +325,17 @@ VF_INLINE void row_pv_chunk(const int T, const int NV, int tail, int first, int 
 /// stores cost 54 → 46 GB/s at 4 rows, which decoding, bound by DRAM, does not see.
 enum { RowPVKeys = 16 };
 
-// out = P·V over the block: key passes, then column chunks, then row groups. Each out
-// element starts at 0 and sees the keys in order, so the bits are those of one pass over the
-// block.
-VF_INLINE void row_block_pv(const int T, int rows, int keys, int64_t dv, const float *p,
-                            int64_t ldp, const void *v, int64_t ldv, float *out, int64_t ldo) {
+// out = P·V over one run of keys (out from 0 when `fresh`, else added to): key passes, then
+// column chunks, then row groups. Each out element sees the keys in order in one chain, so
+// the bits are those of one pass over the block, however the block is cut into runs.
+VF_INLINE void row_run_pv(const int T, int fresh, int rows, int keys, int64_t dv, const float *p,
+                          int64_t ldp, const void *v, int64_t ldv, float *out, int64_t ldo) {
     const int pass = rows > VF_PV_R ? RowPVKeys : keys;  // one row group: one pass
     for (int j0 = 0; j0 < keys; j0 += pass) {
         const int kk = keys - j0 < pass ? keys - j0 : pass;
         const float *pj = p + j0;
         const void *vj = row_at(T, v, (int64_t)j0 * ldv);
-        const int first = j0 == 0;
+        const int first = fresh && j0 == 0;
         for (int64_t d0 = 0; d0 < dv; d0 += VF_PV_V * VF_W) {
             const int64_t cols = dv - d0 < VF_PV_V * VF_W ? dv - d0 : VF_PV_V * VF_W;
             const int nv = (int)((cols + VF_W - 1) / VF_W);
@@ -359,6 +359,16 @@ VF_INLINE void row_block_pv(const int T, int rows, int keys, int64_t dv, const f
             }
         }
     }
+}
+
+// out = P·V over the block's runs, in order.
+VF_INLINE void row_block_pv(const int T, int rows, int keys, int64_t dv, const float *p,
+                            int64_t ldp, const fa_row_run *runs, int nruns, float *out,
+                            int64_t ldo) {
+    (void)keys;
+    for (int i = 0; i < nruns; i++)
+        row_run_pv(T, i == 0, rows, runs[i].keys, dv, p + runs[i].key, ldp, runs[i].rows,
+                   runs[i].ld, out, ldo);
 }
 
 // acc[r, :] = α_r · acc[r, :] + out[r, :] (the multiply skipped where α_r is 1: the row max did
@@ -393,9 +403,9 @@ VF_INLINE void row_widen(const int T, const void *src, float *dst, int64_t n) {
         row_scores(T, rows, keys, dqk, q, ldq, k, ldk, s, lds);                               \
     }                                                                                         \
     VF_FN static void row_block_pv_##name(int rows, int keys, int64_t dv, const float *p,     \
-                                          int64_t ldp, const void *v, int64_t ldv, float *out, \
-                                          int64_t ldo) {                                      \
-        row_block_pv(T, rows, keys, dv, p, ldp, v, ldv, out, ldo);                            \
+                                          int64_t ldp, const fa_row_run *runs, int nruns,     \
+                                          float *out, int64_t ldo) {                          \
+        row_block_pv(T, rows, keys, dv, p, ldp, runs, nruns, out, ldo);                       \
     }                                                                                         \
     VF_FN static void row_widen_##name(const void *src, float *dst, int64_t n) {              \
         row_widen(T, src, dst, n);                                                            \

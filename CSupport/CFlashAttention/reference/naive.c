@@ -10,7 +10,8 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
-#include "../frame/internal.h"
+#include <string.h>
+#include "../frame/kv_source.h"
 
 // Leading dimension for BLAS: a length-1 dimension may carry any stride, BLAS wants ≥ width.
 static int64_t leading_dim(int64_t len, int64_t stride, int64_t width) {
@@ -85,6 +86,26 @@ static const float *widen_rows(const void *base, fa_dtype t, int64_t at, int64_t
     return scratch;
 }
 
+// Paged K or V (`value`: V): the first kv_len rows of entry b's kv head g as fp32 rows of
+// `cols` into scratch when `fresh` — the entry's keys from its pages, zero past them (those
+// keys are masked; zero keeps 0·row finite).
+static const float *gather_paged(const fa_problem *p, int64_t b, int64_t g, int value,
+                                 int64_t cols, int fresh, float *scratch) {
+    if (!fresh) return scratch;
+    const fa_kv_source src = fa_kv_source_for(p, b, g);
+    const int64_t len = fa_kv_len_of(p, b);
+    for (int64_t j = 0; j < p->shape.kv_len; j++) {
+        float *row = scratch + j * cols;
+        if (j >= len) {
+            memset(row, 0, (size_t)cols * sizeof(float));
+            continue;
+        }
+        const fa_kv_block r = fa_kv_block_at(&src, j);
+        fa_convert(value ? r.v_type : r.k_type, value ? r.v : r.k, FA_DTYPE_F32, row, cols);
+    }
+    return scratch;
+}
+
 fa_status fa_naive_forward(const fa_problem *p) {
     fa_resolved r;
     fa_status st = fa_validate(p, NULL, &r);
@@ -99,7 +120,9 @@ fa_status fa_naive_forward(const fa_problem *p) {
     const int64_t dqk = sh->head_dim_qk, dv = sh->head_dim_v;
     // Half K or V: each kv head's rows widened to fp32 (exactly) before the products.
     // Half Q: each head's rows widened too; half O: computed in fp32, then rounded.
-    const int k_half = p->k_dtype != FA_DTYPE_F32, v_half = p->v_dtype != FA_DTYPE_F32;
+    const int paged = fa_is_paged(p);  // gathered like half rows, into the same scratch
+    const int k_half = p->k_dtype != FA_DTYPE_F32 || paged;
+    const int v_half = p->v_dtype != FA_DTYPE_F32 || paged;
     const int q_half = p->q_dtype != FA_DTYPE_F32;
     float *kw = NULL, *vw = NULL, *qw = NULL, *ow = NULL;
     const size_t kv_rows = (size_t)fa_max_kv_rows(p), q_rows = (size_t)fa_max_q_rows(p);
@@ -130,12 +153,15 @@ fa_status fa_naive_forward(const fa_problem *p) {
             const int64_t g = h / r.group;
             const float *q = widen_rows(p->q, p->q_dtype, fa_q_entry(p, b, p->q_strides) +
                                         h * p->q_strides.head, p->q_strides.seq, lq, dqk, 1, qw);
-            const float *k = widen_rows(p->k, p->k_dtype, fa_kv_entry(p, b, p->k_strides) +
-                                        g * p->k_strides.head, p->k_strides.seq, lk, dqk,
-                                        h % r.group == 0, kw);
-            const float *v = widen_rows(p->v, p->v_dtype, fa_kv_entry(p, b, p->v_strides) +
-                                        g * p->v_strides.head, p->v_strides.seq, lk, dv,
-                                        h % r.group == 0, vw);
+            const int fresh = h % r.group == 0;
+            const float *k = paged ? gather_paged(p, b, g, 0, dqk, fresh, kw)
+                                   : widen_rows(p->k, p->k_dtype, fa_kv_entry(p, b, p->k_strides) +
+                                                g * p->k_strides.head, p->k_strides.seq, lk, dqk,
+                                                fresh, kw);
+            const float *v = paged ? gather_paged(p, b, g, 1, dv, fresh, vw)
+                                   : widen_rows(p->v, p->v_dtype, fa_kv_entry(p, b, p->v_strides) +
+                                                g * p->v_strides.head, p->v_strides.seq, lk, dv,
+                                                fresh, vw);
             float *o = q_half ? ow : (float *)p->o + fa_q_entry(p, b, p->o_strides) +
                                          h * p->o_strides.head;
             const int64_t o_seq = q_half ? dv : p->o_strides.seq;
