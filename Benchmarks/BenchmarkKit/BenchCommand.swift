@@ -72,12 +72,13 @@ public enum PassChoice: String, CaseIterable, ExpressibleByArgument, Sendable {
 
 /// --scenario values: the named sweeps (see ``SweepPreset``).
 public enum BenchScenario: String, CaseIterable, ExpressibleByArgument, Sendable {
-    case prefill, decode
+    case prefill, decode, serving
 
     public var preset: SweepPreset {
         switch self {
         case .prefill: .prefill
         case .decode: .decode
+        case .serving: .serving
         }
     }
 }
@@ -107,6 +108,12 @@ public struct AttentionBenchCommand: ParsableCommand {
         prefill: the default sweep, --seq-lens 256,512,1024,2048,4096,8192 (Lk = Lq) \
         --heads 8 --batch 1 --head-dims 64,128 --causal none,bottom-right --impl flash,naive \
         --kv-split auto.
+
+        serving: one step of a server, all in one call: --batch decode sequences (one query \
+        each, contexts drawn log-uniformly in [1024, Lk], seeded) and one chunked prefill of N \
+        rows on a prefix of 1024 keys, bottom-right causal; --seq-lens 512 --kv-lens 32768 \
+        --batch 8, Hq/Hkv 32/8, --head-dims 128 --paged 16 (beside contiguous) --impl flash. \
+        K+V bytes count each sequence's keys once.
 
         decode: one new token against a long K/V cache, --seq-lens 1 \
         --kv-lens 1024,4096,16384,32768,131072, Hq/Hkv in the pairs 32/8, 32/32 and 8/1 (not \
@@ -195,6 +202,14 @@ public struct AttentionBenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Packed variable-length sequences: each case packs --batch sequences of N tokens in all (keys the same sequences), lengths drawn from DIST: equal, uniform or exponential.", valueName: "DIST"))
     public var varlen: VarlenDistribution?
 
+    @Option(parsing: .upToNextOption,
+            help: ArgumentHelp("Paged K/V caches: each case also runs with K and V in pages of these sizes (pages in a seeded random order of the pool, so the reads are scattered), beside the contiguous case (serving: 16).", valueName: "PAGE_SIZES"))
+    public var paged: [ListArgument<Int>] = []
+
+    @Option(name: .customLong("page-layout"),
+            help: "The page pools' layout: hnd ([pages, Hkv, page, D]) or nhd ([pages, page, Hkv, D]).")
+    public var pageLayout = "hnd"
+
     @Option(help: "Passes: forward, backward or both.")
     public var pass: PassChoice = .forward
 
@@ -264,6 +279,10 @@ public struct AttentionBenchCommand: ParsableCommand {
         spec.maskDensity = maskDensity
         spec.additiveMask = additiveMask
         spec.varlen = varlen
+        let pages = given(paged) ?? (scenario == .serving ? [16] : [])
+        spec.pageSizes = [nil] + pages.map { Optional($0) }
+        spec.pageLayout = pageLayout
+        spec.serving = scenario == .serving
         if let (keep, size) = parsedBlockSparse {
             spec.blockSparseKeep = keep
             spec.blockSparseSize = size
@@ -320,6 +339,18 @@ public struct AttentionBenchCommand: ParsableCommand {
             if let n = s.seqLens.min(), let b = s.batches.max(), n < b {
                 throw ValidationError("--varlen needs at least one token per sequence: N = \(n) < --batch \(b)")
             }
+        }
+        if let bad = s.pageSizes.compactMap({ $0 }).first(where: { $0 < 1 }) {
+            throw ValidationError("--paged takes page sizes ≥ 1; got \(bad)")
+        }
+        if pageLayout != "hnd" && pageLayout != "nhd" {
+            throw ValidationError("--page-layout is hnd or nhd; got \(pageLayout)")
+        }
+        if s.pageSizes.count > 1 && s.passes.contains(.backward) {
+            throw ValidationError("--paged runs the forward only (the backward does not read paged K/V)")
+        }
+        if s.serving && (varlen != nil || s.passes.contains(.backward)) {
+            throw ValidationError("--scenario serving is a forward step with its own lengths: no --varlen, no backward")
         }
         if s.headConfigurations.isEmpty {
             throw ValidationError("no configuration: every --kv-heads value must divide a --heads value")

@@ -74,7 +74,7 @@ final class StoredTensor {
 }
 
 /// Calls `body` with Swift types for Q's and K's storage types.
-private func withElementTypes(_ q: BenchElementType, _ kv: BenchElementType,
+func withElementTypes(_ q: BenchElementType, _ kv: BenchElementType,
                               _ body: (any AttentionElement.Type, any AttentionElement.Type) throws -> Void)
     rethrows
 {

@@ -88,6 +88,7 @@ public struct SweepReport: Sendable, Codable {
         "mask_density", "additive_mask", "varlen", "sequence_lengths",
         "kv_bytes", "kv_gbps", "bandwidth_fraction", "kv_split",
         "local_bandwidth_gbps", "local_bandwidth_fraction", "dtype",
+        "page_size", "page_layout", "serving", "kv_lengths",
     ]
 
     /// One row per case; empty fields where a value does not apply; RFC 4180 quoting.
@@ -118,6 +119,9 @@ public struct SweepReport: Sendable, Codable {
                 c.kvSplit.description,
                 Self.number(r.localBandwidthGBps), Self.number(r.localBandwidthFraction),
                 c.storage.description,
+                c.pageSize.map(String.init) ?? "", c.pageSize == nil ? "" : c.pageLayout,
+                c.serving ? "1" : "",
+                c.perSequence.map { $0.keys.map(String.init).joined(separator: " ") } ?? "",
             ]
             lines.append(fields.map(Self.quoted).joined(separator: ","))
         }
@@ -148,7 +152,7 @@ public struct SweepReport: Sendable, Codable {
     /// Whether some case is decode-shaped: a forward pass with at most 16 queries (per
     /// sequence), which reads the K/V cache and is bound by memory bandwidth.
     public var isDecodeShaped: Bool {
-        cases.contains { $0.configuration.pass == .forward && $0.configuration.queryLength <= 16 }
+        cases.contains { $0.configuration.pass == .forward && ($0.configuration.queryLength <= 16 || $0.configuration.serving) }
     }
 
     /// An aligned, human-readable table.
@@ -171,7 +175,7 @@ public struct SweepReport: Sendable, Codable {
             out += "# \(bandwidthConvention); bw roof = GB/s / bandwidth roof; bw local = GB/s / "
                 + "the best roof pass read between the case's own timed runs (memory-bound cases)\n"
         }
-        var header = ["impl", "pass", "dtype", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "split", "median ms",
+        var header = ["impl", "pass", "dtype", "K/V", "B", "Hq/Hkv", "Lq", "Lk", "D", "causal", "T", "split", "median ms",
                       "min–max ms", "GFLOP/s", "roofline"]
         if bandwidth { header += ["K+V MB", "GB/s", "bw roof", "bw local"] }
         header += ["peak MB", "workspace MB", "vs naive", "max |Δ|"]
@@ -179,7 +183,9 @@ public struct SweepReport: Sendable, Codable {
         for r in cases {
             let c = r.configuration
             var row = [r.implementation.rawValue, c.pass == .forward ? "fwd" : "bwd",
-                       c.storage.description, "\(c.batch)",
+                       c.storage.description,
+                       (c.serving ? "serving " : "") + (c.pageSize.map { "paged \($0)" } ?? "contiguous"),
+                       "\(c.batch)",
                        "\(c.queryHeads)/\(c.keyValueHeads)",
                        "\(c.queryLength)", "\(c.keyLength)", "\(c.headDim)", c.causal.rawValue,
                        "\(c.threads)", c.kvSplit.description]
@@ -209,7 +215,7 @@ public struct SweepReport: Sendable, Codable {
         for row in rows {
             let cells = row.enumerated().map { col, cell in
                 let pad = String(repeating: " ", count: widths[col] - cell.count)
-                return col <= 2 ? cell + pad : pad + cell
+                return col <= 3 ? cell + pad : pad + cell
             }
             out += cells.joined(separator: "  ") + "\n"
         }

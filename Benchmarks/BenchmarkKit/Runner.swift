@@ -73,6 +73,30 @@ struct CaseBuffers {
     var stored: (q: StoredTensor, k: StoredTensor, v: StoredTensor, o: StoredTensor)?
     /// Half-precision backward cases: dO and the gradients in their storage types.
     var storedGradients: StoredGradients?
+    /// Paged cases: Q, O and the K/V pools (the contiguous tensors are then emptied).
+    var paged: PagedTensors?
+
+    /// Moves K and V into page pools of `pageSize` keys, pages in a seeded random order of
+    /// the pool, in `config`'s storage; Q and O become stored tensors beside them.
+    mutating func page(_ config: BenchConfiguration, pageSize: Int) {
+        let buffer = config.bufferShape
+        let key = stored?.k.floats ?? self.key, value = stored?.v.floats ?? self.value
+        let strides = AttentionTensorStrides.packed(.bhld, shape: buffer)
+        let offsets = config.keyOffsets ?? config.perSequence.map { BenchConfiguration.offsets($0.keys) }
+        let pools = PagedPools(key: key, value: value, keyStrides: strides.key,
+                               valueStrides: strides.value, keyOffsets: offsets,
+                               keys: config.keysPerSequence, heads: config.keyValueHeads,
+                               headDim: config.headDim, valueHeadDim: config.headDim,
+                               pageSize: pageSize, layout: config.pageLayout == "nhd" ? .nhd : .hnd,
+                               seed: UInt64(config.keyLength &* 31 &+ pageSize))
+        paged = PagedTensors(query: stored?.q ?? StoredTensor(query, as: .fp32),
+                             key: StoredTensor(pools.key, as: config.storage.keyValue),
+                             value: StoredTensor(pools.value, as: config.storage.keyValue),
+                             output: stored?.o ?? StoredTensor(output, as: .fp32),
+                             pages: pools.pages)
+        (self.query, self.key, self.value, self.output) = ([], [], [], [])
+        stored = nil
+    }
 
     init(_ shape: AttentionShape, seed: UInt64, pass: BenchPass = .forward,
          storage: BenchStorage = .fp32) {
@@ -149,12 +173,17 @@ struct CaseBuffers {
 
     /// The pass's result, for comparing implementations.
     var result: [Float] {
+        if let p = paged { return p.output.floats }
         if let g = storedGradients { return g.query.floats + g.key.floats + g.value.floats }
         return stored?.o.floats ?? (dq.isEmpty ? output : dq + dk + dv)
     }
 
     /// One forward call into the preallocated output.
     mutating func run(_ options: AttentionOptions, shape: AttentionShape) throws {
+        if let p = paged {
+            try forwardPaged(p, shape: shape, options: options)
+            return
+        }
         if let s = stored {
             try forwardStored(query: s.q, key: s.k, value: s.v, output: s.o, shape: shape,
                               options: options)
@@ -217,6 +246,7 @@ public struct BenchRunner {
             let shape = config.shape
             var buffers = CaseBuffers(config.bufferShape, seed: UInt64(config.queryLength * 131 + config.keyLength * 17 + config.headDim),
                                       pass: config.pass, storage: config.storage)
+            if let pageSize = config.pageSize { buffers.page(config, pageSize: pageSize) }
             let run: (inout CaseBuffers, AttentionOptions) throws -> Void = config.pass == .forward
                 ? { try $0.run($1, shape: shape) } : { try $0.runBackward($1, shape: shape) }
             var outputs: [BenchImplementation: [Float]] = [:]
@@ -240,7 +270,7 @@ public struct BenchRunner {
                                                implementation: impl.implementation,
                                                kernel: impl.kernel,
                                                querySequenceOffsets: config.sequenceOffsets,
-                                               keySequenceOffsets: config.sequenceOffsets,
+                                               keySequenceOffsets: config.keyOffsets,
                                                keySplitSize: config.kvSplit.keySplitSize)
                 if !impl.isSupported {
                     row.skipReason = "this CPU does not support \(impl.kernel.rawValue)"
@@ -338,6 +368,8 @@ public struct BenchRunner {
             + (c.blockSparseKeep.map { " block-sparse \($0)" } ?? "")
             + (c.maskDensity.map { " mask \($0)" } ?? "") + (c.additiveMask ? " additive-mask" : "")
             + (c.varlen.map { " varlen \($0.rawValue) (longest \(c.sequenceLengths?.max() ?? 0))" } ?? "")
+            + (c.serving ? " serving (contexts \(c.keysPerSequence.map(String.init).joined(separator: ",")))" : "")
+            + (c.pageSize.map { " paged \($0) \(c.pageLayout)" } ?? "")
     }
 
     static func seconds(_ s: Double) -> String {

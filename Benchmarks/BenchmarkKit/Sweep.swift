@@ -131,6 +131,15 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     public var varlen: VarlenDistribution?
     /// The split-KV chunking flash is asked for (`AttentionOptions.keySplitSize`).
     public var kvSplit: KVSplit = .automatic
+    /// K and V in a paged cache of pages of this many keys (pages in a seeded random order of
+    /// the pool, HND or NHD: `pageLayout`); nil: contiguous tensors.
+    public var pageSize: Int?
+    /// The pools' layout when paged: "hnd" or "nhd".
+    public var pageLayout = "hnd"
+    /// The serving mix: `batch` decode sequences (one query each, contexts drawn log-uniformly
+    /// in [1024, keyLength], seeded) and one chunked prefill of `queryLength` rows on a prefix of
+    /// 1024 keys, bottom-right causal, all in one call (``servingLengths``).
+    public var serving = false
     /// Element types of Q/O and K/V (dO and the gradients follow their tensors).
     public var storage: BenchStorage = .fp32
 
@@ -155,14 +164,50 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     }
 
     /// The packed offsets of a varlen case (cu_seqlens).
-    public var sequenceOffsets: [Int]? {
-        sequenceLengths.map { $0.reduce(into: [0]) { $0.append($0.last! + $1) } }
+    /// The serving mix's (query rows, keys) per sequence: `batch` decode sequences, then the
+    /// chunked prefill.
+    public var servingLengths: (queries: [Int], keys: [Int])? {
+        guard serving else { return nil }
+        var random = SeededUniform(seed: 0x5EED_CAFE)
+        let low = min(1024.0, Double(keyLength)), high = Double(keyLength)
+        let contexts = (0 ..< batch).map { _ in Int((low * pow(high / low, random.next())).rounded()) }
+        return (Array(repeating: 1, count: batch) + [queryLength],
+                contexts + [min(1024, keyLength) + queryLength])
     }
 
-    /// The shape the buffers are allocated with: a packed case has no batch dimension.
+    /// Per-sequence (query rows, keys) when the sequences differ (--varlen, the serving mix);
+    /// nil for a rectangular batch.
+    public var perSequence: (queries: [Int], keys: [Int])? {
+        if let mix = servingLengths { return mix }
+        return sequenceLengths.map { ($0, $0) }
+    }
+
+    /// The sequences of one call (the serving mix adds its chunked prefill to `batch`).
+    public var sequenceCount: Int { perSequence?.queries.count ?? batch }
+
+    /// Keys of every sequence.
+    public var keysPerSequence: [Int] {
+        perSequence?.keys ?? Array(repeating: keyLength, count: batch)
+    }
+
+    static func offsets(_ lengths: [Int]) -> [Int] { lengths.reduce(into: [0]) { $0.append($0.last! + $1) } }
+
+    /// Packed query offsets (cu_seqlens_q) of a case with per-sequence lengths.
+    public var sequenceOffsets: [Int]? { perSequence.map { Self.offsets($0.queries) } }
+
+    /// Packed key offsets (cu_seqlens_k): per-sequence lengths stored contiguously (a paged
+    /// case takes its lengths from the page table).
+    public var keyOffsets: [Int]? { pageSize == nil ? perSequence.map { Self.offsets($0.keys) } : nil }
+
+    /// The shape the contiguous buffers are allocated with: packed sequences have no batch
+    /// dimension.
     public var bufferShape: AttentionShape {
         var s = shape
-        if varlen != nil { s.batch = 1 }
+        if let per = perSequence {
+            s.batch = 1
+            s.queryLength = per.queries.reduce(0, +)
+            s.keyLength = per.keys.reduce(0, +)
+        }
         return s
     }
 
@@ -216,8 +261,15 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     }
 
     public var shape: AttentionShape {
-        AttentionShape(batch: batch, queryHeads: queryHeads, keyValueHeads: keyValueHeads,
-                       queryLength: queryLength, keyLength: keyLength, headDim: headDim)
+        var s = AttentionShape(batch: batch, queryHeads: queryHeads, keyValueHeads: keyValueHeads,
+                               queryLength: queryLength, keyLength: keyLength, headDim: headDim)
+        if let per = perSequence {  // packed extents
+            s.batch = per.queries.count
+            s.queryLength = per.queries.reduce(0, +)
+            s.keyLength = per.keys.reduce(0, +)
+        }
+        if pageSize != nil { s.keyLength = max(1, keysPerSequence.max() ?? 1) }  // the longest
+        return s
     }
 
     /// Query–key pairs the mask leaves visible, over one (batch, head).
@@ -236,9 +288,9 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// Visible pairs over every (batch, head): the causal/window pairs, only inside kept blocks
     /// for a block-sparse case.
     public var totalVisiblePairs: Int {
-        if let lengths = sequenceLengths {
-            return queryHeads * lengths.reduce(0) {
-                $0 + visibleQueryKeyPairs(queryLength: $1, keyLength: $1, causal: causal.mask, window: window)
+        if let per = perSequence {
+            return queryHeads * zip(per.queries, per.keys).reduce(0) {
+                $0 + visibleQueryKeyPairs(queryLength: $1.0, keyLength: $1.1, causal: causal.mask, window: window)
             }
         }
         guard let bm = blockMask else { return batch * queryHeads * visiblePairs }
@@ -285,9 +337,9 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// against a long cache reads each key and value once and does little else.
     public var keyValueBytes: Int {
         let perKey = keyValueHeads * (headDim + headDim) * storage.keyValue.byteCount
-        if let lengths = sequenceLengths {
-            return perKey * lengths.reduce(0) {
-                $0 + visibleKeyCount(queryLength: $1, keyLength: $1, causal: causal.mask, window: window)
+        if let per = perSequence {
+            return perKey * zip(per.queries, per.keys).reduce(0) {
+                $0 + visibleKeyCount(queryLength: $1.0, keyLength: $1.1, causal: causal.mask, window: window)
             }
         }
         return batch * perKey * visibleKeys
@@ -297,7 +349,8 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// --max-kv-bytes caps.
     public var keyValueBufferBytes: Int {
         let s = bufferShape
-        return (s.keyCount + s.valueCount) * storage.keyValue.byteCount
+        // A paged case holds the contiguous tensors and the pools while it builds the pools.
+        return (s.keyCount + s.valueCount) * storage.keyValue.byteCount * (pageSize == nil ? 1 : 2)
     }
 
     /// FLOPs credited to this case's pass: the forward's, or 2.5× that for the backward
@@ -307,9 +360,9 @@ public struct BenchConfiguration: Sendable, Hashable, Codable {
     /// Bytes the naive implementation's score matrices take: one Lq×Lk float32 buffer for
     /// the forward, two (P and dP) for the backward.
     public var naiveScoreBytes: Int {
-        let longest = sequenceLengths?.max()
-        return (pass == .forward ? 1 : 2) * (longest ?? queryLength) * (longest ?? keyLength)
-            * MemoryLayout<Float>.size
+        let queries = perSequence?.queries.max() ?? queryLength
+        let keys = pageSize != nil ? shape.keyLength : perSequence?.keys.max() ?? keyLength
+        return (pass == .forward ? 1 : 2) * queries * keys * MemoryLayout<Float>.size
     }
 }
 
@@ -404,6 +457,13 @@ public struct SweepPreset: Sendable, Hashable {
         seqLens: [1], kvLens: [1024, 4096, 16384, 32768, 131072], headDims: [64, 128], heads: [32, 8],
         headPairs: [HeadConfiguration(32, 8), HeadConfiguration(32, 32), HeadConfiguration(8, 1)],
         batches: [1, 8], causals: [.none], implementations: [.flash], kvSplits: [.automatic, .never])
+
+    /// A serving step (with ``BenchConfiguration/serving``): 8 decode sequences of contexts
+    /// 1k–32k and one 512-row chunked prefill, Hq/Hkv 32/8, D 128, bottom-right causal.
+    public static let serving = SweepPreset(
+        seqLens: [512], kvLens: [32768], headDims: [128], heads: [32],
+        headPairs: [HeadConfiguration(32, 8)], batches: [8], causals: [.bottomRight],
+        implementations: [.flash], kvSplits: [.automatic])
 }
 
 /// The lists a sweep is the Cartesian product of.
@@ -434,6 +494,12 @@ public struct SweepSpecification: Sendable, Hashable {
     public var headPairs: [HeadConfiguration]?
     /// Configurations whose K and V buffers would take more bytes are left out (nil = no cap).
     public var maxKeyValueBytes: Int?
+    /// K/V storage of each configuration: nil (contiguous) and page sizes (--paged).
+    public var pageSizes: [Int?] = [nil]
+    /// The pools' layout of paged configurations (--page-layout).
+    public var pageLayout = "hnd"
+    /// The serving mix (--scenario serving).
+    public var serving = false
 
     public init(seqLens: [Int], kvLens: [Int]? = nil, headDims: [Int], heads: [Int],
                 kvHeads: [Int]? = nil, batches: [Int], causals: [BenchCausal],
@@ -480,6 +546,7 @@ public struct SweepSpecification: Sendable, Hashable {
                             for pass in passes {
                                 for split in kvSplits {
                                   for storage in storages {
+                                    for page in pageSizes {
                                     for lq in seqLens {
                                         for lk in kvLens ?? [lq] {
                                             var config = BenchConfiguration(
@@ -498,8 +565,12 @@ public struct SweepSpecification: Sendable, Hashable {
                                             config.varlen = varlen
                                             config.kvSplit = split
                                             config.storage = storage
+                                            config.pageSize = page
+                                            config.pageLayout = pageLayout
+                                            config.serving = serving
                                             out.append(config)
                                         }
+                                    }
                                     }
                                   }
                                 }

@@ -170,7 +170,7 @@ static void forward_tile(const fa_forward_plan *pl, int64_t b, int64_t h, int64_
     if (split >= fa_splits_of(&pl->split, p, b)) return;
     // Rows of this entry's buffer in the block (packed sequences are shorter than q_len).
     const int64_t entry_rows = fa_q_rows_of(p, b);
-    if (q0 >= entry_rows) return;
+    if (q0 >= entry_rows || fa_is_row_entry(p, b)) return;  // (row entries: decode.c)
     const int block_rows = (int)(entry_rows - q0 < bq ? entry_rows - q0 : bq);
     // Rows past the batch entry's valid length are padding: output 0, logsumexp −inf
     // (written once, by the first chunk's item).
@@ -242,27 +242,29 @@ fa_status fa_forward(const fa_problem *p) {
     pl.kr = fa_kernels_for(p->isa);
     pl.scale_log2 = r.scale * FA_LOG2E;
     pl.group = r.group;
-    pl.row_tiles = fa_uses_row_tiles(p);
     pl.split = fa_split_plan_for(p);
     pl.bf16_dots = pl.kr->scores_t_bf16 && p->q_dtype == FA_DTYPE_BF16 &&
                    p->k_dtype == FA_DTYPE_BF16 && p->v_dtype == FA_DTYPE_BF16;
-    size_t per_thread;
-    int64_t items;
-    if (pl.row_tiles) {  // decoding shapes: row tiles of whole GQA groups (decode.c)
-        pl.row_layout = fa_row_layout_for(p);
-        pl.row_chunks = fa_row_chunks(p);
-        per_thread = pl.row_layout.per_thread_bytes;
-        items = p->shape.batch * p->shape.kv_heads * pl.row_chunks;
-    } else {
+    // Entries of at most FA_DECODE_MAX_Q query rows run on row tiles of whole GQA groups
+    // (decode.c), longer ones on key-major tiles; a thread's workspace holds either.
+    size_t per_thread = 0;
+    int64_t key_items = 0, row_items = 0;
+    if (fa_uses_key_major(p)) {
         pl.blocks = fa_blocking_for(pl.kr, &p->shape, r.threads, p->window_left,
                                     p->block_mask.data ? p->block_mask.block_q : 0);
         pl.layout = fa_forward_layout_for(p, pl.blocks);
         // Packed sequences: blocks of the longest; a shorter sequence's extra items are empty.
         pl.q_blocks = (fa_max_q_rows(p) + pl.blocks.block_q - 1) / pl.blocks.block_q;
         per_thread = pl.layout.per_thread_bytes;
-        items = p->shape.batch * p->shape.q_heads * pl.q_blocks;
+        key_items = p->shape.batch * p->shape.q_heads * pl.q_blocks * pl.split.count;
     }
-    items *= pl.split.count;
+    if (fa_uses_row_tiles(p)) {
+        pl.row_layout = fa_row_layout_for(p);
+        pl.row_chunks = fa_row_chunks(p);
+        if (pl.row_layout.per_thread_bytes > per_thread) per_thread = pl.row_layout.per_thread_bytes;
+        row_items = p->shape.batch * p->shape.kv_heads * pl.row_chunks * pl.split.count;
+    }
+    const int64_t items = key_items + row_items;
 
     // A caller workspace is split between the threads, the partial states after them;
     // otherwise each thread uses its own cached tiles and the calling thread its cached
@@ -306,13 +308,16 @@ fa_status fa_forward(const fa_problem *p) {
         while (!__atomic_load_n(&failed, __ATOMIC_RELAXED)) {
             const int64_t t = __atomic_fetch_add(&next_item, 1, __ATOMIC_RELAXED);
             if (t >= items) break;
-            const int64_t split = t % count, u = t / count;  // an item's chunks side by side
-            if (pl.row_tiles) {
+            // Key-major items first (a prefill chunk's query blocks each see a long prefix),
+            // then the row tiles: the heavy items start early, the light ones fill in.
+            if (t >= key_items) {
+                const int64_t w = t - key_items, split = w % count, u = w / count;
                 const int64_t chunk = u % pl.row_chunks, bg = u / pl.row_chunks;
                 fa_row_tile(&pl, bg / p->shape.kv_heads, bg % p->shape.kv_heads, chunk, split,
                             mine);
                 continue;
             }
+            const int64_t split = t % count, u = t / count;  // an item's chunks side by side
             // Causal: the last query blocks see the most keys, so they are handed out first.
             int64_t qb = u / heads;
             if (p->causal != FA_CAUSAL_NONE) qb = pl.q_blocks - 1 - qb;

@@ -38,10 +38,17 @@ typedef struct fa_row_layout {
 
 fa_row_layout fa_row_layout_for(const fa_problem *p);
 
-/// Whether fa_forward runs p on row tiles (decoding shapes).
+/// Whether batch entry b runs on row tiles: at most FA_DECODE_MAX_Q valid query rows (decoding,
+/// speculative rows). Longer entries (prefill, chunked prefill) run on key-major tiles; a batch
+/// may mix both, and an entry's results depend on its own length only, not on the batch.
+static inline int fa_is_row_entry(const fa_problem *p, int64_t b) {
+    return fa_q_len_of(p, b) <= FA_DECODE_MAX_Q;
+}
+/// Whether any entry of p runs on row tiles; on key-major tiles.
 int fa_uses_row_tiles(const fa_problem *p);
-/// Row tiles per (batch entry, kv head): the group's heads × the longest sequence's query
-/// rows, FA_ROW_TILE_ROWS at a time.
+int fa_uses_key_major(const fa_problem *p);
+/// Row tiles per (batch entry, kv head): the group's heads × the longest row entry's query
+/// rows, FA_ROW_TILE_ROWS at a time (0 when no entry runs on row tiles).
 int64_t fa_row_chunks(const fa_problem *p);
 
 /// Split-KV: how a call cuts its keys and where the partial states go.
@@ -68,12 +75,11 @@ typedef struct fa_forward_plan {
     fa_blocking blocks;         ///< key-major tiles
     fa_forward_layout layout;   ///< key-major tiles
     fa_row_layout row_layout;   ///< row tiles
-    int row_tiles;              ///< 1: row tiles, 0: key-major tiles
     int bf16_dots;              ///< products over bf16 pairs (Q, K, V bf16; the ISA has them)
     float scale_log2;           ///< scale · log2(e)
     int64_t group;              ///< query heads per key/value head
-    int64_t q_blocks;           ///< key-major: query blocks of the longest sequence
-    int64_t row_chunks;         ///< row tiles: tiles per (entry, kv head)
+    int64_t q_blocks;           ///< key-major: query blocks of the longest sequence (0: none)
+    int64_t row_chunks;         ///< row tiles: tiles per (entry, kv head) (0: none)
     fa_split_plan split;
     float *partial_o;           ///< [B, Hq, rows_per_head, count, Dv] (split.count > 1)
     float *partial_lse;         ///< [B, Hq, rows_per_head, count]

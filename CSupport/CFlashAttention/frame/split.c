@@ -8,7 +8,7 @@
 // from the problem alone, never from the thread count, so results are bitwise the same for
 // any thread count; an explicit size gives the same bits whatever else is in the batch.
 //
-// Automatic size (kv_split_size = 0), for row tiles (decoding) only: no split when there are
+// Automatic size (kv_split_size = 0), when every entry runs on row tiles (decoding): no split when there are
 // FA_SPLIT_TARGET_ITEMS items or more; otherwise enough chunks to make about that many items,
 // each at least FA_SPLIT_MIN_KEYS keys and a multiple of the row tiles' key block. Key-major
 // (prefill) problems have many query tiles and are not split unless asked.
@@ -21,11 +21,23 @@ int omp_get_num_threads(void);
 #endif
 
 int fa_uses_row_tiles(const fa_problem *p) {
-    return fa_max_q_rows(p) <= FA_DECODE_MAX_Q;
+    for (int64_t b = 0; b < p->shape.batch; b++)
+        if (fa_is_row_entry(p, b)) return 1;
+    return 0;
+}
+
+int fa_uses_key_major(const fa_problem *p) {
+    for (int64_t b = 0; b < p->shape.batch; b++)
+        if (!fa_is_row_entry(p, b)) return 1;
+    return 0;
 }
 
 int64_t fa_row_chunks(const fa_problem *p) {
-    const int64_t rows = p->shape.q_heads / p->shape.kv_heads * fa_max_q_rows(p);
+    int64_t longest = -1;  // valid rows of the longest row entry
+    for (int64_t b = 0; b < p->shape.batch; b++)
+        if (fa_is_row_entry(p, b) && fa_q_len_of(p, b) > longest) longest = fa_q_len_of(p, b);
+    if (longest < 0) return 0;
+    const int64_t rows = p->shape.q_heads / p->shape.kv_heads * longest;
     return rows == 0 ? 1 : (rows + FA_ROW_TILE_ROWS - 1) / FA_ROW_TILE_ROWS;
 }
 
@@ -59,7 +71,7 @@ fa_split_plan fa_split_plan_for(const fa_problem *p) {
     int64_t size = p->kv_split_size;
     if (size == 0) {
         size = max_kv;  // no split unless the rule below asks for one
-        if (fa_uses_row_tiles(p)) {
+        if (!fa_uses_key_major(p)) {  // decoding only: every entry on row tiles
             const int64_t items = p->shape.batch * p->shape.kv_heads * fa_row_chunks(p);
             if (items < FA_SPLIT_TARGET_ITEMS) {
                 const int64_t want = (FA_SPLIT_TARGET_ITEMS + items - 1) / items;

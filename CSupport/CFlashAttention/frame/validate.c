@@ -538,14 +538,15 @@ fa_status fa_workspace_bytes(const fa_problem *p, size_t *bytes) {
     fa_status st = fa_validate_shape_options(p, NULL);
     if (st != FA_OK) return st;
     const int threads = fa_resolve_threads(p->num_threads);
-    size_t per_thread;
-    if (fa_uses_row_tiles(p)) {
-        per_thread = fa_row_layout_for(p).per_thread_bytes;
-    } else {
+    // Each thread may run both tile kinds (a batch mixing decode and prefill entries).
+    size_t per_thread = 0;
+    if (fa_uses_row_tiles(p)) per_thread = fa_row_layout_for(p).per_thread_bytes;
+    if (fa_uses_key_major(p)) {
         const fa_blocking b = fa_blocking_for(fa_kernels_for(p->isa), &p->shape, threads,
                                               p->window_left,
                                               p->block_mask.data ? p->block_mask.block_q : 0);
-        per_thread = fa_forward_layout_for(p, b).per_thread_bytes;
+        const size_t bytes = fa_forward_layout_for(p, b).per_thread_bytes;
+        per_thread = bytes > per_thread ? bytes : per_thread;
     }
     // Per thread tiles, then the split-KV partial states (aligned), plus slack to align the base.
     const fa_split_plan split = fa_split_plan_for(p);
