@@ -36,12 +36,20 @@ public struct ParityCase: Sendable {
     public var keyValueType: AttentionElementType = .float32
     /// Features case.json asks for that the library does not have: each fails the case.
     public var unsupported: [String]
+    /// A paged case ("pages" in case.json): k.npy and v.npy are then the page pools as they
+    /// lie, `[pages, Hkv, page_size, D]` ("layout": "hnd", the default) or `[pages, page_size,
+    /// Hkv, D]` ("nhd"), and the table is one of
+    /// `{"page_size": P, "indptr": […], "indices": […], "last_page_len": […]}` (FlashInfer's CSR)
+    /// or `{"page_size": P, "block_table": [[…], …], "seq_lens": […]}` (vLLM's block table; rows
+    /// padded to one length). The forward reads the pages; gradients are not checked.
+    public var pages: KVPages?
 
     /// The case.json keys this version understands.
     public static let supportedKeys: Set<String> = ["scale", "causal", "window", "softcap",
                                                     "alibi_slopes", "query_lengths", "key_lengths",
                                                     "cu_seqlens_q", "cu_seqlens_k",
-                                                    "mask", "block_mask", "kv_split_size", "bfloat16"]
+                                                    "mask", "block_mask", "kv_split_size", "bfloat16",
+                                                    "pages"]
     /// Keys the format defines for features the library does not have yet.
     public static let pendingKeys: Set<String> = []
 
@@ -184,6 +192,16 @@ public struct ParityCase: Sendable {
             throw CaseError("k.npy (\(keyValueType)) and v.npy (\(storage(vFile, "v"))) must share an element type")
         }
         let q = try decoded(qFile, "q"), k = try decoded(kFile, "k"), v = try decoded(vFile, "v")
+        if let spec = params["pages"], !(spec is NSNull) {
+            guard let spec = spec as? [String: Any] else { throw CaseError("case.json: pages must be an object") }
+            let p = try Self.paged(spec, directory: directory, q: q, k: k, v: v, attention: attention,
+                                   load: { name in try decoded(try NpyArray(contentsOf: path(name + ".npy")), name) },
+                                   exists: exists, requireExpected: requireExpected)
+            (pages, shape, query, key, value) = (p.pages, p.shape, p.query, p.key, p.value)
+            (expectedOutput, expectedLogSumExp) = (p.output, p.logSumExp)
+            if exists("dout.npy") { self.unsupported.append("dout.npy with pages (the backward does not read paged K/V)") }
+            return
+        }
         for (name, a, packed) in [("q", q, packedQ), ("k", k, packedK), ("v", v, packedK)] {
             if packed && a.shape.count != 3 {
                 throw CaseError("\(name).npy has shape \(a.shape); a packed side is [T, H, D]")
@@ -291,6 +309,80 @@ public struct ParityCase: Sendable {
         }
     }
 
+    /// A paged case: q.npy `[B, Hq, Lq, Dqk]` (or packed `[Tq, Hq, Dqk]` with cu_seqlens_q),
+    /// k.npy and v.npy the page pools, `spec` the "pages" object.
+    static func paged(_ spec: [String: Any], directory: String, q: NpyArray, k: NpyArray, v: NpyArray,
+                      attention: AttentionOptions, load: (String) throws -> NpyArray,
+                      exists: (String) -> Bool, requireExpected: Bool) throws
+        -> (pages: KVPages, shape: AttentionShape, query: [Float], key: [Float], value: [Float],
+            output: NpyArray?, logSumExp: NpyArray?)
+    {
+        func ints(_ key: String) throws -> [Int32]? {
+            guard let list = spec[key] as? [Any] else { return nil }
+            let values = list.compactMap { ($0 as? NSNumber).map { Int32(truncatingIfNeeded: $0.intValue) } }
+            guard values.count == list.count else { throw CaseError("case.json: pages.\(key) must be a list of integers") }
+            return values
+        }
+        guard let pageSize = (spec["page_size"] as? NSNumber)?.intValue, pageSize >= 1 else {
+            throw CaseError("case.json: pages.page_size must be a positive integer")
+        }
+        let layoutName = spec["layout"] as? String ?? "hnd"
+        guard layoutName == "hnd" || layoutName == "nhd" else {
+            throw CaseError("case.json: pages.layout is '\(layoutName)'; use hnd or nhd")
+        }
+        let nhd = layoutName == "nhd"
+        guard attention.keySequenceOffsets == nil, attention.keyLengths == nil else {
+            throw CaseError("case.json: a paged case takes its key lengths from pages; no cu_seqlens_k or key_lengths")
+        }
+        for (name, a) in [("k", k), ("v", v)] where a.shape.count != 4 || a.shape[nhd ? 1 : 2] != pageSize {
+            throw CaseError("\(name).npy has shape \(a.shape); a page pool is [pages, \(nhd ? "page_size, Hkv" : "Hkv, page_size"), D] with page_size \(pageSize)")
+        }
+        let (pageCount, hkv, dqk, dv) = (k.shape[0], k.shape[nhd ? 2 : 1], k.shape[3], v.shape[3])
+        guard v.shape[0] == pageCount, v.shape[nhd ? 2 : 1] == hkv else {
+            throw CaseError("v.npy \(v.shape) and k.npy \(k.shape) must hold the same pages and heads")
+        }
+        let table: KVPageTable
+        if let indptr = try ints("indptr"), let indices = try ints("indices"), let last = try ints("last_page_len") {
+            table = .csr(indptr: indptr, indices: indices, lastPageLengths: last)
+        } else if let rows = spec["block_table"] as? [[Any]], let lens = try ints("seq_lens") {
+            let width = max(1, rows.map(\.count).max() ?? 1)
+            guard rows.allSatisfy({ $0.count == width }) else {
+                throw CaseError("case.json: pages.block_table rows must all have one length")
+            }
+            let flat = rows.flatMap { $0.map { Int32(truncatingIfNeeded: ($0 as? NSNumber)?.intValue ?? -1) } }
+            table = .blockTable(flat, pagesPerSequence: width, sequenceLengths: lens)
+        } else {
+            throw CaseError("case.json: pages needs indptr, indices and last_page_len, or block_table and seq_lens")
+        }
+        let pages = KVPages(pageSize: pageSize, pageCount: pageCount, table: table, layout: nhd ? .nhd : .hnd)
+        let packedQ = attention.querySequenceOffsets != nil
+        let b = packedQ ? attention.querySequenceOffsets!.count - 1 : q.shape[0]
+        let (hq, lq) = packedQ ? (q.shape[1], q.shape[0]) : (q.shape[1], q.shape[2])
+        guard q.shape.count == (packedQ ? 3 : 4), q.shape.last == dqk else {
+            throw CaseError("q.npy has shape \(q.shape); expected [B, Hq, Lq, \(dqk)] (or [T, Hq, \(dqk)] packed)")
+        }
+        guard pages.sequenceCount == b else {
+            throw CaseError("pages describe \(pages.sequenceCount) sequences; q.npy has \(b)")
+        }
+        let longest = (0 ..< b).map { pages.sequenceLength($0) }.max() ?? 1
+        let shape = AttentionShape(batch: b, queryHeads: hq, keyValueHeads: hkv, queryLength: lq,
+                                   keyLength: max(1, longest), headDim: dqk, valueHeadDim: dv)
+        let fileShapes = Self.fileShapes(shape, packedQ: packedQ, packedK: false)
+        func expected(_ name: String) throws -> NpyArray? {
+            guard exists(name + ".npy") else { return nil }
+            let a = try load(name)
+            guard a.shape == fileShapes[name]! else {
+                throw CaseError("\(name).npy has shape \(a.shape); expected \(fileShapes[name]!)")
+            }
+            return packedQ && name != "lse" ? NpyArray(shape: a.shape, floats: Self.headMajor(a)) : a
+        }
+        let output = try expected("out")
+        if output == nil && requireExpected { throw CaseError("\(directory)/out.npy is missing") }
+        // The pools as they lie; packed queries head-major, as every other case.
+        return (pages, shape, packedQ ? headMajor(q) : q.floats, k.floats, v.floats, output,
+                try expected("lse"))
+    }
+
     /// Strides that broadcast `m` to the four-dimensional `target` by NumPy's rules (dimensions
     /// aligned to the right; a dimension of 1 broadcasts with stride 0).
     static func broadcastStrides(of m: NpyArray, to target: [Int], file: String) throws -> MaskStrides {
@@ -344,6 +436,20 @@ public struct ParityCase: Sendable {
         func run<Q: AttentionElement, KV: AttentionElement>(
             _ q: (Float) -> Q, _ kv: (Float) -> KV, _ back: (Q) -> Float
         ) throws -> ([Float], [Float]) {
+            if let pages {
+                let qs = query.map(q), ks = key.map(kv), vs = value.map(kv)
+                var out = [Q](repeating: q(0), count: shape.outputCount)
+                var lse = [Float](repeating: 0, count: shape.batch * shape.queryHeads * shape.queryLength)
+                try qs.withUnsafeBufferPointer { qp in
+                try ks.withUnsafeBufferPointer { kp in
+                try vs.withUnsafeBufferPointer { vp in
+                try out.withUnsafeMutableBufferPointer { op in
+                try lse.withUnsafeMutableBufferPointer { lp in
+                    try FlashAttention.forward(query: qp, keyPages: kp, valuePages: vp, pages: pages,
+                                               output: op, logSumExp: lp, shape: shape, options: options)
+                } } } } }
+                return (out.map(back), lse)
+            }
             let (out, lse) = try FlashAttention.forwardWithLogSumExp(
                 query: query.map(q), key: key.map(kv), value: value.map(kv), shape: shape,
                 options: options)

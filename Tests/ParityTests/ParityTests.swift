@@ -327,6 +327,52 @@ struct ParityTests {
         #expect(rewritten.passed, "\(ParityReport.text([rewritten], atol: 1e-5, rtol: 1e-5))")
     }
 
+    @Test("pages key: page pools (HND and NHD) with CSR and block tables, against the float64 reference")
+    func pagedCases() throws {
+        let c = AttentionCase(shape: AttentionShape(batch: 2, queryHeads: 4, keyValueHeads: 2, queryLength: 3,
+                                                    keyLength: 11, headDim: 8),
+                              causal: .bottomRight, keyLengths: [11, 6], seed: 71)
+        let (q, k, v) = c.inputs()
+        let s = c.shape, ps = 4
+        // Sequence 0: pages 4, 1, 3; sequence 1: pages 0, 5 (a pool of 6; page 2 unused).
+        let lists = [[4, 1, 3], [0, 5]]
+        for nhd in [false, true] {
+            for csr in [true, false] {
+                let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parity-\(UUID().uuidString)").path
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: dir) }
+                var kp = [Float](repeating: 0, count: 6 * 2 * ps * 8), vp = kp
+                for (b, list) in lists.enumerated() {
+                    for (i, page) in list.enumerated() {
+                        for g in 0 ..< 2 { for r in 0 ..< ps where i * ps + r < c.keyLengths![b] { for d in 0 ..< 8 {
+                            let at = nhd ? ((page * ps + r) * 2 + g) * 8 + d : ((page * 2 + g) * ps + r) * 8 + d
+                            kp[at] = k[b, g, i * ps + r, d]
+                            vp[at] = v[b, g, i * ps + r, d]
+                        } } }
+                    }
+                }
+                let poolShape = nhd ? [6, ps, 2, 8] : [6, 2, ps, 8]
+                try NpyArray(shape: poolShape, floats: kp).write(to: dir + "/k.npy")
+                try NpyArray(shape: poolShape, floats: vp).write(to: dir + "/v.npy")
+                try NpyArray(shape: [2, 4, 3, 8], floats: q.data).write(to: dir + "/q.npy")
+                let ref = c.reference()
+                try NpyArray(shape: [2, 4, 3, 8], doubles: ref.output).write(to: dir + "/out.npy")
+                try NpyArray(shape: [2, 4, 3], doubles: ref.logSumExp).write(to: dir + "/lse.npy")
+                let table = csr ? "\"indptr\": [0, 3, 5], \"indices\": [4, 1, 3, 0, 5], \"last_page_len\": [3, 2]"
+                                : "\"block_table\": [[4, 1, 3], [0, 5, -1]], \"seq_lens\": [11, 6]"
+                let json = "{\"causal\": \"bottom_right\", \"pages\": {\"page_size\": 4, \"layout\": \"\(nhd ? "nhd" : "hnd")\", \(table)}}"
+                try json.write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+                let result = checker.check(directory: dir)
+                #expect(result.passed, "\(nhd ? "NHD" : "HND") \(csr ? "CSR" : "table"): \(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+                // The control: a table naming another page fails.
+                try json.replacingOccurrences(of: "[4, 1, 3", with: "[4, 2, 3")
+                    .write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+                #expect(!checker.check(directory: dir).passed)
+                _ = s
+            }
+        }
+    }
+
     @Test("mask key: a broadcast boolean mask and a dense additive one")
     func masks() throws {
         let shape = AttentionShape(batch: 2, queryHeads: 2, queryLength: 20, keyLength: 30, headDim: 8)
