@@ -192,35 +192,112 @@ extension FlashAttention {
         problem.o_dtype = Element.attentionElementType.cType
         problem.k_dtype = Cache.attentionElementType.cType
         problem.v_dtype = Cache.attentionElementType.cType
-        problem.kv_pages.page_size = Int64(pages.pageSize)
-        problem.kv_pages.num_pages = Int64(pages.pageCount)
-        problem.kv_pages.exclusive = pages.pagesAreExclusive ? 1 : 0
         try withScoreModifiers(options, &problem) { (p) throws(AttentionError) in
-            switch pages.table {
-            case let .csr(indptr, indices, last):
-                // (An empty array may have no address; C needs one even where it reads nothing.)
-                let indices = indices.isEmpty ? [0] : indices
-                try indptr.withUnsafeBufferPointer { (ip) throws(AttentionError) in
-                    try indices.withUnsafeBufferPointer { (ix) throws(AttentionError) in
-                        try last.withUnsafeBufferPointer { (lp) throws(AttentionError) in
-                            p.kv_pages.indptr = ip.baseAddress
-                            p.kv_pages.indices = ix.baseAddress
-                            p.kv_pages.last_page_len = lp.baseAddress
-                            defer { p.kv_pages = fa_kv_pages() }
-                            try run(&p, implementation: options.implementation, strides: strides)
-                        }
+            try withPageTable(pages, &p) { (p) throws(AttentionError) in
+                try run(&p, implementation: options.implementation, strides: strides)
+            }
+        }
+    }
+
+    /// The gradients of attention over a paged K/V cache whose sequences each lie in one page
+    /// (`shape.keyLength` ≤ `pageSize`, every sequence holding a key): K and V are read from the
+    /// pages, dK and dV written as ordinary `[B, Hkv, Lk, D]` tensors in `options.layout`
+    /// (`strides` and `gradientStrides` as in the contiguous backward; their key and value
+    /// strides are the gradients'). Other paged problems are refused with `.invalidPages`.
+    public static func backward<Element: AttentionElement, Cache: AttentionElement>(
+        query: UnsafeBufferPointer<Element>,
+        keyPages: UnsafeBufferPointer<Cache>,
+        valuePages: UnsafeBufferPointer<Cache>,
+        pages: KVPages,
+        output: UnsafeBufferPointer<Element>,
+        logSumExp: UnsafeBufferPointer<Float>,
+        outputGradient: UnsafeBufferPointer<Element>,
+        queryGradient: UnsafeMutableBufferPointer<Element>,
+        keyGradient: UnsafeMutableBufferPointer<Cache>,
+        valueGradient: UnsafeMutableBufferPointer<Cache>,
+        shape: AttentionShape,
+        strides: AttentionTensorStrides? = nil,
+        options: AttentionOptions = AttentionOptions()
+    ) throws(AttentionError) {
+        var strides = strides ?? .packed(options.layout, shape: shape)
+        let gradients = AttentionGradientStrides(matching: strides)
+        try pages.checkCounts(batch: shape.batch)
+        var pool = shape
+        pool.batch = pages.pageCount
+        pool.keyLength = pages.pageSize
+        strides.key = pages.layout.strides(value: false, keyValueHeads: shape.keyValueHeads,
+                                           pageSize: pages.pageSize, headDim: shape.headDim)
+        strides.value = pages.layout.strides(value: true, keyValueHeads: shape.keyValueHeads,
+                                             pageSize: pages.pageSize, headDim: shape.valueHeadDim)
+        var problem = try makeProblem(shape: shape, strides: strides, options: options)
+        try checkBuffer(.key, count: keyPages.count, shape: pool, strides: strides, options: AttentionOptions())
+        try checkBuffer(.value, count: valuePages.count, shape: pool, strides: strides, options: AttentionOptions())
+        let counts: [(TensorRole, Int)] = [
+            (.query, query.count), (.output, output.count), (.outputGradient, outputGradient.count),
+            (.queryGradient, queryGradient.count), (.keyGradient, keyGradient.count),
+            (.valueGradient, valueGradient.count),
+        ]
+        for (role, count) in counts {
+            try checkBuffer(role, count: count, shape: shape, strides: strides, options: options, gradients: gradients)
+        }
+        guard logSumExp.count > 0 else { throw .missingLogSumExp }
+        try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides, options: options)
+        problem.q = UnsafeRawPointer(query.baseAddress)
+        problem.k = UnsafeRawPointer(keyPages.baseAddress)
+        problem.v = UnsafeRawPointer(valuePages.baseAddress)
+        problem.o = UnsafeMutableRawPointer(mutating: output.baseAddress)
+        problem.lse = UnsafeMutablePointer(mutating: logSumExp.baseAddress)
+        problem.dout = UnsafeRawPointer(outputGradient.baseAddress)
+        problem.dout_strides = gradients.output.cStrides
+        problem.dq = UnsafeMutableRawPointer(queryGradient.baseAddress)
+        problem.dq_strides = gradients.query.cStrides
+        problem.dk = UnsafeMutableRawPointer(keyGradient.baseAddress)
+        problem.dk_strides = gradients.key.cStrides
+        problem.dv = UnsafeMutableRawPointer(valueGradient.baseAddress)
+        problem.dv_strides = gradients.value.cStrides
+        problem.q_dtype = Element.attentionElementType.cType
+        problem.o_dtype = Element.attentionElementType.cType
+        problem.k_dtype = Cache.attentionElementType.cType
+        problem.v_dtype = Cache.attentionElementType.cType
+        try withScoreModifiers(options, &problem) { (p) throws(AttentionError) in
+            try withPageTable(pages, &p) { (p) throws(AttentionError) in
+                try runBackward(&p, implementation: options.implementation, strides: strides,
+                                gradients: gradients)
+            }
+        }
+    }
+
+    /// Runs `body` with the problem's kv_pages pointing at `pages`' table.
+    private static func withPageTable(_ pages: KVPages, _ p: inout fa_problem,
+                                      _ body: (inout fa_problem) throws(AttentionError) -> Void)
+        throws(AttentionError)
+    {
+        p.kv_pages.page_size = Int64(pages.pageSize)
+        p.kv_pages.num_pages = Int64(pages.pageCount)
+        p.kv_pages.exclusive = pages.pagesAreExclusive ? 1 : 0
+        defer { p.kv_pages = fa_kv_pages() }
+        switch pages.table {
+        case let .csr(indptr, indices, last):
+            // (An empty array may have no address; C needs one even where it reads nothing.)
+            let indices = indices.isEmpty ? [0] : indices
+            try indptr.withUnsafeBufferPointer { (ip) throws(AttentionError) in
+                try indices.withUnsafeBufferPointer { (ix) throws(AttentionError) in
+                    try last.withUnsafeBufferPointer { (lp) throws(AttentionError) in
+                        p.kv_pages.indptr = ip.baseAddress
+                        p.kv_pages.indices = ix.baseAddress
+                        p.kv_pages.last_page_len = lp.baseAddress
+                        try body(&p)
                     }
                 }
-            case let .blockTable(table, perSequence, lengths):
-                let table = table.isEmpty ? [0] : table
-                try table.withUnsafeBufferPointer { (tb) throws(AttentionError) in
-                    try lengths.withUnsafeBufferPointer { (sl) throws(AttentionError) in
-                        p.kv_pages.block_table = tb.baseAddress
-                        p.kv_pages.max_pages = Int64(perSequence)
-                        p.kv_pages.seq_lens = sl.baseAddress
-                        defer { p.kv_pages = fa_kv_pages() }
-                        try run(&p, implementation: options.implementation, strides: strides)
-                    }
+            }
+        case let .blockTable(table, perSequence, lengths):
+            let table = table.isEmpty ? [0] : table
+            try table.withUnsafeBufferPointer { (tb) throws(AttentionError) in
+                try lengths.withUnsafeBufferPointer { (sl) throws(AttentionError) in
+                    p.kv_pages.block_table = tb.baseAddress
+                    p.kv_pages.max_pages = Int64(perSequence)
+                    p.kv_pages.seq_lens = sl.baseAddress
+                    try body(&p)
                 }
             }
         }

@@ -271,7 +271,7 @@ struct FlopTests {
             let bound: Double = r.configuration.storage.query == .bf16 ? 1e-2 : r.configuration.storage.query == .fp16 ? 1e-3 : 1e-5
             #expect(try #require(r.maxAbsDifference) <= bound, "\(r.configuration.storage)")
         }
-        #expect(report.csv().contains(",fp32/bf16\n"))
+        #expect(report.csv().contains(",fp32/bf16,,,,\n"))
         #expect(report.table().contains("fp32/bf16"))
         // The backward in half storage: gradients in their types, flash beside naive.
         let backward = try AttentionBenchCommand.parse([
@@ -402,6 +402,56 @@ func sampleReport() -> SweepReport {
     return SweepReport(machine: machine, policy: TimingPolicy(), cases: cases)
 }
 
+@Suite("Benchmark: paged caches and the serving mix")
+struct PagedBenchTests {
+    @Test("--paged runs each case contiguous and paged, flash beside naive, and they agree")
+    func paged() throws {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("attention-bench-paged-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cmd = try AttentionBenchCommand.parse([
+            "--scenario", "decode", "--kv-lens", "300", "--heads", "4", "--kv-heads", "2", "--batch", "2",
+            "--head-dims", "32", "--kv-split", "auto", "--paged", "16,7", "--page-layout", "nhd",
+            "--impl", "flash,naive", "--threads", "1", "--warmup", "0", "--repeats", "1",
+            "--min-time", "0", "--bandwidth-bytes", "8M", "--output", dir.path,
+        ])
+        #expect(cmd.specification.pageSizes == [nil, 16, 7])
+        let report = try cmd.runSweep()
+        #expect(report.cases.count == 3 * 2)
+        for r in report.cases where r.implementation == .flash {
+            #expect(try #require(r.maxAbsDifference) <= 1e-5, "\(r.configuration.pageSize.map(String.init) ?? "contiguous")")
+        }
+        #expect(report.table().contains("paged 16") && report.csv().contains(",16,nhd,,"))
+        for bad in [["--paged", "0"], ["--page-layout", "xyz"], ["--paged", "16", "--pass", "backward"]] {
+            #expect(throws: (any Error).self) { try AttentionBenchCommand.parse(bad) }
+        }
+    }
+
+    @Test("--scenario serving: decode sequences of drawn contexts and a chunked prefill in one call")
+    func serving() throws {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("attention-bench-serving-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cmd = try AttentionBenchCommand.parse([
+            "--scenario", "serving", "--kv-lens", "2048", "--seq-lens", "40", "--batch", "3",
+            "--heads", "4", "--kv-heads", "2", "--head-dims", "32", "--impl", "flash,naive",
+            "--threads", "1", "--warmup", "0", "--repeats", "1", "--min-time", "0",
+            "--bandwidth-bytes", "8M", "--output", dir.path,
+        ])
+        let config = try #require(cmd.specification.configurations.first)
+        let mix = try #require(config.perSequence)
+        #expect(mix.queries == [1, 1, 1, 40])
+        #expect(mix.keys.prefix(3).allSatisfy { (1024 ... 2048).contains($0) } && mix.keys[3] == 1024 + 40)
+        // K+V bytes count each sequence's keys once; FLOPs its visible pairs.
+        #expect(config.keyValueBytes == 2 * 64 * 4 * mix.keys.reduce(0, +))
+        let report = try cmd.runSweep()
+        #expect(report.cases.count == 2 * 2)  // contiguous and paged 16, flash and naive
+        for r in report.cases where r.implementation == .flash {
+            #expect(try #require(r.maxAbsDifference) <= 1e-5)
+        }
+    }
+}
+
 @Suite("Benchmark: writers")
 struct WriterTests {
     @Test("CSV: a header, one row per case, RFC 4180 quoting")
@@ -411,9 +461,10 @@ struct WriterTests {
         #expect(lines[0] == Substring(SweepReport.csvHeader.joined(separator: ",")))
         #expect(lines[1].hasPrefix("flash,forward,1,8,8,256,256,64,none,2,"))
         // Ten empty option fields, then K+V bytes (known even for a skipped case), no GB/s,
-        // the split, no local roof, the storage.
+        // the split, no local roof, the storage, contiguous K/V (no page size, layout,
+        // serving mix or per-sequence key lengths).
         #expect(lines[4].hasSuffix(",\"naive needs 1048576 bytes, over, the limit\""
-            + String(repeating: ",", count: 10) + ",\(8 * 512 * 128 * 4),,,auto,,,fp32"))
+            + String(repeating: ",", count: 10) + ",\(8 * 512 * 128 * 4),,,auto,,,fp32,,,,"))
         #expect(lines[1].split(separator: ",", omittingEmptySubsequences: false).count
             == SweepReport.csvHeader.count)
     }

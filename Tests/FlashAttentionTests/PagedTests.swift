@@ -412,3 +412,87 @@ struct PagedValidationTests {
         #expect(untouched)
     }
 }
+
+@Suite("Paged K/V caches: the backward where each sequence lies in one page")
+struct PagedBackwardTests {
+    @Test("gradients bitwise those of the contiguous padded call, flash and naive, every ISA, HND and NHD",
+          arguments: [KVPageLayout.hnd, .nhd])
+    func oneSequencePerPage(_ layout: KVPageLayout) throws {
+        let s = AttentionShape(batch: 3, queryHeads: 4, keyValueHeads: 2, queryLength: 5, keyLength: 16,
+                               headDim: 24, valueHeadDim: 20)
+        let c = AttentionCase(shape: s, causal: .bottomRight, keyLengths: [16, 9, 1], seed: 81)
+        let (q, k, v) = c.inputs()
+        let setup = PageSetup(pageSize: 16, layout: layout, csr: true)
+        let cache = pagedCache(key: k, value: v, lengths: [16, 9, 1], setup: setup, seed: 3, as: Float.self)
+        // Padding rows past a sequence's keys in its page must be finite: fill them as the
+        // contiguous tensors hold them (the backward reads rows 0 ..< keyLength of a page).
+        var kPool = cache.keyPool, vPool = cache.valuePool
+        let ks = layout.poolStrides(heads: 2, pageSize: 16, dim: 24), vs = layout.poolStrides(heads: 2, pageSize: 16, dim: 20)
+        guard case let .csr(_, indices, _) = cache.pages.table else {
+            Issue.record("the setup asks for a CSR table")
+            return
+        }
+        for b in 0 ..< 3 { for g in 0 ..< 2 { for j in [16, 9, 1][b] ..< 16 {
+            let page = Int(indices[b])
+            for d in 0 ..< 24 { kPool[page * ks.batch + g * ks.head + j * ks.sequence + d] = k[b, g, j, d] }
+            for d in 0 ..< 20 { vPool[page * vs.batch + g * vs.head + j * vs.sequence + d] = v[b, g, j, d] }
+        } } }
+        let dO = c.outputGradient().data
+        for kernel in FlashAttention.supportedKernels {
+            for implementation in [AttentionImplementation.flash, .naive] {
+                var options = c.options
+                options.kernel = kernel
+                options.implementation = implementation
+                let (o, lse) = try FlashAttention.forwardWithLogSumExp(query: q.data, key: k.data, value: v.data,
+                                                                       shape: s, options: options)
+                let want = try FlashAttention.backward(query: q.data, key: k.data, value: v.data, output: o,
+                                                       logSumExp: lse, outputGradient: dO, shape: s, options: options)
+                var paged = options
+                paged.keyLengths = nil
+                var dq = [Float](repeating: 7, count: s.queryCount), dk = [Float](repeating: 7, count: s.keyCount)
+                var dv = [Float](repeating: 7, count: s.valueCount)
+                try q.data.withUnsafeBufferPointer { qp in
+                try kPool.withUnsafeBufferPointer { kp in
+                try vPool.withUnsafeBufferPointer { vp in
+                try o.withUnsafeBufferPointer { op in
+                try lse.withUnsafeBufferPointer { lp in
+                try dO.withUnsafeBufferPointer { gp in
+                try dq.withUnsafeMutableBufferPointer { dqp in
+                try dk.withUnsafeMutableBufferPointer { dkp in
+                try dv.withUnsafeMutableBufferPointer { dvp in
+                    try FlashAttention.backward(query: qp, keyPages: kp, valuePages: vp, pages: cache.pages,
+                                                output: op, logSumExp: lp, outputGradient: gp,
+                                                queryGradient: dqp, keyGradient: dkp, valueGradient: dvp,
+                                                shape: s, options: paged)
+                } } } } } } } } }
+                #expect(dq.map(\.bitPattern) == want.query.map(\.bitPattern), "\(kernel) \(implementation) dq")
+                #expect(dk.map(\.bitPattern) == want.key.map(\.bitPattern), "\(kernel) \(implementation) dk")
+                #expect(dv.map(\.bitPattern) == want.value.map(\.bitPattern), "\(kernel) \(implementation) dv")
+            }
+        }
+    }
+
+    @Test("sequences longer than a page are refused, naming the reason")
+    func refusal() throws {
+        let s = AttentionShape(batch: 1, queryHeads: 2, keyValueHeads: 1, queryLength: 2, keyLength: 8, headDim: 4)
+        let pages = KVPages(pageSize: 4, pageCount: 2,
+                            table: .csr(indptr: [0, 2], indices: [1, 0], lastPageLengths: [4]))
+        let pool = [Float](repeating: 0.5, count: 2 * 4 * 4)
+        let q = [Float](repeating: 0.1, count: s.queryCount), lse = [Float](repeating: 0, count: 2 * 2)
+        var dq = q, dk = [Float](repeating: 0, count: s.keyCount), dv = dk
+        var thrown: AttentionError?
+        q.withUnsafeBufferPointer { qp in pool.withUnsafeBufferPointer { pp in lse.withUnsafeBufferPointer { lp in
+        dq.withUnsafeMutableBufferPointer { dqp in dk.withUnsafeMutableBufferPointer { dkp in dv.withUnsafeMutableBufferPointer { dvp in
+            do {
+                try FlashAttention.backward(query: qp, keyPages: pp, valuePages: pp, pages: pages, output: qp,
+                                            logSumExp: lp, outputGradient: qp, queryGradient: dqp,
+                                            keyGradient: dkp, valueGradient: dvp, shape: s)
+            } catch let e as AttentionError { thrown = e } catch {}
+        } } } } } }
+        guard case let .invalidPages(argument, reason)? = thrown else {
+            Issue.record("expected invalidPages, got \(String(describing: thrown))")
+            return
+        }
+        #expect(argument == "pages" && reason.contains("every sequence lies in one page"), "\(reason)")
+    }
+}

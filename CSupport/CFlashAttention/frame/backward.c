@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
+#include "kv_source.h"
 
 #ifdef _OPENMP
 int omp_get_thread_num(void);
@@ -228,10 +229,11 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
                           h * p->dout_strides.head + q0 * p->dout_strides.seq) * (int64_t)qs;
     const float *lse = p->lse + fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head +
                        q0 * p->lse_strides.seq;
-    const char *k = (const char *)p->k + (fa_kv_entry(p, b, p->k_strides) +
-                    g * p->k_strides.head) * (int64_t)ks;
-    const char *v = (const char *)p->v + (fa_kv_entry(p, b, p->v_strides) +
-                    g * p->v_strides.head) * (int64_t)vs;
+    // K and V rows of (b, g), key 0 on, at their tensors' row strides: a paged entry's one
+    // page (validated: every sequence lies in one page).
+    const fa_kv_source src = fa_kv_source_for(p, b, g);
+    const fa_kv_block first = fa_kv_block_at(&src, 0);
+    const char *k = (const char *)first.k, *v = (const char *)first.v;
 
     float *qt = ws + l->qt, *dot = ws + l->dot, *st = ws + l->st, *dpt = ws + l->dpt;
     float *dq_acc = ws + l->dq_acc, *lse2 = ws + l->lse2, *dsum = ws + l->dsum;

@@ -445,10 +445,21 @@ fa_status fa_validate_mode(const fa_problem *p, fa_diagnostic *diag, fa_resolved
     const int backward = mode == FA_MODE_BACKWARD;
     st = check_dtypes(p, backward, diag);
     if (st != FA_OK) return st;
-    if (backward && fa_is_paged(p))
-        return fa_fail(diag, FA_ERR_INVALID_PAGES, FA_ARG_KV_PAGES, p->kv_pages.page_size, 0, 0,
-                       "kv_pages: the backward does not read paged K/V (page_size is %lld); "
-                       "give K and V as tensors", (long long)p->kv_pages.page_size);
+    // The backward reads paged K/V where each sequence lies in one page: rows 0 … kv_len − 1
+    // of that page are then an ordinary strided tensor (dK and dV are ordinary tensors).
+    if (backward && fa_is_paged(p)) {
+        if (s->kv_len > p->kv_pages.page_size)
+            return fa_fail(diag, FA_ERR_INVALID_PAGES, FA_ARG_KV_PAGES, s->kv_len,
+                           p->kv_pages.page_size, 0,
+                           "kv_pages: the backward reads paged K/V only where every sequence lies "
+                           "in one page; shape.kv_len (%lld) is above page_size (%lld)",
+                           (long long)s->kv_len, (long long)p->kv_pages.page_size);
+        for (int64_t b = 0; b < s->batch; b++)
+            if (fa_kv_len_of(p, b) < 1)
+                return fa_fail(diag, FA_ERR_INVALID_PAGES, FA_ARG_KV_PAGES, b, 0, 0,
+                               "kv_pages: the backward reads paged K/V only where every sequence "
+                               "lies in one page; entry %lld has no key (no page)", (long long)b);
+    }
     // Every tensor the call touches: inputs first, then outputs (which must not overlap).
     tensor_view views[10];
     int n = 0, first_output = 0;

@@ -266,10 +266,55 @@ static fa_status naive_backward_widened(const fa_problem *p) {
     return st;
 }
 
+// The backward of a paged problem whose sequences each lie in one page: K and V gathered into
+// dense [B, Hkv, kv_len, D] tensors of their types, then the ordinary naive backward.
+static fa_status naive_backward_unpaged(const fa_problem *p) {
+    const fa_shape *sh = &p->shape;
+    const size_t ks = fa_dtype_size(p->k_dtype), vs = fa_dtype_size(p->v_dtype);
+    const size_t rows = (size_t)sh->batch * (size_t)sh->kv_heads * (size_t)sh->kv_len;
+    char *k = malloc(rows * (size_t)sh->head_dim_qk * ks), *v = malloc(rows * (size_t)sh->head_dim_v * vs);
+    if (!k || !v) {
+        free(k), free(v);
+        return FA_ERR_OUT_OF_MEMORY;
+    }
+    for (int64_t b = 0; b < sh->batch; b++)
+        for (int64_t g = 0; g < sh->kv_heads; g++) {
+            const fa_kv_source src = fa_kv_source_for(p, b, g);
+            const fa_kv_block first = fa_kv_block_at(&src, 0);
+            for (int64_t j = 0; j < sh->kv_len; j++) {
+                const size_t row = ((size_t)b * (size_t)sh->kv_heads + (size_t)g) * (size_t)sh->kv_len + (size_t)j;
+                memcpy(k + row * (size_t)sh->head_dim_qk * ks,
+                       (const char *)first.k + j * first.ldk * (int64_t)ks, (size_t)sh->head_dim_qk * ks);
+                memcpy(v + row * (size_t)sh->head_dim_v * vs,
+                       (const char *)first.v + j * first.ldv * (int64_t)vs, (size_t)sh->head_dim_v * vs);
+            }
+        }
+    fa_problem w = *p;
+    memset(&w.kv_pages, 0, sizeof w.kv_pages);
+    w.k = k, w.v = v;
+    w.k_strides = fa_strides_bhld(sh->kv_heads, sh->kv_len, sh->head_dim_qk);
+    w.v_strides = fa_strides_bhld(sh->kv_heads, sh->kv_len, sh->head_dim_v);
+    // The entries' lengths: the pages', now per-batch lengths of the dense tensors.
+    int32_t *lengths = malloc((size_t)sh->batch * sizeof(int32_t));
+    if (!lengths) {
+        free(k), free(v);
+        return FA_ERR_OUT_OF_MEMORY;
+    }
+    for (int64_t b = 0; b < sh->batch; b++) lengths[b] = (int32_t)fa_kv_len_of(p, b);
+    w.kv_lengths = lengths;
+    const fa_status st = fa_naive_backward(&w);
+    free(k), free(v), free(lengths);
+    return st;
+}
+
 fa_status fa_naive_backward(const fa_problem *p) {
     fa_resolved r;
     fa_status st = fa_validate_mode(p, NULL, &r, FA_MODE_BACKWARD);
     if (st != FA_OK) return st;
+    // Paged K/V (each sequence in one page, validated): rows 0 … kv_len − 1 of every entry's
+    // page copied into dense tensors, and the backward of that problem (the baseline
+    // allocates freely).
+    if (fa_is_paged(p)) return naive_backward_unpaged(p);
     if (p->q_dtype != FA_DTYPE_F32 || p->k_dtype != FA_DTYPE_F32 || p->v_dtype != FA_DTYPE_F32)
         return naive_backward_widened(p);
     const fa_shape *sh = &p->shape;
