@@ -113,7 +113,9 @@ public struct AttentionBenchCommand: ParsableCommand {
         each, contexts drawn log-uniformly in [1024, Lk], seeded) and one chunked prefill of N \
         rows on a prefix of 1024 keys, bottom-right causal; --seq-lens 512 --kv-lens 32768 \
         --batch 8, Hq/Hkv 32/8, --head-dims 128 --paged 16 (beside contiguous) --impl flash. \
-        K+V bytes count each sequence's keys once.
+        K+V bytes count each sequence's keys once. It also times KVCache.append of one token \
+        for each decode sequence (into a cache holding their contexts) against the paged \
+        attention step that follows it (a line under the table; cacheAppend in JSON).
 
         decode: one new token against a long K/V cache, --seq-lens 1 \
         --kv-lens 1024,4096,16384,32768,131072, Hq/Hkv in the pairs 32/8, 32/32 and 8/1 (not \
@@ -488,6 +490,11 @@ public struct AttentionBenchCommand: ParsableCommand {
         machine.bandwidthRoof = machine.bandwidthRoofs.max { $0.threads < $1.threads }
         var report = SweepReport(machine: machine, policy: policy, cases: cases)
         report.leftOut = spec.leftOutConfigurations
+        if spec.serving, let config = spec.configurations.first {
+            let pageSize = spec.pageSizes.compactMap { $0 }.first ?? 16
+            progress("KVCache.append: one token for \(config.batch) sequences, pages of \(pageSize) …")
+            report.cacheAppend = try CacheAppendTiming.measure(config, pageSize: pageSize)
+        }
         report.maxKeyValueBytes = spec.maxKeyValueBytes
         return report
     }

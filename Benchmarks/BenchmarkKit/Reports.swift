@@ -61,6 +61,8 @@ public struct SweepReport: Sendable, Codable {
     /// Configurations left out because their K and V buffers exceed `maxKeyValueBytes`.
     public var leftOut: [BenchConfiguration] = []
     public var maxKeyValueBytes: Int?
+    /// The serving scenario's KVCache.append against the attention step after it.
+    public var cacheAppend: CacheAppendTiming?
 
     public init(machine: MachineInfo, policy: TimingPolicy, cases: [CaseResult]) {
         self.machine = machine
@@ -221,6 +223,11 @@ public struct SweepReport: Sendable, Codable {
         }
         for r in cases where r.skipReason != nil {
             out += "# skipped: \(r.skipReason!)\n"
+        }
+        if let a = cacheAppend {
+            out += String(format: "# KVCache.append of one token for %d sequences (pages of %d): %.1f µs median; "
+                + "the paged attention step after it %.2f ms: %.3f %% of it\n", a.sequences, a.pageSize,
+                a.appendSeconds * 1e6, a.stepSeconds * 1e3, a.fraction * 100)
         }
         for c in leftOut {
             out += "# left out: " + BenchRunner.label(c)

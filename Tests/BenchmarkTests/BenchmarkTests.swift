@@ -446,6 +446,9 @@ struct PagedBenchTests {
         #expect(config.keyValueBytes == 2 * 64 * 4 * mix.keys.reduce(0, +))
         let report = try cmd.runSweep()
         #expect(report.cases.count == 2 * 2)  // contiguous and paged 16, flash and naive
+        let append = try #require(report.cacheAppend)
+        #expect(append.sequences == 3 && append.pageSize == 16 && append.appendSeconds > 0)
+        #expect(report.table().contains("KVCache.append of one token for 3 sequences"))
         for r in report.cases where r.implementation == .flash {
             #expect(try #require(r.maxAbsDifference) <= 1e-5)
         }
