@@ -201,14 +201,7 @@ public enum FlashAttention {
             try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides, options: options)
             problem.lse = logSumExp.baseAddress
         }
-        problem.q = UnsafeRawPointer(query.baseAddress)
-        problem.k = UnsafeRawPointer(key.baseAddress)
-        problem.v = UnsafeRawPointer(value.baseAddress)
-        problem.o = UnsafeMutableRawPointer(output.baseAddress)
-        problem.q_dtype = Element.attentionElementType.cType
-        problem.o_dtype = Element.attentionElementType.cType
-        problem.k_dtype = Cache.attentionElementType.cType
-        problem.v_dtype = Cache.attentionElementType.cType
+        problem.bind(query: query, key: key, value: value, output: UnsafeRawPointer(output.baseAddress))
         try withScoreModifiers(options, &problem) { (p) throws(AttentionError) in
             try run(&p, implementation: options.implementation, strides: strides)
         }

@@ -184,14 +184,7 @@ extension FlashAttention {
             try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides, options: options)
             problem.lse = logSumExp.baseAddress
         }
-        problem.q = UnsafeRawPointer(query.baseAddress)
-        problem.k = UnsafeRawPointer(keyPages.baseAddress)
-        problem.v = UnsafeRawPointer(valuePages.baseAddress)
-        problem.o = UnsafeMutableRawPointer(output.baseAddress)
-        problem.q_dtype = Element.attentionElementType.cType
-        problem.o_dtype = Element.attentionElementType.cType
-        problem.k_dtype = Cache.attentionElementType.cType
-        problem.v_dtype = Cache.attentionElementType.cType
+        problem.bind(query: query, key: keyPages, value: valuePages, output: UnsafeRawPointer(output.baseAddress))
         try withScoreModifiers(options, &problem) { (p) throws(AttentionError) in
             try withPageTable(pages, &p) { (p) throws(AttentionError) in
                 try run(&p, implementation: options.implementation, strides: strides)
@@ -242,23 +235,10 @@ extension FlashAttention {
         }
         guard logSumExp.count > 0 else { throw .missingLogSumExp }
         try checkBuffer(.logSumExp, count: logSumExp.count, shape: shape, strides: strides, options: options)
-        problem.q = UnsafeRawPointer(query.baseAddress)
-        problem.k = UnsafeRawPointer(keyPages.baseAddress)
-        problem.v = UnsafeRawPointer(valuePages.baseAddress)
-        problem.o = UnsafeMutableRawPointer(mutating: output.baseAddress)
-        problem.lse = UnsafeMutablePointer(mutating: logSumExp.baseAddress)
-        problem.dout = UnsafeRawPointer(outputGradient.baseAddress)
-        problem.dout_strides = gradients.output.cStrides
-        problem.dq = UnsafeMutableRawPointer(queryGradient.baseAddress)
-        problem.dq_strides = gradients.query.cStrides
-        problem.dk = UnsafeMutableRawPointer(keyGradient.baseAddress)
-        problem.dk_strides = gradients.key.cStrides
-        problem.dv = UnsafeMutableRawPointer(valueGradient.baseAddress)
-        problem.dv_strides = gradients.value.cStrides
-        problem.q_dtype = Element.attentionElementType.cType
-        problem.o_dtype = Element.attentionElementType.cType
-        problem.k_dtype = Cache.attentionElementType.cType
-        problem.v_dtype = Cache.attentionElementType.cType
+        problem.bind(query: query, key: keyPages, value: valuePages, output: UnsafeRawPointer(output.baseAddress))
+        problem.bindGradients(logSumExp: logSumExp, outputGradient: outputGradient,
+                              queryGradient: queryGradient, keyGradient: keyGradient,
+                              valueGradient: valueGradient, strides: gradients)
         try withScoreModifiers(options, &problem) { (p) throws(AttentionError) in
             try withPageTable(pages, &p) { (p) throws(AttentionError) in
                 try runBackward(&p, implementation: options.implementation, strides: strides,

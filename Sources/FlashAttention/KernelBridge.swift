@@ -101,6 +101,41 @@ extension CausalMask {
     }
 }
 
+extension fa_problem {
+    /// Points the problem at its forward tensors (the output as its address) and sets their
+    /// element types: the query's and output's `E`, the keys' and values' `C`.
+    mutating func bind<E: AttentionElement, C: AttentionElement>(
+        query: UnsafeBufferPointer<E>, key: UnsafeBufferPointer<C>, value: UnsafeBufferPointer<C>,
+        output: UnsafeRawPointer?
+    ) {
+        q = UnsafeRawPointer(query.baseAddress)
+        k = UnsafeRawPointer(key.baseAddress)
+        v = UnsafeRawPointer(value.baseAddress)
+        o = UnsafeMutableRawPointer(mutating: output)
+        q_dtype = E.attentionElementType.cType
+        o_dtype = E.attentionElementType.cType
+        k_dtype = C.attentionElementType.cType
+        v_dtype = C.attentionElementType.cType
+    }
+
+    /// Points the problem at the backward's log-sum-exp, output gradient and gradients.
+    mutating func bindGradients<E: AttentionElement, C: AttentionElement>(
+        logSumExp: UnsafeBufferPointer<Float>, outputGradient: UnsafeBufferPointer<E>,
+        queryGradient: UnsafeMutableBufferPointer<E>, keyGradient: UnsafeMutableBufferPointer<C>,
+        valueGradient: UnsafeMutableBufferPointer<C>, strides gradients: AttentionGradientStrides
+    ) {
+        lse = UnsafeMutablePointer(mutating: logSumExp.baseAddress)
+        dout = UnsafeRawPointer(outputGradient.baseAddress)
+        dout_strides = gradients.output.cStrides
+        dq = UnsafeMutableRawPointer(queryGradient.baseAddress)
+        dq_strides = gradients.query.cStrides
+        dk = UnsafeMutableRawPointer(keyGradient.baseAddress)
+        dk_strides = gradients.key.cStrides
+        dv = UnsafeMutableRawPointer(valueGradient.baseAddress)
+        dv_strides = gradients.value.cStrides
+    }
+}
+
 /// A C problem with everything but the pointers, after the checks Swift can do on its own.
 func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
                  options: AttentionOptions) throws(AttentionError) -> fa_problem {

@@ -156,10 +156,12 @@ static inline fa_kv_block fa_kv_block_widen(const fa_kernels *kr, const fa_kv_bl
 #define FA_PAGED_PREFETCH_MAX_PAGE 128
 #define FA_PAGED_PREFETCH_KEYS 32
 
-/// fa_kv_prefetch into L2 (prefetcht2): for streams read a little later, without displacing
-/// what L1 holds now.
-static inline void fa_kv_prefetch_l2(const fa_kv_source *s, int64_t key, int keys, int64_t dqk,
-                                     int64_t dv) {
+/// Asks for the K and V rows (dqk and dv elements each) of keys key … key + keys − 1 ahead of
+/// their use: the hardware prefetchers do not follow 2·keys short row streams at a large
+/// stride. Into L1 (prefetcht0), or with `l2` into L2 only (prefetcht2: rows read a little
+/// later, without displacing what L1 holds now).
+static inline void fa_kv_prefetch_into(const fa_kv_source *s, int64_t key, int keys, int64_t dqk,
+                                       int64_t dv, int l2) {
     const int64_t kb = (int64_t)fa_dtype_size(s->k_type), vb = (int64_t)fa_dtype_size(s->v_type);
     for (int j = 0; j < keys;) {
         const int64_t left = fa_kv_run_keys(s, key + j);
@@ -167,29 +169,27 @@ static inline void fa_kv_prefetch_l2(const fa_kv_source *s, int64_t key, int key
         const fa_kv_block b = fa_kv_block_at(s, key + j);
         for (int r = 0; r < take; r++) {
             const char *k = (const char *)b.k + r * b.ldk * kb, *v = (const char *)b.v + r * b.ldv * vb;
-            for (int64_t d = 0; d < dqk * kb; d += 64) __builtin_prefetch(k + d, 0, 1);
-            for (int64_t d = 0; d < dv * vb; d += 64) __builtin_prefetch(v + d, 0, 1);
+            for (int64_t d = 0; d < dqk * kb; d += 64) {
+                if (l2) __builtin_prefetch(k + d, 0, 1);
+                else __builtin_prefetch(k + d, 0, 3);
+            }
+            for (int64_t d = 0; d < dv * vb; d += 64) {
+                if (l2) __builtin_prefetch(v + d, 0, 1);
+                else __builtin_prefetch(v + d, 0, 3);
+            }
         }
         j += take;
     }
 }
 
-/// Asks for the K and V rows (dqk and dv elements each) of keys key … key + keys − 1 ahead of
-/// their use: the hardware prefetchers do not follow 2·keys short row streams at a large stride.
 static inline void fa_kv_prefetch(const fa_kv_source *s, int64_t key, int keys, int64_t dqk,
                                   int64_t dv) {
-    const int64_t kb = (int64_t)fa_dtype_size(s->k_type), vb = (int64_t)fa_dtype_size(s->v_type);
-    for (int j = 0; j < keys;) {
-        const int64_t left = fa_kv_run_keys(s, key + j);
-        const int take = left < keys - j ? (int)left : keys - j;
-        const fa_kv_block b = fa_kv_block_at(s, key + j);
-        for (int r = 0; r < take; r++) {
-            const char *k = (const char *)b.k + r * b.ldk * kb, *v = (const char *)b.v + r * b.ldv * vb;
-            for (int64_t d = 0; d < dqk * kb; d += 64) __builtin_prefetch(k + d, 0, 3);
-            for (int64_t d = 0; d < dv * vb; d += 64) __builtin_prefetch(v + d, 0, 3);
-        }
-        j += take;
-    }
+    fa_kv_prefetch_into(s, key, keys, dqk, dv, 0);
+}
+
+static inline void fa_kv_prefetch_l2(const fa_kv_source *s, int64_t key, int keys, int64_t dqk,
+                                     int64_t dv) {
+    fa_kv_prefetch_into(s, key, keys, dqk, dv, 1);
 }
 
 #endif  // FA_KV_SOURCE_H
