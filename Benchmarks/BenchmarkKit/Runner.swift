@@ -82,7 +82,8 @@ struct CaseBuffers {
         let buffer = config.bufferShape
         let key = stored?.k.floats ?? self.key, value = stored?.v.floats ?? self.value
         let strides = AttentionTensorStrides.packed(.bhld, shape: buffer)
-        let offsets = config.keyOffsets ?? config.perSequence.map { BenchConfiguration.offsets($0.keys) }
+        // The contiguous buffers pack per-sequence keys (a paged configuration's keyOffsets is nil).
+        let offsets = config.perSequence.map { BenchConfiguration.offsets($0.keys) }
         let pools = PagedPools(key: key, value: value, keyStrides: strides.key,
                                valueStrides: strides.value, keyOffsets: offsets,
                                keys: config.keysPerSequence, heads: config.keyValueHeads,

@@ -197,18 +197,23 @@ public final class KVCache<Element: AttentionElement>: @unchecked Sendable {
         return page
     }
 
-    /// Elements of one page of one head (K or V) start at page·pageStride + head·headStride.
+    /// Copies `dim` elements of row `row` of `head` into `page` of a pool ([pages, Hkv, P, dim])
+    /// as bytes: an unspecialized generic caller would otherwise copy element by element.
     private func copyRow(pool: UnsafeMutableBufferPointer<Element>, dim: Int, page: Int32, row: Int,
                          head: Int, from source: UnsafePointer<Element>) {
+        let stride = MemoryLayout<Element>.stride
         let at = ((Int(page) * keyValueHeads + head) * pageSize + row) * dim
-        (pool.baseAddress! + at).update(from: source, count: dim)
+        UnsafeMutableRawPointer(pool.baseAddress! + at)
+            .copyMemory(from: UnsafeRawPointer(source), byteCount: dim * stride)
     }
 
     /// Copies a whole page (every head's rows) of K and V into another page.
     private func copyPage(_ from: Int32, to: Int32) {
         for (pool, dim) in [(keyPool, headDim), (valuePool, valueHeadDim)] {
             let size = keyValueHeads * pageSize * dim
-            (pool.baseAddress! + Int(to) * size).update(from: pool.baseAddress! + Int(from) * size, count: size)
+            UnsafeMutableRawPointer(pool.baseAddress! + Int(to) * size)
+                .copyMemory(from: UnsafeRawPointer(pool.baseAddress! + Int(from) * size),
+                            byteCount: size * MemoryLayout<Element>.stride)
         }
     }
 
@@ -253,9 +258,10 @@ public final class KVCache<Element: AttentionElement>: @unchecked Sendable {
             }
             var row = 0
             for (id, n) in zip(sequences, counts) {
-                var s = self.sequences[id.rawValue]!
                 defer { row += n }
                 guard n > 0 else { continue }
+                // Taken out of the table while it grows, so its page list is not copied.
+                var s = self.sequences.removeValue(forKey: id.rawValue)!
                 if s.length % pageSize != 0, let last = s.pages.last, references[Int(last)] > 1 {
                     let copy = take()  // copy on write: the other holders keep the old page
                     copyPage(last, to: copy)

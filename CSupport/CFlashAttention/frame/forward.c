@@ -101,11 +101,10 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
         // tiles first (widened on the way unless the bf16 pairs read it as stored).
         const int bf16 = pl->bf16_dots;
         const int widen = !bf16 && fa_kv_source_is_half(&t->src);
-        const fa_kv_block at = fa_kv_block_at(&t->src, k0);
         const fa_kv_block blk =
-            t->src.page_size ? fa_kv_block_gather(kr, &t->src, k0, keys, dqk, dv, widen, t->kw, t->vw)
-            : widen          ? fa_kv_block_widen(kr, &at, keys, dqk, dv, t->kw, t->vw)
-                             : at;
+            t->src.page_size || widen
+                ? fa_kv_block_gather(kr, &t->src, k0, keys, dqk, dv, widen, t->kw, t->vw)
+                : fa_kv_block_at(&t->src, k0);
         const int64_t ldv2 = pl->layout.ldacc;
         if (bf16) kr->pack_pairs_bf16(keys, dv, (const uint16_t *)blk.v, blk.ldv, t->v2, ldv2);
         // The next block to compute; ask for its K and V rows now: they arrive from L3 while

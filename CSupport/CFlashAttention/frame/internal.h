@@ -55,7 +55,7 @@ typedef struct fa_forward_layout {
     size_t row_sum;    ///< BQ  running row sum
     size_t alpha;      ///< BQ  this block's rescale factors
     size_t block_max;  ///< BQ  this block's row max
-    size_t kw, vw;     ///< BK × Dqk, BK × Dv  a half or paged K / V block, widened or gathered (else size 0)
+    size_t kw, vw;     ///< BK × Dqk, BK × Dv  a block gathered (widened) when K or V is half or paged (else size 0)
     size_t qw;         ///< BQ × Dqk  a half Q block widened to fp32 (size 0 if fp32)
     size_t v2;         ///< ⌈BK/2⌉ × ldacc  a bf16 V block in key pairs (size 0 unless V is bf16)
     int64_t ldacc;     ///< Dv rounded up to 16

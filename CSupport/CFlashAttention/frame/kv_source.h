@@ -6,7 +6,7 @@
 // per tensor, or a paged cache (fa_kv_pages): pools of fixed-size pages and the entry's page
 // list, rows at one stride within a page. Either way its rows are fp32 or a half type: the
 // row kernels (decoding) read half rows directly and widen them as they load, the key-major
-// kernels get fp32 tiles widened once per block (fa_kv_block_widen).
+// kernels get fp32 tiles widened once per block (fa_kv_block_gather).
 //
 // A block of keys is one run of rows at one stride when the source is contiguous, and one run
 // per page it touches when paged (fa_kv_runs). The row tiles hand the runs to their kernels
@@ -70,7 +70,7 @@ static inline fa_kv_source fa_kv_source_for(const fa_problem *p, int64_t b, int6
 }
 
 /// Whether the source stores K or V in a half type (the key-major kernels then read blocks
-/// widened into fp32 tiles: fa_kv_block_widen).
+/// widened into fp32 tiles: fa_kv_block_gather).
 static inline int fa_kv_source_is_half(const fa_kv_source *s) {
     return s->k_type != FA_DTYPE_F32 || s->v_type != FA_DTYPE_F32;
 }
@@ -111,9 +111,10 @@ static inline int fa_kv_runs(const fa_kv_source *s, int64_t key, int keys, fa_ro
     return n;
 }
 
-/// A paged block gathered into contiguous tiles: `keys` K rows into kw [keys × dqk] and V
-/// rows into vw [keys × dv], widened to fp32 (exactly) when `widen`, else copied as stored
-/// (kw and vw hold keys × D floats, enough for either).
+/// A block gathered into contiguous tiles — a paged one, or half rows for the key-major
+/// kernels: `keys` K rows into kw [keys × dqk] and V rows into vw [keys × dv], widened to fp32
+/// (exactly) when `widen`, else copied as stored (kw and vw hold keys × D floats, enough for
+/// either).
 static inline fa_kv_block fa_kv_block_gather(const fa_kernels *kr, const fa_kv_source *s,
                                              int64_t key, int keys, int64_t dqk, int64_t dv,
                                              int widen, float *kw, float *vw) {
@@ -131,25 +132,6 @@ static inline fa_kv_block fa_kv_block_gather(const fa_kernels *kr, const fa_kv_s
         }
     }
     return g;
-}
-
-/// `keys` rows of a block as fp32: half K and V rows widened (exactly) into kw [keys × dqk]
-/// and vw [keys × dv]; fp32 rows where they lie.
-static inline fa_kv_block fa_kv_block_widen(const fa_kernels *kr, const fa_kv_block *b,
-                                            int keys, int64_t dqk, int64_t dv, float *kw,
-                                            float *vw) {
-    fa_kv_block w = *b;
-    if (b->k_type != FA_DTYPE_F32) {
-        for (int j = 0; j < keys; j++)
-            kr->widen[b->k_type](fa_elements_at(b->k, b->k_type, j * b->ldk), kw + j * dqk, dqk);
-        w.k = kw, w.ldk = dqk, w.k_type = FA_DTYPE_F32;
-    }
-    if (b->v_type != FA_DTYPE_F32) {
-        for (int j = 0; j < keys; j++)
-            kr->widen[b->v_type](fa_elements_at(b->v, b->v_type, j * b->ldv), vw + j * dv, dv);
-        w.v = vw, w.ldv = dv, w.v_type = FA_DTYPE_F32;
-    }
-    return w;
 }
 
 /// Row tiles over pages shorter than this ask for the rows FA_PAGED_PREFETCH_KEYS ahead (decode.c).

@@ -183,9 +183,10 @@ fa_forward_layout fa_forward_layout_for(const fa_problem *p, fa_blocking b) {
     const size_t dqk = (size_t)s->head_dim_qk, dv = (size_t)s->head_dim_v;
     l.ldacc = (s->head_dim_v + 15) / 16 * 16;
     // Head dims are < 2^31 and the blocks ≤ 4096, so no product here overflows 64 bits.
+    // A block is gathered into kw and vw (both) when K or V is half, or the cache paged.
+    const int gathered = p->k_dtype != FA_DTYPE_F32 || p->v_dtype != FA_DTYPE_F32 || fa_is_paged(p);
     const size_t sizes[11] = {dqk * bq, bk * bq, bq * (size_t)l.ldacc, bq, bq, bq, bq,
-                              p->k_dtype != FA_DTYPE_F32 || fa_is_paged(p) ? bk * dqk : 0,
-                              p->v_dtype != FA_DTYPE_F32 || fa_is_paged(p) ? bk * dv : 0,
+                              gathered ? bk * dqk : 0, gathered ? bk * dv : 0,
                               p->q_dtype != FA_DTYPE_F32 ? bq * dqk : 0,
                               p->v_dtype == FA_DTYPE_BF16 ? (bk + 1) / 2 * (size_t)l.ldacc : 0};
     size_t offsets[11];
