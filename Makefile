@@ -1,11 +1,12 @@
 # make test   — install what is missing, run every test (unit tests + the by-version consumer check)
+SHELL := /bin/bash
 # make bench  — install what is missing, run the benchmark's default sweep in release mode,
 #               writing Benchmarks/results/ (the README's table and charts)
 SWIFT ?= swift
 PACKAGES := libopenblas-dev libomp-dev
 BENCH_ARGS ?=
 
-.PHONY: deps build test unit-test sanitize-test consumer-test bench bench-backward clean
+.PHONY: deps build test unit-test sanitize-test fuzz fuzz-long consumer-test bench bench-backward clean
 
 # System libraries: OpenBLAS (the naive reference and the roofline) and LLVM's OpenMP runtime.
 deps:
@@ -33,15 +34,65 @@ unit-test: deps
 	$(SWIFT) test -c release
 	$(SWIFT) test -c release --disable-default-traits --scratch-path .build-no-openmp
 
-# Every test again under AddressSanitizer (out-of-bounds reads and writes in the C kernels).
-# Leak checking is off: worker threads keep their cached workspaces until they exit.
+# Every test again under AddressSanitizer (out-of-bounds reads and writes in the C kernels and
+# the Swift code's unsafe pointers) and, in the C target, UndefinedBehaviorSanitizer (signed
+# overflow, shifts, misaligned or null accesses), fatal on the first report. Release build: the
+# optimised C users run, and the suite in a few minutes instead of twenty. (swiftc on Linux has
+# no -sanitize=undefined; Swift traps on overflow by itself.) Leak checking is off: worker
+# threads keep their cached workspaces until they exit.
 sanitize-test: deps
-	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --sanitize=address --scratch-path .build-asan
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(SWIFT) test -c release --sanitize=address \
+	    -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined --scratch-path .build-asan
+
+# libFuzzer over the C API (Tests/Fuzz/fuzz_attention.c) under ASan + UBSan: FUZZ_RUNS
+# executions from the seed corpus, time-boxed at FUZZ_SECONDS, and a failure unless at least
+# FUZZ_MIN_RUNS ran with no finding. The descriptor logic (frame, dispatch, reference) carries
+# coverage instrumentation; the SIMD kernels are sanitized only (coverage there takes minutes
+# to compile and says nothing about descriptors). `make fuzz-long` is the long run (10⁷).
+CLANG ?= clang
+FUZZ_DIR := .build-fuzz
+FUZZ_RUNS ?= 150000
+FUZZ_MIN_RUNS ?= 100000
+FUZZ_SECONDS ?= 300
+FUZZ_SOURCES := $(wildcard CSupport/CFlashAttention/*/*.c) Tests/Fuzz/fuzz_attention.c
+FUZZ_OBJECTS := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(FUZZ_SOURCES))
+FUZZ_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+  -fopenmp=libiomp5 -ICSupport/CFlashAttention/include -I/usr/include/x86_64-linux-gnu/openblas-pthread
+
+# Coverage per file: comparison tracing (which steers the fuzzer through validation) where
+# descriptors are checked; edge counters only in the loops that compute (tracing every
+# comparison there would take most of each execution); none in the SIMD kernels.
+FUZZ_COMPUTE := forward.c backward.c decode.c split.c merge.c naive.c
+fuzz_coverage = $(if $(findstring /kernels/,$(1)),,$(if $(filter $(FUZZ_COMPUTE),$(notdir $(1))),-fsanitize-coverage=inline-8bit-counters$(,)pc-table,-fsanitize=fuzzer-no-link))
+, := ,
+
+$(FUZZ_DIR)/%.o: %.c $(wildcard CSupport/CFlashAttention/*/*.h) CSupport/CFlashAttention/include/flash_attention.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) $(call fuzz_coverage,$<) -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_attention: $(FUZZ_OBJECTS)
+	$(CLANG) -fuse-ld=lld -fsanitize=fuzzer,address,undefined -fopenmp=libiomp5 $^ \
+	  -L/usr/lib/x86_64-linux-gnu/openblas-pthread -lopenblas -lm -o $@
+
+fuzz: deps
+	$(MAKE) -j2 $(FUZZ_DIR)/fuzz_attention
+	@mkdir -p $(FUZZ_DIR)/corpus
+	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/fuzz_attention -runs=$(FUZZ_RUNS) -artifact_prefix=$(FUZZ_DIR)/ \
+	  -max_total_time=$(FUZZ_SECONDS) -timeout=20 -print_final_stats=1 \
+	  $(FUZZ_DIR)/corpus Tests/Fuzz/corpus 2>&1 | tee $(FUZZ_DIR)/last-run.log | grep -v "^#" ; \
+	  status=$${PIPESTATUS[0]}; [ $$status = 0 ] || exit $$status
+	@runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/last-run.log); \
+	  echo "fuzz: $$runs executions, no finding"; \
+	  [ "$$runs" -ge $(FUZZ_MIN_RUNS) ] || { echo "fuzz: fewer than $(FUZZ_MIN_RUNS) executions"; exit 1; }
+
+fuzz-long: deps
+	$(MAKE) fuzz FUZZ_RUNS=10000000 FUZZ_MIN_RUNS=10000000 FUZZ_SECONDS=100000
 
 consumer-test: deps
 	bash .ci/consumer-test
 
-test: unit-test sanitize-test consumer-test
+test: unit-test sanitize-test fuzz consumer-test
 
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for this command alone: some machines set
 # them to pin an older OpenBLAS kernel, which would understate the sgemm roofline. The
@@ -56,4 +107,4 @@ bench-backward: deps
 	  $(SWIFT) run -c release attention-bench --pass backward --output Benchmarks/results/backward $(BENCH_ARGS)
 
 clean:
-	rm -rf .build .build-no-openmp .build-asan
+	rm -rf .build .build-no-openmp .build-asan $(FUZZ_DIR)

@@ -176,6 +176,9 @@ public struct ParityCase: Sendable {
             if a.dtype == .uint16 {
                 throw CaseError("\(stem).npy has dtype <u2; list \"\(stem)\" in case.json's bfloat16 to read it as bfloat16")
             }
+            if a.dtype == .bool || a.dtype == .uint8 {
+                throw CaseError("\(stem).npy has dtype \(a.dtype.rawValue); a tensor must be float32, float64, float16 or bfloat16 (<u2)")
+            }
             return a
         }
         func storage(_ a: NpyArray, _ stem: String) -> AttentionElementType {
@@ -273,7 +276,7 @@ public struct ParityCase: Sendable {
                 throw CaseError("case.json: block_mask must be {\"file\": …, \"block\": [rows, keys]}")
             }
             let m = try NpyArray(contentsOf: path(file))
-            let target = [b, hq, (mq + sizes[0] - 1) / sizes[0], (mk + sizes[1] - 1) / sizes[1]]
+            let target = [b, hq, ceilDivide(mq, sizes[0]), ceilDivide(mk, sizes[1])]
             attention.blockMask = BlockMask(kept: m.floats.map { $0 != 0 }, blockQuery: sizes[0], blockKey: sizes[1],
                                   strides: try Self.broadcastStrides(of: m, to: target, file: file))
         default: throw CaseError("case.json: block_mask must be an object or absent")
@@ -525,3 +528,6 @@ public struct ParityCase: Sendable {
         return o
     }
 }
+
+/// ⌈a / b⌉ for a ≥ 0 and b ≥ 1, without overflowing at b near Int.max.
+private func ceilDivide(_ a: Int, _ b: Int) -> Int { a / b + (a % b == 0 ? 0 : 1) }

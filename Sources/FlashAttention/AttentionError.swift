@@ -56,6 +56,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A paged K/V description is inconsistent: a count, an offset, a page index out of the
     /// pool, a page listed twice where pages are exclusive, a length out of range.
     case invalidPages(argument: String, reason: String)
+    /// A buffer the call needs has no storage (an empty buffer, or a nil base address).
+    case missingBuffer(argument: String)
     /// The C kernel reported a status this wrapper does not expect.
     case kernelFailure(status: Int, message: String)
 
@@ -83,6 +85,8 @@ public enum AttentionError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .invalidWindow(left, right):
             return "options.window is (left \(left.map(String.init) ?? "nil"), right "
                 + "\(right.map(String.init) ?? "nil")); each side must be nil or between 0 and \(Int32.max)"
+        case let .missingBuffer(argument):
+            return "\(argument) has no storage; the call needs its elements"
         case let .invalidSoftcap(value):
             return "options.softcap is \(value); it must be finite and > 0 (nil turns it off)"
         case let .invalidALiBiSlopes(reason):

@@ -27,7 +27,8 @@ public struct MaskStrides: Sendable, Hashable {
         return span
     }
 
-    /// A dense `[B, Hq, Lq, Lk]` mask.
+    /// A dense `[B, Hq, Lq, Lk]` mask. Its strides are plain `Int` products, which trap if
+    /// they overflow (as Swift arithmetic does).
     ///
     /// ```swift
     /// let strides = MaskStrides.dense(shape)
@@ -122,10 +123,12 @@ public struct BlockMask: Sendable, Hashable {
         self.strides = strides
     }
 
-    /// A dense `[B, Hq, ⌈Lq/blockQuery⌉, ⌈Lk/blockKey⌉]` block mask.
+    /// A dense `[B, Hq, ⌈Lq/blockQuery⌉, ⌈Lk/blockKey⌉]` block mask. Its strides are plain
+    /// `Int` products, which trap if they overflow (as Swift arithmetic does); any granularity
+    /// works, `Int.max` included.
     public init(kept: [Bool], blockQuery: Int, blockKey: Int, shape s: AttentionShape) {
-        let nq = (s.queryLength + max(blockQuery, 1) - 1) / max(blockQuery, 1)
-        let nk = (s.keyLength + max(blockKey, 1) - 1) / max(blockKey, 1)
+        let nq = ceilDivide(s.queryLength, max(blockQuery, 1))
+        let nk = ceilDivide(s.keyLength, max(blockKey, 1))
         self.init(kept: kept, blockQuery: blockQuery, blockKey: blockKey,
                   strides: MaskStrides(batch: s.queryHeads * nq * nk, head: nq * nk, query: nk, key: 1))
     }
@@ -133,7 +136,7 @@ public struct BlockMask: Sendable, Hashable {
     /// Elements the strides address for `shape` (nil on bad granularity, strides or overflow).
     func requiredCount(_ s: AttentionShape) -> Int? {
         guard blockQuery >= 1, blockKey >= 1 else { return nil }
-        let nq = (s.queryLength + blockQuery - 1) / blockQuery, nk = (s.keyLength + blockKey - 1) / blockKey
+        let nq = ceilDivide(s.queryLength, blockQuery), nk = ceilDivide(s.keyLength, blockKey)
         return strides.span(over: [s.batch, s.queryHeads, nq, nk])
     }
 
@@ -143,3 +146,6 @@ public struct BlockMask: Sendable, Hashable {
              + (j / blockKey) * strides.key] != 0
     }
 }
+
+/// ⌈a / b⌉ for a ≥ 0 and b ≥ 1, without the overflow of (a + b − 1) / b at b near Int.max.
+func ceilDivide(_ a: Int, _ b: Int) -> Int { a / b + (a % b == 0 ? 0 : 1) }

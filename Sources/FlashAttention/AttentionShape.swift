@@ -46,6 +46,10 @@ public struct AttentionShape: Sendable, Hashable {
 
     /// Elements of a densely packed query tensor, `B·Hq·Lq·Dqk`.
     ///
+    /// These counts are plain `Int` products: like any Swift arithmetic they trap if the
+    /// product overflows. The attention entry points never compute them for a shape they have
+    /// not checked (such a shape throws ``AttentionError/sizeOverflow(argument:)``).
+    ///
     /// ```swift
     /// let query = [Float](repeating: 0, count: shape.queryCount)
     /// ```
@@ -58,6 +62,43 @@ public struct AttentionShape: Sendable, Hashable {
     public var outputCount: Int { batch * queryHeads * queryLength * valueHeadDim }
     /// Elements of a densely packed log-sum-exp tensor, `B·Hq·Lq`.
     public var logSumExpCount: Int { batch * queryHeads * queryLength }
+}
+
+extension AttentionShape {
+    /// Throws unless every extent is in 1 … 2³¹ − 1 (as the C library requires), the query
+    /// heads group over the key/value heads, and every tensor's dense byte size fits in `Int` —
+    /// before anything multiplies extents (strides, counts), so that no shape traps.
+    func validate() throws(AttentionError) {
+        for (name, value) in [("shape.batch", batch), ("shape.queryHeads", queryHeads),
+                              ("shape.keyValueHeads", keyValueHeads), ("shape.queryLength", queryLength),
+                              ("shape.keyLength", keyLength), ("shape.headDim", headDim),
+                              ("shape.valueHeadDim", valueHeadDim)]
+            where value < 1 || value > Int(Int32.max) {
+            throw .invalidExtent(argument: name, value: value)
+        }
+        guard queryHeads % keyValueHeads == 0 else {
+            throw .headCountMismatch(queryHeads: queryHeads, keyValueHeads: keyValueHeads)
+        }
+        for (name, extents) in [("query", [batch, queryHeads, queryLength, headDim]),
+                                ("key", [batch, keyValueHeads, keyLength, headDim]),
+                                ("value", [batch, keyValueHeads, keyLength, valueHeadDim]),
+                                ("output", [batch, queryHeads, queryLength, valueHeadDim])] {
+            guard checkedProduct(extents + [MemoryLayout<Float>.size]) != nil else {
+                throw .sizeOverflow(argument: name)
+            }
+        }
+    }
+}
+
+/// The product of `factors`, or nil if it overflows `Int`.
+func checkedProduct(_ factors: [Int]) -> Int? {
+    var product = 1
+    for factor in factors {
+        let (next, overflow) = product.multipliedReportingOverflow(by: factor)
+        if overflow { return nil }
+        product = next
+    }
+    return product
 }
 
 /// The memory order of a densely packed four-dimensional tensor.
@@ -94,7 +135,8 @@ public struct AttentionStrides: Sendable, Hashable {
         self.sequence = sequence
     }
 
-    /// The strides of a densely packed tensor in `layout`.
+    /// The strides of a densely packed tensor in `layout`: plain `Int` products, which trap if
+    /// they overflow (as Swift arithmetic does).
     ///
     /// ```swift
     /// let s = AttentionStrides.packed(.bhld, heads: 8, length: 128, dim: 64)

@@ -120,6 +120,7 @@ extension FlashAttention {
                                 options: AttentionOptions = AttentionOptions())
         throws(AttentionError) -> AttentionGradients
     {
+        try shape.validate()
         let strides = AttentionTensorStrides.packed(options.layout, shape: shape)
         _ = try makeProblem(shape: shape, strides: strides, options: options)
         let arrays: [(TensorRole, Int)] = [
@@ -184,6 +185,7 @@ extension FlashAttention {
         gradientStrides: AttentionGradientStrides? = nil,
         options: AttentionOptions = AttentionOptions()
     ) throws(AttentionError) {
+        try shape.validate()
         let strides = strides ?? .packed(options.layout, shape: shape)
         let gradients = gradientStrides ?? AttentionGradientStrides(matching: strides)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
@@ -224,6 +226,7 @@ extension FlashAttention {
                                               keyValueType: AttentionElementType = .float32)
         throws(AttentionError) -> Int
     {
+        try shape.validate()
         let strides = AttentionTensorStrides.packed(.bhld, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
         (problem.q_dtype, problem.o_dtype) = (queryType.cType, queryType.cType)

@@ -158,6 +158,10 @@ extension FlashAttention {
             where value < 1 || value > Int(Int32.max) {
             throw .invalidExtent(argument: name, value: value)
         }
+        guard checkedProduct([shape.batch, shape.heads, shape.length, shape.headDim,
+                              MemoryLayout<Float>.size]) != nil else {
+            throw .sizeOverflow(argument: "outputs")
+        }
         let os = outputStrides ?? .packed(.bhld, heads: shape.heads, length: shape.length,
                                            dim: shape.headDim)
         let ls = logSumExpStrides ?? .packed(.bhld, heads: shape.heads, length: shape.length, dim: 1)

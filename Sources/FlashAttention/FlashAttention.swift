@@ -56,6 +56,7 @@ public enum FlashAttention {
                                   options: AttentionOptions = AttentionOptions())
         throws(AttentionError) -> KernelInfo
     {
+        try shape.validate()
         let strides = AttentionTensorStrides.packed(.bhld, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
         _ = try requiredElements(.query, shape: shape, strides: strides, options: options)
@@ -191,6 +192,7 @@ public enum FlashAttention {
         strides: AttentionTensorStrides? = nil,
         options: AttentionOptions = AttentionOptions()
     ) throws(AttentionError) {
+        try shape.validate()
         let strides = strides ?? .packed(options.layout, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
         try checkBuffer(.query, count: query.count, shape: shape, strides: strides, options: options)
@@ -251,6 +253,7 @@ public enum FlashAttention {
                                       keyValueType: AttentionElementType = .float32)
         throws(AttentionError) -> Int
     {
+        try shape.validate()
         let strides = AttentionTensorStrides.packed(.bhld, shape: shape)
         var problem = try makeProblem(shape: shape, strides: strides, options: options)
         (problem.q_dtype, problem.o_dtype) = (queryType.cType, queryType.cType)
@@ -270,6 +273,7 @@ public enum FlashAttention {
         query: [Element], key: [Cache], value: [Cache], shape: AttentionShape,
         options: AttentionOptions, wantsLogSumExp: Bool
     ) throws(AttentionError) -> (output: [Element], logSumExp: [Float]) {
+        try shape.validate()
         let strides = AttentionTensorStrides.packed(options.layout, shape: shape)
         _ = try makeProblem(shape: shape, strides: strides, options: options)
         for role in [TensorRole.query, .key, .value] {

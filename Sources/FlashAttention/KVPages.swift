@@ -166,6 +166,7 @@ extension FlashAttention {
         strides: AttentionTensorStrides? = nil,
         options: AttentionOptions = AttentionOptions()
     ) throws(AttentionError) {
+        try shape.validate()
         var strides = strides ?? .packed(options.layout, shape: shape)
         strides.key = pages.layout.strides(value: false, keyValueHeads: shape.keyValueHeads,
                                            pageSize: pages.pageSize, headDim: shape.headDim)
@@ -212,6 +213,7 @@ extension FlashAttention {
         strides: AttentionTensorStrides? = nil,
         options: AttentionOptions = AttentionOptions()
     ) throws(AttentionError) {
+        try shape.validate()
         var strides = strides ?? .packed(options.layout, shape: shape)
         let gradients = AttentionGradientStrides(matching: strides)
         try pages.checkCounts(batch: shape.batch)

@@ -139,6 +139,7 @@ extension fa_problem {
 /// A C problem with everything but the pointers, after the checks Swift can do on its own.
 func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
                  options: AttentionOptions) throws(AttentionError) -> fa_problem {
+    try shape.validate()
     var p = fa_problem()
     fa_problem_init(&p)
     p.shape = shape.cShape
@@ -402,8 +403,10 @@ extension AttentionError {
                                 ? "flash workspace" : "naive score matrix")
         case FA_ERR_NULL_POINTER where diag.argument == FA_ARG_LSE:
             self = .missingLogSumExp
-        case FA_ERR_INVALID_SOFTCAP:
-            self = .invalidSoftcap(Float.nan)
+        case FA_ERR_INVALID_SOFTCAP:  // values[0]: the caller's float, as bits
+            self = .invalidSoftcap(Float(bitPattern: UInt32(truncatingIfNeeded: diag.values.0)))
+        case FA_ERR_INVALID_SCALE:
+            self = .invalidScale(Float(bitPattern: UInt32(truncatingIfNeeded: diag.values.0)))
         case FA_ERR_INVALID_ALIBI:
             self = .invalidALiBiSlopes(reason: message)
         case FA_ERR_INVALID_MASK, FA_ERR_INVALID_BLOCK_MASK:
@@ -419,7 +422,7 @@ extension AttentionError {
         case FA_ERR_UNSUPPORTED_ISA:
             self = .unsupportedKernel(KernelISA(fa_isa(UInt32(v0))))
         case FA_ERR_NULL_POINTER:
-            self = .bufferTooSmall(argument: name, required: 1, count: 0)
+            self = .missingBuffer(argument: name)
         case FA_ERR_INVALID_DTYPE:
             self = .unsupportedElementType(argument: name, reason: message)
         case FA_ERR_INVALID_PAGES:

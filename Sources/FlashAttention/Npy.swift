@@ -298,21 +298,26 @@ struct NpyHeader {
     /// Parses `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }` (any key order,
     /// single or double quotes, optional trailing comma and padding).
     static func parse(_ text: String, file: String) throws(NpyError) -> NpyHeader {
-        var s = Substring(text.trimmingCharacters(in: " \n\t\r\0"))
+        // Padding: spaces, tabs, NULs and line ends, "\r\n" (one Character) included.
+        let padding: Set<Unicode.Scalar> = [" ", "\n", "\t", "\r", "\0"]
+        func isPadding(_ c: Character) -> Bool { c.unicodeScalars.allSatisfy(padding.contains) }
+        var s = Substring(text)
+        while let c = s.first, isPadding(c) { s = s.dropFirst() }
+        while let c = s.last, isPadding(c) { s = s.dropLast() }
         func fail(_ reason: String) -> NpyError { .malformedHeader(file: file, reason: reason) }
         guard s.first == "{", s.last == "}" else { throw fail("the header is not a {...} dictionary") }
         s = s.dropFirst().dropLast()
         var descr: String?, fortran: Bool?, shape: [Int]?
         while true {
-            s = s.drop { $0 == " " || $0 == "," || $0 == "\n" }
+            s = s.drop { $0.isWhitespace || $0 == "," }  // "\r\n" is one Character
             if s.isEmpty { break }
             guard let quote = s.first, quote == "'" || quote == "\"" else { throw fail("expected a quoted key") }
             s = s.dropFirst()
             guard let end = s.firstIndex(of: quote) else { throw fail("unterminated key") }
             let key = String(s[..<end])
-            s = s[s.index(after: end)...].drop { $0 == " " }
+            s = s[s.index(after: end)...].drop { $0.isWhitespace }
             guard s.first == ":" else { throw fail("expected ':' after '\(key)'") }
-            s = s.dropFirst().drop { $0 == " " }
+            s = s.dropFirst().drop { $0.isWhitespace }
             switch key {
             case "descr":
                 guard let q = s.first, q == "'" || q == "\"" else { throw fail("descr is not a string") }

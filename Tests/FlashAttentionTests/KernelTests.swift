@@ -24,7 +24,14 @@ struct KernelTests {
             let f = Float(-n)
             xs += [f, f - 0.5, f + 0.5, f.nextUp, f.nextDown, (f - 0.5).nextUp, (f - 0.5).nextDown]
         }
-        xs = xs.filter { $0 <= 0 && $0 >= -126 }
+        // Positive x up to the last finite power (2^x overflows at 128): every ±0.5 boundary,
+        // and the half unit [127.5, 128) whose rounded exponent n = 128 is past the field.
+        for n in 1 ... 127 {
+            let f = Float(n)
+            xs += [f, f - 0.5, f + 0.5, f.nextUp, f.nextDown, (f + 0.5).nextUp, (f + 0.5).nextDown]
+        }
+        xs += [127.75, Float(128).nextDown]
+        xs = xs.filter { $0 < 128 && $0 >= -126 }
         let specials: [Float] = [-.infinity, -126.0001, -127, -149, -1000, -Float.greatestFiniteMagnitude]
         var y = [Float](repeating: .nan, count: xs.count)
         #expect(fa_exp2(cValue(kernel), xs, &y, Int64(xs.count)) == FA_OK)
@@ -44,6 +51,9 @@ struct KernelTests {
         _ = fa_exp2(cValue(kernel), [.nan], &nan, 1)
         #expect(one == 1)
         #expect(nan.isNaN)
+        var overflow = [Float](repeating: 0, count: 3)
+        _ = fa_exp2(cValue(kernel), [128, 1000, .infinity], &overflow, 3)
+        #expect(overflow.allSatisfy { $0 == .infinity }, "\(kernel): \(overflow)")
         if verbose { print("exp2 \(kernel): max relative error \(ulps) × 2⁻²⁴ at x = \(worstX)") }
     }
 

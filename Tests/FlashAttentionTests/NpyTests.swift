@@ -62,6 +62,14 @@ struct NpyTests {
         #expect(b.dtype == .bool && b.floats == [1, 0, 1])
     }
 
+    @Test("headers with \\r\\n between and after their entries parse")
+    func carriageReturns() throws {
+        let two: [UInt8] = littleEndianBytes([Float(1).bitPattern, Float(2).bitPattern])
+        let a = try NpyArray(npyBytes: npyBytes(
+            header: "{'descr': '<f4',\r\n 'fortran_order': False,\r\n 'shape': (2,),\r\n}\r\n", data: two))
+        #expect(a.shape == [2] && a.floats == [1, 2])
+    }
+
     @Test("malformed files give an error naming the file and the problem")
     func malformed() {
         let good = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }"

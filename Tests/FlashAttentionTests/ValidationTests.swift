@@ -307,7 +307,7 @@ struct CValidationTests {
 
     @Test("every status has its own message")
     func messages() {
-        let statuses = (0 ... 19).map { fa_status(rawValue: UInt32($0)) }
+        let statuses = (0 ... 23).map { fa_status(rawValue: UInt32($0)) }
         let messages = statuses.map { String(cString: fa_status_message($0)) }
         #expect(Set(messages).count == statuses.count)
         #expect(!messages.contains("unknown status"))

@@ -443,6 +443,21 @@ struct ParityTests {
         try NpyArray(shape: [1, 2, 5], floats: [Float](repeating: 0, count: 10)).write(to: dir + "/k.npy")
         #expect(checker.check(directory: dir).error?.contains("k.npy has shape [1, 2, 5]") == true)
         #expect(checker.check(directory: "/nonexistent").error != nil)
+
+        // A block granularity of Int.max: one block per row and column, not a trap.
+        let ok = try makeCase(c, json: "{\"block_mask\": {\"file\": \"blocks.npy\", \"block\": [9223372036854775807, 1]}}")
+        defer { try? FileManager.default.removeItem(atPath: ok) }
+        try NpyArray(shape: [1, 1, 1, 1], floats: [1]).write(to: ok + "/blocks.npy")
+        #expect(checker.check(directory: ok).error == nil)
+        // A bool file where a tensor belongs.
+        let header = "{'descr': '|b1', 'fortran_order': False, 'shape': (1, 2, 5, 4), }"
+        var bytes: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0]
+        var h = Array(header.utf8)
+        h += [UInt8](repeating: 0x20, count: 63 - (10 + h.count) % 64) + [0x0A]
+        bytes += [UInt8(h.count & 0xFF), UInt8(h.count >> 8)] + h + [UInt8](repeating: 1, count: 40)
+        try Data(bytes).write(to: URL(fileURLWithPath: ok + "/q.npy"))
+        let error = checker.check(directory: ok).error ?? ""
+        #expect(error.contains("q.npy has dtype |b1"), "\(error)")
     }
 
     @Test("--write produces files that then pass the check")

@@ -159,8 +159,9 @@ fa_blocking fa_blocking_for(const fa_kernels *kr, const fa_shape *s, int threads
         if (bq > aligned) bq = aligned;
     }
     // Enough work items for the threads (BQ never changes the numbers, only the schedule).
-    const int64_t heads = s->batch * s->q_heads;
-    while (bq > qt && heads * ((s->q_len + bq - 1) / bq) < 4 * (int64_t)threads) bq -= qt;
+    // (heads < the target first: B·Hq·⌈Lq/BQ⌉ can pass INT64_MAX with every extent valid.)
+    const int64_t heads = s->batch * s->q_heads, target = 4 * (int64_t)threads;
+    while (bq > qt && heads < target && heads * fa_ceil_div(s->q_len, bq) < target) bq -= qt;
     // No block taller than the problem (rounded to the vector width).
     const int64_t tallest = round_up(s->q_len, kr->vector_width);
     if (bq > tallest) bq = tallest;

@@ -253,7 +253,7 @@ fa_status fa_forward(const fa_problem *p) {
                                     p->block_mask.data ? p->block_mask.block_q : 0);
         pl.layout = fa_forward_layout_for(p, pl.blocks);
         // Packed sequences: blocks of the longest; a shorter sequence's extra items are empty.
-        pl.q_blocks = (fa_max_q_rows(p) + pl.blocks.block_q - 1) / pl.blocks.block_q;
+        pl.q_blocks = fa_ceil_div(fa_max_q_rows(p), pl.blocks.block_q);
         per_thread = pl.layout.per_thread_bytes;
         key_items = p->shape.batch * p->shape.q_heads * pl.q_blocks * pl.split.count;
     }

@@ -100,6 +100,10 @@ typedef struct fa_row_band {
     int64_t lk;
 } fa_row_band;
 
+/// ⌈a / b⌉ for a ≥ 0 and b ≥ 1, without the overflow of (a + b − 1) / b when b is near
+/// INT64_MAX (a block or page size is the caller's number).
+static inline int64_t fa_ceil_div(int64_t a, int64_t b) { return a / b + (a % b != 0); }
+
 /// Batch entry b's valid query rows and keys: its packed sequence's length, its per-batch
 /// length, or the extent.
 static inline int64_t fa_q_len_of(const fa_problem *p, int64_t b) {
@@ -218,11 +222,13 @@ static inline fa_score_mods fa_score_mods_for(const fa_problem *p, int64_t b, in
     m.alibi_slope = m.has_alibi ? p->alibi_slopes[h] : 0.0f;
     m.offset = fa_kv_len_of(p, b) - fa_q_len_of(p, b);
     m.mask_kind = p->mask.kind;
-    const int64_t base = b * p->mask.batch + h * p->mask.head;
-    if (p->mask.kind == FA_MASK_BOOL) m.mask_bool = (const uint8_t *)p->mask.data + base;
-    if (p->mask.kind == FA_MASK_ADDITIVE) m.mask_add = (const float *)p->mask.data + base;
-    m.mask_q = p->mask.query;
-    m.mask_k = p->mask.key;
+    if (p->mask.kind != FA_MASK_NONE) {  // without a mask its strides are unchecked: unused
+        const int64_t base = b * p->mask.batch + h * p->mask.head;
+        if (p->mask.kind == FA_MASK_BOOL) m.mask_bool = (const uint8_t *)p->mask.data + base;
+        if (p->mask.kind == FA_MASK_ADDITIVE) m.mask_add = (const float *)p->mask.data + base;
+        m.mask_q = p->mask.query;
+        m.mask_k = p->mask.key;
+    }
     if (p->block_mask.data) {
         m.blocks = p->block_mask.data + b * p->block_mask.batch + h * p->block_mask.head;
         m.block_q = p->block_mask.block_q;

@@ -78,11 +78,15 @@ static inline int fa_kv_source_is_half(const fa_kv_source *s) {
 /// The rows of keys from `key` on (within the entry's keys): contiguous, or to the end of
 /// key's page (fa_kv_run_keys).
 static inline fa_kv_block fa_kv_block_at(const fa_kv_source *s, int64_t key) {
-    int64_t k_at = key * s->ldk, v_at = key * s->ldv;
+    // (Paged, key · ld may overflow: a one-key page's row stride is never multiplied.)
+    int64_t k_at, v_at;
     if (s->page_size) {
         const int64_t page = s->pages[key / s->page_size], row = key % s->page_size;
         k_at = page * s->k_page + row * s->ldk;
         v_at = page * s->v_page + row * s->ldv;
+    } else {
+        k_at = key * s->ldk;
+        v_at = key * s->ldv;
     }
     fa_kv_block b = {fa_elements_at(s->k, s->k_type, k_at), fa_elements_at(s->v, s->v_type, v_at),
                      s->ldk, s->ldv, s->k_type, s->v_type};

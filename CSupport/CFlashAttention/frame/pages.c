@@ -48,7 +48,7 @@ static fa_status check_block_table(const fa_problem *p, fa_diagnostic *diag) {
             return fa_fail(diag, FA_ERR_INVALID_PAGES, FA_ARG_SEQ_LENS, b, len, 0,
                            "kv_pages.seq_lens[%lld] is %lld; it must be >= 0", (long long)b,
                            (long long)len);
-        const int64_t need = (len + pg->page_size - 1) / pg->page_size;
+        const int64_t need = fa_ceil_div(len, pg->page_size);
         if (need > pg->max_pages)
             return fa_fail(diag, FA_ERR_INVALID_PAGES, FA_ARG_BLOCK_TABLE, b, need, pg->max_pages,
                            "kv_pages.block_table: entry %lld holds %lld keys, which need %lld "
@@ -112,7 +112,7 @@ fa_status fa_check_pages(const fa_problem *p, fa_diagnostic *diag) {
                            "(the longest sequence the call allows)", (long long)b,
                            (long long)len, (long long)p->shape.kv_len);
         const int32_t *pages = fa_pages_of(p, b);
-        const int64_t used = (len + pg->page_size - 1) / pg->page_size;
+        const int64_t used = fa_ceil_div(len, pg->page_size);
         for (int64_t i = 0; i < used; i++)
             if (pages[i] < 0 || pages[i] >= pg->num_pages) {
                 const int64_t at = csr ? (int64_t)pg->indptr[b] + i : b * pg->max_pages + i;
@@ -134,7 +134,7 @@ fa_status fa_check_pages(const fa_problem *p, fa_diagnostic *diag) {
                        (long long)pg->num_pages);
     for (int64_t b = 0; b < batch; b++) {
         const int32_t *pages = fa_pages_of(p, b);
-        const int64_t used = (fa_kv_len_of(p, b) + pg->page_size - 1) / pg->page_size;
+        const int64_t used = fa_ceil_div(fa_kv_len_of(p, b), pg->page_size);
         for (int64_t i = 0; i < used; i++) {
             const int32_t page = pages[i];
             if (seen[page / 8] & (1u << (page % 8))) {

@@ -74,6 +74,7 @@ const char *fa_status_message(fa_status status) {
     case FA_ERR_INVALID_SPLIT: return "kv_split_size is negative (0 chooses automatically)";
     case FA_ERR_INVALID_DTYPE: return "an element type is not one of fa_dtype (f32, f16, bf16), or not supported in that combination";
     case FA_ERR_INVALID_PAGES: return "a paged K/V description is inconsistent: its form, an offset, a page index or a length";
+    case FA_ERR_INVALID_ARGUMENT: return "an fa_argument selector names something the function does not take";
     }
     return "unknown status";
 }
@@ -269,6 +270,13 @@ static tensor_view view_of(const fa_shape *s, fa_argument arg, fa_strides st, co
     return t;
 }
 
+// A float's bit pattern, for a diagnostic's values (which are integers).
+static int64_t float_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (int64_t)u;
+}
+
 fa_status fa_tensor_elements(const fa_shape *shape, fa_argument tensor, fa_strides strides,
                              int64_t *elements, fa_diagnostic *diag) {
     if (diag) memset(diag, 0, sizeof *diag);
@@ -278,7 +286,7 @@ fa_status fa_tensor_elements(const fa_shape *shape, fa_argument tensor, fa_strid
     if (tensor != FA_ARG_Q && tensor != FA_ARG_K && tensor != FA_ARG_V && tensor != FA_ARG_O &&
         tensor != FA_ARG_LSE && tensor != FA_ARG_DOUT && tensor != FA_ARG_DQ &&
         tensor != FA_ARG_DK && tensor != FA_ARG_DV)
-        return fa_fail(diag, FA_ERR_NULL_POINTER, tensor, 0, 0, 0,
+        return fa_fail(diag, FA_ERR_INVALID_ARGUMENT, tensor, (int64_t)tensor, 0, 0,
                        "fa_tensor_elements: argument %d is not a tensor", (int)tensor);
     fa_status st = check_extents(shape, diag);
     if (st != FA_OK) return st;
@@ -298,7 +306,7 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
     fa_status st = check_extents(s, diag);
     if (st != FA_OK) return st;
     if (isinf(p->scale))
-        return fa_fail(diag, FA_ERR_INVALID_SCALE, FA_ARG_SCALE, 0, 0, 0,
+        return fa_fail(diag, FA_ERR_INVALID_SCALE, FA_ARG_SCALE, float_bits(p->scale), 0, 0,
                        "scale is %s; it must be finite (NaN selects 1/sqrt(head_dim_qk))",
                        p->scale > 0 ? "+inf" : "-inf");
     if (p->causal != FA_CAUSAL_NONE && p->causal != FA_CAUSAL_BOTTOM_RIGHT &&
@@ -316,7 +324,7 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
                        (long long)p->window_left, (long long)p->window_right,
                        (long long)FA_MAX_EXTENT);
     if (!(p->softcap >= 0.0f) || isinf(p->softcap))
-        return fa_fail(diag, FA_ERR_INVALID_SOFTCAP, FA_ARG_SOFTCAP, 0, 0, 0,
+        return fa_fail(diag, FA_ERR_INVALID_SOFTCAP, FA_ARG_SOFTCAP, float_bits(p->softcap), 0, 0,
                        "softcap is %g; it must be finite and >= 0 (0 turns it off)",
                        (double)p->softcap);
     if (p->alibi_slopes)
@@ -383,8 +391,8 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
             return fa_fail(diag, FA_ERR_INVALID_BLOCK_MASK, FA_ARG_BLOCK_MASK, bm->block_q, bm->block_k,
                            0, "block_mask granularity is %lld × %lld; both must be >= 1",
                            (long long)bm->block_q, (long long)bm->block_k);
-        const int64_t ext[4] = {s->batch, s->q_heads, (s->q_len + bm->block_q - 1) / bm->block_q,
-                                (s->kv_len + bm->block_k - 1) / bm->block_k};
+        const int64_t ext[4] = {s->batch, s->q_heads, fa_ceil_div(s->q_len, bm->block_q),
+                                fa_ceil_div(s->kv_len, bm->block_k)};
         const int64_t str[4] = {bm->batch, bm->head, bm->qblock, bm->kblock};
         const int bad = bad_broadcast_stride(ext, str);
         if (bad >= 0)

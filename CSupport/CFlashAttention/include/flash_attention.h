@@ -55,6 +55,7 @@ typedef enum fa_status {
     FA_ERR_INVALID_SPLIT = 20,     ///< kv_split_size is negative
     FA_ERR_INVALID_DTYPE = 21,     ///< an element type is not a fa_dtype, or its combination is unsupported
     FA_ERR_INVALID_PAGES = 22,     ///< a paged K/V description is inconsistent (see fa_kv_pages)
+    FA_ERR_INVALID_ARGUMENT = 23,  ///< an fa_argument selector names something the function does not take
 } fa_status;
 
 /// Which argument a diagnostic is about.
@@ -284,7 +285,9 @@ typedef struct fa_problem {
 typedef struct fa_diagnostic {
     fa_status status;
     fa_argument argument;
-    int64_t values[3];   ///< the offending values (meaning per status; see the message)
+    /// The offending values (meaning per status; see the message). For FA_ERR_INVALID_SCALE and
+    /// FA_ERR_INVALID_SOFTCAP, values[0] holds the float's bit pattern (as uint32_t).
+    int64_t values[3];
     char message[256];
 } fa_diagnostic;
 
@@ -298,7 +301,8 @@ fa_strides fa_strides_bhld(int64_t heads, int64_t len, int64_t dim);
 fa_strides fa_strides_blhd(int64_t heads, int64_t len, int64_t dim);
 
 /// Elements a buffer must hold for `tensor` (FA_ARG_Q, _K, _V, _O or _LSE) of `shape` laid out
-/// with `strides`: one past the largest offset. Fails on bad extents or strides, like fa_check.
+/// with `strides`: one past the largest offset. Fails on bad extents or strides, like fa_check;
+/// FA_ERR_INVALID_ARGUMENT if `tensor` is not a tensor (FA_ARG_DOUT … FA_ARG_DV are also taken).
 fa_status fa_tensor_elements(const fa_shape *shape, fa_argument tensor, fa_strides strides,
                              int64_t *elements, fa_diagnostic *diag);
 
@@ -409,7 +413,7 @@ size_t fa_dtype_size(fa_dtype t);
 /// Converts n contiguous elements from `from` to `to`, as the library's own paths do: to a
 /// half type rounding to nearest, ties to even (beyond the largest finite value: ±inf;
 /// fp16 subnormals exact); half to fp32 exactly; NaN stays NaN (quiet, sign and top payload
-/// kept). src == dst is allowed when both types have the same size; other overlaps are not.
+/// kept); between equal types it is a copy, bit for bit. src == dst is allowed when both types have the same size; other overlaps are not.
 /// FA_ERR_INVALID_DTYPE, FA_ERR_INVALID_EXTENT (n < 0) or FA_ERR_NULL_POINTER (n > 0).
 fa_status fa_convert(fa_dtype from, const void *src, fa_dtype to, void *dst, int64_t n);
 

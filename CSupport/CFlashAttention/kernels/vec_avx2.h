@@ -42,8 +42,8 @@ VF_INLINE __m256i first_lanes(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-// p(f) · 2^n for x = n + f, n = round(x), |f| ≤ 0.5, x ≥ FA_EXP2_MIN; 2^n built in the
-// exponent bits (valid for −126 ≤ n ≤ 127; n > 127 wraps: callers handle it).
+// p(f) · 2^n for x = n + f, n = round(x), |f| ≤ 0.5; 2^n is built in the exponent bits, so
+// callers keep x in [FA_EXP2_MIN, 127.5) (n in −126 … 127).
 VF_INLINE __m256 exp2_scaled(__m256 xc) {
     const __m256 n = _mm256_round_ps(xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m256 f = _mm256_sub_ps(xc, n);
@@ -61,8 +61,12 @@ VF_INLINE __m256 exp2_scaled(__m256 xc) {
 // 2^x for any x: lanes below FA_EXP2_MIN are exactly 0, x ≥ 128 is +inf, NaN stays NaN.
 VF_INLINE __m256 exp2_ps(__m256 x) {
     const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(FA_EXP2_MIN), _CMP_NLT_UQ);
-    const __m256 xc = _mm256_max_ps(x, _mm256_set1_ps(FA_EXP2_MIN));  // keep n in range
-    const __m256 r = exp2_scaled(xc);
+    __m256 xc = _mm256_max_ps(x, _mm256_set1_ps(FA_EXP2_MIN));  // keep n in range
+    // x in [127.5, 128) rounds to n = 128, past the exponent field: 2^(x−1) · 2 instead.
+    const __m256 top = _mm256_cmp_ps(x, _mm256_set1_ps(127.5f), _CMP_GE_OQ);
+    xc = _mm256_blendv_ps(xc, _mm256_sub_ps(xc, _mm256_set1_ps(1.0f)), top);
+    __m256 r = exp2_scaled(xc);
+    r = _mm256_blendv_ps(r, _mm256_add_ps(r, r), top);
     const __m256 big = _mm256_cmp_ps(x, _mm256_set1_ps(128.0f), _CMP_GE_OQ);
     const __m256 out = _mm256_blendv_ps(r, _mm256_set1_ps(INFINITY), big);
     // NaN lanes: x is unordered, live is set, and xc = max(NaN, −126) is −126: restore NaN.
