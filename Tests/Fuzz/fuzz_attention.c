@@ -781,6 +781,16 @@ static void trace(const problem *g) {
                 (long long)p->kv_pages.page_size, (long long)p->kv_pages.num_pages,
                 (const void *)p->kv_pages.indptr, (const void *)p->kv_pages.block_table,
                 (long long)p->kv_pages.max_pages);
+        fprintf(stderr, "  gradient strides dout %lld %lld %lld dq %lld %lld %lld dk %lld %lld %lld dv %lld %lld %lld\n",
+                (long long)p->dout_strides.batch, (long long)p->dout_strides.head, (long long)p->dout_strides.seq,
+                (long long)p->dq_strides.batch, (long long)p->dq_strides.head, (long long)p->dq_strides.seq,
+                (long long)p->dk_strides.batch, (long long)p->dk_strides.head, (long long)p->dk_strides.seq,
+                (long long)p->dv_strides.batch, (long long)p->dv_strides.head, (long long)p->dv_strides.seq);
+        if (p->cu_seqlens_k) {
+            fprintf(stderr, "  cu_k");
+            for (int64_t b = 0; b <= p->shape.batch; b++) fprintf(stderr, " %d", p->cu_seqlens_k[b]);
+            fprintf(stderr, "\n");
+        }
     }
 }
 

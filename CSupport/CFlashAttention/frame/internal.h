@@ -139,12 +139,16 @@ static inline int64_t fa_kv_rows_of(const fa_problem *p, int64_t b) {
 }
 /// Element offset of batch entry b's first row in a query-side tensor (Q, O, LSE, dO, dQ)
 /// with strides s: its packed sequence's first row, or b batch strides.
+/// An empty packed sequence owns no row and gets offset 0: its first row may lie at the
+/// extent, where validation bounds nothing (a one-row extent takes any row stride).
 static inline int64_t fa_q_entry(const fa_problem *p, int64_t b, fa_strides s) {
-    return p->cu_seqlens_q ? (int64_t)p->cu_seqlens_q[b] * s.seq : b * s.batch;
+    const int32_t *cu = p->cu_seqlens_q;
+    return cu ? (cu[b] == cu[b + 1] ? 0 : (int64_t)cu[b] * s.seq) : b * s.batch;
 }
 /// The same for a key-side tensor (K, V, dK, dV).
 static inline int64_t fa_kv_entry(const fa_problem *p, int64_t b, fa_strides s) {
-    return p->cu_seqlens_k ? (int64_t)p->cu_seqlens_k[b] * s.seq : b * s.batch;
+    const int32_t *cu = p->cu_seqlens_k;
+    return cu ? (cu[b] == cu[b + 1] ? 0 : (int64_t)cu[b] * s.seq) : b * s.batch;
 }
 /// Row i of batch entry b, head h of Q or O, in the tensor's own element type.
 static inline const void *fa_q_row(const fa_problem *p, int64_t b, int64_t h, int64_t i) {
