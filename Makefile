@@ -1,12 +1,13 @@
-# make test   — install what is missing, run every test (unit tests + the by-version consumer check)
-SHELL := /bin/bash
+# make test   — install what is missing, run every test: unit tests (debug, release, no OpenMP),
+#               ASan + UBSan, TSan, the fuzzer, the DocC build, the by-version consumer check
 # make bench  — install what is missing, run the benchmark's default sweep in release mode,
 #               writing Benchmarks/results/ (the README's table and charts)
+SHELL := /bin/bash
 SWIFT ?= swift
 PACKAGES := libopenblas-dev libomp-dev
 BENCH_ARGS ?=
 
-.PHONY: deps build test unit-test sanitize-test fuzz fuzz-long consumer-test bench bench-backward clean
+.PHONY: deps build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
 
 # System libraries: OpenBLAS (the naive reference and the roofline) and LLVM's OpenMP runtime.
 deps:
@@ -52,9 +53,9 @@ sanitize-test: deps
 # to compile and says nothing about descriptors). `make fuzz-long` is the long run (10⁷).
 CLANG ?= clang
 FUZZ_DIR := .build-fuzz
-FUZZ_RUNS ?= 150000
+FUZZ_RUNS ?= 120000
 FUZZ_MIN_RUNS ?= 100000
-FUZZ_SECONDS ?= 300
+FUZZ_SECONDS ?= 240
 FUZZ_SOURCES := $(wildcard CSupport/CFlashAttention/*/*.c) Tests/Fuzz/fuzz_attention.c
 FUZZ_OBJECTS := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(FUZZ_SOURCES))
 FUZZ_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -89,10 +90,37 @@ fuzz: deps
 fuzz-long: deps
 	$(MAKE) fuzz FUZZ_RUNS=10000000 FUZZ_MIN_RUNS=10000000 FUZZ_SECONDS=100000
 
+# ThreadSanitizer over the concurrent suites (many Swift tasks calling forward, decode, backward
+# and the KVCache at once, each call on 1–3 OpenMP threads). LLVM's libomp is not instrumented:
+# its Archer tool (libarcher.so, from Debian's libomp-dev) tells TSan about its barriers and
+# tasks, and TSan ignores the runtime's own accesses. Where Archer is missing, the suites run
+# in the build without the OpenMP trait (every call on its task's thread), which still checks
+# what the library shares between calls: per-thread workspaces, the ISA choice, cache sizes,
+# KVCache's lock. Worker threads outlive the tests: thread-leak reports are off.
+TSAN_TESTS := ConcurrencyStressTests|DeterminismTests|KVCacheTests
+thread-test: deps
+	@archer=$$(ls /usr/lib/llvm-*/lib/libarcher.so 2>/dev/null | head -n 1); \
+	opts="halt_on_error=1 report_thread_leaks=0 ignore_noninstrumented_modules=1"; \
+	if [ -n "$$archer" ]; then \
+	  echo "ThreadSanitizer with OpenMP, Archer: $$archer"; \
+	  TSAN_OPTIONS="$$opts" OMP_TOOL_LIBRARIES="$$archer" $(SWIFT) test -c release \
+	    --sanitize=thread --filter "$(TSAN_TESTS)" --scratch-path .build-tsan; \
+	else \
+	  echo "ThreadSanitizer without OpenMP (no libarcher.so found)"; \
+	  TSAN_OPTIONS="$$opts" $(SWIFT) test -c release --sanitize=thread --disable-default-traits \
+	    --filter "$(TSAN_TESTS)" --scratch-path .build-tsan-no-openmp; \
+	fi
+
+# The DocC site of the FlashAttention module (articles in Sources/FlashAttention/FlashAttention.docc),
+# through the Swift-DocC plugin; any warning (an unresolved link, a malformed page) fails it.
+docs: deps
+	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation \
+	  --target FlashAttention --warnings-as-errors --output-path .build/docs
+
 consumer-test: deps
 	bash .ci/consumer-test
 
-test: unit-test sanitize-test fuzz consumer-test
+test: unit-test sanitize-test thread-test fuzz docs consumer-test
 
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for this command alone: some machines set
 # them to pin an older OpenBLAS kernel, which would understate the sgemm roofline. The
@@ -107,4 +135,4 @@ bench-backward: deps
 	  $(SWIFT) run -c release attention-bench --pass backward --output Benchmarks/results/backward $(BENCH_ARGS)
 
 clean:
-	rm -rf .build .build-no-openmp .build-asan $(FUZZ_DIR)
+	rm -rf .build .build-no-openmp .build-asan .build-tsan .build-tsan-no-openmp $(FUZZ_DIR)
