@@ -23,6 +23,7 @@ public enum AttentionElementType: Sendable, Hashable, CustomStringConvertible {
     /// Bytes per element.
     public var byteCount: Int { self == .float32 ? 4 : 2 }
 
+    /// The short name: "fp32", "fp16" or "bf16".
     public var description: String {
         switch self {
         case .float32: "fp32"

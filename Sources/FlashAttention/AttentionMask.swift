@@ -1,8 +1,12 @@
 /// Element strides of a mask over `[B, Hq, Lq, Lk]`; a stride of 0 broadcasts that dimension.
 public struct MaskStrides: Sendable, Hashable {
+    /// Elements between batch entries.
     public var batch: Int
+    /// Elements between query heads.
     public var head: Int
+    /// Elements between query rows.
     public var query: Int
+    /// Elements between keys.
     public var key: Int
 
     /// Explicit strides.
@@ -67,7 +71,9 @@ public struct AttentionMask: Sendable, Hashable {
         case additive([Float])
     }
 
+    /// The mask's elements.
     public var values: Values
+    /// How the elements map onto `[B, Hq, Lq, Lk]`.
     public var strides: MaskStrides
 
     /// A boolean mask (`true` = attend).
@@ -109,8 +115,9 @@ public struct AttentionMask: Sendable, Hashable {
 public struct BlockMask: Sendable, Hashable {
     /// 1 = the block is kept.
     public var kept: [UInt8]
-    /// Rows and keys per block (≥ 1).
+    /// Query rows per block (≥ 1).
     public var blockQuery: Int
+    /// Keys per block (≥ 1).
     public var blockKey: Int
     /// Strides over [B, Hq, block rows, block columns]; 0 broadcasts.
     public var strides: MaskStrides

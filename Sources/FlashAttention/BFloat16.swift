@@ -23,12 +23,14 @@ public struct BFloat16: Sendable, Hashable, Comparable, CustomStringConvertible 
     /// The value as a `Float` (exact).
     public var floatValue: Float { fa_bf16_to_float(bitPattern) }
 
+    /// Whether the value is a NaN (any payload).
     public var isNaN: Bool { bitPattern & 0x7FFF > 0x7F80 }
 
     public static func == (a: BFloat16, b: BFloat16) -> Bool { a.floatValue == b.floatValue }
     public static func < (a: BFloat16, b: BFloat16) -> Bool { a.floatValue < b.floatValue }
     public func hash(into hasher: inout Hasher) { hasher.combine(floatValue) }
 
+    /// The value as `Float` prints it.
     public var description: String { floatValue.description }
 }
 

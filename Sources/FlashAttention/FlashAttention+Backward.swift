@@ -164,8 +164,19 @@ extension FlashAttention {
     ///                             valueGradient: dV, shape: shape)
     /// ```
     /// - Parameters:
+    ///   - query: `[B, Hq, Lq, Dqk]`, as the forward read it.
+    ///   - key: `[B, Hkv, Lk, Dqk]`.
+    ///   - value: `[B, Hkv, Lk, Dv]`.
+    ///   - output: `[B, Hq, Lq, Dv]`, exactly as the forward wrote it.
+    ///   - logSumExp: `[B, Hq, Lq]`, exactly as the forward wrote it.
+    ///   - outputGradient: ∂loss/∂output, laid out like the output.
+    ///   - queryGradient: Receives ∂loss/∂query, laid out like the query.
+    ///   - keyGradient: Receives ∂loss/∂key, summed over the query heads sharing each key head.
+    ///   - valueGradient: Receives ∂loss/∂value, summed like the key gradient.
+    ///   - shape: The extents of every tensor.
     ///   - strides: The strides of query … logSumExp; `nil` means dense in `options.layout`.
     ///   - gradientStrides: The strides of the gradients; `nil` means like their tensors.
+    ///   - options: The forward's options (masks, modifiers, lengths), plus threads and kernel.
     ///
     /// Half precision: the query, output and their gradients in one element type, the keys,
     /// values and theirs in one (possibly another), as the forward took them; the gradients

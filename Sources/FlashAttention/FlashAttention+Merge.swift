@@ -67,8 +67,7 @@ extension FlashAttention {
     /// read — so ``AttentionState/empty(_:)`` is the identity and merging only empty states
     /// gives output 0 and log-sum-exp −∞, never NaN.
     ///
-    /// Log-sum-exps are natural logs, as ``forwardWithLogSumExp(query:key:value:shape:options:)``
-    /// returns them. A base-2 log-sum-exp (FlashInfer's default) converts as `lse₂ · ln 2`.
+    /// Log-sum-exps are natural logs, as `forwardWithLogSumExp` returns them. A base-2 log-sum-exp (FlashInfer's default) converts as `lse₂ · ln 2`.
     ///
     /// ```swift
     /// // Attention over a cache held in two pieces, computed apart and merged:
@@ -82,6 +81,7 @@ extension FlashAttention {
     /// - Parameters:
     ///   - states: At least one state, each with dense outputs in `layout` and a dense
     ///     `[batch, heads, length]` log-sum-exp.
+    ///   - shape: The states' extents.
     ///   - layout: The outputs' layout (`.bhld` or `.blhd`); the result has the same.
     public static func mergeStates(_ states: [AttentionState], shape: AttentionStateShape,
                                    layout: TensorLayout = .bhld) throws(AttentionError)
@@ -139,6 +139,9 @@ extension FlashAttention {
     /// - Parameters:
     ///   - outputs: One buffer per state, laid out with `outputStrides`.
     ///   - logSumExps: One buffer per state, laid out with `logSumExpStrides`.
+    ///   - output: Receives the merged output (may be one of `outputs` exactly).
+    ///   - logSumExp: Receives the merged log-sum-exp (may be one of `logSumExps` exactly).
+    ///   - shape: The states' extents.
     ///   - outputStrides: `nil`: dense `[batch, heads, length, headDim]`.
     ///   - logSumExpStrides: `nil`: dense `[batch, heads, length]` (`sequence` steps rows).
     public static func mergeStates(outputs: [UnsafeBufferPointer<Float>],

@@ -180,8 +180,15 @@ public enum FlashAttention {
     /// }
     /// ```
     /// - Parameters:
-    ///   - logSumExp: Optional `[B, Hq, Lq]` output; see ``forwardWithLogSumExp(query:key:value:shape:options:)``.
+    ///   - query: `[B, Hq, Lq, Dqk]` (a packed side: `[Tq, Hq, Dqk]`), laid out by `strides`.
+    ///   - key: `[B, Hkv, Lk, Dqk]`.
+    ///   - value: `[B, Hkv, Lk, Dv]`.
+    ///   - output: Receives `[B, Hq, Lq, Dv]`.
+    ///   - logSumExp: Optional `[B, Hq, Lq]` output: each row's natural log of its sum of
+    ///     exponentials (−∞ for a row that sees no key), as `forwardWithLogSumExp` returns it.
+    ///   - shape: The extents of every tensor.
     ///   - strides: The strides of every tensor; `nil` means densely packed in `options.layout`.
+    ///   - options: Masks, modifiers, lengths, threads and kernel.
     public static func forward<Element: AttentionElement, Cache: AttentionElement>(
         query: UnsafeBufferPointer<Element>,
         key: UnsafeBufferPointer<Cache>,

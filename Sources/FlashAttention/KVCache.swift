@@ -17,6 +17,7 @@ public enum KVCacheError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The attention call refused its arguments.
     case attention(AttentionError)
 
+    /// A sentence naming the argument or sequence and what is wrong.
     public var description: String {
         switch self {
         case let .unknownSequence(id):
@@ -62,15 +63,21 @@ public final class KVCache<Element: AttentionElement>: @unchecked Sendable {
     /// A sequence of this cache.
     public struct SequenceID: Hashable, Sendable, CustomStringConvertible {
         public typealias RawValue = Int
+        /// The cache's number for the sequence (unique for the cache's lifetime).
         public let rawValue: Int
+        /// "sequence N".
         public var description: String { "sequence \(rawValue)" }
     }
 
-    /// Key/value heads, head dims of K and V, keys per page, pages in the pool.
+    /// Key/value heads per token.
     public let keyValueHeads: Int
+    /// The head dim of the keys.
     public let headDim: Int
+    /// The head dim of the values.
     public let valueHeadDim: Int
+    /// Keys per page.
     public let pageSize: Int
+    /// Pages in each pool (keys and values).
     public let capacity: Int
 
     private let keyPool: UnsafeMutableBufferPointer<Element>

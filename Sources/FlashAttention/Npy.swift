@@ -7,13 +7,18 @@ import Darwin
 
 /// The element types the `.npy` reader understands (little-endian, C order).
 public enum NpyDType: String, Sendable, Hashable, CaseIterable {
+    /// IEEE binary32.
     case float32 = "<f4"
+    /// IEEE binary64.
     case float64 = "<f8"
+    /// IEEE binary16.
     case float16 = "<f2"
     /// Unsigned 16-bit integers; also how bfloat16 tensors are stored (their bit patterns:
-    /// NumPy has no bfloat16, so a file says it holds bf16 elsewhere — see ``bfloat16Floats``).
+    /// NumPy has no bfloat16, so a file says it holds bf16 elsewhere — see ``NpyArray/bfloat16Floats``).
     case uint16 = "<u2"
+    /// Unsigned bytes (masks).
     case uint8 = "|u1"
+    /// Booleans, one byte each (masks).
     case bool = "|b1"
 
     /// Bytes per element.
