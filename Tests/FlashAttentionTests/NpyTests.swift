@@ -95,6 +95,16 @@ struct NpyTests {
              .malformedHeader(file: "x.npy", reason: "shape entry '-1' is not a size")),
             (npyBytes(header: "['not', 'a', 'dict']", data: two),
              .malformedHeader(file: "x.npy", reason: "the header is not a {...} dictionary")),
+            // Shapes whose product overflows, extents past Int, a non-ASCII header, a header
+            // length (format 2: 32 bits) past the end of the file.
+            (npyBytes(header: "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", data: two),
+             .malformedHeader(file: "x.npy", reason: "shape [4294967296, 4294967296] overflows")),
+            (npyBytes(header: "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", data: two),
+             .malformedHeader(file: "x.npy", reason: "shape entry '99999999999999999999' is not a size")),
+            (npyBytes(header: "{'descr': '<f4é', 'fortran_order': False, 'shape': (2,), }", data: two),
+             .unsupportedDType(file: "x.npy", descriptor: "<f4é")),
+            ([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 2, 0, 0xFF, 0xFF, 0xFF, 0x7F] + Array("{'descr'".utf8),
+             .truncatedHeader(file: "x.npy")),
         ]
         for (bytes, expected) in cases {
             #expect(throws: expected) { try NpyArray(npyBytes: bytes, name: "x.npy") }

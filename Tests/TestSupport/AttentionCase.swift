@@ -135,6 +135,8 @@ public struct Comparison: Sendable, CustomStringConvertible {
     public var maxRelativeError = 0.0
     /// max |error| over logsumexp values of rows that see a key.
     public var maxLogSumExpError = 0.0
+    /// The same in units in the last place of the float32 nearest the reference value.
+    public var maxLogSumExpUlps = 0.0
     /// Where the worst ratio was seen (gradients only).
     public var worstPlace = ""
     /// Problems that fail regardless of tolerance: NaN, nonzero output or finite lse on a row
@@ -145,7 +147,7 @@ public struct Comparison: Sendable, CustomStringConvertible {
 
     public var description: String {
         "worst error/tolerance \(worstRatio), max abs error \(maxAbsError) "
-            + "(relative \(maxRelativeError)), lse error \(maxLogSumExpError)"
+            + "(relative \(maxRelativeError)), lse error \(maxLogSumExpError) (\(maxLogSumExpUlps) ulp)"
             + (defects.isEmpty ? "" : ", defects: \(defects.prefix(3))")
             + (worstPlace.isEmpty ? "" : ", worst at \(worstPlace)")
     }
@@ -187,6 +189,8 @@ public func compare(output: [Float], strides: AttentionStrides, logSumExp: [Floa
                     } else {
                         let err = abs(Double(got) - ref.logSumExp[row])
                         c.maxLogSumExpError = max(c.maxLogSumExpError, err)
+                        let ulp = Double(Float(ref.logSumExp[row]).ulp)
+                        if ulp > 0 { c.maxLogSumExpUlps = max(c.maxLogSumExpUlps, err / ulp) }
                         c.worstRatio = max(c.worstRatio, err / ref.logSumExpTolerance[row])
                     }
                 }
