@@ -28,10 +28,16 @@ deps:
 build: deps
 	$(SWIFT) build
 
-# Debug (assertions, C at -O0), release (the -O2, vectorised C that users get), and release
-# without the OpenMP trait (the single-threaded build a dependent gets with `traits: []`).
+# Every suite in release (the -O2, vectorised C that users get) and in release without the
+# OpenMP trait (the single-threaded build a dependent gets with `traits: []`); sanitize-test runs
+# them a third time. The debug build (assertions, C at -O0) compiles everything and runs the
+# suites about arguments, files, caches and concurrency (DEBUG_SUITES): the numerical grids
+# there take twelve minutes of CI's forty-five and check nothing the release runs do not.
+# `swift test` runs all of them in debug.
+DEBUG_SUITES := ValidationTests|HostileArgumentTests|NpyTests|KVCacheTests|ConcurrencyStressTests|DeterminismTests|WorkspaceTests|LogSumExpAccuracyTests|MergeTests|HalfConversionTests|KernelTests
 unit-test: deps
-	$(SWIFT) test
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --filter "$(DEBUG_SUITES)"
 	$(SWIFT) test -c release
 	$(SWIFT) test -c release --disable-default-traits --scratch-path .build-no-openmp
 

@@ -69,14 +69,14 @@ struct ConcurrencyStressTests {
     /// backward, each on 1, 2 or 3 OpenMP threads: every result is bit for bit the serial one,
     /// and the resident set after them is within 64 MiB of what it was after the first tenth
     /// (the per-thread workspace caches are bounded, not one per call).
-    @Test("16 tasks × 625 calls (125 in debug): bitwise the serial results, resident memory bounded")
+    @Test("16 tasks × 625 calls (63 in debug): bitwise the serial results, resident memory bounded")
     func manyTasks() async throws {
         let calls = stressCalls()
         let serial = try calls.map { try $0.run(1) }
-        // Debug builds run the C at -O0: a fifth of the calls there; release, the release build
-        // without OpenMP and the sanitizer run (release) make all 10,000.
+        // Debug builds run the C at -O0: a tenth of the calls there; release, the release build
+        // without OpenMP and the sanitizer runs (release) make all 10,000.
         #if DEBUG
-        let tasks = 16, perTask = 125
+        let tasks = 16, perTask = 63
         #else
         let tasks = 16, perTask = 625
         #endif

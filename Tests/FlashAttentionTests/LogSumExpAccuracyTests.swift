@@ -11,7 +11,14 @@ import TestSupport
 /// rounding and are not in this test.)
 @Suite("Log-sum-exp accuracy")
 struct LogSumExpAccuracyTests {
-    static let cases: [AttentionCase] = [17, 129, 1000].flatMap { n in
+    // Debug builds skip the 1000-row cases: their float64 reference in unoptimised Swift
+    // costs minutes of CI; release, no-OpenMP and sanitizer runs have them.
+    #if DEBUG
+    static let lengths = [17, 129]
+    #else
+    static let lengths = [17, 129, 1000]
+    #endif
+    static let cases: [AttentionCase] = lengths.flatMap { n in
         [64, 128].map { d in
             AttentionCase(shape: AttentionShape(queryHeads: 2, queryLength: n, headDim: d), seed: UInt64(n + d))
         }
