@@ -177,6 +177,8 @@ typedef struct {
     buffer alibi, q_lengths, kv_lengths, cu_q, cu_k, mask, block_mask, workspace;
     buffer indptr, indices, last_page_len, block_table, seq_lens;
     int finite;          // every input value and option is finite and in range
+    int options_finite;  // every option is (the values may hold one NaN or infinity)
+    int bad_input;       // 0, or 1 / 2 / 3: Q / K / V holds one NaN or ±inf
     float smax;          // a bound on |score| (after scale, cap, ALiBi and mask)
     int mask_sign;       // the additive mask holds −inf entries
 } problem;
@@ -536,9 +538,11 @@ static int make_problem(input *in, problem *g, int backward) {
         const int64_t n = (int64_t)(b->bytes / dtype_bytes(t));
         if (n) store(b->data, t, (int64_t)(next64(&r) % (uint64_t)n),
                      (const float[]){NAN, INFINITY, -INFINITY}[take8(in) % 3]);
-        g->finite = 0;
+        g->bad_input = (int)bad + 1;
     }
     if (p->softcap < 0 || isnan(p->softcap) || isinf(p->softcap)) g->finite = 0;
+    g->options_finite = g->finite;
+    if (g->bad_input) g->finite = 0;
     const float sc_abs = isnan(p->scale) ? 1.0f : fabsf(p->scale);
     const float dqk = s->head_dim_qk > 0 && s->head_dim_qk < 4096 ? (float)s->head_dim_qk : 1;
     float smax = sc_abs * dqk * 4.0f;
@@ -625,6 +629,7 @@ HARNESS_LOOP static void reference_forward(const problem *g, double *o_out, doub
     const double scale = isnan(p->scale) ? 1.0 / sqrt((double)s->head_dim_qk) : (double)p->scale;
     const int64_t qrow = query_row(p, p->q_strides, b, h, i);
     double m = -INFINITY;
+    int nan_row = 0;  // a seen score is NaN or +inf (the header's non-finite semantics)
     double *score = malloc(sizeof(double) * (size_t)(lk ? lk : 1));
     for (int64_t j = 0; j < lk; j++) {
         score[j] = -INFINITY;
@@ -637,18 +642,27 @@ HARNESS_LOOP static void reference_forward(const problem *g, double *o_out, doub
         }
         const int64_t moff = b * p->mask.batch + h * p->mask.head + i * p->mask.query + j * p->mask.key;
         if (p->mask.kind == FA_MASK_BOOL && !((const uint8_t *)p->mask.data)[moff]) continue;
+        if (p->mask.kind == FA_MASK_ADDITIVE && ((const float *)p->mask.data)[moff] == -INFINITY)
+            continue;  // −inf masks, whatever the score
         const int64_t krow = key_row(p, p->k_strides, b, hk, j);
         double dot = 0;
         for (int64_t d = 0; d < s->head_dim_qk; d++)
             dot += (double)load(p->q, p->q_dtype, qrow + d) * (double)load(p->k, p->k_dtype, krow + d);
         double x = dot * scale;
+        if (x == -INFINITY) continue;  // hidden, before any modifier (the header's semantics)
         if (p->softcap > 0) x = p->softcap * tanh(x / p->softcap);
         if (p->alibi_slopes) x -= (double)p->alibi_slopes[h] * fabs((double)(i + lk - lq - j));
         if (p->mask.kind == FA_MASK_ADDITIVE) x += (double)((const float *)p->mask.data)[moff];
         score[j] = x;
+        if (isnan(x) || x == INFINITY) nan_row = 1;
         if (x > m) m = x;
     }
-    for (int64_t d = 0; d < s->head_dim_v; d++) o_out[d] = 0;
+    for (int64_t d = 0; d < s->head_dim_v; d++) o_out[d] = nan_row ? NAN : 0;
+    if (nan_row) {
+        *lse_out = NAN;
+        free(score);
+        return;
+    }
     if (m == -INFINITY) {
         *lse_out = -INFINITY;
         free(score);
@@ -725,7 +739,12 @@ HARNESS_LOOP static void check_forward(problem *g, int naive) {
         check_gaps(&g->lse, own_l, "lse");
         free(own_l);
     }
-    if (!g->finite) return;
+    // With finite options and one NaN or infinity among the values, the non-finite semantics
+    // are checked too: a row is NaN where the reference's is (a NaN or +inf score), an output
+    // element non-finite where the reference's is; a NaN in V may also reach a row through a
+    // masked key that a tile reads at weight 0 (the header's caveat), so those are let pass.
+    const int nonfinite = !g->finite;
+    if (nonfinite && !(g->options_finite && g->bad_input)) return;
 
     double o_tol, lse_tol;
     forward_tolerance(g, &o_tol, &lse_tol);
@@ -739,6 +758,14 @@ HARNESS_LOOP static void check_forward(problem *g, int naive) {
                 const int64_t orow = query_row(p, p->o_strides, b, h, i);
                 for (int64_t d = 0; d < s->head_dim_v; d++) {
                     const double got = load(g->o.data, p->o_dtype, orow + d);
+                    if (nonfinite && !isfinite(ref[d])) {
+                        if (isfinite(got))
+                            FINDING("%s o[b=%lld h=%lld i=%lld d=%lld] = %.9g, reference %g",
+                                    naive ? "naive" : "flash", (long long)b, (long long)h,
+                                    (long long)i, (long long)d, got, ref[d]);
+                        continue;
+                    }
+                    if (nonfinite && g->bad_input == 3 && !isfinite(got)) continue;
                     if (!(fabs(got - ref[d]) <= o_tol))
                         FINDING("%s o[b=%lld h=%lld i=%lld d=%lld] = %.9g, reference %.9g (tolerance %.3g)",
                                 naive ? "naive" : "flash", (long long)b, (long long)h, (long long)i,
@@ -747,7 +774,8 @@ HARNESS_LOOP static void check_forward(problem *g, int naive) {
                 if (g->lse.data) {
                     const double got = ((const float *)g->lse.data)[query_row(p, p->lse_strides, b, h, i)];
                     const int both_empty = lse == -INFINITY && got == -INFINITY;
-                    if (!both_empty && !(fabs(got - lse) <= lse_tol * (1 + fabs(lse))))
+                    const int both_nan = isnan(lse) && isnan(got);
+                    if (!both_empty && !both_nan && !(fabs(got - lse) <= lse_tol * (1 + fabs(lse))))
                         FINDING("%s lse[b=%lld h=%lld i=%lld] = %.9g, reference %.9g",
                                 naive ? "naive" : "flash", (long long)b, (long long)h, (long long)i, got, lse);
                 }

@@ -6,6 +6,8 @@
 // same step over different ranges; what differs is how the state ends:
 //   finished:  O = acc / l,  LSE = (m + log2 l) · ln 2     (0 and −inf if l = 0)
 // and a partial state over part of the keys is that same pair, merged later (merge.c).
+// Non-finite scores make l NaN and keep it so (a NaN or +inf score gives P or α NaN, and
+// NaN · anything is NaN): such a row finishes as O = NaN, LSE = NaN — never as an empty row.
 #ifndef FA_ONLINE_SOFTMAX_H
 #define FA_ONLINE_SOFTMAX_H
 
@@ -33,7 +35,7 @@ static inline void fa_state_reset(fa_softmax_state *s) {
 /// Row r's state as (O, LSE): writes dv floats of O to `o` and returns the natural-log LSE.
 static inline float fa_state_result(const fa_softmax_state *s, int r, int64_t dv, float *o) {
     const float l = s->row_sum[r];
-    if (!(l > 0.0f)) {
+    if (l == 0.0f) {  // no key seen (a NaN l is a row that saw a NaN or +inf score)
         for (int64_t d = 0; d < dv; d++) o[d] = 0.0f;
         return -INFINITY;
     }

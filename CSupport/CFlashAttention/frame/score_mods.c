@@ -59,7 +59,8 @@ void fa_apply_score_mods(const fa_score_mods *m, int keys, int rows, int rows_pa
             if (m->mask_kind != FA_MASK_NONE) {
                 const int64_t at = (q0 + i) * m->mask_q + (k0 + j) * m->mask_k;
                 if (m->mask_kind == FA_MASK_BOOL ? m->mask_bool[at] == 0 : 0) s = -INFINITY;
-                else if (m->mask_kind == FA_MASK_ADDITIVE) s += m->mask_add[at] * FA_LOG2E;
+                else if (m->mask_kind == FA_MASK_ADDITIVE)  // −inf masks whatever s is
+                    s = m->mask_add[at] == -INFINITY ? -INFINITY : s + m->mask_add[at] * FA_LOG2E;
                 if (s == -INFINITY) {  // masked now: P = 0, and no derivative
                     sj[i] = s;
                     if (dj) dj[i] = 0.0f;

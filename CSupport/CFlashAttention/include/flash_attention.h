@@ -16,6 +16,23 @@
 //
 // Every entry point validates the whole descriptor first and returns a status; a bad descriptor
 // never crashes and never writes anything. Calls are thread-safe: nothing is shared between calls.
+//
+// Non-finite values (every path, ISA and element type; the DocC article NonFiniteValues has
+// the whole statement). Row i *sees* key j when j is in the row's band (causal, window,
+// lengths, offsets, pages), the masks keep (i, j) and the final score is not −inf; a masked
+// score is replaced by −inf, never added to.
+//   - a row that sees no key: O = 0, LSE = −inf; dQ = 0, nothing added to dK, dV;
+//   - a NaN or +inf score of a seen key (NaN or inf in Q[i] or K[j], a NaN or +inf additive
+//     mask entry, an overflowing scale · q·k): O[i, :] = NaN, LSE[i] = NaN; a −inf score is
+//     weight 0 (a −inf scaled score is hidden before any modifier); soft-capping bounds +inf
+//     to +softcap;
+//   - NaN or inf in V[j, d]: O[i, d] non-finite for the rows that see j, nothing else;
+//   - backward: a pair a row does not see has P = dS = 0 exactly; a NaN forward row or NaN in
+//     dO[i] makes dQ[i] NaN and dK[j] (and dV[j], in the affected columns) NaN for the keys j
+//     the row sees.
+// Caveat: keys some rows of a tile see are read for all of them, at weight 0 for the others,
+// and 0 · NaN is NaN: a non-finite V (backward: Q, K, dO) of a masked but in-band key may
+// reach the row. Keys outside the band are never read.
 #ifndef FLASH_ATTENTION_H
 #define FLASH_ATTENTION_H
 

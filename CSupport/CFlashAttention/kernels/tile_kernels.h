@@ -343,11 +343,15 @@ VF_FN static void tile_softmax_grad_t(int keys, int rows_padded, float *st, floa
         // A row that saw no key has lse = −inf: subtract +inf instead, so P = 2^(−inf) = 0.
         const vf l_use = vf_select(vf_eq(l, vf_set1(-INFINITY)), l, vf_set1(INFINITY));
         const vf d = vf_loadu(dsum + i);
+        // A hidden pair (score −inf) gets P = dS = 0 exactly, even in a row whose LSE or D
+        // is NaN (a row that saw a NaN): 2^(−inf − NaN) and 0 · NaN would be NaN.
         for (int j = 0; j < keys; j++) {
             float *s = st + j * ld + i, *g = dpt + j * ld + i;
-            const vf p = vf_exp2_any(vf_sub(vf_loadu(s), l_use));
+            const vf sv = vf_loadu(s);
+            const vm seen = vf_neq(sv, vf_set1(-INFINITY));
+            const vf p = vf_zero_unless(seen, vf_exp2_any(vf_sub(sv, l_use)));
             vf_storeu(s, p);
-            vf_storeu(g, vf_mul(p, vf_sub(vf_loadu(g), d)));
+            vf_storeu(g, vf_zero_unless(seen, vf_mul(p, vf_sub(vf_loadu(g), d))));
         }
     }
 }
@@ -439,7 +443,10 @@ VF_FN static void tile_additive_rows(const fa_tile_mods *m, int keys, int rows, 
             float *sp = st + (int64_t)j0 * ldst + i0;
             for (int jj = 0; jj < nk; jj++, sp += ldst) {
                 const vf s0 = vf_loadu(sp);
-                const vf s = vf_select(vf_eq(s0, neg_inf), vf_fma(mv[jj], log2e, s0), neg_inf);
+                // −inf masks, whatever the score (NaN + −inf would be NaN): a masked key's
+                // K never reaches the row.
+                const vm hidden = vf_or_mask(vf_eq(s0, neg_inf), vf_eq(mv[jj], neg_inf));
+                const vf s = vf_select(hidden, vf_fma(mv[jj], log2e, s0), neg_inf);
                 vf_storeu(sp, s);
                 mx = vf_max(mx, s);
             }
@@ -498,8 +505,12 @@ VF_FN static void tile_score_mods(const fa_tile_mods *m, int keys, int rows, int
                 }
                 if (m->has_alibi)  // distance |alibi_base + i0 + lane − j|, exact as int32
                     s = vf_fnma(slope2, vf_abs_lane_offset((int32_t)(m->alibi_base + i0 - j)), s);
-                if (masked) s = vf_add(s, mv[jj]);
-                s = vf_select(vf_eq(s0, neg_inf), s, neg_inf);
+                vm hidden = vf_eq(s0, neg_inf);
+                if (masked) {  // −inf masks whatever the score (NaN + −inf would be NaN)
+                    s = vf_add(s, mv[jj]);
+                    hidden = vf_or_mask(hidden, vf_eq(mv[jj], neg_inf));
+                }
+                s = vf_select(hidden, s, neg_inf);
                 vf_storeu(sp, s);
                 mx = vf_max(mx, s);
                 if (derivative) vf_storeu(derivative + j * ldst + i0, vf_zero_unless(vf_neq(s, neg_inf), d));

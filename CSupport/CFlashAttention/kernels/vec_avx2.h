@@ -179,6 +179,7 @@ VF_INLINE vm vf_eq(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
 /// Not equal, or unordered.
 VF_INLINE vm vf_neq(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_NEQ_UQ); }
 VF_INLINE vm vf_lt(vf a, vf b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+VF_INLINE vm vf_or_mask(vm a, vm b) { return _mm256_or_ps(a, b); }
 /// m ? b : a, lane by lane.
 VF_INLINE vf vf_select(vm m, vf a, vf b) { return _mm256_blendv_ps(a, b, m); }
 /// m ? a : 0.

@@ -158,6 +158,7 @@ VF_INLINE vm vf_eq(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
 /// Not equal, or unordered.
 VF_INLINE vm vf_neq(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }
 VF_INLINE vm vf_lt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+VF_INLINE vm vf_or_mask(vm a, vm b) { return (vm)(a | b); }
 /// m ? b : a, lane by lane.
 VF_INLINE vf vf_select(vm m, vf a, vf b) { return _mm512_mask_mov_ps(a, m, b); }
 /// m ? a : 0.

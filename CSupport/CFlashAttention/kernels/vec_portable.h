@@ -116,6 +116,7 @@ VF_INLINE vf vf_zero_past(vf v, vtail t) { vf r; VF_LANES(r.v[l_] = l_ < t ? v.v
 VF_INLINE vm vf_eq(vf a, vf b) { vm r; VF_LANES(r.m[l_] = a.v[l_] == b.v[l_]); return r; }
 VF_INLINE vm vf_neq(vf a, vf b) { vm r; VF_LANES(r.m[l_] = !(a.v[l_] == b.v[l_])); return r; }
 VF_INLINE vm vf_lt(vf a, vf b) { vm r; VF_LANES(r.m[l_] = a.v[l_] < b.v[l_]); return r; }
+VF_INLINE vm vf_or_mask(vm a, vm b) { vm r; VF_LANES(r.m[l_] = a.m[l_] || b.m[l_]); return r; }
 VF_INLINE vf vf_select(vm m, vf a, vf b) { vf r; VF_LANES(r.v[l_] = m.m[l_] ? b.v[l_] : a.v[l_]); return r; }
 VF_INLINE vf vf_zero_unless(vm m, vf a) { vf r; VF_LANES(r.v[l_] = m.m[l_] ? a.v[l_] : 0.0f); return r; }
 VF_INLINE vf vf_fill_outside(vf v, int f, int l, float fill) {

@@ -18,6 +18,14 @@ static int64_t leading_dim(int64_t len, int64_t stride, int64_t width) {
     return len == 1 || stride < width ? width : stride;
 }
 
+// Scale 0: BLAS does not read A·B when alpha is 0, so the scores come with alpha 1 and are
+// multiplied by 0 here — 0 where q·k is finite, NaN where it is not, as in the kernels (which
+// fold the scale into Q).
+static void scale_zero(float scale, float *s, int64_t n) {
+    if (scale != 0.0f) return;
+    for (int64_t i = 0; i < n; i++) s[i] *= 0.0f;
+}
+
 // Soft-capping then ALiBi on a whole Lq×Lk score matrix of head h (natural units); with
 // `derivative`, also ∂s'/∂s = sech²(s/c) per element.
 static void apply_mods(const fa_problem *p, int64_t b, int64_t h, float *s, int64_t lq,
@@ -31,6 +39,10 @@ static void apply_mods(const fa_problem *p, int64_t b, int64_t h, float *s, int6
     for (int64_t i = 0; i < lq; i++)
         for (int64_t j = 0; j < lk; j++) {
             float x = s[i * lk + j];
+            if (x == -INFINITY) {  // a −inf score is a hidden key, before any modifier (as the
+                if (derivative) derivative[i * lk + j] = 0.0f;  // kernels' tiles read it)
+                continue;
+            }
             if (c > 0.0f) {
                 if (derivative) derivative[i * lk + j] = fa_sech2(x / c);
                 x = c * tanhf(x / c);
@@ -43,8 +55,8 @@ static void apply_mods(const fa_problem *p, int64_t b, int64_t h, float *s, int6
                 const int64_t at = i * m.mask_q + j * m.mask_k;
                 if (m.mask_kind == FA_MASK_BOOL) {
                     if (m.mask_bool[at] == 0) x = -INFINITY;
-                } else {
-                    x += m.mask_add[at];
+                } else {  // −inf masks whatever x is (NaN + −inf would be NaN)
+                    x = m.mask_add[at] == -INFINITY ? -INFINITY : x + m.mask_add[at];
                 }
             }
             s[i * lk + j] = x;
@@ -57,7 +69,16 @@ static void softmax_row(float *s, int64_t lk, int64_t lo, int64_t hi, float *lse
     for (int64_t j = 0; j < lo; j++) s[j] = 0.0f;
     for (int64_t j = hi > lo ? hi : lo; j < lk; j++) s[j] = 0.0f;
     float m = -INFINITY;
-    for (int64_t j = lo; j < hi; j++) m = s[j] > m ? s[j] : m;
+    int nan = 0;
+    for (int64_t j = lo; j < hi; j++) {
+        nan |= isnan(s[j]);
+        m = s[j] > m ? s[j] : m;
+    }
+    if (nan || m == INFINITY) {  // a NaN or +inf score: the row is NaN (its P, so P·V, too)
+        for (int64_t j = lo; j < hi; j++) s[j] = NAN;
+        if (lse) *lse = NAN;
+        return;
+    }
     if (hi <= lo || m == -INFINITY) {
         for (int64_t j = lo; j < hi; j++) s[j] = 0.0f;
         if (lse) *lse = -INFINITY;
@@ -176,7 +197,9 @@ fa_status fa_naive_forward(const fa_problem *p) {
             } else {
                 // S = scale · Q · Kᵀ
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
-                            r.scale, q, (int)ldq, k, (int)ldk, 0.0f, s, (int)lk);
+                            r.scale == 0.0f ? 1.0f : r.scale, q, (int)ldq, k, (int)ldk, 0.0f, s,
+                            (int)lk);
+                scale_zero(r.scale, s, lq * lk);
                 apply_mods(p, b, h, s, lq, lk, NULL);
                 const fa_row_band band = fa_row_band_for(p, b);
                 const int64_t q_valid = fa_q_len_of(p, b);
@@ -371,7 +394,8 @@ fa_status fa_naive_backward(const fa_problem *p) {
             }
             // S = scale · Q·Kᵀ, then P in place.
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)dqk,
-                        r.scale, q, ldq, k, ldk, 0.0f, s, (int)lk);
+                        r.scale == 0.0f ? 1.0f : r.scale, q, ldq, k, ldk, 0.0f, s, (int)lk);
+            scale_zero(r.scale, s, lq * lk);
             apply_mods(p, b, h, s, lq, lk, dmod);
             const fa_row_band band = fa_row_band_for(p, b);
             const int64_t q_valid = fa_q_len_of(p, b);
@@ -387,9 +411,12 @@ fa_status fa_naive_backward(const fa_problem *p) {
                     d += dout[i * p->dout_strides.seq + c] * o[i * p->o_strides.seq + c];
                 float *si = s + i * lk, *gi = dp + i * lk;
                 for (int64_t j = 0; j < lk; j++) {
-                    const float pij = (j >= lo && j < hi && l != -INFINITY) ? expf(si[j] - l) : 0.0f;
+                    // A hidden pair (outside the band, or a −inf score) has P = dS = 0 exactly,
+                    // even in a row whose LSE or D is NaN.
+                    const int seen = j >= lo && j < hi && l != -INFINITY && si[j] != -INFINITY;
+                    const float pij = seen ? expf(si[j] - l) : 0.0f;
                     si[j] = pij;
-                    gi[j] = pij * (gi[j] - d);  // dS with respect to the modified score
+                    gi[j] = seen ? pij * (gi[j] - d) : 0.0f;  // dS with respect to the modified score
                     if (dmod) gi[j] *= dmod[i * lk + j];  // … and to the raw one
                 }
             }
