@@ -65,7 +65,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ParityTests",
-            dependencies: ["ParityKit", "FlashAttention", "TestSupport"],
+            dependencies: ["ParityKit", "AttentionTools", "FlashAttention", "TestSupport"],
             path: "Tests/ParityTests"
         ),
         .target(
@@ -85,10 +85,13 @@ let package = Package(
             dependencies: ["ParityKit"],
             path: "Benchmarks/attention-parity"
         ),
+        // What the two tools share: argument parsing helpers and the `.npy` reader/writer
+        // (tool-only types, kept out of the FlashAttention product).
         .target(
             name: "AttentionTools",
             dependencies: [
                 "FlashAttention",
+                "CFlashAttention",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/AttentionTools"

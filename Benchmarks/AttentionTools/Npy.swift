@@ -1,4 +1,5 @@
 import CFlashAttention
+import FlashAttention
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

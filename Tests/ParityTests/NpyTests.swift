@@ -1,3 +1,4 @@
+import AttentionTools
 import FlashAttention
 import Testing
 #if canImport(Glibc)
