@@ -26,10 +26,24 @@ public struct AttentionStateShape: Sendable, Hashable {
                   headDim: shape.valueHeadDim)
     }
 
-    /// Elements of a dense output.
+    /// Elements of a dense output (traps if the product overflows `Int`; the merges check
+    /// the shape first and throw instead).
     public var outputCount: Int { batch * heads * length * headDim }
-    /// Elements of a dense log-sum-exp.
+    /// Elements of a dense log-sum-exp (traps if the product overflows `Int`).
     public var logSumExpCount: Int { batch * heads * length }
+
+    /// Throws unless every extent is in 1 … 2³¹ − 1 and a dense output's byte size fits in
+    /// `Int` — before anything multiplies extents.
+    func validate() throws(AttentionError) {
+        for (name, value) in [("shape.batch", batch), ("shape.heads", heads),
+                              ("shape.length", length), ("shape.headDim", headDim)]
+            where value < 1 || value > Int(Int32.max) {
+            throw .invalidExtent(argument: name, value: value)
+        }
+        guard checkedProduct([batch, heads, length, headDim, MemoryLayout<Float>.size]) != nil else {
+            throw .sizeOverflow(argument: "outputs")
+        }
+    }
 }
 
 /// Attention over a set of keys, as a forward returns it: the softmax-normalised output and
@@ -50,7 +64,8 @@ public struct AttentionState: Sendable, Hashable {
         self.logSumExp = logSumExp
     }
 
-    /// The state that saw no key — output 0, log-sum-exp −∞: the identity of the merge.
+    /// The state that saw no key — output 0, log-sum-exp −∞: the identity of the merge. (Traps
+    /// on a shape whose element counts are negative or overflow, as an array of that count.)
     public static func empty(_ shape: AttentionStateShape) -> Self {
         Self(output: [Float](repeating: 0, count: shape.outputCount),
              logSumExp: [Float](repeating: -.infinity, count: shape.logSumExpCount))
@@ -87,6 +102,7 @@ extension FlashAttention {
                                    layout: TensorLayout = .bhld) throws(AttentionError)
         -> AttentionState
     {
+        try shape.validate()
         var merged = AttentionState.empty(shape)
         for (i, s) in states.enumerated() {
             try checkCount("states[\(i)].output", s.output.count, shape.outputCount)
@@ -113,6 +129,7 @@ extension FlashAttention {
     public static func mergeState(_ other: AttentionState, into state: inout AttentionState,
                                   shape: AttentionStateShape,
                                   layout: TensorLayout = .bhld) throws(AttentionError) {
+        try shape.validate()
         try checkCount("state.output", state.output.count, shape.outputCount)
         try checkCount("state.logSumExp", state.logSumExp.count, shape.logSumExpCount)
         try checkCount("other.output", other.output.count, shape.outputCount)
@@ -156,15 +173,7 @@ extension FlashAttention {
         guard logSumExps.count == outputs.count else {
             throw .wrongCount(argument: "logSumExps", expected: outputs.count, count: logSumExps.count)
         }
-        for (name, value) in [("shape.batch", shape.batch), ("shape.heads", shape.heads),
-                              ("shape.length", shape.length), ("shape.headDim", shape.headDim)]
-            where value < 1 || value > Int(Int32.max) {
-            throw .invalidExtent(argument: name, value: value)
-        }
-        guard checkedProduct([shape.batch, shape.heads, shape.length, shape.headDim,
-                              MemoryLayout<Float>.size]) != nil else {
-            throw .sizeOverflow(argument: "outputs")
-        }
+        try shape.validate()
         let os = outputStrides ?? .packed(.bhld, heads: shape.heads, length: shape.length,
                                            dim: shape.headDim)
         let ls = logSumExpStrides ?? .packed(.bhld, heads: shape.heads, length: shape.length, dim: 1)

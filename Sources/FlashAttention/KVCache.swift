@@ -98,9 +98,9 @@ public final class KVCache<Element: AttentionElement>: @unchecked Sendable {
         where value < 1 || value > Int(Int32.max) {
             throw .invalidArgument(argument: name, reason: "\(value); it must be between 1 and \(Int32.max)")
         }
-        let (kCount, kOver) = capacity.multipliedReportingOverflow(by: keyValueHeads * pageSize * headDim)
-        let (vCount, vOver) = capacity.multipliedReportingOverflow(by: keyValueHeads * pageSize * dv)
-        guard !kOver, !vOver else {
+        let stride = MemoryLayout<Element>.stride
+        guard let kBytes = checkedProduct([capacity, keyValueHeads, pageSize, headDim, stride]),
+              let vBytes = checkedProduct([capacity, keyValueHeads, pageSize, dv, stride]) else {
             throw .invalidArgument(argument: "capacity", reason: "\(capacity) pages overflow the address space")
         }
         self.keyValueHeads = keyValueHeads
@@ -108,8 +108,15 @@ public final class KVCache<Element: AttentionElement>: @unchecked Sendable {
         self.valueHeadDim = dv
         self.pageSize = pageSize
         self.capacity = capacity
-        keyPool = Self.allocatePool(kCount)
-        valuePool = Self.allocatePool(vCount)
+        guard let keys = Self.allocatePool(bytes: kBytes) else {
+            throw .invalidArgument(argument: "capacity", reason: "\(capacity) pages: \(kBytes) bytes of keys could not be allocated")
+        }
+        guard let values = Self.allocatePool(bytes: vBytes) else {
+            freePool(keys.baseAddress)
+            throw .invalidArgument(argument: "capacity", reason: "\(capacity) pages: \(vBytes) bytes of values could not be allocated")
+        }
+        keyPool = keys
+        valuePool = values
         // Zero bits are 0 in every element type: pages never hold garbage.
         UnsafeMutableRawBufferPointer(keyPool).initializeMemory(as: UInt8.self, repeating: 0)
         UnsafeMutableRawBufferPointer(valuePool).initializeMemory(as: UInt8.self, repeating: 0)
@@ -121,11 +128,13 @@ public final class KVCache<Element: AttentionElement>: @unchecked Sendable {
     /// Pool memory: 2 MiB-aligned and, on Linux, advised into transparent huge pages — every
     /// page of a sequence is a jump to somewhere else in the pool, and with 4 KiB pages each
     /// jump is a TLB miss (page-16 decoding ran 10–20 % faster from huge pages, Zen 4).
-    private static func allocatePool(_ count: Int) -> UnsafeMutableBufferPointer<Element> {
-        let bytes = max(1, count * MemoryLayout<Element>.stride)
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 2 << 20)
+    /// nil if the system refuses (a pool too large is an error, not a trap).
+    private static func allocatePool(bytes: Int) -> UnsafeMutableBufferPointer<Element>? {
+        let count = bytes / MemoryLayout<Element>.stride
+        var memory: UnsafeMutableRawPointer?
+        guard posix_memalign(&memory, 2 << 20, max(1, bytes)) == 0, let raw = memory else { return nil }
         #if os(Linux)
-        _ = madvise(raw, bytes, 14)  // MADV_HUGEPAGE; a refusal only costs speed
+        _ = madvise(raw, max(1, bytes), 14)  // MADV_HUGEPAGE; a refusal only costs speed
         #endif
         return UnsafeMutableBufferPointer(start: raw.bindMemory(to: Element.self, capacity: count),
                                           count: count)
@@ -134,8 +143,8 @@ public final class KVCache<Element: AttentionElement>: @unchecked Sendable {
     deinit {
         pthread_mutex_destroy(lock)
         lock.deallocate()
-        keyPool.deallocate()
-        valuePool.deallocate()
+        freePool(keyPool.baseAddress)  // posix_memalign's
+        freePool(valuePool.baseAddress)
     }
 
     private func locked<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
@@ -367,3 +376,6 @@ public final class KVCache<Element: AttentionElement>: @unchecked Sendable {
         } catch { throw .attention(error) }
     }
 }
+
+/// The C allocator's `free`, for the pools (inside `KVCache`, `free` is the sequence method).
+private func freePool<T>(_ pool: UnsafeMutablePointer<T>?) { free(pool) }

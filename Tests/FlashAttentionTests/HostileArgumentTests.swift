@@ -79,6 +79,73 @@ struct HostileArgumentTests {
         }
     }
 
+    /// State shapes the merges must refuse before multiplying extents: (shape, the error).
+    static let badStateShapes: [(AttentionStateShape, AttentionError)] = [
+        (AttentionStateShape(batch: 0, heads: 1, length: 1, headDim: 1),
+         .invalidExtent(argument: "shape.batch", value: 0)),
+        (AttentionStateShape(heads: -1, length: 1, headDim: 1),
+         .invalidExtent(argument: "shape.heads", value: -1)),
+        (AttentionStateShape(heads: 1, length: .max, headDim: 1),
+         .invalidExtent(argument: "shape.length", value: .max)),
+        (AttentionStateShape(heads: 1, length: 1, headDim: Int(Int32.max) + 1),
+         .invalidExtent(argument: "shape.headDim", value: Int(Int32.max) + 1)),
+        (AttentionStateShape(batch: Int(Int32.max), heads: Int(Int32.max), length: Int(Int32.max),
+                             headDim: 1),
+         .sizeOverflow(argument: "outputs")),
+    ]
+
+    @Test("merges of states whose shape is zero, negative, past Int32 or overflowing, through every entry point",
+          arguments: 0 ..< badStateShapes.count)
+    func mergeShapes(_ index: Int) {
+        let (shape, error) = Self.badStateShapes[index]
+        let state = AttentionState(output: [1], logSumExp: [0])
+        // The array merges once built AttentionState.empty(shape) first: a trap.
+        #expect(throws: error) { _ = try FlashAttention.mergeStates([state, state], shape: shape) }
+        #expect(throws: error) { _ = try FlashAttention.mergeStates([], shape: shape) }
+        var into = state
+        #expect(throws: error) { try FlashAttention.mergeState(state, into: &into, shape: shape) }
+        #expect(into == state)
+        var o: [Float] = [1], l: [Float] = [0]
+        o.withUnsafeMutableBufferPointer { ob in
+            l.withUnsafeMutableBufferPointer { lb in
+                #expect(throws: error) {
+                    try FlashAttention.mergeStates(outputs: [UnsafeBufferPointer(ob)],
+                                                   logSumExps: [UnsafeBufferPointer(lb)],
+                                                   into: ob, logSumExp: lb, shape: shape)
+                }
+            }
+        }
+    }
+
+    @Test("a KVCache whose pools overflow the address space or cannot be allocated")
+    func cachePools() {
+        let big = Int(Int32.max)
+        // keyValueHeads · pageSize · headDim overflowed Int before the capacity was checked.
+        #expect(throws: KVCacheError.self) {
+            _ = try KVCache<Float>(keyValueHeads: big, headDim: big, pageSize: big, capacity: 1)
+        }
+        #expect(throws: KVCacheError.self) {
+            _ = try KVCache<Float>(keyValueHeads: 1, headDim: big, valueHeadDim: 1, pageSize: big,
+                                   capacity: big)
+        }
+        // 2³¹ − 1 pages of 4096 fp32 elements: 32 TiB, which the system refuses (a trap in
+        // UnsafeMutableRawPointer.allocate before; now an error naming the capacity).
+        do {
+            _ = try KVCache<Float>(keyValueHeads: 1, headDim: 4096, pageSize: 1, capacity: big)
+            Issue.record("a 32 TiB pool was allocated")
+        } catch {
+            guard case let .invalidArgument(argument, reason) = error else {
+                Issue.record("\(error)")
+                return
+            }
+            #expect(argument == "capacity" && reason.contains("could not be allocated"), "\(reason)")
+        }
+        // The control: a small cache is fine.
+        #expect(throws: Never.self) {
+            _ = try KVCache<Float>(keyValueHeads: 2, headDim: 8, pageSize: 4, capacity: 3)
+        }
+    }
+
     @Test("packed offsets with batch = Int.max")
     func offsetsOfHugeBatch() {
         let shape = AttentionShape(batch: .max, queryHeads: 1, queryLength: 4, headDim: 2)
