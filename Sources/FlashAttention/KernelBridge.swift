@@ -137,9 +137,10 @@ extension fa_problem {
 }
 
 /// A C problem with everything but the pointers, after the checks Swift can do on its own.
+/// The caller has run `shape.validate()` (every entry point does, first: its strides and
+/// counts multiply the extents), so it is not repeated here.
 func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
                  options: AttentionOptions) throws(AttentionError) -> fa_problem {
-    try shape.validate()
     var p = fa_problem()
     fa_problem_init(&p)
     p.shape = shape.cShape
