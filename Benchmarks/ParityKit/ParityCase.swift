@@ -27,6 +27,12 @@ public struct ParityCase: Sendable {
     /// ∂loss/∂out, and the expected gradients (any of them may be absent).
     public var outputGradient: [Float]?
     public var expectedGradients: [String: NpyArray] = [:]
+    /// Who computed the peer tensors (case.json "peer", e.g. "pytorch 2.5.1 float32"), and
+    /// those tensors — `peer_out.npy`, `peer_lse.npy`, `peer_dq.npy`, … in the layouts of
+    /// `out.npy`, … — another library's float32 results for the same inputs. The report
+    /// puts their error against the expected tensors beside ours, with the ratio.
+    public var peer: String?
+    public var peerTensors: [String: NpyArray] = [:]
     /// Everything case.json sets: scale, causal mask, window, soft-cap, ALiBi, lengths, masks.
     public var attention = AttentionOptions()
     /// How q.npy (and so the output) and k.npy, v.npy store their elements: float32 (also for
@@ -50,7 +56,7 @@ public struct ParityCase: Sendable {
                                                     "alibi_slopes", "query_lengths", "key_lengths",
                                                     "cu_seqlens_q", "cu_seqlens_k",
                                                     "mask", "block_mask", "kv_split_size", "bfloat16",
-                                                    "pages"]
+                                                    "pages", "peer"]
     /// Keys the format defines for features the library does not have yet.
     public static let pendingKeys: Set<String> = []
 
@@ -112,6 +118,11 @@ public struct ParityCase: Sendable {
             }
             attention.softcap = n.floatValue
         default: throw CaseError("case.json: softcap must be a number or absent")
+        }
+        switch params["peer"] {
+        case nil, is NSNull: peer = nil
+        case let s as String: peer = s
+        default: throw CaseError("case.json: peer must be a string (who computed the peer_*.npy files) or absent")
         }
         switch params["kv_split_size"] {
         case nil, is NSNull: attention.keySplitSize = 0  // automatic
@@ -285,10 +296,11 @@ public struct ParityCase: Sendable {
 
         // Expected tensors, as on disk, then in memory order.
         let fileShapes = Self.fileShapes(shape, packedQ: packedQ, packedK: packedK)
-        func load(_ name: String) throws -> NpyArray {
-            let a = try decoded(try NpyArray(contentsOf: path(name + ".npy")), name)
+        func load(_ name: String, file: String? = nil) throws -> NpyArray {
+            let file = file ?? name
+            let a = try decoded(try NpyArray(contentsOf: path(file + ".npy")), file)
             guard a.shape == fileShapes[name]! else {
-                throw CaseError("\(name).npy has shape \(a.shape); expected \(fileShapes[name]!)")
+                throw CaseError("\(file).npy has shape \(a.shape); expected \(fileShapes[name]!)")
             }
             let packed = name == "dk" || name == "dv" ? packedK : packedQ
             return packed && name != "lse" ? NpyArray(shape: a.shape, floats: Self.headMajor(a)) : a
@@ -310,6 +322,9 @@ public struct ParityCase: Sendable {
             for name in ["dq", "dk", "dv"] where exists(name + ".npy") {
                 throw CaseError("\(path(name + ".npy")) is given without dout.npy")
             }
+        }
+        for name in ["out", "lse", "dq", "dk", "dv"] where exists("peer_" + name + ".npy") {
+            peerTensors[name] = try load(name, file: "peer_" + name)
         }
     }
 

@@ -13,10 +13,34 @@ public struct TensorComparison: Sendable, Codable {
     /// atol + rtol · max |expected|.
     public var tolerance: Double
     public var passed: Bool
+    /// The peer's max |error| against the same expected tensor (when the case has one), and
+    /// ours over it: below 1, we are closer to the expected tensor than the peer.
+    public var peerMaxAbsError: Double?
+    public var errorRatio: Double?
 
-    /// Compares element by element; both tensors in the same (dense) order.
-    public init(tensor: String, got: [Float], expected: [Double], atol: Double, rtol: Double) {
+    /// Compares element by element; both tensors in the same (dense) order. With `peer`, the
+    /// peer's tensor is measured the same way (its non-finite mismatches are not counted).
+    public init(tensor: String, got: [Float], expected: [Double], atol: Double, rtol: Double,
+                peer: [Float]? = nil) {
         self.tensor = tensor
+        let (maxAbs, maxExpected, mismatches) = Self.errors(got, expected)
+        maxAbsError = maxAbs
+        relativeError = maxExpected > 0 ? maxAbs / maxExpected : maxAbs
+        nonFiniteMismatches = mismatches
+        tolerance = atol + rtol * maxExpected
+        passed = mismatches == 0 && maxAbs <= tolerance
+        if let peer {
+            let peerError = Self.errors(peer, expected).maxAbs
+            peerMaxAbsError = peerError
+            errorRatio = peerError > 0 ? maxAbs / peerError : (maxAbs == 0 ? 1 : .infinity)
+        }
+    }
+
+    /// max |got − expected| and max |expected| over elements finite on both sides; elements
+    /// where exactly one side is NaN or ±inf (or both are but differ), and any length mismatch.
+    private static func errors(_ got: [Float], _ expected: [Double])
+        -> (maxAbs: Double, maxExpected: Double, mismatches: Int)
+    {
         var maxAbs = 0.0, maxExpected = 0.0, mismatches = 0
         for (g, e) in zip(got, expected) {
             let gd = Double(g)
@@ -28,11 +52,7 @@ public struct TensorComparison: Sendable, Codable {
             }
         }
         if got.count != expected.count { mismatches += abs(got.count - expected.count) }
-        maxAbsError = maxAbs
-        relativeError = maxExpected > 0 ? maxAbs / maxExpected : maxAbs
-        nonFiniteMismatches = mismatches
-        tolerance = atol + rtol * maxExpected
-        passed = mismatches == 0 && maxAbs <= tolerance
+        return (maxAbs, maxExpected, mismatches)
     }
 }
 
@@ -48,6 +68,8 @@ public struct ImplementationResult: Sendable, Codable {
 public struct CaseResult: Sendable, Codable {
     public var directory: String
     public var shape: String
+    /// Who computed the case's peer tensors, if it has any.
+    public var peer: String?
     public var unsupported: [String]
     public var error: String?
     public var results: [ImplementationResult]
@@ -79,14 +101,15 @@ public struct ParityChecker: Sendable {
         do {
             c = try ParityCase(directory: directory)
         } catch {
-            return CaseResult(directory: directory, shape: "", unsupported: [],
+            return CaseResult(directory: directory, shape: "", peer: nil, unsupported: [],
                               error: "\(error)", results: [])
         }
         let s = c.shape
         let shapeText = "B\(s.batch) Hq\(s.queryHeads) Hkv\(s.keyValueHeads) Lq\(s.queryLength) "
             + "Lk\(s.keyLength) Dqk\(s.headDim) Dv\(s.valueHeadDim)"
-        var result = CaseResult(directory: directory, shape: shapeText, unsupported: c.unsupported,
-                                error: nil, results: [])
+        var result = CaseResult(directory: directory, shape: shapeText,
+                                peer: c.peerTensors.isEmpty ? nil : (c.peer ?? "unnamed"),
+                                unsupported: c.unsupported, error: nil, results: [])
         guard c.unsupported.isEmpty else { return result }  // never run half a case
         for impl in implementations {
             var r = ImplementationResult(implementation: impl.rawValue, tensors: [], error: nil)
@@ -94,11 +117,13 @@ public struct ParityChecker: Sendable {
                 let (out, lse) = try c.forward(c.options(impl.implementation, kernel: impl.kernel))
                 if let expected = c.expectedOutput {
                     r.tensors.append(TensorComparison(tensor: "out", got: out, expected: expected.doubles,
-                                                      atol: atol, rtol: rtol))
+                                                      atol: atol, rtol: rtol,
+                                                      peer: c.peerTensors["out"]?.floats))
                 }
                 if let expected = c.expectedLogSumExp {
                     r.tensors.append(TensorComparison(tensor: "lse", got: lse, expected: expected.doubles,
-                                                      atol: atol, rtol: rtol))
+                                                      atol: atol, rtol: rtol,
+                                                      peer: c.peerTensors["lse"]?.floats))
                 }
                 if let dout = c.outputGradient {
                     // The backward of this implementation, fed its own forward's out and lse.
@@ -108,7 +133,8 @@ public struct ParityChecker: Sendable {
                         if let expected = c.expectedGradients[name] {
                             r.tensors.append(TensorComparison(tensor: name, got: got,
                                                               expected: expected.doubles,
-                                                              atol: atol, rtol: rtol))
+                                                              atol: atol, rtol: rtol,
+                                                              peer: c.peerTensors[name]?.floats))
                         }
                     }
                 }
@@ -157,13 +183,18 @@ public enum ParityReport {
         for c in results {
             out += "\(c.passed ? "PASS" : "FAIL")  \(c.directory)  \(c.shape)\n"
             if let e = c.error { out += "      error: \(e)\n" }
+            if let p = c.peer { out += "      peer: \(p) (error against the expected tensors beside ours; ratio = ours / peer's)\n" }
             for u in c.unsupported { out += "      unsupported: \(u)\n" }
             for r in c.results {
                 if let e = r.error { out += "      \(r.implementation): error: \(e)\n" }
                 for t in r.tensors {
-                    out += String(format: "      %-14@ %-4@ max abs %.3e  rel %.3e  non-finite mismatches %d  (tol %.3e) %@\n",
+                    out += String(format: "      %-14@ %-4@ max abs %.3e  rel %.3e  non-finite mismatches %d  (tol %.3e) %@",
                                   r.implementation, t.tensor, t.maxAbsError, t.relativeError,
                                   t.nonFiniteMismatches, t.tolerance, t.passed ? "ok" : "FAIL")
+                    if let pe = t.peerMaxAbsError, let ratio = t.errorRatio {
+                        out += String(format: "  peer %.3e  ratio %.2f", pe, ratio)
+                    }
+                    out += "\n"
                 }
             }
         }

@@ -18,6 +18,11 @@ torch.logsumexp of the biased scores, and the gradients from autograd of sum(out
 Packed cases compute each sequence alone and lay them back to back. Rows that see no key get
 out = 0, lse = -inf and no gradient, the library's convention.
 
+With --peer torch (the default when PyTorch is installed) or --peer numpy, each case also gets
+peer_out.npy, peer_lse.npy, peer_dq.npy, peer_dk.npy and peer_dv.npy: the same computation in
+float32 by PyTorch (SDPA and autograd) or by NumPy, and case.json's "peer" names it;
+attention-parity then reports the peer's error against the float64 tensors beside ours.
+
 Not needed to build or test the package; it only needs numpy (and torch, if you want the
 PyTorch reference).
 """
@@ -78,10 +83,14 @@ def modifiers(b, hq, lq, lk, causal, window, alibi=None, query_lengths=None, key
     return bias
 
 
-def reference_numpy(q, k, v, dout, scale, bias, softcap=None):
+def reference_numpy(q, k, v, dout, scale, bias, softcap=None, dtype=np.float64):
     """float64 attention with GQA: out [B,Hq,Lq,Dv], lse [B,Hq,Lq] and dq, dk, dv, for scores
-    s = softcap·tanh(scale·q·k / softcap) (or scale·q·k) + bias."""
-    q, k, v, dout = (x.astype(np.float64) for x in (q, k, v, dout))
+    s = softcap·tanh(scale·q·k / softcap) (or scale·q·k) + bias. With dtype float32, the same
+    arithmetic in float32 (the NumPy peer)."""
+    q, k, v, dout = (x.astype(dtype) for x in (q, k, v, dout))
+    bias = bias.astype(dtype)
+    scale = dtype(scale)
+    softcap = dtype(softcap) if softcap else None
     group = q.shape[1] // k.shape[1]
     kr = np.repeat(k, group, axis=1)
     vr = np.repeat(v, group, axis=1)
@@ -90,12 +99,12 @@ def reference_numpy(q, k, v, dout, scale, bias, softcap=None):
     s = (softcap * t if softcap else s) + bias
     m = s.max(axis=-1, keepdims=True)
     seen = np.isfinite(m)
-    m = np.where(seen, m, 0.0)
+    m = np.where(seen, m, dtype(0))
     e = np.exp(s - m)
     total = e.sum(axis=-1, keepdims=True)
-    p = e / np.where(seen, total, 1.0)
+    p = e / np.where(seen, total, dtype(1))
     out = np.einsum("bhij,bhjd->bhid", p, vr)
-    lse = np.where(seen[..., 0], m[..., 0] + np.log(np.where(seen[..., 0], total[..., 0], 1.0)), -np.inf)
+    lse = np.where(seen[..., 0], m[..., 0] + np.log(np.where(seen[..., 0], total[..., 0], dtype(1))), -np.inf)
     # Backward: dS = P ∘ (dP − rowsum(dO ∘ O)), times 1 − tanh² under soft-capping; dK, dV
     # summed over each group's heads.
     dp = np.einsum("bhid,bhjd->bhij", dout, vr)
@@ -111,12 +120,14 @@ def reference_numpy(q, k, v, dout, scale, bias, softcap=None):
     return out, lse, dq, dk, dv
 
 
-def reference_torch(q, k, v, dout, scale, bias, softcap=None):
+def reference_torch(q, k, v, dout, scale, bias, softcap=None, dtype=np.float64):
     """The same in PyTorch float64 with autograd: scaled_dot_product_attention with the bias as
-    its float attn_mask, or (soft-capping, which SDPA lacks) the scores written out."""
+    its float attn_mask, or (soft-capping, which SDPA lacks) the scores written out. With dtype
+    float32, PyTorch's own float32 path (the peer: its CPU SDPA kernel, its autograd)."""
     import torch
 
-    tq, tk, tv = (torch.from_numpy(x.astype(np.float64)).requires_grad_() for x in (q, k, v))
+    tq, tk, tv = (torch.from_numpy(x.astype(dtype)).requires_grad_() for x in (q, k, v))
+    bias = bias.astype(dtype)
     group = q.shape[1] // k.shape[1]
     kr = tk.repeat_interleave(group, dim=1)
     vr = tv.repeat_interleave(group, dim=1)
@@ -129,7 +140,7 @@ def reference_torch(q, k, v, dout, scale, bias, softcap=None):
     else:
         out = torch.nn.functional.scaled_dot_product_attention(tq, kr, vr, attn_mask=safe, scale=scale)
     out = torch.where(seen[..., None], out, torch.zeros_like(out))
-    (out * torch.from_numpy(dout.astype(np.float64))).sum().backward()
+    (out * torch.from_numpy(dout.astype(dtype))).sum().backward()
     with torch.no_grad():
         s = scale * tq @ kr.transpose(-1, -2)
         if softcap:
@@ -199,7 +210,7 @@ def write_case(d, arrays, params):
 
 
 def make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window, extras,
-              dtype="float32"):
+              dtype="float32", peer=None):
     """Inputs, expected tensors and case.json parameters of one padded-batch case. With a half
     dtype, q, k, v and dout are stored in it and the reference sees the rounded values."""
     q = rng.standard_normal((b, hq, lq, dqk)).astype(np.float32)
@@ -247,21 +258,31 @@ def make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window
     out, lse, dq, dk, dvg = reference(q, k, v, dout, used_scale, bias, extras.get("softcap"))
     files.update({"q": stored["q"], "k": stored["k"], "v": stored["v"], "out": out, "lse": lse,
                   "dout": stored["dout"], "dq": dq, "dk": dk, "dv": dvg})
+    if peer is not None:  # another library's float32 results for the same inputs
+        label, compute = peer
+        results = compute(q, k, v, dout, used_scale, bias, extras.get("softcap"), dtype=np.float32)
+        for name, x in zip(("out", "lse", "dq", "dk", "dv"), results):
+            files["peer_" + name] = np.asarray(x, dtype=np.float32)
+        params["peer"] = label
     params.update(half_params)
     return files, params
 
 
-def make_packed_case(reference, rng, hq, hkv, dqk, dv, scale, causal, window, seqlens):
+def make_packed_case(reference, rng, hq, hkv, dqk, dv, scale, causal, window, seqlens, peer=None):
     """Packed sequences: each (Lq_b, Lk_b) computed alone, then laid back to back in
     FlashAttention's varlen layout ([T, H, D] tensors, lse [Hq, T])."""
     parts = []
     for lq, lk in seqlens:
-        files, params = make_case(reference, rng, 1, hq, hkv, lq, lk, dqk, dv, scale, causal, window, {})
+        files, params = make_case(reference, rng, 1, hq, hkv, lq, lk, dqk, dv, scale, causal, window, {},
+                                  peer=peer)
         parts.append(files)
     files = {}
-    for name in ("q", "k", "v", "out", "dout", "dq", "dk", "dv"):  # [1, H, L, D] → [L, H, D]
-        files[name] = np.concatenate([p[name][0].transpose(1, 0, 2) for p in parts], axis=0)
-    files["lse"] = np.concatenate([p["lse"][0] for p in parts], axis=1)
+    prefixes = ("", "peer_") if peer is not None else ("",)
+    for prefix in prefixes:
+        for name in ("q", "k", "v", "out", "dout", "dq", "dk", "dv"):  # [1, H, L, D] → [L, H, D]
+            if prefix + name in parts[0]:
+                files[prefix + name] = np.concatenate([p[prefix + name][0].transpose(1, 0, 2) for p in parts], axis=0)
+        files[prefix + "lse"] = np.concatenate([p[prefix + "lse"][0] for p in parts], axis=1)
     params["cu_seqlens_q"] = [int(x) for x in np.cumsum([0] + [lq for lq, _ in seqlens])]
     params["cu_seqlens_k"] = [int(x) for x in np.cumsum([0] + [lk for _, lk in seqlens])]
     return files, params
@@ -276,6 +297,12 @@ def main():
                     help="store q, k, v in this type (bfloat16: bit patterns as <u2, listed in "
                          "case.json's bfloat16); the reference is float64 on the rounded values, "
                          "and the library then runs in that type")
+    ap.add_argument("--peer", choices=["auto", "torch", "numpy", "none"], default="auto",
+                    help="also write another library's float32 results for the same inputs "
+                         "(peer_out.npy, peer_lse.npy, peer_dq.npy, …; case.json \"peer\" names "
+                         "it), which attention-parity reports beside ours: torch (PyTorch's float32 "
+                         "SDPA and autograd), numpy (plain float32 NumPy), auto (torch if installed, "
+                         "else none)")
     args = ap.parse_args()
 
     backend = args.backend
@@ -286,6 +313,15 @@ def main():
         except ImportError:
             backend = "numpy"
     reference = reference_torch if backend == "torch" else reference_numpy
+    peer_kind = args.peer
+    if peer_kind == "auto":
+        peer_kind = "torch" if backend == "torch" else "none"
+    peer = None
+    if peer_kind == "torch":
+        import torch
+        peer = (f"pytorch {torch.__version__} float32", reference_torch)
+    elif peer_kind == "numpy":
+        peer = (f"numpy {np.__version__} float32", reference_numpy)
     rng = np.random.default_rng(args.seed)
     for name, b, hq, hkv, lq, lk, dqk, dv, scale, causal, window, extras in CASES:
         d = os.path.join(args.out_dir, name)
@@ -293,10 +329,10 @@ def main():
             if args.dtype != "float32":
                 continue  # packed cases stay float32
             files, params = make_packed_case(reference, rng, hq, hkv, dqk, dv, scale, causal, window,
-                                             extras["seqlens"])
+                                             extras["seqlens"], peer)
         else:
             files, params = make_case(reference, rng, b, hq, hkv, lq, lk, dqk, dv, scale, causal,
-                                      window, extras, args.dtype)
+                                      window, extras, args.dtype, peer)
         write_case(d, files, params)
         print(f"{d}: {backend} reference, {causal}, q {files['q'].shape} k {files['k'].shape} "
               f"{' '.join(sorted(set(params) - {'scale', 'causal', 'window'}))}")

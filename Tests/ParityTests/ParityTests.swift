@@ -138,6 +138,41 @@ struct ParityTests {
         #expect(checker.check(directory: dir).passed)
     }
 
+    @Test("peer tensors: the report gives the peer's error beside ours and the ratio")
+    func peerTensors() throws {
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 2, queryLength: 17, keyLength: 33,
+                                                    headDim: 8), causal: .bottomRight, seed: 9)
+        let dir = try makeCase(c, json: "{\"causal\": \"bottom_right\", \"peer\": \"a test peer\"}",
+                               withGradients: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The peer: the reference's output moved by exactly 2⁻¹⁰ in one element (exact in
+        // float32), its log-sum-exp exactly the reference's rounded to float32.
+        let ref = c.reference()
+        var peerOut = ref.output.map { Float($0) }
+        peerOut[5] += 0x1p-10
+        try NpyArray(shape: [1, 2, 17, 8], floats: peerOut).write(to: dir + "/peer_out.npy")
+        try NpyArray(shape: [1, 2, 17], floats: ref.logSumExp.map { Float($0) })
+            .write(to: dir + "/peer_lse.npy")
+        let result = ParityChecker(implementations: [.flash]).check(directory: dir)
+        #expect(result.passed && result.peer == "a test peer")
+        let tensors = try #require(result.results.first?.tensors)
+        let out = try #require(tensors.first { $0.tensor == "out" })
+        let peerError = try #require(out.peerMaxAbsError)
+        // 2⁻¹⁰ plus at most the float32 rounding of the reference element.
+        #expect(abs(peerError - 0x1p-10) < 1e-7, "\(peerError)")
+        #expect(out.errorRatio == out.maxAbsError / peerError)
+        #expect(try #require(out.errorRatio) < 0.01)
+        // No peer file for the gradients: no peer figures there.
+        #expect(tensors.filter { ["dq", "dk", "dv"].contains($0.tensor) }.allSatisfy { $0.peerMaxAbsError == nil })
+        let text = ParityReport.text([result], atol: 1e-5, rtol: 1e-5)
+        #expect(text.contains("peer: a test peer") && text.contains("ratio 0.0"), "\(text)")
+        // A peer file of the wrong shape is an error naming it.
+        try NpyArray(shape: [1, 2, 17], floats: [Float](repeating: 0, count: 34))
+            .write(to: dir + "/peer_dq.npy")
+        let bad = ParityChecker(implementations: [.flash]).check(directory: dir)
+        #expect(bad.error?.contains("peer_dq.npy") == true, "\(bad.error ?? "no error")")
+    }
+
     @Test("softcap and alibi_slopes keys")
     func modifiers() throws {
         let slopes: [Float] = [0.5, 0.25, 0.125, 0.0625]
