@@ -198,6 +198,35 @@ struct NonFiniteTests {
         Self.expectMatches(out, lse, ref, row: lq, "\(path)")
     }
 
+    @Test("half-precision K/V caches keep NaN a NaN: the same rows are NaN, the others unchanged",
+          arguments: [false, true], [1, 37])
+    func halfCaches(_ bf16: Bool, _ lq: Int) throws {
+        if bf16 { try halfCache(lq) { BFloat16($0) } } else { try halfCache(lq) { Float16($0) } }
+    }
+
+    func halfCache<C: AttentionElement>(_ lq: Int, _ convert: (Float) -> C) throws {
+        let s = Self.shape(lq)
+        let (q, k, v) = Self.inputs(s)
+        var bad = k
+        bad[Self.key * Self.dim + 1] = .nan
+        let options = AttentionOptions(causal: .bottomRight)
+        for path in Self.forwardPaths {
+            let o = path.applied(to: options)
+            let (clean, cleanLSE) = try FlashAttention.forwardWithLogSumExp(
+                query: q, key: k.map(convert), value: v.map(convert), shape: s, options: o)
+            let (out, lse) = try FlashAttention.forwardWithLogSumExp(
+                query: q, key: bad.map(convert), value: v.map(convert), shape: s, options: o)
+            for row in 0 ..< 2 * lq {
+                if Self.sees(row % lq, lq, .bottomRight, key: Self.key) {
+                    Self.expectNaNRow(out, lse, row: row, "\(path) \(C.self)")
+                } else {  // the key's score is replaced by −inf: the row is computed as before
+                    #expect(Self.row(out, row) == Self.row(clean, row) && lse[row] == cleanLSE[row],
+                            "\(path) \(C.self): row \(row)")
+                }
+            }
+        }
+    }
+
     @Test("additive mask entries: +inf and NaN make their row NaN, −inf hides the key",
           arguments: forwardPaths)
     func maskEntries(_ path: Path) throws {
