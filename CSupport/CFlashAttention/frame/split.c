@@ -20,21 +20,28 @@ int omp_get_thread_num(void);
 int omp_get_num_threads(void);
 #endif
 
+// Entries differ in query length only with per-entry lengths; otherwise entry 0 stands for all
+// (a batch of 2³¹ entries is answered at once, not entry by entry).
+static int64_t entries_to_inspect(const fa_problem *p) {
+    const int uniform = !p->cu_seqlens_q && !p->q_lengths;
+    return uniform && p->shape.batch > 1 ? 1 : p->shape.batch;
+}
+
 int fa_uses_row_tiles(const fa_problem *p) {
-    for (int64_t b = 0; b < p->shape.batch; b++)
+    for (int64_t b = 0; b < entries_to_inspect(p); b++)
         if (fa_is_row_entry(p, b)) return 1;
     return 0;
 }
 
 int fa_uses_key_major(const fa_problem *p) {
-    for (int64_t b = 0; b < p->shape.batch; b++)
+    for (int64_t b = 0; b < entries_to_inspect(p); b++)
         if (!fa_is_row_entry(p, b)) return 1;
     return 0;
 }
 
 int64_t fa_row_chunks(const fa_problem *p) {
     int64_t longest = -1;  // valid rows of the longest row entry
-    for (int64_t b = 0; b < p->shape.batch; b++)
+    for (int64_t b = 0; b < entries_to_inspect(p); b++)
         if (fa_is_row_entry(p, b) && fa_q_len_of(p, b) > longest) longest = fa_q_len_of(p, b);
     if (longest < 0) return 0;
     const int64_t rows = p->shape.q_heads / p->shape.kv_heads * longest;
@@ -72,8 +79,11 @@ fa_split_plan fa_split_plan_for(const fa_problem *p) {
     if (size == 0) {
         size = max_kv;  // no split unless the rule below asks for one
         if (!fa_uses_key_major(p)) {  // decoding only: every entry on row tiles
-            const int64_t items = p->shape.batch * p->shape.kv_heads * fa_row_chunks(p);
-            if (items < FA_SPLIT_TARGET_ITEMS) {
+            int64_t items;  // saturates: 2³¹ entries × 2³¹ heads × chunks overflows
+            if (__builtin_mul_overflow(p->shape.batch, p->shape.kv_heads, &items) ||
+                __builtin_mul_overflow(items, fa_row_chunks(p), &items))
+                items = INT64_MAX;
+            if (items > 0 && items < FA_SPLIT_TARGET_ITEMS) {
                 const int64_t want = (FA_SPLIT_TARGET_ITEMS + items - 1) / items;
                 int64_t c = (max_kv + want - 1) / want;
                 const int64_t block = fa_row_block_keys(p);
