@@ -13,46 +13,66 @@ public struct TensorComparison: Sendable, Codable {
     /// atol + rtol · max |expected|.
     public var tolerance: Double
     public var passed: Bool
+    /// √(mean (got − expected)²) over the elements finite on both sides: the typical error,
+    /// where maxAbsError is the one worst element.
+    public var rmsError: Double
     /// The peer's max |error| against the same expected tensor (when the case has one), and
     /// ours over it: below 1, we are closer to the expected tensor than the peer.
     public var peerMaxAbsError: Double?
     public var errorRatio: Double?
+    /// The same for the RMS error. The accuracy targets compare these: a ratio of two maxima
+    /// is the ratio of two single elements, and between two equally accurate computations it
+    /// swings by a factor of 2 from one random input to the next; the RMS ratio does not.
+    public var peerRmsError: Double?
+    public var rmsRatio: Double?
 
     /// Compares element by element; both tensors in the same (dense) order. With `peer`, the
     /// peer's tensor is measured the same way (its non-finite mismatches are not counted).
     public init(tensor: String, got: [Float], expected: [Double], atol: Double, rtol: Double,
                 peer: [Float]? = nil) {
         self.tensor = tensor
-        let (maxAbs, maxExpected, mismatches) = Self.errors(got, expected)
+        let (maxAbs, rms, maxExpected, mismatches) = Self.errors(got, expected)
         maxAbsError = maxAbs
+        rmsError = rms
         relativeError = maxExpected > 0 ? maxAbs / maxExpected : maxAbs
         nonFiniteMismatches = mismatches
         tolerance = atol + rtol * maxExpected
         passed = mismatches == 0 && maxAbs <= tolerance
         if let peer {
-            let peerError = Self.errors(peer, expected).maxAbs
-            peerMaxAbsError = peerError
-            errorRatio = peerError > 0 ? maxAbs / peerError : (maxAbs == 0 ? 1 : .infinity)
+            let peerErrors = Self.errors(peer, expected)
+            peerMaxAbsError = peerErrors.maxAbs
+            errorRatio = Self.ratio(maxAbs, peerErrors.maxAbs)
+            peerRmsError = peerErrors.rms
+            rmsRatio = Self.ratio(rms, peerErrors.rms)
         }
     }
 
-    /// max |got − expected| and max |expected| over elements finite on both sides; elements
-    /// where exactly one side is NaN or ±inf (or both are but differ), and any length mismatch.
+    /// ours / peer's; 1 when both are exact.
+    private static func ratio(_ ours: Double, _ peer: Double) -> Double {
+        peer > 0 ? ours / peer : (ours == 0 ? 1 : .infinity)
+    }
+
+    /// max |got − expected|, the RMS of got − expected and max |expected| over elements finite
+    /// on both sides; elements where exactly one side is NaN or ±inf (or both are but differ),
+    /// and any length mismatch.
     private static func errors(_ got: [Float], _ expected: [Double])
-        -> (maxAbs: Double, maxExpected: Double, mismatches: Int)
+        -> (maxAbs: Double, rms: Double, maxExpected: Double, mismatches: Int)
     {
-        var maxAbs = 0.0, maxExpected = 0.0, mismatches = 0
+        var maxAbs = 0.0, squares = 0.0, finite = 0, maxExpected = 0.0, mismatches = 0
         for (g, e) in zip(got, expected) {
             let gd = Double(g)
             if e.isFinite && gd.isFinite {
                 maxAbs = max(maxAbs, abs(gd - e))
+                squares += (gd - e) * (gd - e)
+                finite += 1
                 maxExpected = max(maxExpected, abs(e))
             } else if !(e.isNaN && gd.isNaN) && !(e.isInfinite && gd == e) {
                 mismatches += 1
             }
         }
         if got.count != expected.count { mismatches += abs(got.count - expected.count) }
-        return (maxAbs, maxExpected, mismatches)
+        let rms = finite > 0 ? (squares / Double(finite)).squareRoot() : 0
+        return (maxAbs, rms, maxExpected, mismatches)
     }
 }
 
@@ -191,8 +211,10 @@ public enum ParityReport {
                     out += String(format: "      %-14@ %-4@ max abs %.3e  rel %.3e  non-finite mismatches %d  (tol %.3e) %@",
                                   r.implementation, t.tensor, t.maxAbsError, t.relativeError,
                                   t.nonFiniteMismatches, t.tolerance, t.passed ? "ok" : "FAIL")
-                    if let pe = t.peerMaxAbsError, let ratio = t.errorRatio {
-                        out += String(format: "  peer %.3e  ratio %.2f", pe, ratio)
+                    if let pe = t.peerMaxAbsError, let ratio = t.errorRatio,
+                       let pr = t.peerRmsError, let rmsRatio = t.rmsRatio {
+                        out += String(format: "\n%@rms %.3e  peer max abs %.3e  rms %.3e  ratio max %.2f  rms %.2f",
+                                      String(repeating: " ", count: 26), t.rmsError, pe, pr, ratio, rmsRatio)
                     }
                     out += "\n"
                 }

@@ -168,6 +168,11 @@ CASES = [
      {"seqlens": [(1, 1), (7, 9), (64, 64), (30, 100)]}),
     ("everything", 2, 4, 2, 65, 129, 64, 64, None, "bottom_right", [40, 0],
      {"softcap": 20.0, "alibi": True, "mask": "additive", "blocks": [32, 32]}),
+    # Long causal rows (gradients summed over many tiles) and masks combined with causal.
+    ("causal_long", 1, 2, 2, 1000, 1000, 64, 64, None, "bottom_right", None, {}),
+    ("bool_mask_causal", 2, 4, 2, 129, 129, 64, 64, None, "top_left", None, {"mask": "key_padding"}),
+    ("additive_mask_causal", 2, 2, 1, 65, 127, 32, 32, None, "bottom_right", None,
+     {"mask": "additive"}),
 ]
 
 

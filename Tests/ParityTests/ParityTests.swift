@@ -162,10 +162,16 @@ struct ParityTests {
         #expect(abs(peerError - 0x1p-10) < 1e-7, "\(peerError)")
         #expect(out.errorRatio == out.maxAbsError / peerError)
         #expect(try #require(out.errorRatio) < 0.01)
+        // The RMS over all 272 elements: that one error dominates (the float32 roundings of the
+        // others are below 2⁻²⁴ each).
+        let peerRms = try #require(out.peerRmsError)
+        #expect(abs(peerRms - 0x1p-10 / Double(272).squareRoot()) < 1e-7, "\(peerRms)")
+        #expect(out.rmsRatio == out.rmsError / peerRms)
+        #expect(out.rmsError > 0 && out.rmsError <= out.maxAbsError)
         // No peer file for the gradients: no peer figures there.
         #expect(tensors.filter { ["dq", "dk", "dv"].contains($0.tensor) }.allSatisfy { $0.peerMaxAbsError == nil })
         let text = ParityReport.text([result], atol: 1e-5, rtol: 1e-5)
-        #expect(text.contains("peer: a test peer") && text.contains("ratio 0.0"), "\(text)")
+        #expect(text.contains("peer: a test peer") && text.contains("ratio max 0.0") && text.contains(" rms 0.0"), "\(text)")
         // A peer file of the wrong shape is an error naming it.
         try NpyArray(shape: [1, 2, 17], floats: [Float](repeating: 0, count: 34))
             .write(to: dir + "/peer_dq.npy")
