@@ -56,7 +56,7 @@ typedef struct backward_layout {
     size_t qt, dot;         ///< Dqk × BQ, Dv × BQ
     size_t st, dpt;         ///< BK × BQ each
     size_t dq_acc;          ///< BQ × ldk
-    size_t lse2, dsum, scratch;  ///< BQ each
+    size_t lse2, lse2_fix, dsum, scratch;  ///< BQ each
     size_t dmod;            ///< BK × BQ: ∂s'/∂s of the score modifiers (softcap)
     size_t qw, dow, orow;   ///< BQ × Dqk, BQ × Dv, Dv: half Q, dO rows, an O row, widened
     size_t kw, vw;          ///< BK × Dqk, BK × Dv: a half K, V block, widened
@@ -94,16 +94,16 @@ static backward_layout backward_layout_for(const fa_problem *p, const fa_kernels
     const int qh = p->q_dtype != FA_DTYPE_F32;  // q, o and dout share it
     const int b2 = backward_bf16_dots(p, kr);  // then Q, K, V are read as pairs, not widened
     const size_t ldk = (size_t)l.ldk, ldv = (size_t)l.ldv;
-    enum { REGIONS = 22 };
+    enum { REGIONS = 23 };
     const size_t sizes[REGIONS] = {
         lk * ldk, lk * ldv, b2 ? 0 : dqk * bq, b2 ? 0 : dv * bq, bk * bq, bk * bq, bq * ldk,
-        bq, bq, bq, bk * bq, qh && !b2 ? bq * dqk : 0, qh ? bq * dv : 0, qh ? dv : 0,
+        bq, bq, bq, bq, bk * bq, qh && !b2 ? bq * dqk : 0, qh ? bq * dv : 0, qh ? dv : 0,
         p->k_dtype != FA_DTYPE_F32 && !b2 ? bk * dqk : 0,
         p->v_dtype != FA_DTYPE_F32 && !b2 ? bk * dv : 0,
         b2 ? (dqk + 1) / 2 * bq : 0, b2 ? (dv + 1) / 2 * bq : 0, b2 ? (bq + 1) / 2 * ldk : 0,
         b2 ? (bq + 1) / 2 * ldv : 0, b2 ? (bk + 1) / 2 * ldk : 0, b2 ? (bk + 1) / 2 * bq : 0};
     size_t *slots[REGIONS] = {&l.dk_acc, &l.dv_acc, &l.qt, &l.dot, &l.st, &l.dpt, &l.dq_acc,
-                              &l.lse2, &l.dsum, &l.scratch, &l.dmod, &l.qw, &l.dow, &l.orow,
+                              &l.lse2, &l.lse2_fix, &l.dsum, &l.scratch, &l.dmod, &l.qw, &l.dow, &l.orow,
                               &l.kw, &l.vw, &l.qt2, &l.dot2, &l.q2, &l.do2, &l.k2, &l.ds2};
     size_t offsets[REGIONS];
     l.per_thread_bytes = fa_layout_regions(sizes, offsets, REGIONS);
@@ -237,6 +237,7 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
 
     float *qt = ws + l->qt, *dot = ws + l->dot, *st = ws + l->st, *dpt = ws + l->dpt;
     float *dq_acc = ws + l->dq_acc, *lse2 = ws + l->lse2, *dsum = ws + l->dsum;
+    float *lse2_fix = ws + l->lse2_fix;
     float *scratch = ws + l->scratch, *dmod = ws + l->dmod;
     const fa_score_mods mods = fa_score_mods_for(p, b, h);
     float *dk_acc = ws + l->dk_acc, *dv_acc = ws + l->dv_acc;
@@ -270,22 +271,27 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
     } else {
         // Q as fp32 (widened once per block if half); Qᵀ scaled into base 2, dOᵀ as it is.
         q = widened_rows(kr, q_at, p->q_dtype, p->q_strides.seq, rows, dqk, ws + l->qw, &ldq);
-        kr->pack_qt(rows, rows_padded, dqk, q, ldq, pl->scale * FA_LOG2E, qt, bq);
+        kr->pack_qt(rows, rows_padded, dqk, q, ldq, fa_scale_log2(pl->scale), qt, bq);
         kr->pack_qt(rows, rows_padded, dv, dout, lddo, 1.0f, dot, bq);
     }
-    // L2 = LSE·log2(e); D = rowsum(dO ∘ O).
+    // L2 = LSE·log2(e) in double, split into its float rounding (lse2) and the factor
+    // 2^(hi − L2) − 1 that restores the rest (lse2_fix; softmax_grad_t): P then carries only
+    // the error of the stored LSE, not a second rounding. D = rowsum(dO ∘ O), summed in
+    // double: dS = P·(dP − D) cancels, and D's rounding would pass into every dS of the row.
     for (int i = 0; i < rows_padded; i++) {
-        float d = 0.0f;
+        double d = 0.0;
         if (i < rows) {
             int64_t unused;
             const float *oi = widened_rows(kr, o_at + i * p->o_strides.seq * (int64_t)qs,
                                            p->o_dtype, 0, 1, dv, ws + l->orow, &unused);
             const float *gi = dout + i * lddo;
-            for (int64_t c = 0; c < dv; c++) d += gi[c] * oi[c];
+            for (int64_t c = 0; c < dv; c++) d += (double)gi[c] * oi[c];
         }
         const float li = i < rows ? lse[i * p->lse_strides.seq] : -INFINITY;
-        lse2[i] = li == -INFINITY ? -INFINITY : li * FA_LOG2E;
-        dsum[i] = d;
+        const double l2 = (double)li * 1.442695040888963407359924681001892137;
+        lse2[i] = li == -INFINITY ? -INFINITY : (float)l2;
+        lse2_fix[i] = isfinite(li) ? (float)expm1(((double)lse2[i] - l2) * 0.693147180559945309417232121458) : 0.0f;
+        dsum[i] = (float)d;
         scratch[i] = -INFINITY;
     }
     memset(dq_acc, 0, sizeof(float) * (size_t)rows_padded * (size_t)l->ldk);
@@ -305,7 +311,7 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
         const float *kb = NULL;
         if (bf16) {
             kr->scores_t_bf16(keys, rows_padded, dqk, kh, p->k_strides.seq, qt2, bq,
-                              pl->scale * FA_LOG2E, st, bq, masked, lo, hi, scratch);
+                              fa_scale_log2(pl->scale), st, bq, masked, lo, hi, scratch);
             kr->scores_t_bf16(keys, rows_padded, dv, vh, p->v_strides.seq, dot2, bq, 1.0f, dpt,
                               bq, 0, 0, 0, scratch);
         } else {
@@ -321,7 +327,7 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
             fa_modify_tile(kr, tile, &mods, keys, rows, rows_padded, st, bq, q0, k0, scratch,
                            mods.softcap > 0.0f ? dmod : NULL);
         // Pᵀ = 2^(Sᵀ − L2);  dSᵀ = Pᵀ ∘ (dPᵀ − D).
-        kr->softmax_grad_t(keys, rows_padded, st, dpt, bq, lse2, dsum);
+        kr->softmax_grad_t(keys, rows_padded, st, dpt, bq, lse2, lse2_fix, dsum);
         // dS with respect to the raw score: times ∂s'/∂s (1 − tanh² under soft-capping).
         if (modded && mods.softcap > 0.0f)
             for (int j = 0; j < keys; j++)

@@ -239,7 +239,7 @@ fa_status fa_forward(const fa_problem *p) {
     fa_forward_plan pl = {0};
     pl.p = p;
     pl.kr = fa_kernels_for(p->isa);
-    pl.scale_log2 = r.scale * FA_LOG2E;
+    pl.scale_log2 = fa_scale_log2(r.scale);
     pl.group = r.group;
     pl.split = fa_split_plan_for(p);
     pl.bf16_dots = pl.kr->scores_t_bf16 && p->q_dtype == FA_DTYPE_BF16 &&

@@ -59,6 +59,14 @@ static inline void fa_band_keys(int keys, int64_t i, int64_t nr, int masked, int
 #define FA_LOG2E 1.44269504088896341f
 #define FA_LN2 0.693147180559945309f
 
+/// scale · log2(e), the factor that takes Q·Kᵀ into base-2 scores: the product of the float
+/// scale and log2(e) in double, rounded once (scale · FA_LOG2E in float adds FA_LOG2E's own
+/// error, 1.3·10⁻⁸ of every score). Forward, decode and backward use this same value, so the
+/// backward's P = 2^(S − L2) is the softmax whose logsumexp the forward stored.
+static inline float fa_scale_log2(float scale) {
+    return (float)((double)scale * 1.442695040888963407359924681001892137);
+}
+
 /// The elementwise score modifiers of one tile (rows from q0, keys from k0), as score_mods
 /// applies them; the frame resolves them from the problem (frame/score_mods.c).
 typedef struct fa_tile_mods {
@@ -145,10 +153,12 @@ typedef struct fa_kernels {
 
     // ---- backward ----
 
-    /// Per query i: P = 2^(st[j, i] − lse2[i]) (0 where lse2[i] = −inf: a row that saw no
-    /// key), written over st; dS = P · (dpt[j, i] − dsum[i]), written over dpt.
+    /// Per query i: P = 2^(st[j, i] − lse2[i]) · (1 + lse2_fix[i]) (0 where lse2[i] = −inf:
+    /// a row that saw no key), written over st; dS = P · (dpt[j, i] − dsum[i]), written over
+    /// dpt. lse2_fix carries what rounding L2 to float lost: for L2 = hi + lo exactly, hi is
+    /// lse2 and 2^(−lo) = 1 + fix to float precision (|fix| < 2⁻²⁰), applied as one fma.
     void (*softmax_grad_t)(int keys, int rows_padded, float *st, float *dpt, int64_t ld,
-                           const float *lse2, const float *dsum);
+                           const float *lse2, const float *lse2_fix, const float *dsum);
 
     /// c[m, n] += Σ_k a[m·a_rs + k·a_cs] · b[k·ldb + n]   (m < M, n < N, k < K).
     /// c rows are read and written as whole vectors up to N rounded up to 16 (so ldc ≥ that);

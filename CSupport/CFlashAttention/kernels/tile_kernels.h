@@ -198,10 +198,14 @@ VF_FN static void tile_softmax_t(int keys, int rows_padded, float *st, int64_t l
 
 // One tile: NR rows × NV column vectors of c (constants after inlining); a(r, k) =
 // a[r·a_rs + k·a_cs]; b's last vector read under `tail` when TAIL (else whole vectors, plain
-// loads only, issued in address order). With SCALED, c starts as alpha[r] · c (skipped when
-// every row's alpha is exactly 1: no row max moved). Each c element's chain continues from
-// its old value (forming the block's sum apart and adding it once, as the row kernels do for
-// decoding, measured 3–4 % slower here at N = 2048, D = 128, where contexts are short).
+// loads only, issued in address order). With SCALED (the forward's P·V), c starts as
+// alpha[r] · c (skipped when every row's alpha is exactly 1: no row max moved) and each c
+// element's chain continues from its old value (forming the block's sum apart and adding it
+// once, as the row kernels do for decoding, measured 3–4 % slower here at N = 2048, D = 128,
+// where contexts are short). Without it (the backward's dQ, dK, dV, summed over every key or
+// query block), the call's K products are summed from zero and added to c once: a chain of
+// one block, not of the whole sequence, for the same loads, stores and FMAs (at N = 1000,
+// causal, dK's and dV's RMS error against float64 fell by about a third).
 VF_INLINE void tile_gemm(const int NR, const int NV, const int TAIL, const int SCALED, int K,
                          const float *a, int64_t a_rs, int64_t a_cs, const float *b, int64_t ldb,
                          vtail tail, const float *alpha, float *c, int64_t ldc) {
@@ -212,7 +216,7 @@ VF_INLINE void tile_gemm(const int NR, const int NV, const int TAIL, const int S
     for (int r = 0; r < NR; r++) {
         const vf al = vf_set1(SCALED ? alpha[r] : 1.0f);
         for (int w = 0; w < NV; w++) {
-            acc[r][w] = vf_loadu(c + r * ldc + w * VF_W);
+            acc[r][w] = SCALED ? vf_loadu(c + r * ldc + w * VF_W) : vf_zero();
             if (rescale) acc[r][w] = vf_mul(acc[r][w], al);
         }
     }
@@ -227,7 +231,10 @@ VF_INLINE void tile_gemm(const int NR, const int NV, const int TAIL, const int S
         }
     }
     for (int r = 0; r < NR; r++)
-        for (int w = 0; w < NV; w++) vf_storeu(c + r * ldc + w * VF_W, acc[r][w]);
+        for (int w = 0; w < NV; w++) {
+            float *cw = c + r * ldc + w * VF_W;
+            vf_storeu(cw, SCALED ? acc[r][w] : vf_add(vf_loadu(cw), acc[r][w]));
+        }
 }
 
 // The k range row tile [i, i + nr) of P·V needs: the keys its rows see (P = 0 elsewhere).
@@ -337,9 +344,10 @@ VF_FN static void tile_gemm_acc(int M, int64_t N, int K, const float *a, int64_t
 // ---- backward: P from the logsumexp, dS = P · (dP − D) ----
 
 VF_FN static void tile_softmax_grad_t(int keys, int rows_padded, float *st, float *dpt,
-                                      int64_t ld, const float *lse2, const float *dsum) {
+                                      int64_t ld, const float *lse2, const float *lse2_fix,
+                                      const float *dsum) {
     for (int i = 0; i < rows_padded; i += VF_W) {
-        const vf l = vf_loadu(lse2 + i);
+        const vf l = vf_loadu(lse2 + i), fix = vf_loadu(lse2_fix + i);
         // A row that saw no key has lse = −inf: subtract +inf instead, so P = 2^(−inf) = 0.
         const vf l_use = vf_select(vf_eq(l, vf_set1(-INFINITY)), l, vf_set1(INFINITY));
         const vf d = vf_loadu(dsum + i);
@@ -349,7 +357,8 @@ VF_FN static void tile_softmax_grad_t(int keys, int rows_padded, float *st, floa
             float *s = st + j * ld + i, *g = dpt + j * ld + i;
             const vf sv = vf_loadu(s);
             const vm seen = vf_neq(sv, vf_set1(-INFINITY));
-            const vf p = vf_zero_unless(seen, vf_exp2_any(vf_sub(sv, l_use)));
+            const vf e = vf_exp2_any(vf_sub(sv, l_use));
+            const vf p = vf_zero_unless(seen, vf_fma(e, fix, e));
             vf_storeu(s, p);
             vf_storeu(g, vf_zero_unless(seen, vf_mul(p, vf_sub(vf_loadu(g), d))));
         }
