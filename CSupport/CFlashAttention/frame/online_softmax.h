@@ -39,9 +39,10 @@ static inline float fa_state_result(const fa_softmax_state *s, int r, int64_t dv
         for (int64_t d = 0; d < dv; d++) o[d] = 0.0f;
         return -INFINITY;
     }
-    const float inv = 1.0f / l;
+    // A division per element, rounded once (a reciprocal and a product round twice: the
+    // output's last bit, once per row and Dv elements, costs nothing measurable).
     const float *a = s->acc + (int64_t)r * s->ldacc;
-    for (int64_t d = 0; d < dv; d++) o[d] = a[d] * inv;
+    for (int64_t d = 0; d < dv; d++) o[d] = a[d] / l;
     // Finished in double, once per row: max (log2 units) + log2(sum), times ln 2, rounded
     // once to float — in float it was three roundings (2–4 ulp of the natural-log result).
     return (float)(((double)s->row_max[r] + log2((double)l)) * 0.693147180559945309417232121458);

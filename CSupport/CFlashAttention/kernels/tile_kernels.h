@@ -67,24 +67,51 @@ VF_INLINE void tile_scores_store(const int NK, const int NQ, const int SCALED,
 }
 
 // One scores tile: NK keys × NQ query vectors (constants after inlining, so the accumulators
-// live in registers), summed over d in order, then banded, stored and folded into block_max.
-VF_INLINE void tile_scores(const int NK, const int NQ, int64_t dqk, const float *k, int64_t ldk,
-                           const float *qt, int64_t ldqt, float *st, int64_t ldst, int masked,
-                           int64_t lo, int64_t hi, float *block_max) {
-    vf acc[TileStKeysMax][TILE_ST_Q];
+// live in registers), then banded, stored and folded into block_max. A head dim over
+// TILE_DOT_SINGLE is summed in two halves, each a chain from zero, the halves then added: one
+// FMA chain over all of d rounds every product into a sum grown over the whole dot product,
+// and the score's error is what P, and through it every output and gradient, carries. Two
+// halves take about a third off it at D = 64 and D = 128 (chunks of 32 took half off at
+// D = 128, but each chunk's sums pass through memory: 4–7 % slower backward there).
+enum { TILE_DOT_SINGLE = 32 };
+
+// acc[a][v] = Σ_{d0 ≤ d < d1} k[a, d] · qt[d, v]: one chain per score, from zero.
+VF_INLINE void tile_scores_chain(const int NK, const int NQ, int64_t d0, int64_t d1,
+                                 const float *k, int64_t ldk, const float *qt, int64_t ldqt,
+                                 vf acc[TileStKeysMax][TILE_ST_Q]) {
     for (int a = 0; a < NK; a++)
         for (int v = 0; v < NQ; v++) acc[a][v] = vf_zero();
-    // Key a is seen by queries [a + lo, a + hi): if that misses the tile's queries for every
-    // key (all below the first key's band, or all at or past the last key's), the tile is
-    // all −inf, with no dot products to compute.
-    const int hidden = masked && (lo >= NQ * VF_W || (NK - 1) + hi <= 0);
-    for (int64_t d = 0; d < (hidden ? 0 : dqk); d++) {
+    for (int64_t d = d0; d < d1; d++) {
         vf qv[TILE_ST_Q];
         for (int v = 0; v < NQ; v++) qv[v] = vf_loadu(qt + d * ldqt + v * VF_W);
         for (int a = 0; a < NK; a++) {
             const vf kb = vf_set1(k[a * ldk + d]);
             for (int v = 0; v < NQ; v++) acc[a][v] = vf_fma(kb, qv[v], acc[a][v]);
         }
+    }
+}
+
+VF_INLINE void tile_scores(const int NK, const int NQ, int64_t dqk, const float *k, int64_t ldk,
+                           const float *qt, int64_t ldqt, float *st, int64_t ldst, int masked,
+                           int64_t lo, int64_t hi, float *block_max) {
+    vf acc[TileStKeysMax][TILE_ST_Q];
+    // Key a is seen by queries [a + lo, a + hi): if that misses the tile's queries for every
+    // key (all below the first key's band, or all at or past the last key's), the tile is
+    // all −inf, with no dot products to compute.
+    const int hidden = masked && (lo >= NQ * VF_W || (NK - 1) + hi <= 0);
+    const int64_t dots = hidden ? 0 : dqk;
+    if (dots <= TILE_DOT_SINGLE) {
+        tile_scores_chain(NK, NQ, 0, dots, k, ldk, qt, ldqt, acc);
+    } else {
+        // The first half's sums parked in st, the second half's added to them.
+        const int64_t half = (dots + 1) / 2;
+        tile_scores_chain(NK, NQ, 0, half, k, ldk, qt, ldqt, acc);
+        for (int a = 0; a < NK; a++)
+            for (int v = 0; v < NQ; v++) vf_storeu(st + a * ldst + v * VF_W, acc[a][v]);
+        tile_scores_chain(NK, NQ, half, dots, k, ldk, qt, ldqt, acc);
+        for (int a = 0; a < NK; a++)
+            for (int v = 0; v < NQ; v++)
+                acc[a][v] = vf_add(vf_loadu(st + a * ldst + v * VF_W), acc[a][v]);
     }
     tile_scores_store(NK, NQ, 0, acc, 1.0f, st, ldst, masked, lo, hi, block_max);
 }
@@ -200,12 +227,13 @@ VF_FN static void tile_softmax_t(int keys, int rows_padded, float *st, int64_t l
 // a[r·a_rs + k·a_cs]; b's last vector read under `tail` when TAIL (else whole vectors, plain
 // loads only, issued in address order). With SCALED (the forward's P·V), c starts as
 // alpha[r] · c (skipped when every row's alpha is exactly 1: no row max moved) and each c
-// element's chain continues from its old value (forming the block's sum apart and adding it
-// once, as the row kernels do for decoding, measured 3–4 % slower here at N = 2048, D = 128,
-// where contexts are short). Without it (the backward's dQ, dK, dV, summed over every key or
-// query block), the call's K products are summed from zero and added to c once: a chain of
-// one block, not of the whole sequence, for the same loads, stores and FMAs (at N = 1000,
-// causal, dK's and dV's RMS error against float64 fell by about a third).
+// element's chain continues from its old value. Forming the block's sum apart and adding it
+// once (c = alpha·c + sum as one fma), as the row kernels do for decoding, takes a third off
+// the output's RMS error at N = 1000, causal, but measured 3–4 % slower here at N = 2048 (and
+// again, on AVX2, 4–12 % at D = 64): not taken. Without SCALED (the backward's dQ, dK, dV,
+// summed over every key or query block), the call's K products are summed from zero and
+// added to c once: a chain of one block, not of the whole sequence, for the same loads,
+// stores and FMAs (at N = 1000, causal, dK's and dV's RMS error against float64 fell by half).
 VF_INLINE void tile_gemm(const int NR, const int NV, const int TAIL, const int SCALED, int K,
                          const float *a, int64_t a_rs, int64_t a_cs, const float *b, int64_t ldb,
                          vtail tail, const float *alpha, float *c, int64_t ldc) {
