@@ -7,7 +7,7 @@ SWIFT ?= swift
 PACKAGES := libopenblas-dev libomp-dev
 BENCH_ARGS ?=
 
-.PHONY: deps build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
+.PHONY: deps torch build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
 
 # System libraries: OpenBLAS (the naive reference and the roofline) and LLVM's OpenMP runtime.
 deps:
@@ -25,6 +25,17 @@ deps:
 	  fi; \
 	fi
 
+# PyTorch for python3, optional: PyTorchAccuracyTests compare our errors with its float32 CPU
+# attention and are skipped without it. Installed from a local CPU wheel (/opt/wheels on these
+# machines) when there is one; never a failure.
+torch:
+	@python3 -c "import torch" 2>/dev/null || { \
+	  wheel=$$(ls /opt/wheels/torch-*+cpu-*.whl 2>/dev/null | head -n 1); \
+	  if [ -n "$$wheel" ]; then \
+	    echo "Installing PyTorch from $$wheel (for PyTorchAccuracyTests)"; \
+	    python3 -m pip install -q "$$wheel" || echo "PyTorch could not be installed: PyTorchAccuracyTests will be skipped"; \
+	  else echo "No PyTorch wheel at hand: PyTorchAccuracyTests will be skipped"; fi; }
+
 build: deps
 	$(SWIFT) build
 
@@ -35,7 +46,7 @@ build: deps
 # there take twelve minutes of CI's forty-five and check nothing the release runs do not.
 # `swift test` runs all of them in debug.
 DEBUG_SUITES := ValidationTests|HostileArgumentTests|NpyTests|KVCacheTests|ConcurrencyStressTests|DeterminismTests|WorkspaceTests|LogSumExpAccuracyTests|MergeTests|HalfConversionTests|KernelTests
-unit-test: deps
+unit-test: deps torch
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --filter "$(DEBUG_SUITES)"
 	$(SWIFT) test -c release
