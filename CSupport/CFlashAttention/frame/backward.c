@@ -288,9 +288,9 @@ static void backward_query_block(const backward_plan *pl, int64_t b, int64_t h, 
             for (int64_t c = 0; c < dv; c++) d += (double)gi[c] * oi[c];
         }
         const float li = i < rows ? lse[i * p->lse_strides.seq] : -INFINITY;
-        const double l2 = (double)li * 1.442695040888963407359924681001892137;
-        lse2[i] = li == -INFINITY ? -INFINITY : (float)l2;
-        lse2_fix[i] = isfinite(li) ? (float)expm1(((double)lse2[i] - l2) * 0.693147180559945309417232121458) : 0.0f;
+        const double l2 = (double)li * FA_LOG2E_F64;  // −inf stays −inf
+        lse2[i] = (float)l2;
+        lse2_fix[i] = isfinite(li) ? (float)expm1(((double)lse2[i] - l2) * FA_LN2_F64) : 0.0f;
         dsum[i] = (float)d;
         scratch[i] = -INFINITY;
     }

@@ -45,7 +45,7 @@ static inline float fa_state_result(const fa_softmax_state *s, int r, int64_t dv
     for (int64_t d = 0; d < dv; d++) o[d] = a[d] / l;
     // Finished in double, once per row: max (log2 units) + log2(sum), times ln 2, rounded
     // once to float — in float it was three roundings (2–4 ulp of the natural-log result).
-    return (float)(((double)s->row_max[r] + log2((double)l)) * 0.693147180559945309417232121458);
+    return (float)(((double)s->row_max[r] + log2((double)l)) * FA_LN2_F64);
 }
 
 #endif  // FA_ONLINE_SOFTMAX_H

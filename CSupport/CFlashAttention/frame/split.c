@@ -28,20 +28,23 @@ static int64_t entries_to_inspect(const fa_problem *p) {
 }
 
 int fa_uses_row_tiles(const fa_problem *p) {
-    for (int64_t b = 0; b < entries_to_inspect(p); b++)
+    const int64_t n = entries_to_inspect(p);
+    for (int64_t b = 0; b < n; b++)
         if (fa_is_row_entry(p, b)) return 1;
     return 0;
 }
 
 int fa_uses_key_major(const fa_problem *p) {
-    for (int64_t b = 0; b < entries_to_inspect(p); b++)
+    const int64_t n = entries_to_inspect(p);
+    for (int64_t b = 0; b < n; b++)
         if (!fa_is_row_entry(p, b)) return 1;
     return 0;
 }
 
 int64_t fa_row_chunks(const fa_problem *p) {
     int64_t longest = -1;  // valid rows of the longest row entry
-    for (int64_t b = 0; b < entries_to_inspect(p); b++)
+    const int64_t n = entries_to_inspect(p);
+    for (int64_t b = 0; b < n; b++)
         if (fa_is_row_entry(p, b) && fa_q_len_of(p, b) > longest) longest = fa_q_len_of(p, b);
     if (longest < 0) return 0;
     const int64_t rows = p->shape.q_heads / p->shape.kv_heads * longest;

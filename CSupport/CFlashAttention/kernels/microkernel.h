@@ -55,16 +55,18 @@ static inline void fa_band_keys(int keys, int64_t i, int64_t nr, int masked, int
     *j1 = (int)b;
 }
 
-/// log2(e) and ln(2) in float32.
+/// log2(e) and ln(2) in float32, and in double (for what is formed once per row or call).
 #define FA_LOG2E 1.44269504088896341f
 #define FA_LN2 0.693147180559945309f
+#define FA_LOG2E_F64 1.442695040888963407359924681001892137
+#define FA_LN2_F64 0.693147180559945309417232121458
 
 /// scale · log2(e), the factor that takes Q·Kᵀ into base-2 scores: the product of the float
 /// scale and log2(e) in double, rounded once (scale · FA_LOG2E in float adds FA_LOG2E's own
 /// error, 1.3·10⁻⁸ of every score). Forward, decode and backward use this same value, so the
 /// backward's P = 2^(S − L2) is the softmax whose logsumexp the forward stored.
 static inline float fa_scale_log2(float scale) {
-    return (float)((double)scale * 1.442695040888963407359924681001892137);
+    return (float)((double)scale * FA_LOG2E_F64);
 }
 
 /// The elementwise score modifiers of one tile (rows from q0, keys from k0), as score_mods
