@@ -59,6 +59,25 @@ public enum KernelISA: String, Sendable, Hashable, CaseIterable {
     case avx512bf16
 }
 
+/// Explicit sequence positions, for attention computed in pieces: a slice of the queries
+/// against a slice of the keys of one longer sequence (ring attention across processes,
+/// chunked prefill). Query row `i` of every batch entry is at position `queryStart + i`, key
+/// `j` at `keyStart + j`, and causal masking (either mode) hides keys after the query's
+/// position, the window keeps positions `queryStart + i − left … queryStart + i + right`, and
+/// ALiBi's distance is the distance between the positions. Element and block masks stay
+/// indexed by local rows and keys. Each start must be within ±2⁴⁰.
+public struct SequencePositions: Sendable, Hashable {
+    /// Position of query row 0.
+    public var queryStart: Int
+    /// Position of key 0.
+    public var keyStart: Int
+
+    public init(queryStart: Int, keyStart: Int) {
+        self.queryStart = queryStart
+        self.keyStart = keyStart
+    }
+}
+
 /// How to compute attention: everything that is not a shape or a buffer.
 ///
 /// ```swift
@@ -127,6 +146,9 @@ public struct AttentionOptions: Sendable, Hashable {
     /// chunk size in keys. Results are bitwise the same for every thread count, and for a given
     /// explicit size the same whatever else is in the batch.
     public var keySplitSize: Int
+    /// Explicit positions of the rows and keys (``SequencePositions``); `nil` (the default)
+    /// aligns the ends as ``causal`` says.
+    public var positions: SequencePositions?
     /// Threads to use; `nil` uses every thread OpenMP offers. Results are bitwise the same for
     /// every thread count.
     public var threadCount: Int?
@@ -150,7 +172,7 @@ public struct AttentionOptions: Sendable, Hashable {
                 blockMask: BlockMask? = nil, threadCount: Int? = nil, implementation: AttentionImplementation = .flash,
                 layout: TensorLayout = .bhld, kernel: KernelISA = .automatic,
                 querySequenceOffsets: [Int]? = nil, keySequenceOffsets: [Int]? = nil,
-                keySplitSize: Int = 0) {
+                keySplitSize: Int = 0, positions: SequencePositions? = nil) {
         self.scale = scale
         self.causal = causal
         self.window = window
@@ -167,5 +189,6 @@ public struct AttentionOptions: Sendable, Hashable {
         self.querySequenceOffsets = querySequenceOffsets
         self.keySequenceOffsets = keySequenceOffsets
         self.keySplitSize = keySplitSize
+        self.positions = positions
     }
 }

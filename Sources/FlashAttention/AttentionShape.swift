@@ -68,7 +68,7 @@ extension AttentionShape {
     /// Throws unless every extent is in 1 … 2³¹ − 1 (as the C library requires), the query
     /// heads group over the key/value heads, and every tensor's dense byte size fits in `Int` —
     /// before anything multiplies extents (strides, counts), so that no shape traps.
-    func validate() throws(AttentionError) {
+    package func validate() throws(AttentionError) {
         for (name, value) in [("shape.batch", batch), ("shape.queryHeads", queryHeads),
                               ("shape.keyValueHeads", keyValueHeads), ("shape.queryLength", queryLength),
                               ("shape.keyLength", keyLength), ("shape.headDim", headDim),

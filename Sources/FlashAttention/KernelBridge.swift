@@ -70,7 +70,7 @@ extension AttentionShape {
 }
 
 extension AttentionStrides {
-    var cStrides: fa_strides {
+    package var cStrides: fa_strides {
         fa_strides(batch: Int64(batch), head: Int64(head), seq: Int64(sequence))
     }
 }
@@ -139,8 +139,8 @@ extension fa_problem {
 /// A C problem with everything but the pointers, after the checks Swift can do on its own.
 /// The caller has run `shape.validate()` (every entry point does, first: its strides and
 /// counts multiply the extents), so it is not repeated here.
-func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
-                 options: AttentionOptions) throws(AttentionError) -> fa_problem {
+package func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
+                         options: AttentionOptions) throws(AttentionError) -> fa_problem {
     var p = fa_problem()
     fa_problem_init(&p)
     p.shape = shape.cShape
@@ -164,6 +164,16 @@ func makeProblem(shape: AttentionShape, strides: AttentionTensorStrides,
         }
         p.window_left = Int64(window.left ?? -1)
         p.window_right = Int64(window.right ?? -1)
+    }
+    if let positions = options.positions {
+        let limit = 1 << 40  // FA_MAX_POSITION
+        for (name, at) in [("options.positions.queryStart", positions.queryStart),
+                           ("options.positions.keyStart", positions.keyStart)] where at < -limit || at > limit {
+            throw .invalidExtent(argument: name, value: at)
+        }
+        p.positions.enabled = 1
+        p.positions.q_start = Int64(positions.queryStart)
+        p.positions.kv_start = Int64(positions.keyStart)
     }
     if let softcap = options.softcap {
         guard softcap.isFinite, softcap > 0 else { throw .invalidSoftcap(softcap) }
@@ -285,8 +295,8 @@ func checkBuffer(_ role: TensorRole, count: Int, shape: AttentionShape,
 
 /// Runs `body` with the problem's per-call arrays (ALiBi slopes, per-batch lengths) pointing
 /// at the options' values for the duration of the call.
-func withScoreModifiers(_ options: AttentionOptions, _ problem: inout fa_problem,
-                        _ body: (inout fa_problem) throws(AttentionError) -> Void) throws(AttentionError) {
+package func withScoreModifiers(_ options: AttentionOptions, _ problem: inout fa_problem,
+                                _ body: (inout fa_problem) throws(AttentionError) -> Void) throws(AttentionError) {
     let qLengths = options.queryLengths.map { $0.map { Int32($0) } } ?? []
     let kvLengths = options.keyLengths.map { $0.map { Int32($0) } } ?? []
     let qOffsets = options.querySequenceOffsets.map { $0.map { Int32($0) } } ?? []
@@ -378,8 +388,8 @@ func runBackward(_ problem: inout fa_problem, implementation: AttentionImplement
 
 extension AttentionError {
     /// The typed error for a C diagnostic, with the argument named as in Swift.
-    init(_ diag: fa_diagnostic, strides: AttentionTensorStrides,
-         gradients: AttentionGradientStrides? = nil) {
+    package init(_ diag: fa_diagnostic, strides: AttentionTensorStrides,
+                 gradients: AttentionGradientStrides? = nil) {
         let v0 = Int(diag.values.0), v1 = Int(diag.values.1)
         let message = withUnsafeBytes(of: diag.message) { raw in
             String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
@@ -465,6 +475,7 @@ extension AttentionError {
         case FA_ARG_KV_LAST_PAGE_LEN: "pages.table.lastPageLengths"
         case FA_ARG_BLOCK_TABLE: "pages.table"
         case FA_ARG_SEQ_LENS: "pages.table.sequenceLengths"
+        case FA_ARG_POSITIONS: "options.positions"
         default: TensorRole(argument)?.name ?? "problem"
         }
     }

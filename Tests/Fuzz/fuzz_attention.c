@@ -441,6 +441,13 @@ static int make_problem(input *in, problem *g, int backward) {
         p->window_left = plus(pick_count(in, 40), -1);
         p->window_right = plus(pick_count(in, 40), -1);
     }
+    if (take8(in) % 6 == 0) {  // explicit positions: nearby, far apart, or out of range
+        static const int64_t far[] = {FA_MAX_POSITION, -FA_MAX_POSITION, FA_MAX_POSITION + 1,
+                                      INT64_MIN, INT64_MAX};
+        p->positions.enabled = 1 + (int32_t)(take8(in) % 2);
+        p->positions.q_start = plus(pick_count(in, 300), -100);
+        p->positions.kv_start = take8(in) % 8 == 0 ? far[take8(in) % 5] : plus(pick_count(in, 300), -100);
+    }
     const uint32_t cap = take8(in) % 8;
     if (cap == 1) p->softcap = (float)(1 + take8(in) % 30);
     if (cap == 2) p->softcap = (const float[]){-1.0f, NAN, INFINITY, 1e-30f}[take8(in) % 4];
@@ -612,10 +619,14 @@ HARNESS_LOOP static int64_t query_row(const fa_problem *p, fa_strides st, int64_
 }
 
 // Whether key j is visible to local query i of a (lq, lk) entry, and its score (double).
+// Row i lines up with key i + diagonal_offset (bottom-right alignment, or explicit positions).
+HARNESS_LOOP static int64_t diagonal_offset(const fa_problem *p, int64_t lq, int64_t lk) {
+    return p->positions.enabled ? p->positions.q_start - p->positions.kv_start : lk - lq;
+}
 HARNESS_LOOP static int visible(const fa_problem *p, int64_t lq, int64_t lk, int64_t i, int64_t j) {
-    const int64_t diag = i + lk - lq;
+    const int64_t diag = i + diagonal_offset(p, lq, lk);
     if (p->causal == FA_CAUSAL_BOTTOM_RIGHT && j > diag) return 0;
-    if (p->causal == FA_CAUSAL_TOP_LEFT && j > i) return 0;
+    if (p->causal == FA_CAUSAL_TOP_LEFT && j > (p->positions.enabled ? diag : i)) return 0;
     if (p->window_left >= 0 && j < diag - p->window_left) return 0;
     if (p->window_right >= 0 && j > diag + p->window_right) return 0;
     return 1;
@@ -651,7 +662,7 @@ HARNESS_LOOP static void reference_forward(const problem *g, double *o_out, doub
         double x = dot * scale;
         if (x == -INFINITY) continue;  // hidden, before any modifier (the header's semantics)
         if (p->softcap > 0) x = p->softcap * tanh(x / p->softcap);
-        if (p->alibi_slopes) x -= (double)p->alibi_slopes[h] * fabs((double)(i + lk - lq - j));
+        if (p->alibi_slopes) x -= (double)p->alibi_slopes[h] * fabs((double)(i + diagonal_offset(p, lq, lk) - j));
         if (p->mask.kind == FA_MASK_ADDITIVE) x += (double)((const float *)p->mask.data)[moff];
         score[j] = x;
         if (isnan(x) || x == INFINITY) nan_row = 1;

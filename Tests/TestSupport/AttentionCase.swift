@@ -13,6 +13,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public var blockMask: BlockMask?
     public var scale: Float?
     public var layout: TensorLayout
+    /// Explicit positions of the rows and keys (nil: the ends aligned).
+    public var positions: SequencePositions?
     /// Inputs are uniform in ±magnitude; 30 makes the softmax nearly one-hot.
     public var magnitude: Float
     public var seed: UInt64
@@ -21,7 +23,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
                 softcap: Float? = nil, alibiSlopes: [Float]? = nil,
                 queryLengths: [Int]? = nil, keyLengths: [Int]? = nil, mask: AttentionMask? = nil,
                 blockMask: BlockMask? = nil, scale: Float? = nil, layout: TensorLayout = .bhld, magnitude: Float = 1,
-                seed: UInt64 = 1) {
+                seed: UInt64 = 1, positions: SequencePositions? = nil) {
+        self.positions = positions
         self.shape = shape
         self.causal = causal
         self.window = window
@@ -48,6 +51,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
                 if case .boolean = m.values { return " bool-mask \(m.strides)" }
                 return " additive-mask \(m.strides)" } ?? "")
             + (blockMask.map { " block-sparse \($0.blockQuery)x\($0.blockKey)" } ?? "")
+            + (positions.map { " positions q\($0.queryStart) k\($0.keyStart)" } ?? "")
             + " scale \(scale.map { "\($0)" } ?? "default") "
             + "\(layout) ±\(magnitude)"
     }
@@ -55,7 +59,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
     public var options: AttentionOptions {
         AttentionOptions(scale: scale, causal: causal, window: window, softcap: softcap,
                          alibiSlopes: alibiSlopes, queryLengths: queryLengths,
-                         keyLengths: keyLengths, mask: mask, blockMask: blockMask, layout: layout)
+                         keyLengths: keyLengths, mask: mask, blockMask: blockMask, layout: layout,
+                         positions: positions)
     }
 
     public var strides: AttentionTensorStrides { .packed(layout, shape: shape) }
@@ -105,7 +110,8 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
                                  forward: forward,
                                  softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes,
                                  queryLengths: queryLengths, keyLengths: keyLengths, mask: mask,
-                                 blockMask: blockMask, productRounding: productRounding)
+                                 blockMask: blockMask, productRounding: productRounding,
+                                 positions: positions)
     }
 
     /// The float64 reference for these inputs.
@@ -122,7 +128,7 @@ public struct AttentionCase: Sendable, CustomStringConvertible {
                                   causal: causal, window: window,
                                   softcap: softcap.map(Double.init), alibiSlopes: alibiSlopes,
                                   queryLengths: queryLengths, keyLengths: keyLengths, mask: mask,
-                                  blockMask: blockMask)
+                                  blockMask: blockMask, positions: positions)
     }
 }
 

@@ -61,10 +61,11 @@ public func visibleEnd(row i: Int, queryLength lq: Int, keyLength lk: Int,
 /// A scaled score after soft-capping (`c·tanh(s/c)`) and ALiBi (`− slope·|i + Lk − Lq − j|`).
 public func modifiedScore(_ s: Double, row i: Int, key j: Int, queryLength lq: Int,
                           keyLength lk: Int, softcap: Double?, slope: Double?,
-                          mask: Double? = 0) -> Double {
+                          mask: Double? = 0, positions: SequencePositions? = nil) -> Double {
     var x = s
     if let c = softcap { x = c * tanh(x / c) }
-    if let slope { x -= slope * Double(abs(i + lk - lq - j)) }
+    let diagonal = positions.map { $0.queryStart - $0.keyStart } ?? lk - lq
+    if let slope { x -= slope * Double(abs(i + diagonal - j)) }
     guard let mask else { return -.infinity }  // a boolean mask's 0
     return x + mask
 }
@@ -91,16 +92,20 @@ extension AttentionMask {
 
 /// The keys row `i` sees, written from the definitions: causal bottom-right `j ≤ i + Lk − Lq`,
 /// top-left `j ≤ i`; window `i + Lk − Lq − left ≤ j ≤ i + Lk − Lq + right`; all that apply.
+/// With explicit positions, row i is at `queryStart + i` and key j at `keyStart + j`: causal
+/// (either mode) `keyStart + j ≤ queryStart + i`, the window around the row's position.
 public func visibleRange(row i: Int, queryLength lq: Int, keyLength lk: Int,
-                         causal: CausalMask, window: SlidingWindow?) -> Range<Int> {
+                         causal: CausalMask, window: SlidingWindow?,
+                         positions: SequencePositions? = nil) -> Range<Int> {
     var lo = 0, hi = lk  // [lo, hi)
+    let diagonal = positions.map { $0.queryStart - $0.keyStart } ?? lk - lq
     switch causal {
     case .none: break
-    case .bottomRight: hi = min(hi, i + lk - lq + 1)
-    case .topLeft: hi = min(hi, i + 1)
+    case .bottomRight: hi = min(hi, i + diagonal + 1)
+    case .topLeft: hi = min(hi, i + (positions == nil ? 0 : diagonal) + 1)
     }
-    if let left = window?.left { lo = max(lo, i + lk - lq - left) }
-    if let right = window?.right { hi = min(hi, i + lk - lq + right + 1) }
+    if let left = window?.left { lo = max(lo, i + diagonal - left) }
+    if let right = window?.right { hi = min(hi, i + diagonal + right + 1) }
     lo = max(0, min(lk, lo))
     hi = max(lo, min(lk, hi))
     return lo ..< hi
@@ -127,7 +132,8 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                                causal: CausalMask, window: SlidingWindow? = nil,
                                softcap: Double? = nil, alibiSlopes: [Float]? = nil,
                                queryLengths: [Int]? = nil, keyLengths: [Int]? = nil,
-                               mask: AttentionMask? = nil, blockMask: BlockMask? = nil) -> ReferenceResult {
+                               mask: AttentionMask? = nil, blockMask: BlockMask? = nil,
+                               positions: SequencePositions? = nil) -> ReferenceResult {
     let (bN, hq, lq, lk) = (shape.batch, shape.queryHeads, shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
     let group = shape.queryHeads / shape.keyValueHeads
@@ -149,7 +155,8 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                 // rows see nothing.
                 let (lqb, lkb) = (queryLengths?[b] ?? lq, keyLengths?[b] ?? lk)
                 let keys = i < lqb ? visibleRange(row: i, queryLength: lqb, keyLength: lkb,
-                                                  causal: causal, window: window) : 0 ..< 0
+                                                  causal: causal, window: window,
+                                                  positions: positions) : 0 ..< 0
                 ranges[row] = keys
                 guard !keys.isEmpty else { continue }  // output 0, lse −inf
                 var m = -Double.infinity
@@ -165,7 +172,8 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                     scores[j] = modifiedScore(scale * dot, row: i, key: j, queryLength: lqb,
                                               keyLength: lkb, softcap: softcap,
                                               slope: alibiSlopes.map { Double($0[h]) },
-                                              mask: maskValue(mask, b, h, i, j, blocks: blockMask))
+                                              mask: maskValue(mask, b, h, i, j, blocks: blockMask),
+                                              positions: positions)
                     m = max(m, scores[j])
                     magnitude = max(magnitude, absDot)
                     for d in 0 ..< dv { vmax = max(vmax, abs(Double(value[b, g, j, d]))) }
@@ -185,7 +193,8 @@ public func referenceAttention(query: StridedTensor, key: StridedTensor, value: 
                 lse[row] = m + log(sum)
                 // Soft-capping (|tanh′| ≤ 1) passes the score error on and rounds to ±u·c; the
                 // ALiBi bias rounds to u·|bias| (and its key distance is exact).
-                let maxDistance = Double(max(lq, lk) + abs(lk - lq))
+                let diagonal = positions.map { $0.queryStart - $0.keyStart } ?? lk - lq
+                let maxDistance = Double(max(lq, lk) + abs(diagonal))
                 let biasError = 4 * u * ((softcap ?? 0) + abs(Double(alibiSlopes?[h] ?? 0)) * maxDistance)
                 let scoreError = Double(dqk + 2) * u * abs(scale) * magnitude + biasError
                 outTol[row] = 2 * scoreError * vmax + Double(n + dv + 8) * u * vmax

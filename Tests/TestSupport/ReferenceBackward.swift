@@ -46,7 +46,8 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                               alibiSlopes: [Float]? = nil, queryLengths: [Int]? = nil,
                               keyLengths: [Int]? = nil, mask: AttentionMask? = nil,
                               blockMask: BlockMask? = nil,
-                              productRounding: Double = 0) -> ReferenceGradients {
+                              productRounding: Double = 0,
+                              positions: SequencePositions? = nil) -> ReferenceGradients {
     let (bN, hq, hkv, lq, lk) = (shape.batch, shape.queryHeads, shape.keyValueHeads,
                                  shape.queryLength, shape.keyLength)
     let (dqk, dv) = (shape.headDim, shape.valueHeadDim)
@@ -94,14 +95,16 @@ public func referenceBackward(query: StridedTensor, key: StridedTensor, value: S
                     let modified = modifiedScore(s, row: i, key: j, queryLength: queryLengths?[b] ?? lq,
                                                  keyLength: keyLengths?[b] ?? lk,
                                                  softcap: softcap, slope: alibiSlopes.map { Double($0[h]) },
-                                                 mask: maskValue(mask, b, h, i, j, blocks: blockMask))
+                                                 mask: maskValue(mask, b, h, i, j, blocks: blockMask),
+                                                 positions: positions)
                     if let c = softcap { let ch = cosh(s / c); capFactor[j] = 1 / (ch * ch) } else { capFactor[j] = 1 }
                     s = modified
                     p[j] = exp(s - lse)
                     if s.isFinite { smax = max(smax, abs(s)) }  // masked keys: P = 0
                     qkMax = max(qkMax, absQK)
                 }
-                let maxDistance = Double(max(lq, lk) + abs(lk - lq))
+                let diagonal = positions.map { $0.queryStart - $0.keyStart } ?? lk - lq
+                let maxDistance = Double(max(lq, lk) + abs(diagonal))
                 let biasError = 4 * u * ((softcap ?? 0) + abs(Double(alibiSlopes?[h] ?? 0)) * maxDistance)
                 let eps = Double(dqk + 2) * u * abs(scale) * qkMax + forward.logSumExpTolerance[row]
                     + 4 * u * (1 + abs(lse) + smax) + biasError

@@ -169,6 +169,13 @@ static inline void fa_get_q_row(const fa_kernels *kr, const fa_problem *p, const
                                 float *dst, int64_t n) {
     kr->widen[p->q_dtype](src, dst, n);
 }
+/// Row i of batch entry b lines up with key i + this: Lk_b − Lq_b (bottom-right), or
+/// q_start − kv_start with explicit positions. The window, ALiBi and bottom-right causal
+/// masking use it (top-left causal masking too, with positions).
+static inline int64_t fa_diagonal_offset(const fa_problem *p, int64_t b) {
+    if (p->positions.enabled) return p->positions.q_start - p->positions.kv_start;
+    return fa_kv_len_of(p, b) - fa_q_len_of(p, b);
+}
 /// The largest fa_q_rows_of over the batch.
 int64_t fa_max_q_rows(const fa_problem *p);
 int64_t fa_max_kv_rows(const fa_problem *p);
@@ -209,7 +216,7 @@ typedef struct fa_score_mods {
     float softcap;       ///< c > 0, or 0 for none
     int has_alibi;
     float alibi_slope;   ///< this head's slope (natural units per key of distance)
-    int64_t offset;      ///< Lk − Lq: ALiBi's distance is |i + offset − j|
+    int64_t offset;      ///< fa_diagonal_offset: ALiBi's distance is |i + offset − j|
     fa_mask_kind mask_kind;
     const uint8_t *mask_bool;   ///< this (b, h)'s mask, element (i, j) at i·mask_q + j·mask_k
     const float *mask_add;
@@ -224,7 +231,7 @@ static inline fa_score_mods fa_score_mods_for(const fa_problem *p, int64_t b, in
     m.softcap = p->softcap;
     m.has_alibi = p->alibi_slopes != NULL;
     m.alibi_slope = m.has_alibi ? p->alibi_slopes[h] : 0.0f;
-    m.offset = fa_kv_len_of(p, b) - fa_q_len_of(p, b);
+    m.offset = fa_diagonal_offset(p, b);
     m.mask_kind = p->mask.kind;
     if (p->mask.kind != FA_MASK_NONE) {  // without a mask its strides are unchecked: unused
         const int64_t base = b * p->mask.batch + h * p->mask.head;

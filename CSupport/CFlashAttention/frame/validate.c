@@ -22,10 +22,10 @@ void fa_problem_init(fa_problem *p) {
 fa_row_band fa_row_band_for(const fa_problem *p, int64_t batch) {
     fa_row_band b = {0};
     b.lk = fa_kv_len_of(p, batch);
-    const int64_t off = b.lk - fa_q_len_of(p, batch);  // the window's (bottom-right) offset
+    const int64_t off = fa_diagonal_offset(p, batch);  // the window's (bottom-right) offset
     if (p->causal != FA_CAUSAL_NONE) {
         b.has_hi = 1;
-        b.c_hi = (p->causal == FA_CAUSAL_BOTTOM_RIGHT ? off : 0) + 1;
+        b.c_hi = (p->causal == FA_CAUSAL_BOTTOM_RIGHT || p->positions.enabled ? off : 0) + 1;
     }
     if (p->window_right >= 0) {
         const int64_t c = off + p->window_right + 1;
@@ -318,6 +318,15 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
         return fa_fail(diag, FA_ERR_INVALID_WINDOW, FA_ARG_WINDOW, p->window_left, p->window_right, 0,
                        "window is (%lld, %lld); each side must be -1 (unbounded) or >= 0",
                        (long long)p->window_left, (long long)p->window_right);
+    if (p->positions.enabled) {
+        const int64_t at[2] = {p->positions.q_start, p->positions.kv_start};
+        for (int w = 0; w < 2; w++)
+            if (at[w] < -FA_MAX_POSITION || at[w] > FA_MAX_POSITION)
+                return fa_fail(diag, FA_ERR_INVALID_EXTENT, FA_ARG_POSITIONS, w, at[w], 0,
+                               "positions.%s is %lld; it must be within ±%lld",
+                               w ? "kv_start" : "q_start", (long long)at[w],
+                               (long long)FA_MAX_POSITION);
+    }
     if (p->window_left > FA_MAX_EXTENT || p->window_right > FA_MAX_EXTENT)
         return fa_fail(diag, FA_ERR_INVALID_WINDOW, FA_ARG_WINDOW, p->window_left, p->window_right, 0,
                        "window is (%lld, %lld); each side must be at most %lld",

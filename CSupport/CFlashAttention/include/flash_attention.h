@@ -94,6 +94,7 @@ typedef enum fa_argument {
     FA_ARG_KV_LAST_PAGE_LEN,  ///< kv_pages.last_page_len
     FA_ARG_BLOCK_TABLE,       ///< kv_pages.block_table (and max_pages)
     FA_ARG_SEQ_LENS,          ///< kv_pages.seq_lens
+    FA_ARG_POSITIONS,         ///< positions.q_start or positions.kv_start (values[0] = which)
 } fa_argument;
 
 /// What a mask's elements mean.
@@ -208,6 +209,25 @@ typedef struct fa_kv_pages {
     int32_t exclusive;             ///< nonzero: no page is listed twice (checked)
 } fa_kv_pages;
 
+/// Explicit sequence positions, for attention computed in pieces: context parallelism (ring
+/// attention, where a rank holds a slice of the queries and is handed slices of the keys),
+/// chunked prefill against a cache, or any call whose rows and keys are parts of a longer
+/// sequence. With `enabled`, query row i of every batch entry is at position q_start + i and
+/// key j at kv_start + j, and these positions replace the alignment of the ends: causal masking
+/// (either mode) hides a key whose position is after the query's; the window keeps keys at
+/// positions pq − window_left … pq + window_right; ALiBi's distance is |pq − pk|. Masks and
+/// block masks stay indexed by the local (i, j). |q_start| and |kv_start| ≤ FA_MAX_POSITION.
+/// Without it, bottom-right alignment is q_start − kv_start = Lk − Lq (per entry), top-left
+/// causal masking 0.
+typedef struct fa_positions {
+    int32_t enabled;   ///< 0 (the default): the ends are aligned as `causal` says
+    int64_t q_start;   ///< position of query row 0 of each batch entry
+    int64_t kv_start;  ///< position of key 0 of each batch entry
+} fa_positions;
+
+/// The largest |position| fa_positions takes (2⁴⁰).
+#define FA_MAX_POSITION ((int64_t)1 << 40)
+
 /// Pass as `scale` to use 1/sqrt(head_dim_qk).
 #define FA_SCALE_DEFAULT (__builtin_nanf(""))
 
@@ -263,6 +283,8 @@ typedef struct fa_problem {
     const int32_t *cu_seqlens_k;
     /// Paged K/V (page_size 0 by default: K and V are strided tensors). See fa_kv_pages.
     fa_kv_pages kv_pages;
+    /// Explicit positions of the rows and keys (not enabled by default). See fa_positions.
+    fa_positions positions;
     /// An element mask (FA_MASK_NONE by default), applied after soft-capping and ALiBi and
     /// combined with the causal mask, window and lengths.
     fa_mask mask;

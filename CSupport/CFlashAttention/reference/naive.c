@@ -30,7 +30,7 @@ static void scale_zero(float scale, float *s, int64_t n) {
 // `derivative`, also ∂s'/∂s = sech²(s/c) per element.
 static void apply_mods(const fa_problem *p, int64_t b, int64_t h, float *s, int64_t lq,
                        int64_t lk, float *derivative) {
-    const int64_t offset = fa_kv_len_of(p, b) - fa_q_len_of(p, b);
+    const int64_t offset = fa_diagonal_offset(p, b);
     const float c = p->softcap;
     const float slope = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
     if (c <= 0.0f && !p->alibi_slopes && p->mask.kind == FA_MASK_NONE && !p->block_mask.data)
