@@ -106,7 +106,7 @@ struct HostileArgumentTests {
         #expect(throws: error) { try FlashAttention.mergeState(state, into: &into, shape: shape) }
         #expect(into == state)
         var o: [Float] = [1], l: [Float] = [0]
-        o.withUnsafeMutableBufferPointer { ob in
+        _ = o.withUnsafeMutableBufferPointer { ob in
             l.withUnsafeMutableBufferPointer { lb in
                 #expect(throws: error) {
                     try FlashAttention.mergeStates(outputs: [UnsafeBufferPointer(ob)],
