@@ -7,11 +7,15 @@ let package = Package(
     name: "swift-flash-attention",
     products: [
         .library(name: "FlashAttention", targets: ["FlashAttention"]),
+        // Ring attention over MPI (context parallelism). Its MPI parts need the trait `MPI`
+        // and Open MPI (pkg-config ompi-c); without them it builds, and reports it cannot run.
+        .library(name: "FlashAttentionMPI", targets: ["FlashAttentionMPI"]),
         .executable(name: "attention-bench", targets: ["attention-bench"]),
         .executable(name: "attention-parity", targets: ["attention-parity"]),
     ],
     traits: [
         .trait(name: "OpenMP", description: "Run the flash kernels on OpenMP threads (libomp)."),
+        .trait(name: "MPI", description: "Ring attention across processes (FlashAttentionMPI) over Open MPI (pkg-config ompi-c)."),
         .default(enabledTraits: ["OpenMP"]),
     ],
     dependencies: [
@@ -27,6 +31,15 @@ let package = Package(
             path: "Sources/FlashAttention"
         ),
 
+        .target(
+            name: "FlashAttentionMPI",
+            dependencies: [
+                "FlashAttention", "CFlashAttention", "CRingAttention",
+                .target(name: "CMPI", condition: .when(traits: ["MPI"])),
+            ],
+            path: "Sources/FlashAttentionMPI"
+        ),
+
         // MARK: Implementation
         .target(
             name: "CFlashAttention",
@@ -39,6 +52,24 @@ let package = Package(
                 .linkedLibrary("omp5", .when(traits: ["OpenMP"])),
                 .linkedLibrary("m"),
             ]
+        ),
+        // The ring over MPI; without the trait `MPI` every entry point returns an error.
+        .target(
+            name: "CRingAttention",
+            dependencies: [
+                "CFlashAttention",
+                .target(name: "CMPI", condition: .when(traits: ["MPI"])),
+            ],
+            path: "CSupport/CRingAttention",
+            cSettings: [
+                .define("FA_WITH_MPI", .when(traits: ["MPI"])),
+            ]
+        ),
+        .systemLibrary(
+            name: "CMPI",
+            path: "CSupport/CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
         ),
         .systemLibrary(
             name: "COpenBLAS",
@@ -57,6 +88,11 @@ let package = Package(
             name: "CKernelProbe",
             dependencies: ["CFlashAttention"],
             path: "Tests/CKernelProbe"
+        ),
+        .testTarget(
+            name: "RingAttentionTests",
+            dependencies: ["FlashAttentionMPI", "FlashAttention"],
+            path: "Tests/RingAttentionTests"
         ),
         .testTarget(
             name: "BenchmarkTests",
@@ -84,6 +120,16 @@ let package = Package(
             name: "attention-parity",
             dependencies: ["ParityKit"],
             path: "Benchmarks/attention-parity"
+        ),
+        // Ring attention under mpirun: the check against single-process attention and the
+        // float64 reference (make mpi-test), and the scaling benchmark.
+        .executableTarget(
+            name: "ring-attention",
+            dependencies: [
+                "FlashAttentionMPI", "FlashAttention", "TestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/ring-attention"
         ),
         // What the two tools share: argument parsing helpers and the `.npy` reader/writer
         // (tool-only types, kept out of the FlashAttention product).
