@@ -1,5 +1,6 @@
 # make test   — install what is missing, run every test: unit tests (debug, release, no OpenMP),
-#               ASan + UBSan, TSan, the fuzzer, the DocC build, the by-version consumer check
+#               the by-version consumer check, then (installing Open MPI) ASan + UBSan, TSan,
+#               the fuzzer, the DocC build and ring attention under mpirun
 # make bench  — install what is missing, run the benchmark's default sweep in release mode,
 #               writing Benchmarks/results/ (the README's table and charts)
 SHELL := /bin/bash
@@ -7,7 +8,7 @@ SWIFT ?= swift
 PACKAGES := libopenblas-dev libomp-dev
 BENCH_ARGS ?=
 
-.PHONY: deps torch build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
+.PHONY: deps mpi-deps mpi-test mpi-bench torch build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
 
 # System libraries: OpenBLAS (the naive reference and the roofline) and LLVM's OpenMP runtime.
 deps:
@@ -24,6 +25,15 @@ deps:
 	    echo "  sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+
+# Open MPI, for ring attention (FlashAttentionMPI with the trait MPI) alone: the core package
+# never needs it. `make test` installs it after unit-test and consumer-test, which so prove the
+# package builds and tests without it.
+MPI_PACKAGES := libopenmpi-dev openmpi-bin
+mpi-deps:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(MPI_PACKAGES)"
+MPIRUN = mpirun $$([ "$$(id -u)" = 0 ] && echo --allow-run-as-root) --oversubscribe --timeout 300
+MPI_ENV := OMP_NUM_THREADS=1 KMP_BLOCKTIME=0
 
 # PyTorch for python3, optional: PyTorchAccuracyTests compare our errors with its float32 CPU
 # attention and are skipped without it. Installed from a local CPU wheel (/opt/wheels on these
@@ -59,10 +69,13 @@ unit-test: deps torch
 # no -sanitize=undefined; Swift traps on overflow by itself.) Leak checking is off: worker
 # threads keep their cached workspaces until they exit. A refused allocation returns NULL, as
 # without ASan (HostileArgumentTests asks for a 32 TiB KVCache pool and expects an error).
-sanitize-test: deps
-	ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(SWIFT) test -c release --sanitize=address \
+# Built with the trait MPI, so that the same build also runs ring attention's check under
+# mpirun (1 and 3 ranks: the ring's buffers, offsets and transfers, and empty slices).
+SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+sanitize-test: deps mpi-deps
+	$(SANITIZE_ENV) $(SWIFT) test -c release --traits OpenMP,MPI --sanitize=address \
 	    -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined --scratch-path .build-asan
+	for np in 1 3; do $(SANITIZE_ENV) $(MPI_ENV) $(MPIRUN) -np $$np .build-asan/release/ring-attention check || exit 1; done
 
 # libFuzzer over the C API (Tests/Fuzz/fuzz_attention.c) under ASan + UBSan: FUZZ_RUNS
 # executions from the seed corpus, time-boxed at FUZZ_SECONDS, and a failure unless at least
@@ -138,7 +151,25 @@ docs: deps
 consumer-test: deps
 	bash .ci/consumer-test
 
-test: unit-test sanitize-test thread-test fuzz docs consumer-test
+# Ring attention under mpirun on 1, 2, 3 and 4 ranks (oversubscribed on small machines), one
+# OpenMP thread per rank unless a case asks for more: every rank's rows of the forward and
+# backward against the float64 reference and single-process attention, bitwise determinism
+# across thread counts, collective errors, a split communicator (sanitize-test runs it under
+# ASan + UBSan). mpirun's --timeout turns a hang (a rank left waiting) into a failure.
+mpi-test: deps mpi-deps
+	$(SWIFT) build -c release --traits OpenMP,MPI --scratch-path .build-mpi --product ring-attention
+	for np in 1 2 3 4; do $(MPI_ENV) $(MPIRUN) -np $$np .build-mpi/release/ring-attention check || exit 1; done
+
+# The ring's benchmark: a 16k-token causal forward and backward on 1, 2 and 4 ranks of one
+# thread each (MPI_BENCH_ARGS adds options: --length, --heads, --head-dim, --no-causal, …).
+MPI_BENCH_ARGS ?=
+mpi-bench: deps mpi-deps
+	$(SWIFT) build -c release --traits OpenMP,MPI --scratch-path .build-mpi --product ring-attention
+	$(MPI_ENV) $(MPIRUN) -np 4 .build-mpi/release/ring-attention bench --ranks 1,2,4 --backward $(MPI_BENCH_ARGS)
+
+# unit-test and consumer-test run first, before anything installs Open MPI: the core package
+# builds and tests without it.
+test: unit-test consumer-test sanitize-test thread-test fuzz docs mpi-test
 
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for this command alone: some machines set
 # them to pin an older OpenBLAS kernel, which would understate the sgemm roofline. The
@@ -153,4 +184,4 @@ bench-backward: deps
 	  $(SWIFT) run -c release attention-bench --pass backward --output Benchmarks/results/backward $(BENCH_ARGS)
 
 clean:
-	rm -rf .build .build-no-openmp .build-asan .build-tsan .build-tsan-no-openmp $(FUZZ_DIR)
+	rm -rf .build .build-no-openmp .build-asan .build-tsan .build-tsan-no-openmp .build-mpi $(FUZZ_DIR)
