@@ -288,6 +288,20 @@ func checkCollectiveErrors(on comm: MPICommunicator) -> Int {
         })
     }
     var failures = 0
+    // Not a communicator (MPI_COMM_NULL, a handle MPI never issued): every rank finds it alone.
+    for (name, handle) in [("MPI_COMM_NULL", MPICommunicator(fa_mpi_comm_null()!).handle), ("handle 99999", 99999)] {
+        var ok = 0.0
+        do {
+            _ = try RingAttention.forward(query: good, key: good, value: good, shape: shape, sequenceLength: n,
+                                          layout: .zigzag, communicator: MPICommunicator(handle: handle))
+        } catch {
+            if case .mpiUnavailable = error { ok = 1 } else { print("  rank \(r): UNEXPECTED \(error)") }
+        }
+        var all = [-ok]
+        fa_mpi_max_doubles(comm.comm, &all, 1)
+        if all[0] != -1 { failures += 1 }
+        if r == 0 { print("\(all[0] == -1 ? "ok  " : "FAIL") not a communicator (\(name)): every rank threw mpiUnavailable") }
+    }
     for t in trials {
         var ok = 0.0, message = ""
         do {

@@ -11,7 +11,6 @@
 // D = rowsum(dO ∘ O) are the global ones restricted to that pair. Every sum runs in an order
 // fixed by the rank count: the gradients are the same bits for every thread count.
 #ifdef FA_WITH_MPI
-#include <stdio.h>
 #include <string.h>
 #include "ring_context.h"
 
@@ -154,19 +153,6 @@ fa_status fa_ring_backward_timed(const fa_problem *p, int64_t seq_len, fa_ring_l
                 memcpy((float *)p->dv + b * p->dv_strides.batch + g * p->dv_strides.head + i * p->dv_strides.seq,
                        dv + ((b * c.kv_heads + g) * n + i) * c.dv, sizeof(float) * (size_t)c.dv);
             }
-    const int this_rank = c.rank;
-    ring_end(&c);
-    t.total = MPI_Wtime() - t0;
-    if (timing) *timing = t;
-    if (failed != FA_OK && diag) {
-        memset(diag, 0, sizeof *diag);
-        diag->status = failed;
-        diag->argument = FA_ARG_WORKSPACE;
-        diag->values[1] = this_rank;
-        diag->values[2] = FA_RING_FAILURE_TAG + FA_RING_FAILURE_RUN;
-        snprintf(diag->message, sizeof diag->message, "a kernel call of the ring failed: %s",
-                 fa_status_message(failed));
-    }
-    return failed;
+    return ring_finish(&c, failed, &t, t0, timing, diag);
 }
 #endif

@@ -258,6 +258,20 @@ fa_status fa_ring_cancel(int32_t comm, const char *reason, fa_diagnostic *diag) 
     return ring_agree(&c, NULL, FA_ERR_INVALID_ARGUMENT, d);
 }
 
+fa_status ring_finish(ring_context *c, fa_status failed, fa_ring_timing *t, double t0,
+                      fa_ring_timing *timing, fa_diagnostic *diag) {
+    const int rank = c->rank;
+    ring_end(c);
+    t->total = MPI_Wtime() - t0;
+    if (timing) *timing = *t;
+    if (failed != FA_OK && diag) {
+        memset(diag, 0, sizeof *diag);
+        ring_fail(diag, FA_RING_FAILURE_RUN, rank, failed, FA_ARG_WORKSPACE, 0,
+                  "a kernel call of the ring failed: %s", fa_status_message(failed));
+    }
+    return failed;
+}
+
 int ring_pair_visible(const fa_problem *p, int64_t qs, int64_t lq, int64_t ks, int64_t lk) {
     if (lq <= 0 || lk <= 0) return 0;
     // Row P sees keys lo(P) … hi(P); both ends grow with P and consecutive rows' ranges touch,

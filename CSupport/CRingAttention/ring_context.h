@@ -35,6 +35,10 @@ typedef struct ring_context {
 fa_status ring_begin(ring_context *c, const fa_problem *p, int64_t seq_len, fa_ring_layout layout,
                      int32_t comm, int backward, fa_diagnostic *diag);
 void ring_end(ring_context *c);
+/// The end of a ring call: frees the context, finishes and hands out the timing, and turns a
+/// kernel failure during the ring into this rank's diagnostic. Returns `failed`.
+fa_status ring_finish(ring_context *c, fa_status failed, fa_ring_timing *t, double t0,
+                      fa_ring_timing *timing, fa_diagnostic *diag);
 
 /// The slice rank `owner` holds.
 fa_ring_slice ring_slice(const ring_context *c, int owner);

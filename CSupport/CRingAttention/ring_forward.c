@@ -9,7 +9,6 @@
 // count.
 #ifdef FA_WITH_MPI
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 #include "ring_context.h"
 
@@ -81,19 +80,6 @@ fa_status fa_ring_forward_timed(const fa_problem *p, int64_t seq_len, fa_ring_la
         if (nreq) MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
         t.wait += MPI_Wtime() - w0;
     }
-    const int this_rank = c.rank;
-    ring_end(&c);
-    t.total = MPI_Wtime() - t0;
-    if (timing) *timing = t;
-    if (failed != FA_OK && diag) {
-        memset(diag, 0, sizeof *diag);
-        diag->status = failed;
-        diag->argument = FA_ARG_WORKSPACE;
-        diag->values[1] = this_rank;
-        diag->values[2] = FA_RING_FAILURE_TAG + FA_RING_FAILURE_RUN;
-        snprintf(diag->message, sizeof diag->message, "a kernel call of the ring failed: %s",
-                 fa_status_message(failed));
-    }
-    return failed;
+    return ring_finish(&c, failed, &t, t0, timing, diag);
 }
 #endif
