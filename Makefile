@@ -1,6 +1,7 @@
 # make test   — install what is missing, run every test: unit tests (debug, release, no OpenMP),
 #               the by-version consumer check, then (installing Open MPI) ASan + UBSan, TSan,
-#               the fuzzer, the DocC build and ring attention under mpirun
+#               the fuzzer, the DocC build, ring attention under mpirun, and the C target
+#               built for ARM64 and run under qemu
 # make bench  — install what is missing, run the benchmark's default sweep in release mode,
 #               writing Benchmarks/results/ (the README's table and charts)
 SHELL := /bin/bash
@@ -8,12 +9,12 @@ SWIFT ?= swift
 PACKAGES := libopenblas-dev libomp-dev
 BENCH_ARGS ?=
 
-.PHONY: deps mpi-deps mpi-test mpi-bench torch build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
+.PHONY: deps mpi-deps mpi-test mpi-bench arm64-deps test-arm64 torch build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
 
 # System libraries: OpenBLAS (the naive reference and the roofline) and LLVM's OpenMP runtime.
 deps:
 	@missing=""; \
-	for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null 2>&1; then \
 	    echo "Missing:$$missing. Install OpenBLAS and LLVM's OpenMP runtime with your package manager."; exit 1; \
@@ -167,9 +168,36 @@ mpi-bench: deps mpi-deps
 	$(SWIFT) build -c release --traits OpenMP,MPI --scratch-path .build-mpi --product ring-attention
 	$(MPI_ENV) $(MPIRUN) -np 4 .build-mpi/release/ring-attention bench --ranks 1,2,4 --backward $(MPI_BENCH_ARGS)
 
+# ARM64, without ARM64 hardware. First the C targets compiled by clang for aarch64-linux-gnu
+# with the package's flags and -Wall -Wextra -Werror: the x86 kernel files compile to nothing
+# there, nothing else may need x86. Then the C kernel target and the fuzz harness
+# (Tests/Fuzz/fuzz_attention.c: every entry point against its float64 reference) built for
+# aarch64 — by the cross gcc, whose libgomp the OpenMP pragmas use; sgemm by the definition in
+# Tests/Arm64 for the naive reference — and run under qemu-aarch64 on 1 and 3 threads over the
+# seed corpus and 20,000 random inputs (Tests/Arm64/replay_corpus.c). The portable kernels are
+# what runs there until the NEON ones land.
+ARM64_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+ARM64_DIR := .build-arm64
+ARM64_SYSROOT := /usr/aarch64-linux-gnu
+ARM64_INCLUDES := -ICSupport/CFlashAttention/include -ICSupport/CRingAttention/include \
+  -I/usr/include/x86_64-linux-gnu/openblas-pthread
+arm64-deps:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(ARM64_PACKAGES)"
+test-arm64: deps arm64-deps
+	@mkdir -p $(ARM64_DIR)
+	@for f in CSupport/CFlashAttention/*/*.c CSupport/CRingAttention/*.c Benchmarks/CStreamRoof/*.c; do \
+	  $(CLANG) --target=aarch64-linux-gnu --sysroot=$(ARM64_SYSROOT) -O2 -fopenmp -Wall -Wextra -Werror \
+	    $(ARM64_INCLUDES) -IBenchmarks/CStreamRoof/include -c $$f -o $(ARM64_DIR)/check.o || exit 1; \
+	done; echo "test-arm64: the C targets compile for aarch64 with no warning"
+	aarch64-linux-gnu-gcc -O2 -fopenmp -w $(ARM64_INCLUDES) CSupport/CFlashAttention/*/*.c \
+	  Tests/Fuzz/fuzz_attention.c Tests/Arm64/replay_corpus.c Tests/Arm64/sgemm_reference.c -lm \
+	  -o $(ARM64_DIR)/replay_corpus
+	for t in 1 3; do OMP_NUM_THREADS=$$t qemu-aarch64 -L $(ARM64_SYSROOT) $(ARM64_DIR)/replay_corpus \
+	  Tests/Fuzz/corpus random:20000:$$t || exit 1; done
+
 # unit-test and consumer-test run first, before anything installs Open MPI: the core package
 # builds and tests without it.
-test: unit-test consumer-test sanitize-test thread-test fuzz docs mpi-test
+test: unit-test consumer-test sanitize-test thread-test fuzz docs mpi-test test-arm64
 
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for this command alone: some machines set
 # them to pin an older OpenBLAS kernel, which would understate the sgemm roofline. The
@@ -184,4 +212,4 @@ bench-backward: deps
 	  $(SWIFT) run -c release attention-bench --pass backward --output Benchmarks/results/backward $(BENCH_ARGS)
 
 clean:
-	rm -rf .build .build-no-openmp .build-asan .build-tsan .build-tsan-no-openmp .build-mpi $(FUZZ_DIR)
+	rm -rf .build .build-no-openmp .build-asan .build-tsan .build-tsan-no-openmp .build-mpi $(ARM64_DIR) $(FUZZ_DIR)
