@@ -3,6 +3,8 @@
 // that others depend on by version.
 import PackageDescription
 
+let applePlatforms: [Platform] = [.macOS, .iOS, .tvOS, .watchOS, .visionOS, .macCatalyst]
+
 let package = Package(
     name: "swift-flash-attention",
     products: [
@@ -41,16 +43,20 @@ let package = Package(
         ),
 
         // MARK: Implementation
+        // OpenMP and OpenBLAS on Linux. Apple platforms have neither in their toolchain: there
+        // the kernels run on the calling thread and the naive reference takes cblas_sgemm from
+        // Accelerate (built by review only: CI has no Mac).
         .target(
             name: "CFlashAttention",
-            dependencies: ["COpenBLAS"],
+            dependencies: [.target(name: "COpenBLAS", condition: .when(platforms: [.linux]))],
             path: "CSupport/CFlashAttention",
             cSettings: [
-                .unsafeFlags(["-fopenmp"], .when(traits: ["OpenMP"])),
+                .unsafeFlags(["-fopenmp"], .when(platforms: [.linux], traits: ["OpenMP"])),
             ],
             linkerSettings: [
-                .linkedLibrary("omp5", .when(traits: ["OpenMP"])),
-                .linkedLibrary("m"),
+                .linkedLibrary("omp5", .when(platforms: [.linux], traits: ["OpenMP"])),
+                .linkedLibrary("m", .when(platforms: [.linux])),
+                .linkedFramework("Accelerate", .when(platforms: applePlatforms)),
             ]
         ),
         // The ring over MPI; without the trait `MPI` every entry point returns an error.

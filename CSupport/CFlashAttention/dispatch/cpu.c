@@ -84,9 +84,11 @@ fa_isa fa_resolve_isa(fa_isa requested) {
 
 const fa_kernels *fa_kernels_for(fa_isa isa) {
     switch (fa_resolve_isa(isa)) {
+#if defined(__x86_64__) || defined(__i386__)  // the x86 tables exist only in x86 builds
     case FA_ISA_AVX512_BF16: return &fa_kernels_avx512_bf16;
     case FA_ISA_AVX512: return &fa_kernels_avx512;
     case FA_ISA_AVX2: return &fa_kernels_avx2;
+#endif
     default: return &fa_kernels_portable;
     }
 }

@@ -2,6 +2,8 @@
 // zmm registers, 16 floats each, mask registers), plus the one thing written for this ISA:
 // Q's transpose by gathers. All symbols are static; the table at the end is the only export,
 // and it only ever runs where dispatch/cpu.c found AVX-512F/VL/BW/DQ and FMA.
+// x86 only: elsewhere this file compiles to nothing (dispatch/cpu.c never names its table).
+#if defined(__x86_64__) || defined(__i386__)
 #include "vec_avx512.h"
 
 #include "avx512_pack_qt.h"
@@ -14,3 +16,4 @@
 #define KERNEL_NAME "avx512"
 #define KERNEL_KEY_TILE TILE_ST_K
 #include "kernel_table.h"
+#endif  // x86

@@ -2,6 +2,8 @@
 // Zen 4 and later): the AVX-512 kernels, compiled again with the bf16 instructions allowed,
 // plus the bf16 key-major kernels (bf16_tile_kernels.h) for Q, K and V stored in bf16. A table
 // of its own, so FA_ISA=avx512 still runs (and tests) the plain AVX-512 path on such a CPU.
+// x86 only: elsewhere this file compiles to nothing (dispatch/cpu.c never names its table).
+#if defined(__x86_64__) || defined(__i386__)
 #define VF_EXTRA_TARGET ",avx512bf16"
 #include "vec_avx512.h"
 
@@ -18,3 +20,4 @@
 #define KERNEL_KEY_TILE TILE_ST_K
 #define KERNEL_BF16 1
 #include "kernel_table.h"
+#endif  // x86

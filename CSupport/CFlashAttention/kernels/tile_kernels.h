@@ -153,6 +153,7 @@ VF_FN static void tile_scores_t(int keys, int rows_padded, int64_t dqk, const fl
     for (int i0 = 0; i0 < rows_padded; i0 += TILE_ST_Q * VF_W) {
         const int left = (rows_padded - i0) / VF_W;
         const int nq = left < TILE_ST_Q ? left : TILE_ST_Q;
+        (void)nq;  // unread where TILE_ST_Q is 1 (portable)
         // In this column, query i0 + i sees key j iff j + (lo − i0) ≤ i < j + (hi − i0).
         const int64_t l = lo - i0, h = hi - i0;
         const float *q = qt + i0;

@@ -1,4 +1,5 @@
-// naive.c — materialised attention with OpenBLAS: the benchmark's baseline and a second opinion.
+// naive.c — materialised attention on BLAS (OpenBLAS; Accelerate on Apple platforms): the
+// benchmark's baseline and a second opinion.
 //
 // For each (batch b, query head h), serially, with g = h / (Hq / Hkv):
 //   S = scale · Q[b,h] · K[b,g]ᵀ          cblas_sgemm into an Lq×Lk buffer
@@ -7,7 +8,17 @@
 //   O[b,h] = P · V[b,g]                    cblas_sgemm straight into the caller's O
 // OpenBLAS threads each sgemm itself (num_threads threads); it is never called from inside an
 // OpenMP region, so the two thread pools never oversubscribe the cores.
+#ifdef __APPLE__
+// Apple platforms: Accelerate's BLAS (no OpenBLAS there), which threads sgemm by itself.
+#include <Accelerate/Accelerate.h>
+static void blas_threads(int n) { (void)n; }
+#else
 #include <cblas.h>
+// OpenBLAS's own thread count for the sgemm calls that follow.
+static void blas_threads(int n) {
+    if (openblas_get_num_threads() != n) openblas_set_num_threads(n);
+}
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,7 +167,7 @@ fa_status fa_naive_forward(const fa_problem *p) {
         return FA_ERR_OUT_OF_MEMORY;
     }
 
-    if (openblas_get_num_threads() != r.threads) openblas_set_num_threads(r.threads);
+    blas_threads(r.threads);
     const int64_t lq_max = sh->q_len, lk_max = sh->kv_len;
     const int64_t ldq = q_half ? dqk : leading_dim(lq_max, p->q_strides.seq, dqk);
     const int64_t ldk = k_half ? dqk : leading_dim(lk_max, p->k_strides.seq, dqk);
@@ -353,7 +364,7 @@ fa_status fa_naive_backward(const fa_problem *p) {
     float *dp = s + count;
     float *dmod = capped ? s + 2 * count : NULL;
 
-    if (openblas_get_num_threads() != r.threads) openblas_set_num_threads(r.threads);
+    blas_threads(r.threads);
     const int64_t lq_max = sh->q_len, lk_max = sh->kv_len;
     const int64_t dqk = sh->head_dim_qk, dv = sh->head_dim_v;
     const int64_t ld[8] = {
