@@ -173,9 +173,9 @@ mpi-bench: deps mpi-deps
 # there, nothing else may need x86. Then the C kernel target and the fuzz harness
 # (Tests/Fuzz/fuzz_attention.c: every entry point against its float64 reference) built for
 # aarch64 — by the cross gcc, whose libgomp the OpenMP pragmas use; sgemm by the definition in
-# Tests/Arm64 for the naive reference — and run under qemu-aarch64 on 1 and 3 threads over the
-# seed corpus and 20,000 random inputs (Tests/Arm64/replay_corpus.c). The portable kernels are
-# what runs there until the NEON ones land.
+# Tests/Arm64 for the naive reference — and run under qemu-aarch64 with FA_ISA=neon and
+# FA_ISA=portable, on 1 and 3 threads, over the seed corpus and 20,000 random inputs
+# (Tests/Arm64/replay_corpus.c; the harness also forces each ISA per call).
 ARM64_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 ARM64_DIR := .build-arm64
 ARM64_SYSROOT := /usr/aarch64-linux-gnu
@@ -192,8 +192,9 @@ test-arm64: deps arm64-deps
 	aarch64-linux-gnu-gcc -O2 -fopenmp -w $(ARM64_INCLUDES) CSupport/CFlashAttention/*/*.c \
 	  Tests/Fuzz/fuzz_attention.c Tests/Arm64/replay_corpus.c Tests/Arm64/sgemm_reference.c -lm \
 	  -o $(ARM64_DIR)/replay_corpus
-	for t in 1 3; do OMP_NUM_THREADS=$$t qemu-aarch64 -L $(ARM64_SYSROOT) $(ARM64_DIR)/replay_corpus \
-	  Tests/Fuzz/corpus random:20000:$$t || exit 1; done
+	for isa in neon portable; do for t in 1 3; do echo "FA_ISA=$$isa, $$t thread(s):"; \
+	  FA_ISA=$$isa OMP_NUM_THREADS=$$t qemu-aarch64 -L $(ARM64_SYSROOT) $(ARM64_DIR)/replay_corpus \
+	  Tests/Fuzz/corpus random:20000:$$t || exit 1; done; done
 
 # unit-test and consumer-test run first, before anything installs Open MPI: the core package
 # builds and tests without it.

@@ -12,6 +12,7 @@ public enum ToolImplementation: String, CaseIterable, Sendable, Codable, Express
     case flashAVX2 = "flash-avx2"
     case flashAVX512 = "flash-avx512"
     case flashAVX512BF16 = "flash-avx512bf16"
+    case flashNEON = "flash-neon"
 
     /// Also accepts `flash-scalar` for `flash-portable`.
     public init?(argument: String) {
@@ -30,6 +31,7 @@ public enum ToolImplementation: String, CaseIterable, Sendable, Codable, Express
         case .flashAVX2: .avx2
         case .flashAVX512: .avx512
         case .flashAVX512BF16: .avx512bf16
+        case .flashNEON: .neon
         }
     }
 

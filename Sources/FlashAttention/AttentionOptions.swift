@@ -44,8 +44,8 @@ public enum AttentionImplementation: Sendable, Hashable {
 
 /// Which micro-kernels the `.flash` implementation runs.
 public enum KernelISA: String, Sendable, Hashable, CaseIterable {
-    /// The best the CPU supports (AVX-512 with BF16 > AVX-512 > AVX2 > portable), or what the
-    /// environment variable `FA_ISA` names, chosen once per process.
+    /// The best the CPU supports (x86: AVX-512 with BF16 > AVX-512 > AVX2 > portable; ARM64:
+    /// NEON), or what the environment variable `FA_ISA` names, chosen once per process.
     case automatic
     /// Plain C: any CPU.
     case portable
@@ -57,6 +57,8 @@ public enum KernelISA: String, Sendable, Hashable, CaseIterable {
     /// keys and values are all ``BFloat16`` (its probabilities are then rounded to bf16 for
     /// P·V: see the README's accuracy notes).
     case avx512bf16
+    /// AArch64 NEON (every ARM64 CPU).
+    case neon
 }
 
 /// Explicit sequence positions, for attention computed in pieces: a slice of the queries

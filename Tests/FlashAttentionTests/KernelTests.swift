@@ -97,6 +97,7 @@ struct KernelTests {
         case .avx2: FA_ISA_AVX2
         case .avx512: FA_ISA_AVX512
         case .avx512bf16: FA_ISA_AVX512_BF16
+        case .neon: FA_ISA_NEON
         }
     }
 }

@@ -1,9 +1,9 @@
 // cpu.c — which micro-kernel table and which tile sizes a call uses.
 //
 // ISA: FA_ISA_AUTO resolves once per process to the FA_ISA environment variable when it names
-// a supported ISA, else to the best the CPU supports (AVX-512 with BF16 > AVX-512 > AVX2 >
-// portable), tested with __builtin_cpu_supports (which also checks that the OS saves the
-// vector state).
+// a supported ISA, else to the best the CPU supports: on x86 AVX-512 with BF16 > AVX-512 >
+// AVX2 > portable, tested with __builtin_cpu_supports (which also checks that the OS saves the
+// vector state); on ARM64 NEON, which every ARM64 CPU has.
 //
 // Tiles: the key block BK is fixed at 64 (a multiple of every key micro-tile): it sets where
 // the online softmax rescales, so it never depends on the machine or the thread count. The
@@ -47,6 +47,12 @@ int fa_isa_supported(fa_isa isa) {
 #else
         return 0;
 #endif
+    case FA_ISA_NEON:
+#if defined(__aarch64__)
+        return 1;  // Advanced SIMD is part of ARMv8.0
+#else
+        return 0;
+#endif
     }
     return 0;
 }
@@ -57,7 +63,7 @@ static fa_isa detect_auto(void) {
         const struct { const char *name; fa_isa isa; } names[] = {
             {"portable", FA_ISA_PORTABLE}, {"scalar", FA_ISA_PORTABLE},
             {"avx2", FA_ISA_AVX2}, {"avx512", FA_ISA_AVX512},
-            {"avx512bf16", FA_ISA_AVX512_BF16},
+            {"avx512bf16", FA_ISA_AVX512_BF16}, {"neon", FA_ISA_NEON},
         };
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             const char *a = env, *b = names[i].name;
@@ -65,6 +71,7 @@ static fa_isa detect_auto(void) {
             if (*a == 0 && *b == 0 && fa_isa_supported(names[i].isa)) return names[i].isa;
         }
     }
+    if (fa_isa_supported(FA_ISA_NEON)) return FA_ISA_NEON;
     if (fa_isa_supported(FA_ISA_AVX512_BF16)) return FA_ISA_AVX512_BF16;
     if (fa_isa_supported(FA_ISA_AVX512)) return FA_ISA_AVX512;
     if (fa_isa_supported(FA_ISA_AVX2)) return FA_ISA_AVX2;
@@ -88,6 +95,9 @@ const fa_kernels *fa_kernels_for(fa_isa isa) {
     case FA_ISA_AVX512_BF16: return &fa_kernels_avx512_bf16;
     case FA_ISA_AVX512: return &fa_kernels_avx512;
     case FA_ISA_AVX2: return &fa_kernels_avx2;
+#endif
+#if defined(__aarch64__)  // and the NEON table only in ARM64 builds
+    case FA_ISA_NEON: return &fa_kernels_neon;
 #endif
     default: return &fa_kernels_portable;
     }
@@ -197,7 +207,7 @@ fa_status fa_kernel_info_for(const fa_problem *p, fa_kernel_info *info) {
 fa_status fa_exp2(fa_isa isa, const float *x, float *y, int64_t n) {
     if (!x || !y) return FA_ERR_NULL_POINTER;
     if (n < 0) return FA_ERR_INVALID_EXTENT;
-    if (isa < FA_ISA_AUTO || isa > FA_ISA_AVX512_BF16 || !fa_isa_supported(isa))
+    if (isa < FA_ISA_AUTO || isa > FA_ISA_NEON || !fa_isa_supported(isa))
         return FA_ERR_UNSUPPORTED_ISA;
     fa_kernels_for(isa)->exp2(x, y, n);
     return FA_OK;

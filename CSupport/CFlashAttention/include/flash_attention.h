@@ -122,7 +122,7 @@ typedef struct fa_mask {
 } fa_mask;
 
 /// Which micro-kernels fa_forward runs. FA_ISA_AUTO picks the best the CPU supports, or what
-/// the environment variable FA_ISA (portable | avx2 | avx512 | avx512bf16) names, once per
+/// the environment variable FA_ISA (portable | avx2 | avx512 | avx512bf16 | neon) names, once per
 /// process.
 typedef enum fa_isa {
     FA_ISA_AUTO = 0,
@@ -132,6 +132,8 @@ typedef enum fa_isa {
     /// FA_ISA_AVX512 plus BF16 dot products (vdpbf16ps: Cooper Lake, Sapphire Rapids, Zen 4),
     /// which the forward uses when Q, K and V are all bf16; otherwise the AVX-512 kernels.
     FA_ISA_AVX512_BF16 = 4,
+    /// AArch64 NEON (Advanced SIMD, every ARM64 CPU).
+    FA_ISA_NEON = 5,
 } fa_isa;
 
 /// Causal masking. Bottom-right (FlashAttention ≥ 2.1): query i sees keys j ≤ i + Lk − Lq.

@@ -118,7 +118,7 @@ typedef struct fa_row_run {
 } fa_row_run;
 
 typedef struct fa_kernels {
-    const char *name;    ///< "portable", "avx2", "avx512", "avx512bf16"
+    const char *name;    ///< "portable", "avx2", "avx512", "avx512bf16", "neon"
     int vector_width;    ///< floats per vector: query rows are padded to a multiple of it
     int query_tile;      ///< preferred multiple for the query block (the scores micro-tile)
     int key_tile;        ///< keys per scores micro-tile: key blocks are multiples of it
@@ -277,5 +277,6 @@ extern const fa_kernels fa_kernels_portable;
 extern const fa_kernels fa_kernels_avx2;
 extern const fa_kernels fa_kernels_avx512;
 extern const fa_kernels fa_kernels_avx512_bf16;
+extern const fa_kernels fa_kernels_neon;
 
 #endif  // FA_MICROKERNEL_H
