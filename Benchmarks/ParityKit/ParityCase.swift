@@ -56,7 +56,7 @@ public struct ParityCase: Sendable {
                                                     "alibi_slopes", "query_lengths", "key_lengths",
                                                     "cu_seqlens_q", "cu_seqlens_k",
                                                     "mask", "block_mask", "kv_split_size", "bfloat16",
-                                                    "pages", "peer"]
+                                                    "pages", "peer", "positions"]
     /// Keys the format defines for features the library does not have yet.
     public static let pendingKeys: Set<String> = []
 
@@ -123,6 +123,16 @@ public struct ParityCase: Sendable {
         case nil, is NSNull: peer = nil
         case let s as String: peer = s
         default: throw CaseError("case.json: peer must be a string (who computed the peer_*.npy files) or absent")
+        }
+        switch params["positions"] {
+        case nil, is NSNull: attention.positions = nil
+        case let pair as [Any]:
+            let starts = pair.compactMap { ($0 as? NSNumber).map { $0.intValue } }
+            guard pair.count == 2, starts.count == 2 else {
+                throw CaseError("case.json: positions must be [query_start, key_start]")
+            }
+            attention.positions = SequencePositions(queryStart: starts[0], keyStart: starts[1])
+        default: throw CaseError("case.json: positions must be [query_start, key_start] or absent")
         }
         switch params["kv_split_size"] {
         case nil, is NSNull: attention.keySplitSize = 0  // automatic

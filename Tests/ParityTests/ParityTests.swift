@@ -212,6 +212,26 @@ struct ParityTests {
         #expect(throws: (any Error).self) { try ParityCase(directory: dir) }
     }
 
+    @Test("positions key: rows 40 … 56 of a longer sequence against its keys 10 … 79, causal and ALiBi")
+    func positions() throws {
+        let c = AttentionCase(shape: AttentionShape(queryHeads: 2, queryLength: 17, keyLength: 70, headDim: 16),
+                              causal: .bottomRight, alibiSlopes: [0.25, 0.0625], seed: 47,
+                              positions: SequencePositions(queryStart: 40, keyStart: 10))
+        let dir = try makeCase(c, json: "{\"causal\": \"bottom_right\", \"alibi_slopes\": \"slopes.npy\", \"positions\": [40, 10]}",
+                               withGradients: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try NpyArray(shape: [2], floats: [0.25, 0.0625]).write(to: dir + "/slopes.npy")
+        let loaded = try ParityCase(directory: dir)
+        #expect(loaded.attention.positions == SequencePositions(queryStart: 40, keyStart: 10))
+        let result = checker.check(directory: dir)
+        #expect(result.passed, "\(ParityReport.text([result], atol: 1e-5, rtol: 1e-5))")
+        // Without the key the rows are aligned at the bottom right instead: a different answer.
+        try "{\"causal\": \"bottom_right\", \"alibi_slopes\": \"slopes.npy\"}".write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        #expect(!checker.check(directory: dir).passed)
+        try "{\"positions\": [1]}".write(toFile: dir + "/case.json", atomically: true, encoding: .utf8)
+        #expect(throws: (any Error).self) { try ParityCase(directory: dir) }
+    }
+
     @Test("half tensors: q.npy as <f2, k.npy and v.npy as bf16 bits (<u2) named by the bfloat16 key")
     func halfTensors() throws {
         let c = AttentionCase(shape: AttentionShape(queryHeads: 4, keyValueHeads: 2, queryLength: 5,
