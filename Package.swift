@@ -162,22 +162,24 @@ let package = Package(
             dependencies: [
                 "AttentionTools",
                 "FlashAttention",
-                "COpenBLAS",
+                // The sgemm roof: OpenBLAS on Linux, Accelerate on Apple platforms.
+                .target(name: "COpenBLAS", condition: .when(platforms: [.linux])),
                 "CStreamRoof",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Benchmarks/BenchmarkKit"
+            path: "Benchmarks/BenchmarkKit",
+            linkerSettings: [.linkedFramework("Accelerate", .when(platforms: applePlatforms))]
         ),
         // The benchmark's memory-bandwidth roof: a multi-threaded read stream (C, benchmark only).
         .target(
             name: "CStreamRoof",
             path: "Benchmarks/CStreamRoof",
             cSettings: [
-                .unsafeFlags(["-fopenmp"], .when(traits: ["OpenMP"])),
+                .unsafeFlags(["-fopenmp"], .when(platforms: [.linux], traits: ["OpenMP"])),
             ],
             linkerSettings: [
-                .linkedLibrary("omp5", .when(traits: ["OpenMP"])),
-                .linkedLibrary("pthread"),
+                .linkedLibrary("omp5", .when(platforms: [.linux], traits: ["OpenMP"])),
+                .linkedLibrary("pthread", .when(platforms: [.linux])),
             ]
         ),
     ]

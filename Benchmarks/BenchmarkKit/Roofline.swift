@@ -1,6 +1,11 @@
+#if canImport(COpenBLAS)
 import COpenBLAS
+#elseif canImport(Accelerate)
+import Accelerate  // Apple platforms: cblas_sgemm from Accelerate (built by review only)
+#endif
 
-/// The machine's practical float32 ceiling: OpenBLAS `sgemm` on a square product, with the
+/// The machine's practical float32 ceiling: the BLAS's `sgemm` on a square product (OpenBLAS
+/// on Linux, Accelerate on Apple platforms), with the
 /// thread count the attention kernels use. Every GFLOP/s the benchmark prints is also shown
 /// as a fraction of this, so results compare across noisy and different machines.
 public struct Roofline: Sendable, Codable {
@@ -20,10 +25,15 @@ public struct Roofline: Sendable, Codable {
         self.verified = verified
     }
 
-    /// The OpenBLAS kernel family in use ("Haswell", "SkylakeX", "Zen", …).
+    /// The OpenBLAS kernel family in use ("Haswell", "SkylakeX", "Zen", …); "Accelerate"
+    /// on Apple platforms.
     public static var openBLASCore: String {
+        #if canImport(COpenBLAS)
         guard let name = openblas_get_corename() else { return "unknown" }
         return String(cString: name)
+        #else
+        return "Accelerate"
+        #endif
     }
 
     /// Runs `repeats` timed `size³` products after one warm-up.
@@ -50,6 +60,10 @@ public struct Roofline: Sendable, Codable {
     }
 
     static func setBLASThreads(_ threads: Int) {
+        #if canImport(COpenBLAS)
         if openblas_get_num_threads() != Int32(threads) { openblas_set_num_threads(Int32(threads)) }
+        #else
+        _ = threads  // Accelerate chooses its own threads
+        #endif
     }
 }

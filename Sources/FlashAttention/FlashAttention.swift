@@ -86,6 +86,28 @@ public enum FlashAttention {
     /// ```
     public static var isOpenMPEnabled: Bool { fa_openmp_enabled() != 0 }
 
+    /// What runs a call's threads: OpenMP (Linux with the `OpenMP` trait), Grand Central
+    /// Dispatch (Apple platforms, whose toolchain has no OpenMP) or nothing (every call on its
+    /// caller's thread). The work is partitioned the same way on each, and results are the
+    /// same bits whatever runs them.
+    ///
+    /// ```swift
+    /// print(FlashAttention.threadRuntime)  // .openMP on Linux by default
+    /// ```
+    public static var threadRuntime: ThreadRuntime {
+        ThreadRuntime(rawValue: String(cString: fa_threads_runtime())) ?? .serial
+    }
+
+    /// The runtimes ``threadRuntime`` reports.
+    public enum ThreadRuntime: String, Sendable {
+        /// An OpenMP parallel region per call.
+        case openMP = "openmp"
+        /// `dispatch_apply` on a global concurrent queue per call.
+        case dispatch
+        /// The caller's thread alone: `AttentionOptions.threadCount` has no effect.
+        case serial
+    }
+
     // MARK: Arrays
 
     /// Attention over `Float` arrays: the all-`Float` form of the generic array forward below,

@@ -32,8 +32,9 @@ struct WorkspaceTests {
         // set in half the L2, so 128 may take no more than 64: with a 512 KiB L2, 64 and 128
         // both fill the budget.)
         #expect(try bytes(17, 128) > bytes(17, 64))
-        // One workspace per thread (without OpenMP there is only the caller's).
-        if FlashAttention.isOpenMPEnabled {
+        // One workspace per thread (without a thread runtime there is only the caller's).
+        #expect(FlashAttention.isOpenMPEnabled == (FlashAttention.threadRuntime == .openMP))
+        if FlashAttention.threadRuntime != .serial {
             #expect(try bytes(65_536, 64, threads: 4) > long)
         } else {
             #expect(try bytes(65_536, 64, threads: 4) <= long)

@@ -43,9 +43,6 @@
 #include "internal.h"
 #include "kv_source.h"
 
-#ifdef _OPENMP
-int omp_get_thread_num(void);
-#endif
 
 enum { BACKWARD_BLOCK_Q = 96, BACKWARD_BLOCK_K = 64 };
 
@@ -428,6 +425,45 @@ static void backward_queries(const backward_plan *pl, int64_t b, int64_t h, int6
         backward_query_block(pl, b, h, q0, kc0, kc0 + chunk < lk ? kc0 + chunk : lk, ws, BACKWARD_DQ);
 }
 
+// One thread's share of a backward call: phase A's items (whole (b, g) pairs, or dK, dV of a
+// key range), then phase B's (dQ of a query block), each claimed one at a time (see forward.c).
+typedef struct {
+    const backward_plan *pl;
+    float *ws;
+    size_t stride;  // floats of one thread's tiles
+    int split;
+    int64_t ranges, range, q_blocks, items_a, items_b;
+    int64_t next_a, next_b;
+} backward_region;
+
+static void backward_worker(void *ctx, int me, int n) {
+    (void)n;
+    backward_region *g = ctx;
+    const backward_plan *pl = g->pl;
+    const fa_problem *p = pl->p;
+    const fa_shape *sh = &p->shape;
+    float *mine = g->ws + (size_t)me * g->stride;
+    for (;;) {
+        const int64_t t = __atomic_fetch_add(&g->next_a, 1, __ATOMIC_RELAXED);
+        if (t >= g->items_a) break;
+        if (!g->split) {
+            backward_item(pl, t / sh->kv_heads, t % sh->kv_heads, mine);
+            continue;
+        }
+        const int64_t bg = t / g->ranges, k0 = t % g->ranges * g->range;  // A: dK, dV of a key range
+        const int64_t b = bg / sh->kv_heads, lk = fa_kv_rows_of(p, b);
+        if (k0 < lk) backward_keys(pl, b, bg % sh->kv_heads, k0, k0 + g->range < lk ? k0 + g->range : lk,
+                                   mine, BACKWARD_DKDV);
+    }
+    for (;;) {  // B: dQ of a query block (phase A never writes dQ: no barrier needed)
+        const int64_t t = __atomic_fetch_add(&g->next_b, 1, __ATOMIC_RELAXED);
+        if (t >= g->items_b) break;
+        const int64_t bh = t / g->q_blocks, q0 = t % g->q_blocks * pl->layout.bq;
+        const int64_t b = bh / sh->q_heads;
+        if (q0 < fa_q_rows_of(p, b)) backward_queries(pl, b, bh % sh->q_heads, q0, mine);
+    }
+}
+
 fa_status fa_backward(const fa_problem *p) {
     fa_resolved r;
     fa_status st = fa_validate_mode(p, NULL, &r, FA_MODE_BACKWARD);
@@ -472,37 +508,8 @@ fa_status fa_backward(const fa_problem *p) {
     const int64_t q_blocks = (fa_max_q_rows(p) + pl.layout.bq - 1) / pl.layout.bq;
     const int64_t items_a = split ? items * ranges : items;
     const int64_t items_b = split ? sh->batch * sh->q_heads * q_blocks : 0;
-    int64_t next_a = 0, next_b = 0;  // claimed one at a time (see forward.c)
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-#ifdef _OPENMP
-        float *mine = ws + (size_t)omp_get_thread_num() * stride;
-#else
-        float *mine = ws;
-#endif
-        for (;;) {
-            const int64_t t = __atomic_fetch_add(&next_a, 1, __ATOMIC_RELAXED);
-            if (t >= items_a) break;
-            if (!split) {
-                backward_item(&pl, t / sh->kv_heads, t % sh->kv_heads, mine);
-                continue;
-            }
-            const int64_t bg = t / ranges, k0 = t % ranges * range;  // A: dK, dV of a key range
-            const int64_t b = bg / sh->kv_heads, lk = fa_kv_rows_of(p, b);
-            if (k0 < lk) backward_keys(&pl, b, bg % sh->kv_heads, k0, k0 + range < lk ? k0 + range : lk,
-                                       mine, BACKWARD_DKDV);
-        }
-        for (;;) {  // B: dQ of a query block (phase A never writes dQ: no barrier needed)
-            const int64_t t = __atomic_fetch_add(&next_b, 1, __ATOMIC_RELAXED);
-            if (t >= items_b) break;
-            const int64_t bh = t / q_blocks, q0 = t % q_blocks * pl.layout.bq;
-            const int64_t b = bh / sh->q_heads;
-            if (q0 < fa_q_rows_of(p, b)) backward_queries(&pl, b, bh % sh->q_heads, q0, mine);
-        }
-    }
-    (void)stride;
+    backward_region region = {&pl, ws, stride, split, ranges, range, q_blocks, items_a, items_b, 0, 0};
+    fa_parallel(threads, backward_worker, &region);
     // Half dQ: every row the items wrote (each entry's rows of each head), rounded once.
     if (pl.dq32)
         for (int64_t b = 0; b < sh->batch; b++)

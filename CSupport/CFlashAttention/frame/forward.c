@@ -21,10 +21,6 @@
 #include "forward_plan.h"
 #include "kv_source.h"
 
-#ifdef _OPENMP
-int omp_get_thread_num(void);
-#endif
-
 /// The first key block from `k0` (a multiple of bk) before `kv_end` that the masks do not hide
 /// entirely, and its kind; kv_end if there is none.
 static int64_t next_visited(const fa_score_mods *m, int64_t q0, int rows, int64_t k0,
@@ -231,6 +227,49 @@ static void forward_tile(const fa_forward_plan *pl, int64_t b, int64_t h, int64_
     for (int i = 0; i < rows; i++) fa_store_row(pl, b, h, q0 + i, split, &state, i);
 }
 
+// One thread's share of a forward call: its tiles, then items from the shared counter until
+// none is left (or a thread could not get its tiles).
+typedef struct {
+    const fa_forward_plan *pl;
+    float *shared;  // a caller workspace split between the threads, or NULL
+    size_t per_thread;
+    int64_t items, key_items;
+    int64_t next_item;
+    int failed;
+} forward_region;
+
+static void forward_worker(void *ctx, int me, int n) {
+    (void)n;
+    forward_region *g = ctx;
+    const fa_forward_plan *pl = g->pl;
+    const fa_problem *p = pl->p;
+    float *mine = g->shared ? g->shared + (size_t)me * (g->per_thread / sizeof(float))
+                            : fa_thread_workspace(g->per_thread);
+    if (!mine) __atomic_store_n(&g->failed, 1, __ATOMIC_RELAXED);
+    // Every thread has its tiles (or the call fails) before any output is written — where
+    // the runtime runs the threads together (see threads.c).
+    fa_parallel_barrier();
+    const int64_t heads = p->shape.batch * p->shape.q_heads, count = pl->split.count;
+    while (!__atomic_load_n(&g->failed, __ATOMIC_RELAXED)) {
+        const int64_t t = __atomic_fetch_add(&g->next_item, 1, __ATOMIC_RELAXED);
+        if (t >= g->items) break;
+        // Key-major items first (a prefill chunk's query blocks each see a long prefix),
+        // then the row tiles: the heavy items start early, the light ones fill in.
+        if (t >= g->key_items) {
+            const int64_t w = t - g->key_items, split = w % count, u = w / count;
+            const int64_t chunk = u % pl->row_chunks, bg = u / pl->row_chunks;
+            fa_row_tile(pl, bg / p->shape.kv_heads, bg % p->shape.kv_heads, chunk, split, mine);
+            continue;
+        }
+        const int64_t split = t % count, u = t / count;  // an item's chunks side by side
+        // Causal: the last query blocks see the most keys, so they are handed out first.
+        int64_t qb = u / heads;
+        if (p->causal != FA_CAUSAL_NONE) qb = pl->q_blocks - 1 - qb;
+        const int64_t bh = u % heads;
+        forward_tile(pl, bh / p->shape.q_heads, bh % p->shape.q_heads, qb, split, mine);
+    }
+}
+
 fa_status fa_forward(const fa_problem *p) {
     fa_resolved r;
     fa_status st = fa_validate(p, NULL, &r);
@@ -283,48 +322,12 @@ fa_status fa_forward(const fa_problem *p) {
                                     (size_t)p->shape.head_dim_v;
     }
 
-    const int64_t heads = p->shape.batch * p->shape.q_heads;
-    const int64_t count = pl.split.count;
     // Items are claimed from a shared counter (dynamic scheduling by hand: the Debian libomp
     // predates the runtime entry points clang emits for schedule(dynamic)).
-    int64_t next_item = 0;
-    int failed = 0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(r.threads)
-#endif
-    {
-#ifdef _OPENMP
-        const int me = omp_get_thread_num();
-#else
-        const int me = 0;
-#endif
-        float *mine = shared ? shared + (size_t)me * (per_thread / sizeof(float))
-                             : fa_thread_workspace(per_thread);
-        if (!mine) __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-        while (!__atomic_load_n(&failed, __ATOMIC_RELAXED)) {
-            const int64_t t = __atomic_fetch_add(&next_item, 1, __ATOMIC_RELAXED);
-            if (t >= items) break;
-            // Key-major items first (a prefill chunk's query blocks each see a long prefix),
-            // then the row tiles: the heavy items start early, the light ones fill in.
-            if (t >= key_items) {
-                const int64_t w = t - key_items, split = w % count, u = w / count;
-                const int64_t chunk = u % pl.row_chunks, bg = u / pl.row_chunks;
-                fa_row_tile(&pl, bg / p->shape.kv_heads, bg % p->shape.kv_heads, chunk, split,
-                            mine);
-                continue;
-            }
-            const int64_t split = t % count, u = t / count;  // an item's chunks side by side
-            // Causal: the last query blocks see the most keys, so they are handed out first.
-            int64_t qb = u / heads;
-            if (p->causal != FA_CAUSAL_NONE) qb = pl.q_blocks - 1 - qb;
-            const int64_t bh = u % heads;
-            forward_tile(&pl, bh / p->shape.q_heads, bh % p->shape.q_heads, qb, split, mine);
-        }
-    }
-    if (!failed && count > 1) fa_merge_partials(&pl, r.threads);
+    forward_region region = {&pl, shared, per_thread, items, key_items, 0, 0};
+    fa_parallel(r.threads, forward_worker, &region);
+    const int failed = region.failed;
+    if (!failed && pl.split.count > 1) fa_merge_partials(&pl, r.threads);
     if (failed) return FA_ERR_OUT_OF_MEMORY;
     fa_clear_unpacked_rows(p, 0);
     return FA_OK;

@@ -313,7 +313,16 @@ fa_status fa_check_strided(const char *name, fa_argument arg, const void *base,
                            const int64_t extent[4], const int64_t stride[4], size_t *span_bytes,
                            fa_diagnostic *diag);
 
-/// Threads OpenMP would give a call that asks for `requested` (0 = the default).
+/// Threads a call that asks for `requested` (0 = the default) runs on (threads.c).
 int fa_resolve_threads(int32_t requested);
+
+/// A parallel region (threads.c): body(ctx, me, n) for each me in 0 … n − 1 (n ≤ threads),
+/// concurrently where the runtime allows; returns when all have. The thread runtime (OpenMP,
+/// Grand Central Dispatch or none) is threads.c's alone.
+typedef void (*fa_parallel_body)(void *ctx, int me, int n);
+void fa_parallel(int threads, fa_parallel_body body, void *ctx);
+/// Waits for every body of the region (OpenMP); a no-op where bodies may run one after another
+/// (GCD, one thread). Only a hint that the others have reached it: never needed for results.
+void fa_parallel_barrier(void);
 
 #endif  // FA_INTERNAL_H

@@ -15,10 +15,6 @@
 #include <math.h>
 #include "forward_plan.h"
 
-#ifdef _OPENMP
-int omp_get_thread_num(void);
-int omp_get_num_threads(void);
-#endif
 
 // Entries differ in query length only with per-entry lengths; otherwise entry 0 stands for all
 // (a batch of 2³¹ entries is answered at once, not entry by entry).
@@ -112,40 +108,34 @@ fa_split_plan fa_split_plan_for(const fa_problem *p) {
     return s;
 }
 
-void fa_merge_partials(const fa_forward_plan *pl, int threads) {
+// The merge of one thread's (entry, head) pairs, in a fixed interleave; each row's arithmetic
+// is the same on any thread.
+static void merge_worker(void *ctx, int me, int n) {
+    const fa_forward_plan *pl = ctx;
     const fa_problem *p = pl->p;
     const int64_t hq = p->shape.q_heads, dv = p->shape.head_dim_v;
     const int64_t pairs = p->shape.batch * hq;
-    (void)threads;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-#endif
-    {
-#ifdef _OPENMP
-        const int me = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-        const int me = 0, n = 1;
-#endif
-        // (entry, head) pairs in a fixed interleave; each row's arithmetic is the same on
-        // any thread.
-        for (int64_t t = me; t < pairs; t += n) {
-            const int64_t b = t / hq, h = t % hq;
-            const int64_t splits = fa_splits_of(&pl->split, p, b);
-            if (splits < 2) continue;
-            for (int64_t i = 0; i < fa_q_len_of(p, b); i++) {
-                const int64_t at = ((b * hq + h) * pl->split.rows_per_head + i) * pl->split.count;
-                // Merged into O when it is fp32, else over the row's first partial output
-                // (fa_merge_row reads each chunk's O after writing that far only), then
-                // rounded into O's type.
-                void *o = fa_o_row(p, b, h, i);
-                float *out = p->o_dtype == FA_DTYPE_F32 ? (float *)o : pl->partial_o + at * dv;
-                const float lse = fa_merge_row(splits, pl->partial_o + at * dv, dv,
-                                               pl->partial_lse + at, 1, dv, out);
-                fa_put_o_row(p, o, out, dv);
-                if (p->lse)
-                    p->lse[fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head +
-                           i * p->lse_strides.seq] = lse;
-            }
+    for (int64_t t = me; t < pairs; t += n) {
+        const int64_t b = t / hq, h = t % hq;
+        const int64_t splits = fa_splits_of(&pl->split, p, b);
+        if (splits < 2) continue;
+        for (int64_t i = 0; i < fa_q_len_of(p, b); i++) {
+            const int64_t at = ((b * hq + h) * pl->split.rows_per_head + i) * pl->split.count;
+            // Merged into O when it is fp32, else over the row's first partial output
+            // (fa_merge_row reads each chunk's O after writing that far only), then
+            // rounded into O's type.
+            void *o = fa_o_row(p, b, h, i);
+            float *out = p->o_dtype == FA_DTYPE_F32 ? (float *)o : pl->partial_o + at * dv;
+            const float lse = fa_merge_row(splits, pl->partial_o + at * dv, dv,
+                                           pl->partial_lse + at, 1, dv, out);
+            fa_put_o_row(p, o, out, dv);
+            if (p->lse)
+                p->lse[fa_q_entry(p, b, p->lse_strides) + h * p->lse_strides.head +
+                       i * p->lse_strides.seq] = lse;
         }
     }
+}
+
+void fa_merge_partials(const fa_forward_plan *pl, int threads) {
+    fa_parallel(threads, merge_worker, (void *)pl);
 }

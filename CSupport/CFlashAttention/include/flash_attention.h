@@ -475,6 +475,11 @@ int fa_default_threads(void);
 /// call runs on its caller's thread, whatever num_threads says.
 int fa_openmp_enabled(void);
 
+/// Which runtime runs a call's threads: "openmp" (Linux with the trait OpenMP), "dispatch"
+/// (Grand Central Dispatch: Apple platforms, where there is no OpenMP) or "serial" (every
+/// call on its caller's thread). Results are the same bits on each.
+const char *fa_threads_runtime(void);
+
 /// The library version as "major.minor.patch" (static storage).
 const char *fa_version(void);
 
