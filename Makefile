@@ -8,8 +8,11 @@ SHELL := /bin/bash
 SWIFT ?= swift
 PACKAGES := libopenblas-dev libomp-dev
 BENCH_ARGS ?=
+# This CPU's features: sanitizer builds leave uninstrumented the kernels it can never run.
+CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
+UNINSTRUMENTED := $(if $(filter avx512f,$(CPU_FLAGS)),,-Xcc -DFA_UNINSTRUMENTED_AVX512)
 
-.PHONY: deps mpi-deps mpi-test mpi-bench arm64-deps test-arm64 torch build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
+.PHONY: debug-test release-test deps mpi-deps mpi-test mpi-bench arm64-deps test-arm64 test-dispatch torch build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
 
 # System libraries: OpenBLAS (the naive reference and the roofline) and LLVM's OpenMP runtime.
 deps:
@@ -50,18 +53,22 @@ torch:
 build: deps
 	$(SWIFT) build
 
-# Every suite in release (the -O2, vectorised C that users get) and in release without the
-# OpenMP trait (the single-threaded build a dependent gets with `traits: []`); sanitize-test runs
-# them a third time. The debug build (assertions, C at -O0) compiles everything and runs the
-# suites about arguments, files, caches and concurrency (DEBUG_SUITES): the numerical grids
-# there take twelve minutes of CI's forty-five and check nothing the release runs do not.
-# `swift test` runs all of them in debug.
-DEBUG_SUITES := ValidationTests|HostileArgumentTests|NpyTests|KVCacheTests|ConcurrencyStressTests|DeterminismTests|WorkspaceTests|LogSumExpAccuracyTests|MergeTests|HalfConversionTests|KernelTests
-unit-test: deps torch
-	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --filter "$(DEBUG_SUITES)"
-	$(SWIFT) test -c release
-	$(SWIFT) test -c release --disable-default-traits --scratch-path .build-no-openmp
+# Every suite in release (the -O2, vectorised C that users get), with the traits OpenMP and MPI
+# (Open MPI installed first: RingAttentionTests then sees a working ring, and mpi-test runs
+# the ring's check from this same build). debug-test builds everything in debug without the
+# OpenMP trait — the single-threaded library a dependent gets with `traits: []`, before Open
+# MPI is on the machine, so proving that the package builds and tests without either — and
+# runs the suites about arguments, files, caches, concurrency and determinism there
+# (DEBUG_SUITES; assertions on, C at -O0): the numerical grids take a quarter of an hour in
+# debug and check nothing the release run does not. sanitize-test runs every suite a second
+# time. `swift test` runs all of them in debug.
+DEBUG_SUITES := ValidationTests|HostileArgumentTests|NpyTests|KVCacheTests|ConcurrencyStressTests|DeterminismTests|WorkspaceTests|LogSumExpAccuracyTests|MergeTests|HalfConversionTests|KernelTests|RingSliceTests
+debug-test: deps
+	$(SWIFT) build --build-tests --disable-default-traits --scratch-path .build-no-openmp
+	$(SWIFT) test --skip-build --disable-default-traits --scratch-path .build-no-openmp --filter "$(DEBUG_SUITES)"
+release-test: deps torch mpi-deps
+	$(SWIFT) test -c release --traits OpenMP,MPI
+unit-test: debug-test release-test
 
 # Every test again under AddressSanitizer (out-of-bounds reads and writes in the C kernels and
 # the Swift code's unsafe pointers) and, in the C target, UndefinedBehaviorSanitizer (signed
@@ -75,34 +82,41 @@ unit-test: deps torch
 SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 sanitize-test: deps mpi-deps
 	$(SANITIZE_ENV) $(SWIFT) test -c release --traits OpenMP,MPI --sanitize=address \
-	    -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined --scratch-path .build-asan
+	    -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined $(UNINSTRUMENTED) --scratch-path .build-asan
 	for np in 1 3; do $(SANITIZE_ENV) $(MPI_ENV) $(MPIRUN) -np $$np .build-asan/release/ring-attention check || exit 1; done
 
 # libFuzzer over the C API (Tests/Fuzz/fuzz_attention.c) under ASan + UBSan: FUZZ_RUNS
-# executions from the seed corpus, time-boxed at FUZZ_SECONDS, and a failure unless at least
-# FUZZ_MIN_RUNS ran with no finding. The descriptor logic (frame, dispatch, reference) carries
+# executions from the seed corpus in FUZZ_WORKERS processes at once (one per core, sharing
+# the corpus folder), time-boxed at FUZZ_SECONDS, and a failure unless at least FUZZ_MIN_RUNS
+# ran in all with no finding. The descriptor logic (frame, dispatch, reference) carries
 # coverage instrumentation; the SIMD kernels are sanitized only (coverage there takes minutes
-# to compile and says nothing about descriptors). `make fuzz-long` is the long run (10⁷).
+# to compile and says nothing about descriptors) — and a kernel file for an ISA this CPU lacks
+# (AVX-512, AVX-512 BF16 per /proc/cpuinfo) is compiled plain: it never runs here, and its
+# sanitizer build took the most of the build. `make fuzz-long` is the long run (10⁷).
 CLANG ?= clang
 FUZZ_DIR := .build-fuzz
 FUZZ_RUNS ?= 120000
 FUZZ_MIN_RUNS ?= 100000
 FUZZ_SECONDS ?= 240
+FUZZ_WORKERS ?= 2
 FUZZ_SOURCES := $(wildcard CSupport/CFlashAttention/*/*.c) Tests/Fuzz/fuzz_attention.c
 FUZZ_OBJECTS := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(FUZZ_SOURCES))
 FUZZ_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
   -fopenmp=libiomp5 -ICSupport/CFlashAttention/include -I/usr/include/x86_64-linux-gnu/openblas-pthread
+FUZZ_NEVER_RUN := $(if $(filter avx512f,$(CPU_FLAGS)),,avx512.c avx512_bf16.c) \
+  $(if $(filter avx512_bf16,$(CPU_FLAGS)),,avx512_bf16.c)
 
 # Coverage per file: comparison tracing (which steers the fuzzer through validation) where
 # descriptors are checked; edge counters only in the loops that compute (tracing every
 # comparison there would take most of each execution); none in the SIMD kernels.
 FUZZ_COMPUTE := forward.c backward.c decode.c split.c merge.c naive.c
 fuzz_coverage = $(if $(findstring /kernels/,$(1)),,$(if $(filter $(FUZZ_COMPUTE),$(notdir $(1))),-fsanitize-coverage=inline-8bit-counters$(,)pc-table,-fsanitize=fuzzer-no-link))
+fuzz_cflags = $(if $(filter $(FUZZ_NEVER_RUN),$(notdir $(1))),-O1 -fopenmp=libiomp5 -ICSupport/CFlashAttention/include,$(FUZZ_CFLAGS) $(call fuzz_coverage,$(1)))
 , := ,
 
 $(FUZZ_DIR)/%.o: %.c $(wildcard CSupport/CFlashAttention/*/*.h) CSupport/CFlashAttention/include/flash_attention.h
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) $(call fuzz_coverage,$<) -c $< -o $@
+	$(CLANG) $(call fuzz_cflags,$<) -c $< -o $@
 
 $(FUZZ_DIR)/fuzz_attention: $(FUZZ_OBJECTS)
 	$(CLANG) -fuse-ld=lld -fsanitize=fuzzer,address,undefined -fopenmp=libiomp5 $^ \
@@ -111,12 +125,15 @@ $(FUZZ_DIR)/fuzz_attention: $(FUZZ_OBJECTS)
 fuzz: deps
 	$(MAKE) -j2 $(FUZZ_DIR)/fuzz_attention
 	@mkdir -p $(FUZZ_DIR)/corpus
-	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/fuzz_attention -runs=$(FUZZ_RUNS) -artifact_prefix=$(FUZZ_DIR)/ \
-	  -max_total_time=$(FUZZ_SECONDS) -timeout=20 -print_final_stats=1 \
-	  $(FUZZ_DIR)/corpus Tests/Fuzz/corpus 2>&1 | tee $(FUZZ_DIR)/last-run.log | grep -v "^#" ; \
-	  status=$${PIPESTATUS[0]}; [ $$status = 0 ] || exit $$status
-	@runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/last-run.log); \
-	  echo "fuzz: $$runs executions, no finding"; \
+	@pids=""; for w in $$(seq 1 $(FUZZ_WORKERS)); do \
+	  ASAN_OPTIONS=detect_leaks=0 $(FUZZ_DIR)/fuzz_attention -runs=$$(( $(FUZZ_RUNS) / $(FUZZ_WORKERS) )) \
+	    -artifact_prefix=$(FUZZ_DIR)/ -max_total_time=$(FUZZ_SECONDS) -timeout=20 -print_final_stats=1 \
+	    $(FUZZ_DIR)/corpus Tests/Fuzz/corpus > $(FUZZ_DIR)/worker-$$w.log 2>&1 & pids="$$pids $$!"; \
+	done; status=0; for p in $$pids; do wait $$p || status=$$?; done; \
+	for w in $$(seq 1 $(FUZZ_WORKERS)); do echo "--- fuzz worker $$w"; grep -v "^#" $(FUZZ_DIR)/worker-$$w.log; done; \
+	[ $$status = 0 ] || exit $$status
+	@runs=$$(cat $(FUZZ_DIR)/worker-*.log | sed -n 's/^stat::number_of_executed_units: *//p' | awk '{ s += $$1 } END { print s + 0 }'); \
+	  echo "fuzz: $$runs executions in $(FUZZ_WORKERS) processes, no finding"; \
 	  [ "$$runs" -ge $(FUZZ_MIN_RUNS) ] || { echo "fuzz: fewer than $(FUZZ_MIN_RUNS) executions"; exit 1; }
 
 fuzz-long: deps
@@ -136,10 +153,10 @@ thread-test: deps
 	if [ -n "$$archer" ]; then \
 	  echo "ThreadSanitizer with OpenMP, Archer: $$archer"; \
 	  TSAN_OPTIONS="$$opts" OMP_TOOL_LIBRARIES="$$archer" $(SWIFT) test -c release \
-	    --sanitize=thread --filter "$(TSAN_TESTS)" --scratch-path .build-tsan; \
+	    --sanitize=thread $(UNINSTRUMENTED) --filter "$(TSAN_TESTS)" --scratch-path .build-tsan; \
 	else \
 	  echo "ThreadSanitizer without OpenMP (no libarcher.so found)"; \
-	  TSAN_OPTIONS="$$opts" $(SWIFT) test -c release --sanitize=thread --disable-default-traits \
+	  TSAN_OPTIONS="$$opts" $(SWIFT) test -c release --sanitize=thread $(UNINSTRUMENTED) --disable-default-traits \
 	    --filter "$(TSAN_TESTS)" --scratch-path .build-tsan-no-openmp; \
 	fi
 
@@ -158,47 +175,78 @@ consumer-test: deps
 # across thread counts, collective errors, a split communicator (sanitize-test runs it under
 # ASan + UBSan). mpirun's --timeout turns a hang (a rank left waiting) into a failure.
 mpi-test: deps mpi-deps
-	$(SWIFT) build -c release --traits OpenMP,MPI --scratch-path .build-mpi --product ring-attention
-	for np in 1 2 3 4; do $(MPI_ENV) $(MPIRUN) -np $$np .build-mpi/release/ring-attention check || exit 1; done
+	$(SWIFT) build -c release --traits OpenMP,MPI --product ring-attention
+	for np in 1 2 3 4; do $(MPI_ENV) $(MPIRUN) -np $$np .build/release/ring-attention check || exit 1; done
 
 # The ring's benchmark: a 16k-token causal forward and backward on 1, 2 and 4 ranks of one
 # thread each (MPI_BENCH_ARGS adds options: --length, --heads, --head-dim, --no-causal, …).
 MPI_BENCH_ARGS ?=
 mpi-bench: deps mpi-deps
-	$(SWIFT) build -c release --traits OpenMP,MPI --scratch-path .build-mpi --product ring-attention
-	$(MPI_ENV) $(MPIRUN) -np 4 .build-mpi/release/ring-attention bench --ranks 1,2,4 --backward $(MPI_BENCH_ARGS)
+	$(SWIFT) build -c release --traits OpenMP,MPI --product ring-attention
+	$(MPI_ENV) $(MPIRUN) -np 4 .build/release/ring-attention bench --ranks 1,2,4 --backward $(MPI_BENCH_ARGS)
 
 # ARM64, without ARM64 hardware. First the C targets compiled by clang for aarch64-linux-gnu
 # with the package's flags and -Wall -Wextra -Werror: the x86 kernel files compile to nothing
-# there, nothing else may need x86. Then the C kernel target and the fuzz harness
-# (Tests/Fuzz/fuzz_attention.c: every entry point against its float64 reference) built for
-# aarch64 — by the cross gcc, whose libgomp the OpenMP pragmas use; sgemm by the definition in
-# Tests/Arm64 for the naive reference — and run under qemu-aarch64 with FA_ISA=neon and
-# FA_ISA=portable, on 1 and 3 threads, over the seed corpus and 20,000 random inputs
-# (Tests/Arm64/replay_corpus.c; the harness also forces each ISA per call).
+# there, nothing else may need x86 — and the reverse, the NEON file compiled for x86-64 defines
+# nothing (checked with nm on the objects). Then the C kernel target and two drivers built for
+# aarch64 by the cross gcc (whose libgomp the OpenMP pragmas use; sgemm by the definition in
+# Tests/Arm64 for the naive reference) and run under qemu-aarch64 for FA_ISA=neon and portable:
+# Tests/Arm64/kernel_grid.c, every kernel path over a grid of odd shapes and head dims 1–256
+# against a float64 reference, bitwise across 1, 2 and 3 threads; and the fuzz harness
+# (Tests/Fuzz/fuzz_attention.c) over the seed corpus and 20,000 random inputs on 1 and 3
+# threads (Tests/Arm64/replay_corpus.c; the harness also forces each ISA per call).
 ARM64_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 ARM64_DIR := .build-arm64
 ARM64_SYSROOT := /usr/aarch64-linux-gnu
 ARM64_INCLUDES := -ICSupport/CFlashAttention/include -ICSupport/CRingAttention/include \
   -I/usr/include/x86_64-linux-gnu/openblas-pthread
+ARM64_CFLAGS := -O2 -fopenmp -Wall -Wextra -Werror $(ARM64_INCLUDES) -IBenchmarks/CStreamRoof/include
+X86_ONLY_KERNELS := avx2 avx512 avx512_bf16
+QEMU_ARM64 := qemu-aarch64 -L $(ARM64_SYSROOT)
 arm64-deps:
 	@$(MAKE) --no-print-directory deps PACKAGES="$(ARM64_PACKAGES)"
 test-arm64: deps arm64-deps
-	@mkdir -p $(ARM64_DIR)
+	@mkdir -p $(ARM64_DIR)/obj
 	@for f in CSupport/CFlashAttention/*/*.c CSupport/CRingAttention/*.c Benchmarks/CStreamRoof/*.c; do \
-	  $(CLANG) --target=aarch64-linux-gnu --sysroot=$(ARM64_SYSROOT) -O2 -fopenmp -Wall -Wextra -Werror \
-	    $(ARM64_INCLUDES) -IBenchmarks/CStreamRoof/include -c $$f -o $(ARM64_DIR)/check.o || exit 1; \
+	  $(CLANG) --target=aarch64-linux-gnu --sysroot=$(ARM64_SYSROOT) $(ARM64_CFLAGS) \
+	    -c $$f -o $(ARM64_DIR)/obj/$$(basename $$f .c).o || exit 1; \
 	done; echo "test-arm64: the C targets compile for aarch64 with no warning"
+	@for k in $(X86_ONLY_KERNELS); do \
+	  [ -z "$$(nm --defined-only $(ARM64_DIR)/obj/$$k.o | grep -v ' \$$')" ] || { echo "test-arm64: kernels/$$k.c defines symbols on aarch64"; exit 1; }; \
+	done
+	@nm --defined-only $(ARM64_DIR)/obj/neon.o | grep -q fa_kernels_neon || { echo "test-arm64: neon.c defines no table on aarch64"; exit 1; }
+	@$(CLANG) --target=x86_64-linux-gnu $(ARM64_CFLAGS) -c CSupport/CFlashAttention/kernels/neon.c -o $(ARM64_DIR)/neon-x86.o
+	@[ -z "$$(nm --defined-only $(ARM64_DIR)/neon-x86.o | grep -v ' \$$')" ] || { echo "test-arm64: kernels/neon.c defines symbols on x86-64"; exit 1; }
+	@echo "test-arm64: the x86 kernels compile to nothing on aarch64, the NEON kernels to nothing on x86-64"
+	aarch64-linux-gnu-gcc -O2 -fopenmp -w $(ARM64_INCLUDES) CSupport/CFlashAttention/*/*.c \
+	  Tests/Arm64/kernel_grid.c Tests/Arm64/sgemm_reference.c -lm -o $(ARM64_DIR)/kernel_grid
+	for isa in neon portable; do $(QEMU_ARM64) $(ARM64_DIR)/kernel_grid $$isa 1 2 3 || exit 1; done
 	aarch64-linux-gnu-gcc -O2 -fopenmp -w $(ARM64_INCLUDES) CSupport/CFlashAttention/*/*.c \
 	  Tests/Fuzz/fuzz_attention.c Tests/Arm64/replay_corpus.c Tests/Arm64/sgemm_reference.c -lm \
 	  -o $(ARM64_DIR)/replay_corpus
 	for isa in neon portable; do for t in 1 3; do echo "FA_ISA=$$isa, $$t thread(s):"; \
-	  FA_ISA=$$isa OMP_NUM_THREADS=$$t qemu-aarch64 -L $(ARM64_SYSROOT) $(ARM64_DIR)/replay_corpus \
+	  FA_ISA=$$isa OMP_NUM_THREADS=$$t $(QEMU_ARM64) $(ARM64_DIR)/replay_corpus \
 	  Tests/Fuzz/corpus random:20000:$$t || exit 1; done; done
 
-# unit-test and consumer-test run first, before anything installs Open MPI: the core package
-# builds and tests without it.
-test: unit-test consumer-test sanitize-test thread-test fuzz docs mpi-test test-arm64
+# Grand Central Dispatch, the thread runtime of Apple platforms (frame/threads.c), proved on
+# Linux with the libdispatch that ships with the Swift toolchain: the C kernel target built
+# with FA_THREADS_DISPATCH (no OpenMP) and Tests/Arm64/kernel_grid.c run natively for the
+# best ISA of the CPU and the portable one — the float64 reference, and the same bits on 1,
+# 2 and 3 threads (dispatch_apply iterations).
+SWIFT_LIB := $(shell dirname $$(dirname $$(readlink -f $$(command -v $(SWIFT)) 2>/dev/null) 2>/dev/null) 2>/dev/null)/lib/swift
+DISPATCH_DIR := .build-dispatch
+test-dispatch: deps
+	@mkdir -p $(DISPATCH_DIR)
+	ls CSupport/CFlashAttention/*/*.c Tests/Arm64/kernel_grid.c Tests/Arm64/sgemm_reference.c | \
+	  xargs -P 2 -I {} sh -c '$(CLANG) -O1 -w -DFA_THREADS_DISPATCH -I$(SWIFT_LIB) $(ARM64_INCLUDES) \
+	    -c {} -o $(DISPATCH_DIR)/$$(basename {} .c).o' || exit 1
+	$(CLANG) $(DISPATCH_DIR)/*.o -L$(SWIFT_LIB)/linux -Wl,-rpath,$(SWIFT_LIB)/linux -ldispatch \
+	  -lBlocksRuntime -lm -o $(DISPATCH_DIR)/kernel_grid
+	for isa in best portable; do $(DISPATCH_DIR)/kernel_grid $$isa 1 2 3 || exit 1; done
+
+# debug-test and consumer-test run first, before anything installs Open MPI: the core package
+# builds and tests without it (and without OpenMP).
+test: debug-test consumer-test release-test sanitize-test thread-test fuzz docs mpi-test test-dispatch test-arm64
 
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for this command alone: some machines set
 # them to pin an older OpenBLAS kernel, which would understate the sgemm roofline. The
@@ -213,4 +261,4 @@ bench-backward: deps
 	  $(SWIFT) run -c release attention-bench --pass backward --output Benchmarks/results/backward $(BENCH_ARGS)
 
 clean:
-	rm -rf .build .build-no-openmp .build-asan .build-tsan .build-tsan-no-openmp .build-mpi $(ARM64_DIR) $(FUZZ_DIR)
+	rm -rf .build .build-no-openmp .build-asan .build-tsan .build-tsan-no-openmp .build-mpi $(ARM64_DIR) $(DISPATCH_DIR) $(FUZZ_DIR)
