@@ -231,18 +231,26 @@ test-arm64: deps arm64-deps
 # Grand Central Dispatch, the thread runtime of Apple platforms (frame/threads.c), proved on
 # Linux with the libdispatch that ships with the Swift toolchain: the C kernel target built
 # with FA_THREADS_DISPATCH (no OpenMP) and Tests/Arm64/kernel_grid.c run natively for the
-# best ISA of the CPU and the portable one — the float64 reference, and the same bits on 1,
-# 2 and 3 threads (dispatch_apply iterations).
+# CPU's best ISA and the portable one — the float64 reference, the same bits on 1, 2 and 3
+# dispatch_apply threads — and the same grid built with OpenMP (same flags otherwise): the
+# digests of every output must be equal, the same bits whichever runtime runs the threads.
 SWIFT_LIB := $(shell dirname $$(dirname $$(readlink -f $$(command -v $(SWIFT)) 2>/dev/null) 2>/dev/null) 2>/dev/null)/lib/swift
 DISPATCH_DIR := .build-dispatch
+GRID_SOURCES := CSupport/CFlashAttention/*/*.c Tests/Arm64/kernel_grid.c Tests/Arm64/sgemm_reference.c
 test-dispatch: deps
-	@mkdir -p $(DISPATCH_DIR)
-	ls CSupport/CFlashAttention/*/*.c Tests/Arm64/kernel_grid.c Tests/Arm64/sgemm_reference.c | \
-	  xargs -P 2 -I {} sh -c '$(CLANG) -O1 -w -DFA_THREADS_DISPATCH -I$(SWIFT_LIB) $(ARM64_INCLUDES) \
-	    -c {} -o $(DISPATCH_DIR)/$$(basename {} .c).o' || exit 1
-	$(CLANG) $(DISPATCH_DIR)/*.o -L$(SWIFT_LIB)/linux -Wl,-rpath,$(SWIFT_LIB)/linux -ldispatch \
+	@mkdir -p $(DISPATCH_DIR)/dispatch $(DISPATCH_DIR)/openmp
+	ls $(GRID_SOURCES) | xargs -P 2 -I {} sh -c '$(CLANG) -O1 -w -DFA_THREADS_DISPATCH -I$(SWIFT_LIB) \
+	  $(ARM64_INCLUDES) -c {} -o $(DISPATCH_DIR)/dispatch/$$(basename {} .c).o' || exit 1
+	$(CLANG) $(DISPATCH_DIR)/dispatch/*.o -L$(SWIFT_LIB)/linux -Wl,-rpath,$(SWIFT_LIB)/linux -ldispatch \
 	  -lBlocksRuntime -lm -o $(DISPATCH_DIR)/kernel_grid
-	for isa in best portable; do $(DISPATCH_DIR)/kernel_grid $$isa 1 2 3 || exit 1; done
+	ls $(GRID_SOURCES) | xargs -P 2 -I {} sh -c '$(CLANG) -O1 -w -fopenmp=libiomp5 $(ARM64_INCLUDES) \
+	  -c {} -o $(DISPATCH_DIR)/openmp/$$(basename {} .c).o' || exit 1
+	$(CLANG) -fopenmp=libiomp5 $(DISPATCH_DIR)/openmp/*.o -lm -o $(DISPATCH_DIR)/kernel_grid_openmp
+	@for isa in best portable; do \
+	  d=$$($(DISPATCH_DIR)/kernel_grid $$isa 1 2 3) || { echo "$$d"; exit 1; }; echo "$$d"; \
+	  o=$$($(DISPATCH_DIR)/kernel_grid_openmp $$isa 1 2 3) || { echo "$$o"; exit 1; }; echo "$$o"; \
+	  [ "$${d##* }" = "$${o##* }" ] || { echo "test-dispatch: GCD and OpenMP give different bits"; exit 1; }; \
+	done; echo "test-dispatch: GCD and OpenMP threads give the same bits"
 
 # debug-test and consumer-test run first, before anything installs Open MPI: the core package
 # builds and tests without it (and without OpenMP).

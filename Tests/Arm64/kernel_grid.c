@@ -73,6 +73,11 @@ static void free_tensor(tensor *x) { free(x->data), free(x->exact); }
 static void read_back(tensor *x) { fa_convert(x->t, x->data, FA_DTYPE_F32, x->exact, x->n); }
 
 static int failures;
+static uint64_t digest = 0xcbf29ce484222325ull;  // FNV-1a over every output's bytes
+static void digest_bytes(const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) digest = (digest ^ b[i]) * 0x100000001b3ull;
+}
 #define FAIL(...)                                                 \
     do {                                                          \
         fprintf(stderr, "kernel_grid: FAIL %s: ", c->name);       \
@@ -243,6 +248,8 @@ static void run_case(const grid_case *c, fa_isa isa, const int *threads, int nth
                       !same_bits(lse0, lse1, sizeof(float) * (size_t)nl)))
             FAIL("forward on %d threads differs from %d thread(s) in its bits", threads[t], threads[0]);
     }
+    digest_bytes(o0.data, (size_t)no * fa_dtype_size(c->qo));
+    digest_bytes(lse0, sizeof(float) * (size_t)nl);
     read_back(&o0);
     check_close(c, "O", o0.exact, o_ref, no, o_tol);
     check_close(c, "logsumexp", lse0, lse_ref, nl, lse_tol);
@@ -270,6 +277,7 @@ static void run_case(const grid_case *c, fa_isa isa, const int *threads, int nth
         const struct { tensor *got; const double *ref; int64_t n; const char *name; } g[] = {
             {&dq[0], dq_ref, nq, "dQ"}, {&dk[0], dk_ref, nk, "dK"}, {&dv[0], dv_ref, nv, "dV"}};
         for (int t = 0; t < 3; t++) {
+            digest_bytes(g[t].got->data, (size_t)g[t].n * fa_dtype_size(g[t].got->t));
             read_back(g[t].got);
             double top = 0;
             for (int64_t i = 0; i < g[t].n; i++) top = fmax(top, fabs(g[t].ref[i]));
@@ -365,8 +373,12 @@ int main(int argc, char **argv) {
     const size_t n = sizeof grid / sizeof grid[0];
     for (size_t i = 0; i < n; i++) run_case(&grid[i], isa, threads, nthreads);
     head_dims(isa, threads, nthreads);
-    printf("kernel_grid %s (threads: %s): %zu cases and head dims 1-256 on %d thread counts: %s\n",
+    // The digest of every output: equal digests, equal bits (comparing builds, compilers, or
+    // a change that should not move any result).
+    printf("kernel_grid %s (threads: %s): %zu cases and head dims 1-256 on %d thread counts: %s; "
+           "outputs' digest %016llx\n",
            name, fa_threads_runtime(), n, nthreads,
-           failures ? "FAILED" : "every output within tolerance, the same bits on each");
+           failures ? "FAILED" : "every output within tolerance, the same bits on each",
+           (unsigned long long)digest);
     return failures ? 1 : 0;
 }
