@@ -192,7 +192,9 @@ mpi-bench: deps mpi-deps
 # aarch64 by the cross gcc (whose libgomp the OpenMP pragmas use; sgemm by the definition in
 # Tests/Arm64 for the naive reference) and run under qemu-aarch64 for FA_ISA=neon and portable:
 # Tests/Arm64/kernel_grid.c, every kernel path over a grid of odd shapes and head dims 1–256
-# against a float64 reference, bitwise across 1, 2 and 3 threads; and the fuzz harness
+# against a float64 reference, bitwise across 1, 2 and 3 threads, on qemu's newest CPU and on
+# a Cortex-A57 (ARMv8.0: an instruction beyond the baseline would trap there), the two with
+# the same output digest; and the fuzz harness
 # (Tests/Fuzz/fuzz_attention.c) over the seed corpus and 20,000 random inputs on 1 and 3
 # threads (Tests/Arm64/replay_corpus.c; the harness also forces each ISA per call).
 ARM64_PACKAGES := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
@@ -220,7 +222,11 @@ test-arm64: deps arm64-deps
 	@echo "test-arm64: the x86 kernels compile to nothing on aarch64, the NEON kernels to nothing on x86-64"
 	aarch64-linux-gnu-gcc -O2 -fopenmp -w $(ARM64_INCLUDES) CSupport/CFlashAttention/*/*.c \
 	  Tests/Arm64/kernel_grid.c Tests/Arm64/sgemm_reference.c -lm -o $(ARM64_DIR)/kernel_grid
-	for isa in neon portable; do $(QEMU_ARM64) $(ARM64_DIR)/kernel_grid $$isa 1 2 3 || exit 1; done
+	@for isa in neon portable; do \
+	  m=$$($(QEMU_ARM64) $(ARM64_DIR)/kernel_grid $$isa 1 2 3) || { echo "$$m"; exit 1; }; echo "$$m"; \
+	  b=$$($(QEMU_ARM64) -cpu cortex-a57 $(ARM64_DIR)/kernel_grid $$isa 1 3) || { echo "$$b"; exit 1; }; echo "$$b"; \
+	  [ "$${m##* }" = "$${b##* }" ] || { echo "test-arm64: $$isa differs between ARMv8.0 and the newest CPU"; exit 1; }; \
+	done; echo "test-arm64: the same bits on qemu's newest CPU (bf16, i8mm, sve) and on a Cortex-A57 (ARMv8.0)"
 	aarch64-linux-gnu-gcc -O2 -fopenmp -w $(ARM64_INCLUDES) CSupport/CFlashAttention/*/*.c \
 	  Tests/Fuzz/fuzz_attention.c Tests/Arm64/replay_corpus.c Tests/Arm64/sgemm_reference.c -lm \
 	  -o $(ARM64_DIR)/replay_corpus

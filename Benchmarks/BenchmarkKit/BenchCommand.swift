@@ -389,6 +389,7 @@ public struct AttentionBenchCommand: ParsableCommand {
         out += "kernels: \(FlashAttention.kernelName) (supported: "
             + FlashAttention.supportedKernels.map(\.rawValue).joined(separator: ", ")
             + "; FA_ISA=\(ProcessInfo.processInfo.environment["FA_ISA"] ?? "unset"))\n"
+        out += "CPU features: \(FlashAttention.cpuFeatures.joined(separator: " "))\n"
         out += "threads: \(FlashAttention.defaultThreadCount) by default; sweep: "
             + spec.threads.map(String.init).joined(separator: ", ") + "\n"
         out += "OpenBLAS core: \(Roofline.openBLASCore)"

@@ -45,6 +45,18 @@ public enum FlashAttention {
         [.portable, .avx2, .avx512, .avx512bf16, .neon].filter { fa_isa_supported($0.cValue) != 0 }
     }
 
+    /// The CPU features the kernels may use, as the operating system reports them: on x86
+    /// `avx2`, `fma`, `f16c`, `avx512f`, `avx512vl`, `avx512bw`, `avx512dq`, `avx512bf16`
+    /// (cpuid); on ARM64 `neon`, `fp16`, `dotprod`, `bf16`, `i8mm`, `sve` (Linux's hardware
+    /// capabilities; sysctl on Apple platforms). ``supportedKernels`` says which kernels run.
+    ///
+    /// ```swift
+    /// print(FlashAttention.cpuFeatures.joined(separator: " "))   // "avx2 fma f16c"
+    /// ```
+    public static var cpuFeatures: [String] {
+        String(cString: fa_cpu_features()).split(separator: " ").map(String.init)
+    }
+
     /// What the `.flash` implementation would run for a problem: the resolved ISA, its tile
     /// sizes, and the cache sizes they were chosen from.
     ///

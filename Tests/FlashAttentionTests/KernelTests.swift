@@ -69,6 +69,22 @@ struct KernelTests {
         #expect(info.blockK == 64)
     }
 
+    @Test("the CPU's features are those the kernels' choice rests on")
+    func features() {
+        let have = Set(FlashAttention.cpuFeatures)
+        let kernels = FlashAttention.supportedKernels
+        #if arch(x86_64)
+        #expect(kernels.contains(.avx2) == have.isSuperset(of: ["avx2", "fma", "f16c"]), "\(have)")
+        #expect(kernels.contains(.avx512)
+                == have.isSuperset(of: ["avx512f", "avx512vl", "avx512bw", "avx512dq", "fma"]), "\(have)")
+        #expect(kernels.contains(.avx512bf16) == (kernels.contains(.avx512) && have.contains("avx512bf16")))
+        #expect(!have.contains("neon"))
+        #elseif arch(arm64)
+        #expect(have.contains("neon") && kernels.contains(.neon), "\(have)")
+        #endif
+        #expect(FlashAttention.cpuFeatures.count == have.count, "no feature named twice")
+    }
+
     @Test("an ISA this CPU lacks is refused")
     func unsupported() throws {
         let missing = [KernelISA.avx2, .avx512, .avx512bf16].filter { !FlashAttention.supportedKernels.contains($0) }

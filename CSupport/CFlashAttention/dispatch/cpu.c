@@ -1,5 +1,8 @@
 // cpu.c — which micro-kernel table and which tile sizes a call uses.
 //
+// CPU features (fa_cpu_features): cpuid on x86, the kernel's hardware capabilities on Linux
+// ARM64 (getauxval), sysctl on Apple platforms.
+//
 // ISA: FA_ISA_AUTO resolves once per process to the FA_ISA environment variable when it names
 // a supported ISA, else to the best the CPU supports: on x86 AVX-512 with BF16 > AVX-512 >
 // AVX2 > portable, tested with __builtin_cpu_supports (which also checks that the OS saves the
@@ -13,10 +16,17 @@
 // fewer than 4 work items per thread, and to about half a sliding window's left side. BQ
 // never changes results: every query row goes through
 // the same arithmetic in any block. FA_BLOCK_Q / FA_BLOCK_K override (rounded to the tiles).
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include "../frame/internal.h"
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 int fa_isa_supported(fa_isa isa) {
     switch (isa) {
@@ -55,6 +65,59 @@ int fa_isa_supported(fa_isa isa) {
 #endif
     }
     return 0;
+}
+
+// ---- the CPU's features, as the operating system reports them (fa_cpu_features) ----
+
+static char cpu_features[256];
+static pthread_once_t cpu_features_once = PTHREAD_ONCE_INIT;
+
+static void add_feature(int present, const char *name) {
+    if (!present) return;
+    const size_t used = strlen(cpu_features);
+    snprintf(cpu_features + used, sizeof cpu_features - used, "%s%s", used ? " " : "", name);
+}
+
+#if defined(__aarch64__) && defined(__APPLE__)
+static int apple_feature(const char *name) {
+    int value = 0;
+    size_t size = sizeof value;
+    return sysctlbyname(name, &value, &size, NULL, 0) == 0 && value != 0;
+}
+#endif
+
+static void detect_cpu_features(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    add_feature(__builtin_cpu_supports("avx2"), "avx2");
+    add_feature(__builtin_cpu_supports("fma"), "fma");
+    add_feature(__builtin_cpu_supports("f16c"), "f16c");
+    add_feature(__builtin_cpu_supports("avx512f"), "avx512f");
+    add_feature(__builtin_cpu_supports("avx512vl"), "avx512vl");
+    add_feature(__builtin_cpu_supports("avx512bw"), "avx512bw");
+    add_feature(__builtin_cpu_supports("avx512dq"), "avx512dq");
+    add_feature(__builtin_cpu_supports("avx512bf16"), "avx512bf16");
+#elif defined(__aarch64__) && defined(__linux__)
+    // Bit numbers of the kernel's uapi (asm/hwcap.h), which every ARM64 Linux keeps.
+    const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    add_feature(1, "neon");                  // Advanced SIMD: ARMv8.0
+    add_feature((hw >> 10) & 1, "fp16");     // HWCAP_ASIMDHP: half-precision arithmetic
+    add_feature((hw >> 20) & 1, "dotprod");  // HWCAP_ASIMDDP
+    add_feature((hw2 >> 14) & 1, "bf16");    // HWCAP2_BF16: BFDOT, BFMMLA, BFCVT
+    add_feature((hw2 >> 13) & 1, "i8mm");    // HWCAP2_I8MM
+    add_feature((hw >> 22) & 1, "sve");      // HWCAP_SVE
+#elif defined(__aarch64__) && defined(__APPLE__)
+    add_feature(1, "neon");
+    add_feature(apple_feature("hw.optional.arm.FEAT_FP16"), "fp16");
+    add_feature(apple_feature("hw.optional.arm.FEAT_DotProd"), "dotprod");
+    add_feature(apple_feature("hw.optional.arm.FEAT_BF16"), "bf16");
+    add_feature(apple_feature("hw.optional.arm.FEAT_I8MM"), "i8mm");
+#endif
+}
+
+const char *fa_cpu_features(void) {
+    pthread_once(&cpu_features_once, detect_cpu_features);
+    return cpu_features;
 }
 
 static fa_isa detect_auto(void) {

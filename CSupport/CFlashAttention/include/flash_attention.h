@@ -435,6 +435,14 @@ const char *fa_kernel_name(void);
 /// Whether `isa` can run on this CPU (FA_ISA_AUTO and FA_ISA_PORTABLE always can).
 int fa_isa_supported(fa_isa isa);
 
+/// The CPU features the kernels may use, as the operating system reports them, space
+/// separated (static storage, computed once): on x86 from cpuid (`__builtin_cpu_supports`:
+/// avx2 fma f16c avx512f avx512vl avx512bw avx512dq avx512bf16); on Linux ARM64 from the
+/// kernel's hardware capabilities (getauxval AT_HWCAP / AT_HWCAP2: neon fp16 dotprod bf16
+/// i8mm sve); on Apple ARM64 from sysctl (hw.optional.arm.FEAT_FP16, FEAT_DotProd, FEAT_BF16,
+/// FEAT_I8MM). Which kernels run is fa_isa_supported's; this names what the CPU has.
+const char *fa_cpu_features(void);
+
 /// What fa_forward would use for a problem: kernels, tile sizes and the cache sizes they were
 /// chosen from. Tile sizes follow the L2 size (see dispatch/cpu.c); FA_BLOCK_Q and FA_BLOCK_K
 /// override them.
