@@ -190,7 +190,8 @@ mpi-bench: deps mpi-deps
 # there, nothing else may need x86 — and the reverse, the NEON file compiled for x86-64 defines
 # nothing (checked with nm on the objects). Then the C kernel target and two drivers built for
 # aarch64 by the cross gcc (whose libgomp the OpenMP pragmas use; sgemm by the definition in
-# Tests/Arm64 for the naive reference) and run under qemu-aarch64 for FA_ISA=neon and portable:
+# Tests/Arm64 for the naive reference) and run under qemu-aarch64 for FA_ISA=neon, neonbf16 (qemu's
+# newest CPU has FEAT_BF16; a Cortex-A57 must refuse it) and portable:
 # Tests/Arm64/kernel_grid.c, every kernel path over a grid of odd shapes and head dims 1–256
 # against a float64 reference, bitwise across 1, 2 and 3 threads, on qemu's newest CPU and on
 # a Cortex-A57 (ARMv8.0: an instruction beyond the baseline would trap there), the two with
@@ -204,6 +205,7 @@ ARM64_INCLUDES := -ICSupport/CFlashAttention/include -ICSupport/CRingAttention/i
   -I/usr/include/x86_64-linux-gnu/openblas-pthread
 ARM64_CFLAGS := -O2 -fopenmp -Wall -Wextra -Werror $(ARM64_INCLUDES) -IBenchmarks/CStreamRoof/include
 X86_ONLY_KERNELS := avx2 avx512 avx512_bf16
+ARM_ONLY_KERNELS := neon neon_bf16
 QEMU_ARM64 := qemu-aarch64 -L $(ARM64_SYSROOT)
 arm64-deps:
 	@$(MAKE) --no-print-directory deps PACKAGES="$(ARM64_PACKAGES)"
@@ -216,9 +218,11 @@ test-arm64: deps arm64-deps
 	@for k in $(X86_ONLY_KERNELS); do \
 	  [ -z "$$(nm --defined-only $(ARM64_DIR)/obj/$$k.o | grep -v ' \$$')" ] || { echo "test-arm64: kernels/$$k.c defines symbols on aarch64"; exit 1; }; \
 	done
-	@nm --defined-only $(ARM64_DIR)/obj/neon.o | grep -q fa_kernels_neon || { echo "test-arm64: neon.c defines no table on aarch64"; exit 1; }
-	@$(CLANG) --target=x86_64-linux-gnu $(ARM64_CFLAGS) -c CSupport/CFlashAttention/kernels/neon.c -o $(ARM64_DIR)/neon-x86.o
-	@[ -z "$$(nm --defined-only $(ARM64_DIR)/neon-x86.o | grep -v ' \$$')" ] || { echo "test-arm64: kernels/neon.c defines symbols on x86-64"; exit 1; }
+	@for k in $(ARM_ONLY_KERNELS); do \
+	  nm --defined-only $(ARM64_DIR)/obj/$$k.o | grep -q "fa_kernels_$$k$$" || { echo "test-arm64: $$k.c defines no table on aarch64"; exit 1; }; \
+	  $(CLANG) --target=x86_64-linux-gnu $(ARM64_CFLAGS) -c CSupport/CFlashAttention/kernels/$$k.c -o $(ARM64_DIR)/$$k-x86.o || exit 1; \
+	  [ -z "$$(nm --defined-only $(ARM64_DIR)/$$k-x86.o | grep -v ' \$$')" ] || { echo "test-arm64: kernels/$$k.c defines symbols on x86-64"; exit 1; }; \
+	done
 	@echo "test-arm64: the x86 kernels compile to nothing on aarch64, the NEON kernels to nothing on x86-64"
 	aarch64-linux-gnu-gcc -O2 -fopenmp -w $(ARM64_INCLUDES) CSupport/CFlashAttention/*/*.c \
 	  Tests/Arm64/kernel_grid.c Tests/Arm64/sgemm_reference.c -lm -o $(ARM64_DIR)/kernel_grid
@@ -227,10 +231,14 @@ test-arm64: deps arm64-deps
 	  b=$$($(QEMU_ARM64) -cpu cortex-a57 $(ARM64_DIR)/kernel_grid $$isa 1 3) || { echo "$$b"; exit 1; }; echo "$$b"; \
 	  [ "$${m##* }" = "$${b##* }" ] || { echo "test-arm64: $$isa differs between ARMv8.0 and the newest CPU"; exit 1; }; \
 	done; echo "test-arm64: the same bits on qemu's newest CPU (bf16, i8mm, sve) and on a Cortex-A57 (ARMv8.0)"
+	$(QEMU_ARM64) $(ARM64_DIR)/kernel_grid neonbf16 1 2 3
+	@if $(QEMU_ARM64) -cpu cortex-a57 $(ARM64_DIR)/kernel_grid neonbf16 1 > /dev/null 2>&1; then \
+	  echo "test-arm64: neonbf16 ran on a CPU without FEAT_BF16"; exit 1; fi; \
+	echo "test-arm64: neonbf16 is refused on a Cortex-A57 (no FEAT_BF16)"
 	aarch64-linux-gnu-gcc -O2 -fopenmp -w $(ARM64_INCLUDES) CSupport/CFlashAttention/*/*.c \
 	  Tests/Fuzz/fuzz_attention.c Tests/Arm64/replay_corpus.c Tests/Arm64/sgemm_reference.c -lm \
 	  -o $(ARM64_DIR)/replay_corpus
-	for isa in neon portable; do for t in 1 3; do echo "FA_ISA=$$isa, $$t thread(s):"; \
+	for isa in neon neonbf16 portable; do for t in 1 3; do echo "FA_ISA=$$isa, $$t thread(s):"; \
 	  FA_ISA=$$isa OMP_NUM_THREADS=$$t $(QEMU_ARM64) $(ARM64_DIR)/replay_corpus \
 	  Tests/Fuzz/corpus random:20000:$$t || exit 1; done; done
 

@@ -13,6 +13,7 @@ public enum ToolImplementation: String, CaseIterable, Sendable, Codable, Express
     case flashAVX512 = "flash-avx512"
     case flashAVX512BF16 = "flash-avx512bf16"
     case flashNEON = "flash-neon"
+    case flashNEONBF16 = "flash-neonbf16"
 
     /// Also accepts `flash-scalar` for `flash-portable`.
     public init?(argument: String) {
@@ -32,6 +33,7 @@ public enum ToolImplementation: String, CaseIterable, Sendable, Codable, Express
         case .flashAVX512: .avx512
         case .flashAVX512BF16: .avx512bf16
         case .flashNEON: .neon
+        case .flashNEONBF16: .neonbf16
         }
     }
 

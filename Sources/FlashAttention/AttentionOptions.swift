@@ -45,7 +45,8 @@ public enum AttentionImplementation: Sendable, Hashable {
 /// Which micro-kernels the `.flash` implementation runs.
 public enum KernelISA: String, Sendable, Hashable, CaseIterable {
     /// The best the CPU supports (x86: AVX-512 with BF16 > AVX-512 > AVX2 > portable; ARM64:
-    /// NEON), or what the environment variable `FA_ISA` names, chosen once per process.
+    /// NEON with BF16 > NEON), or what the environment variable `FA_ISA` names, chosen once
+    /// per process.
     case automatic
     /// Plain C: any CPU.
     case portable
@@ -59,6 +60,10 @@ public enum KernelISA: String, Sendable, Hashable, CaseIterable {
     case avx512bf16
     /// AArch64 NEON (every ARM64 CPU).
     case neon
+    /// `.neon` plus BF16 dot products (`BFDOT`, FEAT_BF16: Graviton 3, Neoverse V1/N2, Apple
+    /// M2 and later), which decoding uses when the query, keys and values are all
+    /// ``BFloat16`` (its probabilities are then rounded to bf16 for P·V, as `.avx512bf16`'s).
+    case neonbf16
 }
 
 /// Explicit sequence positions, for attention computed in pieces: a slice of the queries

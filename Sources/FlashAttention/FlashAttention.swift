@@ -29,7 +29,7 @@ public enum FlashAttention {
     public static var version: String { String(cString: fa_version()) }
 
     /// The micro-kernel set the `.flash` implementation uses on this machine
-    /// (`"portable"`, `"avx2"`, `"avx512"`, `"avx512bf16"` or `"neon"`).
+    /// (`"portable"`, `"avx2"`, `"avx512"`, `"avx512bf16"`, `"neon"` or `"neonbf16"`).
     ///
     /// ```swift
     /// print("kernels: \(FlashAttention.kernelName)")
@@ -42,7 +42,7 @@ public enum FlashAttention {
     /// for kernel in FlashAttention.supportedKernels { print(kernel) }   // portable, avx2, …
     /// ```
     public static var supportedKernels: [KernelISA] {
-        [.portable, .avx2, .avx512, .avx512bf16, .neon].filter { fa_isa_supported($0.cValue) != 0 }
+        [.portable, .avx2, .avx512, .avx512bf16, .neon, .neonbf16].filter { fa_isa_supported($0.cValue) != 0 }
     }
 
     /// The CPU features the kernels may use, as the operating system reports them: on x86

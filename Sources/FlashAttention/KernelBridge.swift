@@ -84,6 +84,7 @@ extension KernelISA {
         case .avx512: FA_ISA_AVX512
         case .avx512bf16: FA_ISA_AVX512_BF16
         case .neon: FA_ISA_NEON
+        case .neonbf16: FA_ISA_NEON_BF16
         }
     }
 

@@ -325,6 +325,8 @@ static const grid_case grid[] = {
     {"decode 1x1000 fp16 cache", 1, 4, 1, 1, 1000, 128, 128, BR, -1, -1, 0, 0, 0, F32, F16, 0, 0},
     {"decode 1x1000 bf16 cache", 1, 4, 1, 1, 1000, 128, 128, BR, -1, -1, 0, 0, 0, F32, BF16, 0, 0},
     {"decode 1x1000 all bf16", 1, 4, 4, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, BF16, BF16, 0, 0},
+    {"decode 1x129 all bf16 GQA odd dims split 51", 1, 8, 2, 1, 129, 65, 63, BR, -1, -1, 0, 0, 0, BF16, BF16, 51, 0},
+    {"decode 2x1000 all bf16 head dim 256 ALiBi", 2, 4, 1, 2, 1000, 256, 256, BR, -1, -1, 0, 1, 0, BF16, BF16, 0, 0},
     {"decode 1x129 all fp16 split 64", 1, 4, 2, 1, 129, 65, 63, BR, -1, -1, 0, 0, 0, F16, F16, 64, 0},
     // Half storage: forward and backward.
     {"65x129 bf16 cache under fp32", 1, 2, 1, 65, 129, 64, 64, BR, -1, -1, 0, 0, 0, F32, BF16, 0, 0},
@@ -348,7 +350,7 @@ static void head_dims(fa_isa isa, const int *threads, int nthreads) {
 int main(int argc, char **argv) {
     const struct { const char *name; fa_isa isa; } isas[] = {
         {"portable", FA_ISA_PORTABLE}, {"avx2", FA_ISA_AVX2}, {"avx512", FA_ISA_AVX512},
-        {"avx512bf16", FA_ISA_AVX512_BF16}, {"neon", FA_ISA_NEON},
+        {"avx512bf16", FA_ISA_AVX512_BF16}, {"neon", FA_ISA_NEON}, {"neonbf16", FA_ISA_NEON_BF16},
     };
     if (argc < 2) {
         fprintf(stderr, "usage: kernel_grid ISA [THREADS…]\n");

@@ -530,7 +530,7 @@ static int make_problem(input *in, problem *g, int backward) {
     p->num_threads = (int32_t)(take8(in) % 4);
     if (take8(in) % 32 == 0) p->num_threads = -1;
     const uint32_t isa = take8(in) % 16;
-    p->isa = isa < 8 ? FA_ISA_AUTO : (fa_isa)(isa - 8);  // 5, 6, 7: unknown ISAs
+    p->isa = isa < 8 ? FA_ISA_AUTO : (fa_isa)(isa - 8);  // 5, 6: ARM64's; 7: unknown
 
     // Values: uniform in [-2, 2], sometimes a NaN or an infinity.
     rng r = {take64(in)};

@@ -28,6 +28,25 @@
 #include <sys/sysctl.h>
 #endif
 
+#if defined(__aarch64__) && defined(__APPLE__)
+static int apple_feature(const char *name) {
+    int value = 0;
+    size_t size = sizeof value;
+    return sysctlbyname(name, &value, &size, NULL, 0) == 0 && value != 0;
+}
+#endif
+
+// FEAT_BF16 (BFDOT, BFCVT), as the operating system reports it.
+static int arm_bf16(void) {
+#if defined(__aarch64__) && defined(__linux__)
+    return (int)((getauxval(AT_HWCAP2) >> 14) & 1);  // HWCAP2_BF16
+#elif defined(__aarch64__) && defined(__APPLE__)
+    return apple_feature("hw.optional.arm.FEAT_BF16");
+#else
+    return 0;
+#endif
+}
+
 int fa_isa_supported(fa_isa isa) {
     switch (isa) {
     case FA_ISA_AUTO:
@@ -63,6 +82,8 @@ int fa_isa_supported(fa_isa isa) {
 #else
         return 0;
 #endif
+    case FA_ISA_NEON_BF16:
+        return arm_bf16();
     }
     return 0;
 }
@@ -77,14 +98,6 @@ static void add_feature(int present, const char *name) {
     const size_t used = strlen(cpu_features);
     snprintf(cpu_features + used, sizeof cpu_features - used, "%s%s", used ? " " : "", name);
 }
-
-#if defined(__aarch64__) && defined(__APPLE__)
-static int apple_feature(const char *name) {
-    int value = 0;
-    size_t size = sizeof value;
-    return sysctlbyname(name, &value, &size, NULL, 0) == 0 && value != 0;
-}
-#endif
 
 static void detect_cpu_features(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -127,6 +140,7 @@ static fa_isa detect_auto(void) {
             {"portable", FA_ISA_PORTABLE}, {"scalar", FA_ISA_PORTABLE},
             {"avx2", FA_ISA_AVX2}, {"avx512", FA_ISA_AVX512},
             {"avx512bf16", FA_ISA_AVX512_BF16}, {"neon", FA_ISA_NEON},
+            {"neonbf16", FA_ISA_NEON_BF16},
         };
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             const char *a = env, *b = names[i].name;
@@ -134,6 +148,7 @@ static fa_isa detect_auto(void) {
             if (*a == 0 && *b == 0 && fa_isa_supported(names[i].isa)) return names[i].isa;
         }
     }
+    if (fa_isa_supported(FA_ISA_NEON_BF16)) return FA_ISA_NEON_BF16;
     if (fa_isa_supported(FA_ISA_NEON)) return FA_ISA_NEON;
     if (fa_isa_supported(FA_ISA_AVX512_BF16)) return FA_ISA_AVX512_BF16;
     if (fa_isa_supported(FA_ISA_AVX512)) return FA_ISA_AVX512;
@@ -161,6 +176,7 @@ const fa_kernels *fa_kernels_for(fa_isa isa) {
 #endif
 #if defined(__aarch64__)  // and the NEON table only in ARM64 builds
     case FA_ISA_NEON: return &fa_kernels_neon;
+    case FA_ISA_NEON_BF16: return &fa_kernels_neon_bf16;
 #endif
     default: return &fa_kernels_portable;
     }
@@ -270,7 +286,7 @@ fa_status fa_kernel_info_for(const fa_problem *p, fa_kernel_info *info) {
 fa_status fa_exp2(fa_isa isa, const float *x, float *y, int64_t n) {
     if (!x || !y) return FA_ERR_NULL_POINTER;
     if (n < 0) return FA_ERR_INVALID_EXTENT;
-    if (isa < FA_ISA_AUTO || isa > FA_ISA_NEON || !fa_isa_supported(isa))
+    if (isa < FA_ISA_AUTO || isa > FA_ISA_NEON_BF16 || !fa_isa_supported(isa))
         return FA_ERR_UNSUPPORTED_ISA;
     fa_kernels_for(isa)->exp2(x, y, n);
     return FA_OK;

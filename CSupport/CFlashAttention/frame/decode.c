@@ -22,10 +22,12 @@
 #include "kv_source.h"
 
 /// Whether the row tiles run over bf16 pairs: Q, K and V all bf16 on an ISA with bf16 dot
-/// products (the plan's bf16_dots), head dims the kernel holds in registers. K and V are then
-/// read as stored, and P is rounded to bf16 for P·V (as the key-major bf16 path).
+/// row kernels (avx512bf16, neonbf16), head dims the kernel takes. K and V are then read as
+/// stored, and P is rounded to bf16 for P·V (as the key-major bf16 path).
 static int fa_row_bf16_dots(const fa_forward_plan *pl) {
-    return pl->bf16_dots && pl->kr->scores_q_bf16dot &&
+    const fa_problem *p = pl->p;
+    return pl->kr->scores_q_bf16dot && p->q_dtype == FA_DTYPE_BF16 &&
+           p->k_dtype == FA_DTYPE_BF16 && p->v_dtype == FA_DTYPE_BF16 &&
            pl->p->shape.head_dim_qk <= FA_ROW_BF16DOT_MAX_DQK;
 }
 

@@ -122,7 +122,7 @@ typedef struct fa_mask {
 } fa_mask;
 
 /// Which micro-kernels fa_forward runs. FA_ISA_AUTO picks the best the CPU supports, or what
-/// the environment variable FA_ISA (portable | avx2 | avx512 | avx512bf16 | neon) names, once per
+/// the environment variable FA_ISA (portable | avx2 | avx512 | avx512bf16 | neon | neonbf16) names, once per
 /// process.
 typedef enum fa_isa {
     FA_ISA_AUTO = 0,
@@ -134,6 +134,9 @@ typedef enum fa_isa {
     FA_ISA_AVX512_BF16 = 4,
     /// AArch64 NEON (Advanced SIMD, every ARM64 CPU).
     FA_ISA_NEON = 5,
+    /// FA_ISA_NEON plus BF16 dot products (FEAT_BF16: BFDOT, BFCVT; Graviton 3, Neoverse V1/N2,
+    /// Apple M2 and later), used when decoding with Q, K and V all in bf16
+    FA_ISA_NEON_BF16 = 6,
 } fa_isa;
 
 /// Causal masking. Bottom-right (FlashAttention ≥ 2.1): query i sees keys j ≤ i + Lk − Lq.

@@ -118,7 +118,7 @@ typedef struct fa_row_run {
 } fa_row_run;
 
 typedef struct fa_kernels {
-    const char *name;    ///< "portable", "avx2", "avx512", "avx512bf16", "neon"
+    const char *name;    ///< "portable", "avx2", "avx512", "avx512bf16", "neon", "neonbf16"
     int vector_width;    ///< floats per vector: query rows are padded to a multiple of it
     int query_tile;      ///< preferred multiple for the query block (the scores micro-tile)
     int key_tile;        ///< keys per scores micro-tile: key blocks are multiples of it
@@ -278,5 +278,6 @@ extern const fa_kernels fa_kernels_avx2;
 extern const fa_kernels fa_kernels_avx512;
 extern const fa_kernels fa_kernels_avx512_bf16;
 extern const fa_kernels fa_kernels_neon;
+extern const fa_kernels fa_kernels_neon_bf16;
 
 #endif  // FA_MICROKERNEL_H

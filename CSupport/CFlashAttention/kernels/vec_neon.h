@@ -35,8 +35,13 @@ typedef int vtail;
 #define TILE_PV_LAST_R 6
 #define TILE_SOFTMAX_CHAINS 2
 enum { VF_W = 8 };
+#ifdef VF_EXTRA_TARGET  // neon_bf16.c: the same kernels with more instructions allowed
+#define VF_FN __attribute__((target(VF_EXTRA_TARGET)))
+#define VF_INLINE static inline __attribute__((always_inline)) VF_FN
+#else
 #define VF_FN
 #define VF_INLINE static inline __attribute__((always_inline))
+#endif
 
 #define VF_BOTH(op) ((vf){op(a.lo, b.lo), op(a.hi, b.hi)})
 
