@@ -43,7 +43,6 @@
 #include "internal.h"
 #include "kv_source.h"
 
-
 enum { BACKWARD_BLOCK_Q = 96, BACKWARD_BLOCK_K = 64 };
 
 /// Per-thread workspace of the backward, offsets in floats, each region FA_ALIGN-aligned.

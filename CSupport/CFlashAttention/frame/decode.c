@@ -28,7 +28,7 @@ static int fa_row_bf16_dots(const fa_forward_plan *pl) {
     const fa_problem *p = pl->p;
     return pl->kr->scores_q_bf16dot && p->q_dtype == FA_DTYPE_BF16 &&
            p->k_dtype == FA_DTYPE_BF16 && p->v_dtype == FA_DTYPE_BF16 &&
-           pl->p->shape.head_dim_qk <= FA_ROW_BF16DOT_MAX_DQK;
+           p->shape.head_dim_qk <= FA_ROW_BF16DOT_MAX_DQK;
 }
 
 /// One row of a tile: its head, its query position, its band of keys and its modifiers.

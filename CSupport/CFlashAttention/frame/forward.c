@@ -307,7 +307,9 @@ fa_status fa_forward(const fa_problem *p) {
     // A caller workspace is split between the threads, the partial states after them;
     // otherwise each thread uses its own cached tiles and the calling thread its cached
     // partial states (frame/workspace.c). Either way everything is in hand before any output
-    // is written, so a failed allocation leaves the outputs untouched.
+    // is written, so a failed allocation leaves the outputs untouched — under OpenMP; on GCD
+    // threads (no barrier there, see threads.c) a worker that cannot get its tiles stops the
+    // others after their current item, and the call still fails with FA_ERR_OUT_OF_MEMORY.
     float *shared = p->workspace
         ? (float *)(((uintptr_t)p->workspace + FA_ALIGN - 1) & ~(uintptr_t)(FA_ALIGN - 1))
         : NULL;

@@ -15,7 +15,6 @@
 #include <math.h>
 #include "forward_plan.h"
 
-
 // Entries differ in query length only with per-entry lengths; otherwise entry 0 stands for all
 // (a batch of 2³¹ entries is answered at once, not entry by entry).
 static int64_t entries_to_inspect(const fa_problem *p) {

@@ -10,7 +10,8 @@
 //     over `threads` iterations on a global concurrent queue. GCD may run iterations one after
 //     another on fewer threads, so a body never waits for another (fa_parallel_barrier is a
 //     no-op there).
-//   Neither: body(ctx, 0, 1) on the calling thread.
+//   Neither (or FA_THREADS_SERIAL defined on an Apple platform): body(ctx, 0, 1) on the
+//     calling thread.
 // Swift's clang ships no omp.h: the OpenMP prototypes we call are declared here.
 #include "internal.h"
 
