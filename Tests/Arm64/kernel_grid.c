@@ -9,8 +9,10 @@
 // emulation stays within minutes), every head dim 1…256 (Dqk, and Dv ≠ Dqk), GQA and MQA,
 // causal bottom-right and top-left, sliding windows, soft-capping, ALiBi, boolean and additive
 // masks, decode (one query row) with automatic, explicit and no splits of the keys, the
-// backward, and half-precision storage (K/V fp16 or bf16 under fp32 Q/O, and everything fp16 or
-// bf16). Each case runs on every thread count given; the outputs (O, logsumexp, dQ, dK, dV)
+// backward, half-precision storage (K/V fp16 or bf16 under fp32 Q/O, and everything fp16 or
+// bf16), and K/V stored as [B, L, Hkv, D] rows or in HND and NHD pages (block table and CSR,
+// pages of 3, 5 and 16 in a seeded order), whose outputs must also be the bits of the same
+// values stored [B, Hkv, L, D]. Each case runs on every thread count given; the outputs (O, logsumexp, dQ, dK, dV)
 // must be the same bits for every count, and within the tolerance below of the reference.
 //
 // Tolerances (inputs in [−1, 1]): fp32 arithmetic over scores bounded by smax rounds each
@@ -40,6 +42,8 @@ typedef struct {
     fa_dtype qo, kv; // storage of Q/O and of K/V
     int64_t split;   // kv_split_size (0 automatic)
     int backward;
+    int layout;      // K/V storage: 0 [B, Hkv, L, D]; 1 [B, L, Hkv, D]; 2 HND pages; 3 NHD pages
+    int64_t page;    // layouts 2, 3: keys per page (pages in a seeded order; 2: block table, 3: CSR)
 } grid_case;
 
 static uint64_t rng_state;
@@ -120,6 +124,26 @@ static void scores_row(const grid_case *c, const fa_problem *p, const tensor *q,
 
 static int same_bits(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
 
+// K or V stored in case c's layout: `dst` gets the rows of the [B, Hkv, L, d] tensor `src` at
+// the strides `st` (for pages: page, head, row in page), key j of entry b in page
+// pages[b·per + j / page] (per = pages per entry).
+static void *store_layout(const grid_case *c, const tensor *src, int64_t d, fa_strides st,
+                          const int32_t *pages, int64_t per, int64_t elements) {
+    const size_t es = fa_dtype_size(src->t);
+    char *dst = calloc((size_t)(elements ? elements : 1), es);
+    for (int64_t b = 0; b < c->batch; b++)
+        for (int64_t g = 0; g < c->kv_heads; g++)
+            for (int64_t j = 0; j < c->kv_len; j++) {
+                const int64_t at = c->layout >= 2
+                    ? pages[b * per + j / c->page] * st.batch + g * st.head + (j % c->page) * st.seq
+                    : b * st.batch + g * st.head + j * st.seq;
+                memcpy(dst + (size_t)at * es,
+                       (const char *)src->data + (size_t)(((b * c->kv_heads + g) * c->kv_len + j) * d) * es,
+                       (size_t)d * es);
+            }
+    return dst;
+}
+
 static void check_close(const grid_case *c, const char *what, const float *got, const double *ref,
                         int64_t n, double tol) {
     for (int64_t i = 0; i < n; i++) {
@@ -174,6 +198,49 @@ static void run_case(const grid_case *c, fa_isa isa, const int *threads, int nth
     }
     p.kv_split_size = c->split;
     p.isa = isa;
+    // Another K/V layout: the same values, stored so; its outputs must be the bits of the
+    // [B, Hkv, L, D] call (tiles of several kv heads read pages and interleaved rows).
+    const fa_problem dense = p;
+    void *k_store = NULL, *v_store = NULL;
+    int32_t *pages = NULL, *indptr = NULL, *last = NULL, *lens = NULL;
+    if (c->layout) {
+        const int64_t per = c->layout >= 2 ? (Lk + c->page - 1) / c->page : 0, np = B * per + 1;
+        if (c->layout >= 2) {  // B·per pages in a seeded order, and one page no entry uses
+            pages = malloc(sizeof(int32_t) * (size_t)np);
+            for (int64_t i = 0; i < np; i++) pages[i] = (int32_t)i;
+            for (int64_t i = np - 1; i > 0; i--) {
+                const int64_t j = (int64_t)((uniform() + 1) * 0.5 * (double)(i + 1)) % (i + 1);
+                const int32_t t = pages[i];
+                pages[i] = pages[j], pages[j] = t;
+            }
+        }
+        fa_strides ks, vs;
+        int64_t kn, vn;
+        if (c->layout == 1) {
+            ks = fa_strides_blhd(Hkv, Lk, c->dqk), vs = fa_strides_blhd(Hkv, Lk, c->dv);
+            kn = nk, vn = nv;
+        } else {
+            ks = c->layout == 2 ? fa_strides_bhld(Hkv, c->page, c->dqk) : fa_strides_blhd(Hkv, c->page, c->dqk);
+            vs = c->layout == 2 ? fa_strides_bhld(Hkv, c->page, c->dv) : fa_strides_blhd(Hkv, c->page, c->dv);
+            kn = np * Hkv * c->page * c->dqk, vn = np * Hkv * c->page * c->dv;
+        }
+        k_store = store_layout(c, &k, c->dqk, ks, pages, per, kn);
+        v_store = store_layout(c, &v, c->dv, vs, pages, per, vn);
+        p.k = k_store, p.v = v_store, p.k_strides = ks, p.v_strides = vs;
+        if (c->layout >= 2) {
+            p.kv_pages.page_size = c->page, p.kv_pages.num_pages = np, p.kv_pages.exclusive = 1;
+            if (c->layout == 2) {  // block table
+                lens = malloc(sizeof(int32_t) * (size_t)B);
+                for (int64_t b = 0; b < B; b++) lens[b] = (int32_t)Lk;
+                p.kv_pages.block_table = pages, p.kv_pages.max_pages = per, p.kv_pages.seq_lens = lens;
+            } else {  // CSR
+                indptr = malloc(sizeof(int32_t) * (size_t)(B + 1)), last = malloc(sizeof(int32_t) * (size_t)B);
+                for (int64_t b = 0; b <= B; b++) indptr[b] = (int32_t)(b * per);
+                for (int64_t b = 0; b < B; b++) last[b] = (int32_t)(Lk - (per - 1) * c->page);
+                p.kv_pages.indptr = indptr, p.kv_pages.indices = pages, p.kv_pages.last_page_len = last;
+            }
+        }
+    }
 
     // The reference, and a bound on |score| for the tolerances.
     double *o_ref = calloc((size_t)(no ? no : 1), sizeof(double)), *lse_ref = calloc((size_t)(nl ? nl : 1), sizeof(double));
@@ -248,6 +315,15 @@ static void run_case(const grid_case *c, fa_isa isa, const int *threads, int nth
                       !same_bits(lse0, lse1, sizeof(float) * (size_t)nl)))
             FAIL("forward on %d threads differs from %d thread(s) in its bits", threads[t], threads[0]);
     }
+    if (c->layout) {  // the [B, Hkv, L, D] call's bits
+        fa_problem d = dense;
+        d.o = o1.data, d.lse = lse1, d.num_threads = threads[0];
+        if (fa_forward(&d) != FA_OK)
+            FAIL("fa_forward on [B, Hkv, L, D] K/V failed");
+        else if (!same_bits(o0.data, o1.data, (size_t)no * fa_dtype_size(c->qo)) ||
+                 !same_bits(lse0, lse1, sizeof(float) * (size_t)nl))
+            FAIL("forward over layout %d differs from [B, Hkv, L, D] K/V in its bits", c->layout);
+    }
     digest_bytes(o0.data, (size_t)no * fa_dtype_size(c->qo));
     digest_bytes(lse0, sizeof(float) * (size_t)nl);
     read_back(&o0);
@@ -292,6 +368,7 @@ static void run_case(const grid_case *c, fa_isa isa, const int *threads, int nth
     free_tensor(&q), free_tensor(&k), free_tensor(&v), free_tensor(&dout);
     free_tensor(&o0), free_tensor(&o1);
     free(lse0), free(lse1), free(bmask), free(amask);
+    free(k_store), free(v_store), free(pages), free(indptr), free(last), free(lens);
     free(o_ref), free(lse_ref), free(dq_ref), free(dk_ref), free(dv_ref), free(s), free(dcap);
 }
 
@@ -303,43 +380,53 @@ static void run_case(const grid_case *c, fa_isa isa, const int *threads, int nth
 #define TL FA_CAUSAL_TOP_LEFT
 #define NO_SPLIT INT64_MAX
 
-// name, B, Hq, Hkv, Lq, Lk, Dqk, Dv, causal, window, softcap, alibi, mask, Q/O, K/V, split, backward
+// name, B, Hq, Hkv, Lq, Lk, Dqk, Dv, causal, window, softcap, alibi, mask, Q/O, K/V, split, backward,
+// K/V layout, page size
 static const grid_case grid[] = {
-    {"one row, one key", 1, 1, 1, 1, 1, 1, 1, NONE, -1, -1, 0, 0, 0, F32, F32, 0, 1},
-    {"3x17 GQA bottom-right", 2, 4, 2, 3, 17, 3, 5, BR, -1, -1, 0, 0, 0, F32, F32, 0, 1},
-    {"17x3 top-left", 1, 2, 2, 17, 3, 17, 17, TL, -1, -1, 0, 0, 0, F32, F32, 0, 1},
-    {"63x65 MQA soft cap", 1, 3, 1, 63, 65, 64, 64, BR, -1, -1, 30, 0, 0, F32, F32, 0, 1},
-    {"65x129 window ALiBi", 1, 2, 2, 65, 129, 127, 129, NONE, 20, 5, 0, 1, 0, F32, F32, 0, 1},
-    {"129x127 boolean mask", 1, 2, 1, 129, 127, 33, 31, BR, -1, -1, 0, 0, 1, F32, F32, 0, 1},
-    {"127x63 additive mask", 1, 1, 1, 127, 63, 40, 24, TL, -1, -1, 0, 1, 2, F32, F32, 0, 1},
-    {"1000x1000 GQA causal", 1, 2, 1, 1000, 1000, 32, 32, BR, -1, -1, 0, 0, 0, F32, F32, 0, 1},
-    {"1000x65 causal window", 1, 1, 1, 1000, 65, 16, 16, BR, 30, 0, 0, 0, 0, F32, F32, 0, 1},
-    {"65x1000 every modifier", 1, 2, 1, 65, 1000, 24, 8, BR, 400, -1, 20, 1, 2, F32, F32, 0, 1},
-    {"17x65 head dim 256", 1, 2, 1, 17, 65, 256, 256, BR, -1, -1, 0, 0, 0, F32, F32, 0, 1},
-    {"129x17 head dims 200/256", 1, 1, 1, 129, 17, 200, 256, NONE, -1, -1, 0, 1, 0, F32, F32, 0, 1},
+    {"one row, one key", 1, 1, 1, 1, 1, 1, 1, NONE, -1, -1, 0, 0, 0, F32, F32, 0, 1, 0, 0},
+    {"3x17 GQA bottom-right", 2, 4, 2, 3, 17, 3, 5, BR, -1, -1, 0, 0, 0, F32, F32, 0, 1, 0, 0},
+    {"17x3 top-left", 1, 2, 2, 17, 3, 17, 17, TL, -1, -1, 0, 0, 0, F32, F32, 0, 1, 0, 0},
+    {"63x65 MQA soft cap", 1, 3, 1, 63, 65, 64, 64, BR, -1, -1, 30, 0, 0, F32, F32, 0, 1, 0, 0},
+    {"65x129 window ALiBi", 1, 2, 2, 65, 129, 127, 129, NONE, 20, 5, 0, 1, 0, F32, F32, 0, 1, 0, 0},
+    {"129x127 boolean mask", 1, 2, 1, 129, 127, 33, 31, BR, -1, -1, 0, 0, 1, F32, F32, 0, 1, 0, 0},
+    {"127x63 additive mask", 1, 1, 1, 127, 63, 40, 24, TL, -1, -1, 0, 1, 2, F32, F32, 0, 1, 0, 0},
+    {"1000x1000 GQA causal", 1, 2, 1, 1000, 1000, 32, 32, BR, -1, -1, 0, 0, 0, F32, F32, 0, 1, 0, 0},
+    {"1000x65 causal window", 1, 1, 1, 1000, 65, 16, 16, BR, 30, 0, 0, 0, 0, F32, F32, 0, 1, 0, 0},
+    {"65x1000 every modifier", 1, 2, 1, 65, 1000, 24, 8, BR, 400, -1, 20, 1, 2, F32, F32, 0, 1, 0, 0},
+    {"17x65 head dim 256", 1, 2, 1, 17, 65, 256, 256, BR, -1, -1, 0, 0, 0, F32, F32, 0, 1, 0, 0},
+    {"129x17 head dims 200/256", 1, 1, 1, 129, 17, 200, 256, NONE, -1, -1, 0, 1, 0, F32, F32, 0, 1, 0, 0},
     // Decode: one row against long keys, split automatically, in 128s, not at all.
-    {"decode 1x1000 auto split", 2, 8, 2, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, F32, F32, 0, 0},
-    {"decode 1x1000 split 128", 2, 8, 2, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, F32, F32, 128, 0},
-    {"decode 1x1000 no split", 2, 8, 2, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, F32, F32, NO_SPLIT, 0},
-    {"decode 3x129 head dim 256 modifiers", 1, 4, 1, 3, 129, 256, 256, BR, 100, -1, 25, 1, 1, F32, F32, 17, 0},
-    {"decode 1x1000 fp16 cache", 1, 4, 1, 1, 1000, 128, 128, BR, -1, -1, 0, 0, 0, F32, F16, 0, 0},
-    {"decode 1x1000 bf16 cache", 1, 4, 1, 1, 1000, 128, 128, BR, -1, -1, 0, 0, 0, F32, BF16, 0, 0},
-    {"decode 1x1000 all bf16", 1, 4, 4, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, BF16, BF16, 0, 0},
-    {"decode 1x129 all bf16 GQA odd dims split 51", 1, 8, 2, 1, 129, 65, 63, BR, -1, -1, 0, 0, 0, BF16, BF16, 51, 0},
-    {"decode 2x1000 all bf16 head dim 256 ALiBi", 2, 4, 1, 2, 1000, 256, 256, BR, -1, -1, 0, 1, 0, BF16, BF16, 0, 0},
-    {"decode 1x129 all fp16 split 64", 1, 4, 2, 1, 129, 65, 63, BR, -1, -1, 0, 0, 0, F16, F16, 64, 0},
+    {"decode 1x1000 auto split", 2, 8, 2, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, F32, F32, 0, 0, 0, 0},
+    {"decode 1x1000 split 128", 2, 8, 2, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, F32, F32, 128, 0, 0, 0},
+    {"decode 1x1000 no split", 2, 8, 2, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, F32, F32, NO_SPLIT, 0, 0, 0},
+    {"decode 3x129 head dim 256 modifiers", 1, 4, 1, 3, 129, 256, 256, BR, 100, -1, 25, 1, 1, F32, F32, 17, 0, 0, 0},
+    {"decode 1x1000 fp16 cache", 1, 4, 1, 1, 1000, 128, 128, BR, -1, -1, 0, 0, 0, F32, F16, 0, 0, 0, 0},
+    {"decode 1x1000 bf16 cache", 1, 4, 1, 1, 1000, 128, 128, BR, -1, -1, 0, 0, 0, F32, BF16, 0, 0, 0, 0},
+    {"decode 1x1000 all bf16", 1, 4, 4, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, BF16, BF16, 0, 0, 0, 0},
+    {"decode 1x129 all bf16 GQA odd dims split 51", 1, 8, 2, 1, 129, 65, 63, BR, -1, -1, 0, 0, 0, BF16, BF16, 51, 0, 0, 0},
+    {"decode 2x1000 all bf16 head dim 256 ALiBi", 2, 4, 1, 2, 1000, 256, 256, BR, -1, -1, 0, 1, 0, BF16, BF16, 0, 0, 0, 0},
+    {"decode 1x129 all fp16 split 64", 1, 4, 2, 1, 129, 65, 63, BR, -1, -1, 0, 0, 0, F16, F16, 64, 0, 0, 0},
     // Half storage: forward and backward.
-    {"65x129 bf16 cache under fp32", 1, 2, 1, 65, 129, 64, 64, BR, -1, -1, 0, 0, 0, F32, BF16, 0, 0},
-    {"63x127 fp16 cache under fp32", 1, 2, 2, 63, 127, 17, 33, TL, -1, -1, 0, 1, 0, F32, F16, 0, 0},
-    {"129x65 all bf16", 1, 2, 1, 129, 65, 64, 64, BR, -1, -1, 0, 0, 0, BF16, BF16, 0, 1},
-    {"65x63 all fp16", 1, 2, 2, 65, 63, 40, 40, NONE, -1, -1, 0, 0, 1, F16, F16, 0, 1},
+    {"65x129 bf16 cache under fp32", 1, 2, 1, 65, 129, 64, 64, BR, -1, -1, 0, 0, 0, F32, BF16, 0, 0, 0, 0},
+    {"63x127 fp16 cache under fp32", 1, 2, 2, 63, 127, 17, 33, TL, -1, -1, 0, 1, 0, F32, F16, 0, 0, 0, 0},
+    {"129x65 all bf16", 1, 2, 1, 129, 65, 64, 64, BR, -1, -1, 0, 0, 0, BF16, BF16, 0, 1, 0, 0},
+    {"65x63 all fp16", 1, 2, 2, 65, 63, 40, 40, NONE, -1, -1, 0, 0, 1, F16, F16, 0, 1, 0, 0},
+    // Other K/V layouts (bitwise those of [B, Hkv, L, D]): rows interleaving the heads and
+    // pages, where row tiles take several kv heads (packed differently on 1, 2, 3 threads).
+    {"decode 1x1000 [B, L, Hkv, D] no split", 1, 16, 8, 1, 1000, 32, 32, BR, -1, -1, 0, 0, 0, F32, F32, NO_SPLIT, 0, 1, 0},
+    {"decode 1x1000 GQA HND pages of 16", 2, 8, 4, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, F32, F32, 0, 0, 2, 16},
+    {"decode 3x129 NHD pages of 3 modifiers", 2, 6, 3, 3, 129, 65, 63, BR, 100, -1, 25, 1, 1, F32, F32, 51, 0, 3, 3},
+    {"decode 1x1000 fp16 cache NHD pages of 16", 1, 8, 4, 1, 1000, 128, 128, BR, -1, -1, 0, 0, 0, F32, F16, 0, 0, 3, 16},
+    {"decode 1x1000 all bf16 HND pages of 16", 1, 8, 4, 1, 1000, 64, 64, BR, -1, -1, 0, 0, 0, BF16, BF16, 0, 0, 2, 16},
+    {"decode 1x129 all bf16 NHD pages of 5", 1, 4, 2, 1, 129, 65, 63, BR, -1, -1, 0, 1, 0, BF16, BF16, 0, 0, 3, 5},
+    {"65x129 HND pages of 16", 1, 4, 2, 65, 129, 64, 64, BR, -1, -1, 0, 0, 0, F32, F32, 0, 0, 2, 16},
 };
 
 // Every head dim 1…256, Dv = Dqk and Dv = 257 − Dqk (17 queries × 33 keys, causal).
 static void head_dims(fa_isa isa, const int *threads, int nthreads) {
     for (int64_t d = 1; d <= 256; d++) {
         grid_case c = {"every head dim", 1, 1, 1, 17, 33, d, d % 2 ? d : 257 - d, BR, -1, -1, 0, 0, 0,
-                       F32, F32, 0, d % 16 == 1};
+                       F32, F32, 0, d % 16 == 1, 0, 0};
         char name[64];
         snprintf(name, sizeof name, "head dims %lld/%lld", (long long)c.dqk, (long long)c.dv);
         c.name = name;

@@ -257,8 +257,8 @@ static void forward_worker(void *ctx, int me, int n) {
         // then the row tiles: the heavy items start early, the light ones fill in.
         if (t >= g->key_items) {
             const int64_t w = t - g->key_items, split = w % count, u = w / count;
-            const int64_t chunk = u % pl->row_chunks, bg = u / pl->row_chunks;
-            fa_row_tile(pl, bg / p->shape.kv_heads, bg % p->shape.kv_heads, chunk, split, mine);
+            const int64_t chunk = u % pl->row_chunks, bp = u / pl->row_chunks;
+            fa_row_tile(pl, bp / pl->row_packs, bp % pl->row_packs, chunk, split, mine);
             continue;
         }
         const int64_t split = t % count, u = t / count;  // an item's chunks side by side
@@ -300,7 +300,9 @@ fa_status fa_forward(const fa_problem *p) {
         pl.row_layout = fa_row_layout_for(p);
         pl.row_chunks = fa_row_chunks(p);
         if (pl.row_layout.per_thread_bytes > per_thread) per_thread = pl.row_layout.per_thread_bytes;
-        row_items = p->shape.batch * p->shape.kv_heads * pl.row_chunks * pl.split.count;
+        pl.row_heads = fa_row_heads(p, pl.row_chunks, pl.split.count, r.threads);
+        pl.row_packs = (p->shape.kv_heads + pl.row_heads - 1) / pl.row_heads;
+        row_items = p->shape.batch * pl.row_packs * pl.row_chunks * pl.split.count;
     }
     const int64_t items = key_items + row_items;
 

@@ -36,14 +36,45 @@ int fa_uses_key_major(const fa_problem *p) {
     return 0;
 }
 
-int64_t fa_row_chunks(const fa_problem *p) {
+// Row-tile rows of one kv head: its group's heads × the longest row entry's valid query rows
+// (−1 when no entry runs on row tiles).
+static int64_t row_rows_per_head(const fa_problem *p) {
     int64_t longest = -1;  // valid rows of the longest row entry
     const int64_t n = entries_to_inspect(p);
     for (int64_t b = 0; b < n; b++)
         if (fa_is_row_entry(p, b) && fa_q_len_of(p, b) > longest) longest = fa_q_len_of(p, b);
-    if (longest < 0) return 0;
-    const int64_t rows = p->shape.q_heads / p->shape.kv_heads * longest;
+    return longest < 0 ? -1 : p->shape.q_heads / p->shape.kv_heads * longest;
+}
+
+int64_t fa_row_chunks(const fa_problem *p) {
+    const int64_t rows = row_rows_per_head(p);
+    if (rows < 0) return 0;
     return rows == 0 ? 1 : (rows + FA_ROW_TILE_ROWS - 1) / FA_ROW_TILE_ROWS;
+}
+
+// Whether every kv head's rows of one page (of one key, when not paged) lie within the page's
+// (the key's) stride: HND and NHD pages, [B, L, Hkv, D] rows — not [B, Hkv, L, D] rows, nor
+// pools with the heads outermost.
+static int heads_side_by_side(const fa_problem *p, fa_strides st) {
+    const int64_t span = fa_is_paged(p) ? st.batch : st.seq;
+    return st.head <= span / p->shape.kv_heads;
+}
+
+int64_t fa_row_heads(const fa_problem *p, int64_t row_chunks, int64_t splits, int threads) {
+    const fa_shape *s = &p->shape;
+    if (row_chunks != 1 || s->kv_heads < 2 || !heads_side_by_side(p, p->k_strides) ||
+        !heads_side_by_side(p, p->v_strides))
+        return 1;
+    const int64_t rows = row_rows_per_head(p);
+    const int64_t fit = rows > 0 ? FA_ROW_TILE_ROWS / rows : FA_ROW_TILE_ROWS;
+    // Items with one pack per entry: B × splits (saturating); packs enough for 2 per thread.
+    int64_t items;
+    if (__builtin_mul_overflow(s->batch, splits, &items)) items = INT64_MAX;
+    const int64_t want = 2 * (int64_t)(threads > 0 ? threads : 1);
+    int64_t packs = items >= want ? 1 : (want + items - 1) / items;
+    if (packs > s->kv_heads) packs = s->kv_heads;
+    const int64_t heads = (s->kv_heads + packs - 1) / packs;
+    return heads < fit ? heads : fit;
 }
 
 fa_row_layout fa_row_layout_for(const fa_problem *p) {

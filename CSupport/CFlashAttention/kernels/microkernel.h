@@ -202,8 +202,10 @@ typedef struct fa_kernels {
     /// output then sums blocks, not every key, in one chain. The block's V rows are `runs`
     /// (nruns ≥ 1, in key order, covering keys 0 … keys − 1); each output element sees the
     /// keys in order in one chain, so the bits do not depend on how the rows are cut into
-    /// runs. out rows are read and written as whole vectors up to dv rounded up to 16 (ldo ≥
-    /// that).
+    /// runs. The runs may also come over several calls, in key order: the run at key 0
+    /// starts the sums (out is not read), a run at a later key adds to out (the row tiles of
+    /// several kv heads read each page for all their heads before the next page). out rows
+    /// are read and written as whole vectors up to dv rounded up to 16 (ldo ≥ that).
     void (*block_pv_q[FA_KV_TYPES])(int rows, int keys, int64_t dv, const float *p, int64_t ldp,
                                     const fa_row_run *runs, int nruns, float *out, int64_t ldo);
 
@@ -263,8 +265,9 @@ typedef struct fa_kernels {
                              const uint16_t *k, int64_t ldk, float scale, float *s, int64_t lds);
     /// block_pv_q over bf16 pairs: out[r, :] = Σ_j bf16(p[r, j]) · v[j, :], P rounded to nearest
     /// even in place (p is overwritten); out rows are written up to dv rounded up to 32 (ldo ≥
-    /// that), zero past dv. V rows as in block_pv_q, but every run but the last starts and
-    /// ends on an even key (pairs never straddle runs).
+    /// that), zero past dv. V rows as in block_pv_q, but all of the block's runs in one call
+    /// (P is rounded once), every run but the last starting and ending on an even key (pairs
+    /// never straddle runs).
     void (*block_pv_q_bf16dot)(int rows, int keys, int64_t dv, float *p, int64_t ldp,
                                const fa_row_run *runs, int nruns, float *out, int64_t ldo);
 

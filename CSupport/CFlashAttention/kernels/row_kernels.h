@@ -361,14 +361,15 @@ VF_INLINE void row_run_pv(const int T, int fresh, int rows, int keys, int64_t dv
     }
 }
 
-// out = P·V over the block's runs, in order.
+// out = P·V over the given runs of the block, in order: the run at key 0 starts the sums, a
+// later one adds to them (so the block's runs may come over several calls, in key order).
 VF_INLINE void row_block_pv(const int T, int rows, int keys, int64_t dv, const float *p,
                             int64_t ldp, const fa_row_run *runs, int nruns, float *out,
                             int64_t ldo) {
     (void)keys;
     for (int i = 0; i < nruns; i++)
-        row_run_pv(T, i == 0, rows, runs[i].keys, dv, p + runs[i].key, ldp, runs[i].rows,
-                   runs[i].ld, out, ldo);
+        row_run_pv(T, runs[i].key == 0, rows, runs[i].keys, dv, p + runs[i].key, ldp,
+                   runs[i].rows, runs[i].ld, out, ldo);
 }
 
 // acc[r, :] = α_r · acc[r, :] + out[r, :] (the multiply skipped where α_r is 1: the row max did
