@@ -224,6 +224,16 @@ public struct SweepReport: Sendable, Codable {
         for r in cases where r.skipReason != nil {
             out += "# skipped: \(r.skipReason!)\n"
         }
+        // A serving step mixes compute-bound prefill rows with bandwidth-bound decode rows: no
+        // schedule beats the larger of its two roof times (FLOPs at the sgemm roof, K+V bytes at
+        // the bandwidth roof), so the fraction of that bound is the larger of the two fractions.
+        for r in cases where r.configuration.serving {
+            guard let t = r.timing, let c = r.rooflineFraction, let b = r.bandwidthFraction else { continue }
+            out += String(format: "# serving step (%@): %.1f ms at the sgemm roof, %.1f ms at the bandwidth roof; "
+                + "%.3f ms measured, %.3f of the larger bound\n",
+                r.configuration.pageSize.map { "paged \($0)" } ?? "contiguous",
+                c * t.median * 1e3, b * t.median * 1e3, t.median * 1e3, max(c, b))
+        }
         if let a = cacheAppend {
             out += String(format: "# KVCache.append of one token for %d sequences (pages of %d): %.1f µs median; "
                 + "the paged attention step after it %.2f ms: %.3f %% of it\n", a.sequences, a.pageSize,
