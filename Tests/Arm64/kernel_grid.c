@@ -12,8 +12,9 @@
 // backward, half-precision storage (K/V fp16 or bf16 under fp32 Q/O, and everything fp16 or
 // bf16), and K/V stored as [B, L, Hkv, D] rows or in HND and NHD pages (block table and CSR,
 // pages of 3, 5 and 16 in a seeded order), whose outputs must also be the bits of the same
-// values stored [B, Hkv, L, D]. Each case runs on every thread count given; the outputs (O, logsumexp, dQ, dK, dV)
-// must be the same bits for every count, and within the tolerance below of the reference.
+// values stored [B, Hkv, L, D]. Each case runs on every thread count given; the outputs (O,
+// logsumexp, dQ, dK, dV) must be the same bits for every count, and within the tolerance below
+// of the reference.
 //
 // Tolerances (inputs in [−1, 1]): fp32 arithmetic over scores bounded by smax rounds each
 // score by about smax·2⁻²³, which moves a softmax weight by as much relatively, so O is within
