@@ -7,26 +7,25 @@ import Testing
 /// over PyTorch's, per case and tensor, at most 1.0 for the output and the log-sum-exp and 1.25
 /// for dQ, dK and dV.
 ///
-/// Eight (case, tensor) pairs miss the targets today, by 0.4–7 % (dQ of
-/// `lq_gt_lk_bottom_right` by 6 %). Each is listed in `knownMisses` and recorded as a known issue
-/// while it misses. It is still held to parity with PyTorch: 1.1 for outputs, 1.4 for gradients.
-/// Any other pair over its target fails. So does a known miss past parity.
+/// One (case, tensor) pair misses its target today: `lq_gt_lk_bottom_right`'s dV, 1.29. Only 17
+/// of its 100 query rows see a key, 1 to 17 keys each, so its dV sums few, large P. Those P come
+/// from the forward's float32 logsumexp, rounded once more than the P PyTorch keeps: for a
+/// masked case its SDPA runs the math path, which saves the softmax itself. Over seeds 0–6 of
+/// `make_cases.py` this pair's ratio is 0.87–1.29, geometric mean 1.02: the shipped draw is the
+/// worst of the seven. A known miss is recorded as a known issue while it misses, and is still
+/// held to parity with PyTorch: 1.1 for outputs, 1.4 for gradients. Any other pair over its
+/// target fails. So does a known miss past parity.
 ///
-/// All but one have head dims of 16–32. There, scores are single chains of at most 32 products
-/// in both libraries, and our Q carries `scale·log2(e)`, never a power of two, where PyTorch's
-/// scale is exact at D = 16. `causal_long`'s output (1.004) is the forward's P·V chain over
-/// 1000 keys. Summing it block by block meets the target, but measured slower (README,
-/// "Accuracy").
+/// (Until this change seven more missed by 0.4–7 %: the outputs of the D ≤ 32 cases, whose
+/// scores were single FMA chains, and `causal_long`'s output, whose P·V was one chain over all
+/// keys. Scores over D > 8 now sum two halves and each key block's P·V is summed apart, then
+/// added: README, "Accuracy".)
 ///
 /// Runs where `python3` can import torch (the Makefile installs the CPU wheel where one is at
 /// hand); elsewhere it is skipped, saying so.
 @Suite("Accuracy against PyTorch float32")
 struct PyTorchAccuracyTests {
-    static let knownMisses: Set<String> = [
-        "additive_mask_causal out", "causal_long out", "dense_additive_mask out",
-        "key_padding_bool_mask out", "lq_gt_lk_bottom_right out", "lq_gt_lk_bottom_right dq",
-        "padded_lengths lse", "softcap_alibi out",
-    ]
+    static let knownMisses: Set<String> = ["lq_gt_lk_bottom_right dv"]
 
     static let python = ProcessInfo.processInfo.environment["FA_PYTHON"] ?? "python3"
 

@@ -145,8 +145,9 @@ typedef struct fa_kernels {
                       float *row_max, float *row_sum, float *alpha, int masked, int64_t lo,
                       int64_t hi);
 
-    /// acc[i, :] = alpha[i] · acc[i, :] + Σ_j st[j, i] · v[j, :]   (i < rows_padded);
-    /// the multiply is skipped where alpha is exactly 1 (the row max did not move). If
+    /// acc[i, :] = alpha[i] · acc[i, :] + Σ_j st[j, i] · v[j, :]   (i < rows_padded): the
+    /// block's sum formed from zero, keys in order, then added with one fma (one add where
+    /// alpha is exactly 1 for a register tile's rows: no row max moved). If
     /// masked (the band of scores_t), keys hidden from every row of a register tile (P = 0
     /// there) are skipped.
     void (*accumulate_pv)(int rows_padded, int keys, int64_t dv, const float *pt, int64_t ldpt,

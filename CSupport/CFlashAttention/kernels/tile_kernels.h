@@ -10,7 +10,8 @@
 // transpose, bool-mask bytes. An ISA file may bring its own pack_qt (TILE_PACK_QT).
 //
 // Every output element's arithmetic is fixed by the contract, not by the tile shapes: a score
-// sums d in order, an accumulator keys in order, a softmax row sum keys in
+// sums d in order (in two halves past TILE_DOT_SINGLE), an accumulator a block's keys in order
+// from zero, then adds them, a softmax row sum keys in
 // TILE_SOFTMAX_CHAINS chains (key j in chain j mod chains, the chains added pairwise), so the
 // tiles may be cut in any shape without moving a bit.
 
@@ -72,8 +73,11 @@ VF_INLINE void tile_scores_store(const int NK, const int NQ, const int SCALED,
 // FMA chain over all of d rounds every product into a sum grown over the whole dot product,
 // and the score's error is what P, and through it every output and gradient, carries. Two
 // halves take about a third off it at D = 64 and D = 128 (chunks of 32 took half off at
-// D = 128, but each chunk's sums pass through memory: 4–7 % slower backward there).
-enum { TILE_DOT_SINGLE = 32 };
+// D = 128, but each chunk's sums pass through memory: 4–7 % slower backward there). The first
+// half's sums are parked in the tile: at D = 16 and 32 that costs 2–4 % of the whole forward
+// (both halves side by side in registers, half the keys at a time, cost 6–8 %), for 8–15 %
+// less output error (AVX2, Zen 2; issue 14's case grid).
+enum { TILE_DOT_SINGLE = 8 };
 
 // acc[a][v] = Σ_{d0 ≤ d < d1} k[a, d] · qt[d, v]: one chain per score, from zero.
 VF_INLINE void tile_scores_chain(const int NK, const int NQ, int64_t d0, int64_t d1,
@@ -226,29 +230,20 @@ VF_FN static void tile_softmax_t(int keys, int rows_padded, float *st, int64_t l
 
 // One tile: NR rows × NV column vectors of c (constants after inlining); a(r, k) =
 // a[r·a_rs + k·a_cs]; b's last vector read under `tail` when TAIL (else whole vectors, plain
-// loads only, issued in address order). With SCALED (the forward's P·V), c starts as
-// alpha[r] · c (skipped when every row's alpha is exactly 1: no row max moved) and each c
-// element's chain continues from its old value. Forming the block's sum apart and adding it
-// once (c = alpha·c + sum as one fma), as the row kernels do for decoding, takes a third off
-// the output's RMS error at N = 1000, causal, but measured 3–4 % slower here at N = 2048 (and
-// again, on AVX2, 4–12 % at D = 64): not taken. Without SCALED (the backward's dQ, dK, dV,
-// summed over every key or query block), the call's K products are summed from zero and
+// loads only, issued in address order). Every call's K products are summed from zero and
 // added to c once: a chain of one block, not of the whole sequence, for the same loads,
-// stores and FMAs (at N = 1000, causal, dK's and dV's RMS error against float64 fell by half).
+// stores and FMAs. With SCALED (the forward's P·V), c = alpha[r]·c + sum as one fma (an add
+// where every row's alpha is exactly 1: no row max moved); without (the backward's dQ, dK, dV,
+// summed over every key or query block), c + sum. At N = 1000, causal, that took dK's and dV's
+// RMS error against float64 to half, and the output's by a quarter. (An earlier forward
+// version held the alphas in registers across the loop and measured 3–12 % slower; read after
+// it, they cost nothing measurable: 0.98–1.0× the chained time at N = 2048, D = 64 and 128.)
 VF_INLINE void tile_gemm(const int NR, const int NV, const int TAIL, const int SCALED, int K,
                          const float *a, int64_t a_rs, int64_t a_cs, const float *b, int64_t ldb,
                          vtail tail, const float *alpha, float *c, int64_t ldc) {
     vf acc[TILE_PV_LAST_R > TILE_PV_R ? TILE_PV_LAST_R : TILE_PV_R][TILE_PV_V];
-    int rescale = 0;
-    if (SCALED)
-        for (int r = 0; r < NR; r++) rescale |= alpha[r] != 1.0f;
-    for (int r = 0; r < NR; r++) {
-        const vf al = vf_set1(SCALED ? alpha[r] : 1.0f);
-        for (int w = 0; w < NV; w++) {
-            acc[r][w] = SCALED ? vf_loadu(c + r * ldc + w * VF_W) : vf_zero();
-            if (rescale) acc[r][w] = vf_mul(acc[r][w], al);
-        }
-    }
+    for (int r = 0; r < NR; r++)
+        for (int w = 0; w < NV; w++) acc[r][w] = vf_zero();
     for (int k = 0; k < K; k++) {
         vf bv[TILE_PV_V];
         for (int w = 0; w < NV; w++)
@@ -259,11 +254,18 @@ VF_INLINE void tile_gemm(const int NR, const int NV, const int TAIL, const int S
             for (int w = 0; w < NV; w++) acc[r][w] = vf_fma(ab, bv[w], acc[r][w]);
         }
     }
-    for (int r = 0; r < NR; r++)
+    // The alphas are read only now: held across the loop, they would take registers from it.
+    int rescale = 0;
+    if (SCALED)
+        for (int r = 0; r < NR; r++) rescale |= alpha[r] != 1.0f;
+    for (int r = 0; r < NR; r++) {
+        const vf al = vf_set1(rescale ? alpha[r] : 1.0f);
         for (int w = 0; w < NV; w++) {
             float *cw = c + r * ldc + w * VF_W;
-            vf_storeu(cw, SCALED ? acc[r][w] : vf_add(vf_loadu(cw), acc[r][w]));
+            const vf old = vf_loadu(cw);
+            vf_storeu(cw, rescale ? vf_fma(al, old, acc[r][w]) : vf_add(old, acc[r][w]));
         }
+    }
 }
 
 // The k range row tile [i, i + nr) of P·V needs: the keys its rows see (P = 0 elsewhere).
