@@ -653,7 +653,10 @@ HARNESS_LOOP static void reference_forward(const problem *g, double *o_out, doub
                           (j / bm->block_k) * bm->kblock])
                 continue;
         }
-        const int64_t moff = b * p->mask.batch + h * p->mask.head + i * p->mask.query + j * p->mask.key;
+        // (A descriptor without a mask may carry any mask strides: the library never reads
+        // them, so neither does this reference.)
+        const int64_t moff = p->mask.kind == FA_MASK_NONE ? 0
+                             : b * p->mask.batch + h * p->mask.head + i * p->mask.query + j * p->mask.key;
         if (p->mask.kind == FA_MASK_BOOL && !((const uint8_t *)p->mask.data)[moff]) continue;
         if (p->mask.kind == FA_MASK_ADDITIVE && ((const float *)p->mask.data)[moff] == -INFINITY)
             continue;  // −inf masks, whatever the score
