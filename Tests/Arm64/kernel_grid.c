@@ -412,6 +412,12 @@ static const grid_case grid[] = {
     {"63x127 fp16 cache under fp32", 1, 2, 2, 63, 127, 17, 33, TL, -1, -1, 0, 1, 0, F32, F16, 0, 0, 0, 0},
     {"129x65 all bf16", 1, 2, 1, 129, 65, 64, 64, BR, -1, -1, 0, 0, 0, BF16, BF16, 0, 1, 0, 0},
     {"65x63 all fp16", 1, 2, 2, 65, 63, 40, 40, NONE, -1, -1, 0, 0, 1, F16, F16, 0, 1, 0, 0},
+    // All bf16 where the ISA has bf16 dot products: the key-major pair kernels (odd head dims
+    // leave a last element alone, odd key and query counts a last pair half empty).
+    {"17x63 all bf16 GQA odd head dims", 2, 4, 2, 17, 63, 33, 31, TL, -1, -1, 0, 0, 0, BF16, BF16, 0, 1, 0, 0},
+    {"127x129 all bf16 every modifier", 1, 2, 1, 127, 129, 65, 127, BR, 40, -1, 20, 1, 2, BF16, BF16, 0, 1, 0, 0},
+    {"3x65 all bf16 head dim 256", 1, 2, 2, 3, 65, 256, 256, NONE, -1, -1, 0, 0, 1, BF16, BF16, 0, 1, 0, 0},
+    {"65x17 all bf16 head dim 1", 1, 1, 1, 65, 17, 1, 1, BR, -1, -1, 0, 0, 0, BF16, BF16, 0, 1, 0, 0},
     // Other K/V layouts (bitwise those of [B, Hkv, L, D]): rows interleaving the heads and
     // pages, where row tiles take several kv heads (packed differently on 1, 2, 3 threads).
     {"decode 1x1000 [B, L, Hkv, D] no split", 1, 16, 8, 1, 1000, 32, 32, BR, -1, -1, 0, 0, 0, F32, F32, NO_SPLIT, 0, 1, 0},

@@ -1,8 +1,8 @@
 // kernel_table.h — an ISA's fa_kernels table, from the sources compiled in its file (included
 // last, after the vector header, tile_kernels.h and row_kernels.h). The ISA file defines
 // KERNEL_TABLE (the table's symbol), KERNEL_NAME and KERNEL_KEY_TILE first, and KERNEL_BF16
-// when it compiled bf16_tile_kernels.h (every bf16 pair kernel), KERNEL_ROW_BF16 when it
-// defines the decoding row kernels over bf16 pairs alone.
+// when it compiled bf16_tile_kernels.h and defines the decoding row kernels over bf16 pairs
+// (every bf16 pair kernel).
 const fa_kernels KERNEL_TABLE = {
     .name = KERNEL_NAME,
     .vector_width = VF_W,
@@ -21,11 +21,9 @@ const fa_kernels KERNEL_TABLE = {
     .block_pv_q = {row_block_pv_f32, row_block_pv_f16, row_block_pv_bf16},
     .fold_q = row_fold,
     .widen = {row_widen_f32, row_widen_f16, row_widen_bf16},
-#if defined(KERNEL_BF16) || defined(KERNEL_ROW_BF16)
+#ifdef KERNEL_BF16
     .scores_q_bf16dot = row_scores_bf16dot,
     .block_pv_q_bf16dot = row_block_pv_bf16dot,
-#endif
-#ifdef KERNEL_BF16
     .pack_qt_bf16 = pack_qt_bf16,
     .scores_t_bf16 = scores_t_bf16,
     .pack_pairs_bf16 = pack_pairs_bf16,

@@ -1,9 +1,10 @@
 // neon_bf16.c — ARM64 with BF16 dot products (FEAT_BF16: BFDOT, BFCVT; Graviton 3, Neoverse
-// V1/N2, Apple M2 and later): the NEON kernels, compiled again with bf16 allowed, plus the
-// decoding row kernels over bf16 pairs for Q, K and V all stored in bf16 (the avx512bf16
-// table's scores_q_bf16dot and block_pv_q_bf16dot). A table of its own, so FA_ISA=neon still
-// runs (and tests) the plain NEON path on such a CPU. The key-major bf16 kernels (prefill,
-// backward) are not ported yet: there this table widens bf16 as the plain NEON one does.
+// V1/N2, Apple M2 and later): the NEON kernels, compiled again with bf16 allowed, plus, for Q,
+// K and V all stored in bf16, the key-major kernels over bf16 pairs (bf16_tile_kernels.h over
+// vec_neon_bf16.h: prefill and backward, the same source as AVX512-BF16's) and the decoding
+// row kernels over bf16 pairs below (the avx512bf16 table's scores_q_bf16dot and
+// block_pv_q_bf16dot). A table of its own, so FA_ISA=neon still runs (and tests) the plain
+// NEON path on such a CPU.
 //
 // BFDOT: acc[l] += a[2l]·b[2l] + a[2l+1]·b[2l+1] per fp32 lane. Without FEAT_EBF16 (FPCR.EBF,
 // which Linux leaves 0) the two products and their sums are rounded to odd, not to nearest,
@@ -17,13 +18,15 @@
 #include "vec_neon.h"
 #include "tile_kernels.h"
 #include "row_kernels.h"
+#include "vec_neon_bf16.h"
+#include "bf16_tile_kernels.h"
 
-typedef bfloat16x8_t vbh;
+typedef bfloat16x8_t bh8;
 
-VF_INLINE vbh bh_load(const uint16_t *p) { return vreinterpretq_bf16_u16(vld1q_u16(p)); }
+VF_INLINE bh8 bh_load(const uint16_t *p) { return vreinterpretq_bf16_u16(vld1q_u16(p)); }
 
 // The first n (0…8) bf16 elements at p, zero after: never reads past them.
-VF_INLINE vbh bh_load_first(const uint16_t *p, int n) {
+VF_INLINE bh8 bh_load_first(const uint16_t *p, int n) {
     uint16_t tmp[8] = {0};
     for (int i = 0; i < n; i++) tmp[i] = p[i];
     return vreinterpretq_bf16_u16(vld1q_u16(tmp));
@@ -44,19 +47,19 @@ VF_INLINE void bf16_scores_rows(const int NR, int keys, int64_t dqk, const uint1
         for (int r = 0; r < NR; r++) a[r][0] = a[r][1] = vdupq_n_f32(0);
         int64_t d = 0;
         for (; d + 16 <= whole; d += 16) {
-            const vbh k0 = bh_load(kj + d), k1 = bh_load(kj + d + 8);
+            const bh8 k0 = bh_load(kj + d), k1 = bh_load(kj + d + 8);
             for (int r = 0; r < NR; r++) {
                 a[r][0] = vbfdotq_f32(a[r][0], k0, bh_load(q2 + r * ldq2 + d));
                 a[r][1] = vbfdotq_f32(a[r][1], k1, bh_load(q2 + r * ldq2 + d + 8));
             }
         }
         if (d < whole) {
-            const vbh k0 = bh_load(kj + d);
+            const bh8 k0 = bh_load(kj + d);
             for (int r = 0; r < NR; r++) a[r][0] = vbfdotq_f32(a[r][0], k0, bh_load(q2 + r * ldq2 + d));
             d += 8;
         }
         if (tail) {  // the key row's last elements alone; q2 is zero past dqk
-            const vbh k0 = bh_load_first(kj + d, tail);
+            const bh8 k0 = bh_load_first(kj + d, tail);
             for (int r = 0; r < NR; r++) a[r][1] = vbfdotq_f32(a[r][1], k0, bh_load(q2 + r * ldq2 + d));
         }
         for (int r = 0; r < NR; r++) s[r * lds + j] = vaddvq_f32(vaddq_f32(a[r][0], a[r][1])) * scale;
@@ -96,10 +99,10 @@ VF_INLINE void bf16_pv_columns(const int NR, int live, int keys, const uint32_t 
         const uint16x8_t vb = !has_b ? vdupq_n_u16(0)
                               : live == 8 ? vld1q_u16(a + ldv)
                                           : vreinterpretq_u16_bf16(bh_load_first(a + ldv, live));
-        const vbh lo = vreinterpretq_bf16_u16(vzip1q_u16(va, vb));
-        const vbh hi = vreinterpretq_bf16_u16(vzip2q_u16(va, vb));
+        const bh8 lo = vreinterpretq_bf16_u16(vzip1q_u16(va, vb));
+        const bh8 hi = vreinterpretq_bf16_u16(vzip2q_u16(va, vb));
         for (int r = 0; r < NR; r++) {
-            const vbh pair = vreinterpretq_bf16_u32(vdupq_n_u32(p2[r * ldp2 + jp]));
+            const bh8 pair = vreinterpretq_bf16_u32(vdupq_n_u32(p2[r * ldp2 + jp]));
             acc[r][0] = vbfdotq_f32(acc[r][0], pair, lo);
             acc[r][1] = vbfdotq_f32(acc[r][1], pair, hi);
         }
@@ -162,6 +165,6 @@ VF_FN static void row_block_pv_bf16dot(int rows, int keys, int64_t dv, float *p,
 #define KERNEL_TABLE fa_kernels_neon_bf16
 #define KERNEL_NAME "neonbf16"
 #define KERNEL_KEY_TILE 4
-#define KERNEL_ROW_BF16 1
+#define KERNEL_BF16 1
 #include "kernel_table.h"
 #endif  // __aarch64__
