@@ -54,15 +54,16 @@ public enum KernelISA: String, Sendable, Hashable, CaseIterable {
     case avx2
     /// AVX-512 F/VL/BW/DQ and FMA.
     case avx512
-    /// `.avx512` plus BF16 dot products (`vdpbf16ps`), which the forward uses when the query,
-    /// keys and values are all ``BFloat16`` (its probabilities are then rounded to bf16 for
-    /// P·V: see the README's accuracy notes).
+    /// `.avx512` plus BF16 dot products (`vdpbf16ps`), which the forward and the backward use
+    /// when the query, keys and values are all ``BFloat16`` (its probabilities are then
+    /// rounded to bf16 for P·V: see the README's accuracy notes).
     case avx512bf16
     /// AArch64 NEON (every ARM64 CPU).
     case neon
     /// `.neon` plus BF16 dot products (`BFDOT`, FEAT_BF16: Graviton 3, Neoverse V1/N2, Apple
-    /// M2 and later), which decoding uses when the query, keys and values are all
-    /// ``BFloat16`` (its probabilities are then rounded to bf16 for P·V, as `.avx512bf16`'s).
+    /// M2 and later), which the forward (prefill and decoding) and the backward use when the
+    /// query, keys and values are all ``BFloat16`` (its probabilities are then rounded to bf16
+    /// for P·V, as `.avx512bf16`'s).
     case neonbf16
 }
 

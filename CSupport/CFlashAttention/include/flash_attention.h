@@ -130,12 +130,14 @@ typedef enum fa_isa {
     FA_ISA_AVX2 = 2,      ///< AVX2 + FMA + F16C (Haswell, Zen and later)
     FA_ISA_AVX512 = 3,    ///< AVX-512 F/VL/BW/DQ + FMA (Skylake-SP, Zen 4 and later)
     /// FA_ISA_AVX512 plus BF16 dot products (vdpbf16ps: Cooper Lake, Sapphire Rapids, Zen 4),
-    /// which the forward uses when Q, K and V are all bf16; otherwise the AVX-512 kernels.
+    /// which the forward and backward use when Q, K and V are all bf16; otherwise the AVX-512
+    /// kernels.
     FA_ISA_AVX512_BF16 = 4,
     /// AArch64 NEON (Advanced SIMD, every ARM64 CPU).
     FA_ISA_NEON = 5,
     /// FA_ISA_NEON plus BF16 dot products (FEAT_BF16: BFDOT, BFCVT; Graviton 3, Neoverse V1/N2,
-    /// Apple M2 and later), used when decoding with Q, K and V all in bf16
+    /// Apple M2 and later), which the forward and backward use when Q, K and V are all bf16;
+    /// otherwise the NEON kernels.
     FA_ISA_NEON_BF16 = 6,
 } fa_isa;
 
