@@ -74,9 +74,10 @@ VF_INLINE void tile_scores_store(const int NK, const int NQ, const int SCALED,
 // and the score's error is what P, and through it every output and gradient, carries. Two
 // halves take about a third off it at D = 64 and D = 128 (chunks of 32 took half off at
 // D = 128, but each chunk's sums pass through memory: 4–7 % slower backward there). The first
-// half's sums are parked in the tile: at D = 16 and 32 that costs 2–4 % of the whole forward
-// (both halves side by side in registers, half the keys at a time, cost 6–8 %), for 8–15 %
-// less output error (AVX2, Zen 2; issue 14's case grid).
+// half's sums are parked in the tile: at D = 16 and 32 that costs 2–4 % of the whole forward in
+// a C timing harness and 0–1 % in attention-bench (both halves side by side in registers, half
+// the keys at a time, cost 6–8 %), for 8–15 % less output error (AVX2, Zen 2; issue 14's
+// case grid).
 enum { TILE_DOT_SINGLE = 8 };
 
 // acc[a][v] = Σ_{d0 ≤ d < d1} k[a, d] · qt[d, v]: one chain per score, from zero.
@@ -235,7 +236,7 @@ VF_FN static void tile_softmax_t(int keys, int rows_padded, float *st, int64_t l
 // stores and FMAs. With SCALED (the forward's P·V), c = alpha[r]·c + sum as one fma (an add
 // where every row's alpha is exactly 1: no row max moved); without (the backward's dQ, dK, dV,
 // summed over every key or query block), c + sum. At N = 1000, causal, that took dK's and dV's
-// RMS error against float64 to half, and the output's by a quarter. (An earlier forward
+// RMS error against float64 to half, and the output's by a third. (An earlier forward
 // version held the alphas in registers across the loop and measured 3–12 % slower; read after
 // it, they cost nothing measurable: 0.98–1.0× the chained time at N = 2048, D = 64 and 128.)
 VF_INLINE void tile_gemm(const int NR, const int NV, const int TAIL, const int SCALED, int K,
