@@ -76,8 +76,8 @@ VF_INLINE void tile_scores_store(const int NK, const int NQ, const int SCALED,
 // D = 128, but each chunk's sums pass through memory: 4–7 % slower backward there). The first
 // half's sums are parked in the tile: at D = 16 and 32 that costs 2–4 % of the whole forward in
 // a C timing harness and 0–1 % in attention-bench (both halves side by side in registers, half
-// the keys at a time, cost 6–8 %), for 8–15 % less output error (AVX2, Zen 2; issue 14's
-// case grid).
+// the keys at a time, cost 6–8 %), for 6–18 % less output error (AVX2, Zen 2; issue 14's
+// case grid, seeds 0–6).
 enum { TILE_DOT_SINGLE = 8 };
 
 // acc[a][v] = Σ_{d0 ≤ d < d1} k[a, d] · qt[d, v]: one chain per score, from zero.
