@@ -12,7 +12,7 @@ BENCH_ARGS ?=
 CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
 UNINSTRUMENTED := $(if $(filter avx512f,$(CPU_FLAGS)),,-Xcc -DFA_UNINSTRUMENTED_AVX512)
 
-.PHONY: debug-test release-test deps mpi-deps mpi-test mpi-bench arm64-deps test-arm64 test-dispatch torch build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
+.PHONY: debug-test release-test deps mpi-deps mpi-test mpi-bench arm64-deps test-arm64 test-dispatch test-amx-emulated torch build test unit-test sanitize-test thread-test docs fuzz fuzz-long consumer-test bench bench-backward clean
 
 # System libraries: OpenBLAS (the naive reference and the roofline) and LLVM's OpenMP runtime.
 deps:
@@ -103,8 +103,9 @@ FUZZ_SOURCES := $(wildcard CSupport/CFlashAttention/*/*.c) Tests/Fuzz/fuzz_atten
 FUZZ_OBJECTS := $(patsubst %.c,$(FUZZ_DIR)/%.o,$(FUZZ_SOURCES))
 FUZZ_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
   -fopenmp=libiomp5 -ICSupport/CFlashAttention/include -I/usr/include/x86_64-linux-gnu/openblas-pthread
-FUZZ_NEVER_RUN := $(if $(filter avx512f,$(CPU_FLAGS)),,avx512.c avx512_bf16.c) \
-  $(if $(filter avx512_bf16,$(CPU_FLAGS)),,avx512_bf16.c)
+FUZZ_NEVER_RUN := $(if $(filter avx512f,$(CPU_FLAGS)),,avx512.c avx512_bf16.c avx512_amx.c) \
+  $(if $(filter avx512_bf16,$(CPU_FLAGS)),,avx512_bf16.c avx512_amx.c) \
+  $(if $(filter amx_bf16,$(CPU_FLAGS)),,avx512_amx.c)
 
 # Coverage per file: comparison tracing (which steers the fuzzer through validation) where
 # descriptors are checked; edge counters only in the loops that compute (tracing every
@@ -204,7 +205,7 @@ ARM64_SYSROOT := /usr/aarch64-linux-gnu
 ARM64_INCLUDES := -ICSupport/CFlashAttention/include -ICSupport/CRingAttention/include \
   -I/usr/include/x86_64-linux-gnu/openblas-pthread
 ARM64_CFLAGS := -O2 -fopenmp -Wall -Wextra -Werror $(ARM64_INCLUDES) -IBenchmarks/CStreamRoof/include
-X86_ONLY_KERNELS := avx2 avx512 avx512_bf16
+X86_ONLY_KERNELS := avx2 avx512 avx512_bf16 avx512_amx amx_emulated
 ARM_ONLY_KERNELS := neon neon_bf16
 QEMU_ARM64 := qemu-aarch64 -L $(ARM64_SYSROOT)
 arm64-deps:
@@ -242,6 +243,27 @@ test-arm64: deps arm64-deps
 	  FA_ISA=$$isa OMP_NUM_THREADS=$$t $(QEMU_ARM64) $(ARM64_DIR)/replay_corpus \
 	  Tests/Fuzz/corpus random:20000:$$t || exit 1; done; done
 
+# AMX tiles without an AMX CPU: the C kernel target built with FA_AMX_EMULATE, where
+# kernels/amx_tiles.h runs the tile instructions on thread-local arrays as the instruction set
+# reference defines them and FA_ISA_AVX512_AMX names amx_emulated.c's table (amx_tile_kernels.h
+# around the portable kernels), so the AMX kernels' own code — tiling, tails, Vᵀ's tiles, the
+# band's skipped tiles — runs here: the kernel grid (float64 reference, the same bits on 1, 2
+# and 3 threads) and the fuzz inputs replayed with FA_ISA=avx512amx (the harness's float64
+# oracle over fuzzed descriptors). Where the CPU has AMX, the Swift suites run the real tiles.
+AMX_EMU_DIR := .build-amx-emulated
+test-amx-emulated: deps
+	@mkdir -p $(AMX_EMU_DIR)
+	gcc -O2 -fopenmp -Wall -Wextra -Werror -DFA_AMX_EMULATE -ICSupport/CFlashAttention/include \
+	  CSupport/CFlashAttention/*/*.c Tests/Arm64/kernel_grid.c Tests/Arm64/sgemm_reference.c -lm \
+	  -o $(AMX_EMU_DIR)/kernel_grid
+	$(AMX_EMU_DIR)/kernel_grid avx512amx 1 2 3
+	gcc -O2 -fopenmp -w -DFA_AMX_EMULATE -ICSupport/CFlashAttention/include CSupport/CFlashAttention/*/*.c \
+	  Tests/Fuzz/fuzz_attention.c Tests/Arm64/replay_corpus.c Tests/Arm64/sgemm_reference.c -lm \
+	  -o $(AMX_EMU_DIR)/replay_corpus
+	for t in 1 3; do echo "FA_ISA=avx512amx (emulated), $$t thread(s):"; \
+	  FA_ISA=avx512amx OMP_NUM_THREADS=$$t $(AMX_EMU_DIR)/replay_corpus Tests/Fuzz/corpus random:20000:$$t \
+	  || exit 1; done
+
 # Grand Central Dispatch, the thread runtime of Apple platforms (frame/threads.c), proved on
 # Linux with the libdispatch that ships with the Swift toolchain: the C kernel target built
 # with FA_THREADS_DISPATCH (no OpenMP) and Tests/Arm64/kernel_grid.c run natively for the
@@ -268,7 +290,7 @@ test-dispatch: deps
 
 # debug-test and consumer-test run first, before anything installs Open MPI: the core package
 # builds and tests without it (and without OpenMP).
-test: debug-test consumer-test release-test sanitize-test thread-test fuzz docs mpi-test test-dispatch test-arm64
+test: debug-test consumer-test release-test sanitize-test thread-test fuzz docs mpi-test test-dispatch test-arm64 test-amx-emulated
 
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for this command alone: some machines set
 # them to pin an older OpenBLAS kernel, which would understate the sgemm roofline. The
@@ -283,4 +305,4 @@ bench-backward: deps
 	  $(SWIFT) run -c release attention-bench --pass backward --output Benchmarks/results/backward $(BENCH_ARGS)
 
 clean:
-	rm -rf .build .build-no-openmp .build-asan .build-tsan .build-tsan-no-openmp .build-mpi $(ARM64_DIR) $(DISPATCH_DIR) $(FUZZ_DIR)
+	rm -rf .build .build-no-openmp .build-asan .build-tsan .build-tsan-no-openmp .build-mpi $(ARM64_DIR) $(DISPATCH_DIR) $(FUZZ_DIR) $(AMX_EMU_DIR)

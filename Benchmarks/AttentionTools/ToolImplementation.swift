@@ -12,6 +12,7 @@ public enum ToolImplementation: String, CaseIterable, Sendable, Codable, Express
     case flashAVX2 = "flash-avx2"
     case flashAVX512 = "flash-avx512"
     case flashAVX512BF16 = "flash-avx512bf16"
+    case flashAVX512AMX = "flash-avx512amx"
     case flashNEON = "flash-neon"
     case flashNEONBF16 = "flash-neonbf16"
 
@@ -32,6 +33,7 @@ public enum ToolImplementation: String, CaseIterable, Sendable, Codable, Express
         case .flashAVX2: .avx2
         case .flashAVX512: .avx512
         case .flashAVX512BF16: .avx512bf16
+        case .flashAVX512AMX: .avx512amx
         case .flashNEON: .neon
         case .flashNEONBF16: .neonbf16
         }

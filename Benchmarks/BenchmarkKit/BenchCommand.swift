@@ -163,7 +163,7 @@ public struct AttentionBenchCommand: ParsableCommand {
     public var causal: [ListArgument<BenchCausal>] = []
 
     @Option(parsing: .upToNextOption,
-            help: "Implementations: flash, naive, flash-portable (or flash-scalar), flash-avx2, flash-avx512, flash-avx512bf16, flash-neon, flash-neonbf16 (default flash,naive; decode: flash).")
+            help: "Implementations: flash, naive, flash-portable (or flash-scalar), flash-avx2, flash-avx512, flash-avx512bf16, flash-avx512amx, flash-neon, flash-neonbf16 (default flash,naive; decode: flash).")
     public var impl: [ListArgument<BenchImplementation>] = []
 
     @Option(parsing: .upToNextOption, help: "Thread counts (default: every core OpenMP offers).")

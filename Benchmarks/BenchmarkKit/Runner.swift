@@ -279,7 +279,8 @@ public struct BenchRunner {
                     continue
                 }
                 switch impl {
-                case .flash, .flashPortable, .flashAVX2, .flashAVX512, .flashAVX512BF16, .flashNEON, .flashNEONBF16:
+                case .flash, .flashPortable, .flashAVX2, .flashAVX512, .flashAVX512BF16, .flashAVX512AMX, .flashNEON,
+                     .flashNEONBF16:
                     row.workspaceBytes = config.pass == .forward
                         ? try FlashAttention.workspaceBytes(shape: shape, options: options,
                                                             queryType: config.storage.query.elementType,

@@ -27,7 +27,7 @@ public struct ParityCommand: ParsableCommand {
     @Option(help: "Tolerance relative to the expected tensor's max magnitude.") public var rtol = 1e-5
 
     @Option(parsing: .upToNextOption,
-            help: "Implementations: flash, naive, flash-portable, flash-avx2, flash-avx512, flash-avx512bf16, flash-neon, flash-neonbf16.")
+            help: "Implementations: flash, naive, flash-portable, flash-avx2, flash-avx512, flash-avx512bf16, flash-avx512amx, flash-neon, flash-neonbf16.")
     public var impl: [ParityImplementation] = [.flash, .naive]
 
     @Flag(help: "Print the report as JSON.") public var json = false

@@ -58,6 +58,11 @@ public enum KernelISA: String, Sendable, Hashable, CaseIterable {
     /// when the query, keys and values are all ``BFloat16`` (its probabilities are then
     /// rounded to bf16 for P·V: see the README's accuracy notes).
     case avx512bf16
+    /// `.avx512bf16` with AMX-BF16 tiles (Sapphire Rapids and later Xeons) for the bf16
+    /// forward's scores and P·V and the backward's scores, where Linux grants the process the
+    /// tile state. Never chosen by `.automatic` yet (written and tested on emulated tiles, it
+    /// waits for a measurement on AMX hardware): ask for it, or set `FA_ISA=avx512amx`.
+    case avx512amx
     /// AArch64 NEON (every ARM64 CPU).
     case neon
     /// `.neon` plus BF16 dot products (`BFDOT`, FEAT_BF16: Graviton 3, Neoverse V1/N2, Apple

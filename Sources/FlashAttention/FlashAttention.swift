@@ -29,7 +29,8 @@ public enum FlashAttention {
     public static var version: String { String(cString: fa_version()) }
 
     /// The micro-kernel set the `.flash` implementation uses on this machine
-    /// (`"portable"`, `"avx2"`, `"avx512"`, `"avx512bf16"`, `"neon"` or `"neonbf16"`).
+    /// (`"portable"`, `"avx2"`, `"avx512"`, `"avx512bf16"`, `"neon"` or `"neonbf16"`;
+    /// `"avx512amx"` only where `FA_ISA` asks for it).
     ///
     /// ```swift
     /// print("kernels: \(FlashAttention.kernelName)")
@@ -42,12 +43,12 @@ public enum FlashAttention {
     /// for kernel in FlashAttention.supportedKernels { print(kernel) }   // portable, avx2, …
     /// ```
     public static var supportedKernels: [KernelISA] {
-        [.portable, .avx2, .avx512, .avx512bf16, .neon, .neonbf16].filter { fa_isa_supported($0.cValue) != 0 }
+        [.portable, .avx2, .avx512, .avx512bf16, .avx512amx, .neon, .neonbf16].filter { fa_isa_supported($0.cValue) != 0 }
     }
 
     /// The CPU features the kernels may use, as the operating system reports them: on x86
-    /// `avx2`, `fma`, `f16c`, `avx512f`, `avx512vl`, `avx512bw`, `avx512dq`, `avx512bf16`
-    /// (cpuid); on ARM64 `neon`, `fp16`, `dotprod`, `bf16`, `i8mm`, `sve` (Linux's hardware
+    /// `avx2`, `fma`, `f16c`, `avx512f`, `avx512vl`, `avx512bw`, `avx512dq`, `avx512bf16`,
+    /// `amx-bf16` (cpuid, and the OS saving the tile state); on ARM64 `neon`, `fp16`, `dotprod`, `bf16`, `i8mm`, `sve` (Linux's hardware
     /// capabilities; sysctl on Apple platforms). ``supportedKernels`` says which kernels run.
     ///
     /// ```swift

@@ -83,6 +83,7 @@ extension KernelISA {
         case .avx2: FA_ISA_AVX2
         case .avx512: FA_ISA_AVX512
         case .avx512bf16: FA_ISA_AVX512_BF16
+        case .avx512amx: FA_ISA_AVX512_AMX
         case .neon: FA_ISA_NEON
         case .neonbf16: FA_ISA_NEON_BF16
         }

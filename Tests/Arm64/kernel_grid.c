@@ -418,6 +418,11 @@ static const grid_case grid[] = {
     {"127x129 all bf16 every modifier", 1, 2, 1, 127, 129, 65, 127, BR, 40, -1, 20, 1, 2, BF16, BF16, 0, 1, 0, 0},
     {"3x65 all bf16 head dim 256", 1, 2, 2, 3, 65, 256, 256, NONE, -1, -1, 0, 0, 1, BF16, BF16, 0, 1, 0, 0},
     {"65x17 all bf16 head dim 1", 1, 1, 1, 65, 17, 1, 1, BR, -1, -1, 0, 0, 0, BF16, BF16, 0, 1, 0, 0},
+    // Bands whose edge leaves one visible score in a 16 × 16 tile (the diagonal 17 keys on:
+    // query 15 against key 32) and a window with both sides: skipping a tile the band still
+    // reaches, or computing one it hides, fails them.
+    {"48x65 all bf16 causal, diagonal 17 keys on", 1, 2, 1, 48, 65, 32, 32, BR, -1, -1, 0, 0, 0, BF16, BF16, 0, 1, 0, 0},
+    {"40x77 all bf16 window 6 left 5 right", 1, 2, 1, 40, 77, 48, 40, NONE, 6, 5, 0, 0, 0, BF16, BF16, 0, 1, 0, 0},
     // Other K/V layouts (bitwise those of [B, Hkv, L, D]): rows interleaving the heads and
     // pages, where row tiles take several kv heads (packed differently on 1, 2, 3 threads).
     {"decode 1x1000 [B, L, Hkv, D] no split", 1, 16, 8, 1, 1000, 32, 32, BR, -1, -1, 0, 0, 0, F32, F32, NO_SPLIT, 0, 1, 0},
@@ -444,7 +449,8 @@ static void head_dims(fa_isa isa, const int *threads, int nthreads) {
 int main(int argc, char **argv) {
     const struct { const char *name; fa_isa isa; } isas[] = {
         {"portable", FA_ISA_PORTABLE}, {"avx2", FA_ISA_AVX2}, {"avx512", FA_ISA_AVX512},
-        {"avx512bf16", FA_ISA_AVX512_BF16}, {"neon", FA_ISA_NEON}, {"neonbf16", FA_ISA_NEON_BF16},
+        {"avx512bf16", FA_ISA_AVX512_BF16}, {"avx512amx", FA_ISA_AVX512_AMX}, {"neon", FA_ISA_NEON},
+        {"neonbf16", FA_ISA_NEON_BF16},
     };
     if (argc < 2) {
         fprintf(stderr, "usage: kernel_grid ISA [THREADS…]\n");

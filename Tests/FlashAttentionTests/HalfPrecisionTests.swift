@@ -89,8 +89,7 @@ func checkHalf<Q: HalfTestElement, KV: HalfTestElement>(
                                                                  shape: c.shape, options: options)
         // BF16 dot products (Q, K, V all bf16) round each probability to bf16 for P·V:
         // |Σ_j (p̂_j − p_j)·v_j| / Σ_j p_j ≤ 2⁻⁸ · max|v| (p̂ = bf16(p), |p̂ − p| ≤ 2⁻⁸·p).
-        // (.neonbf16 runs decoding rows that way, not prefill blocks: the allowance only widens.)
-        let bf16Dots = [.avx512bf16, .neonbf16].contains(kernel) && Q.self == BFloat16.self
+        let bf16Dots = [.avx512bf16, .avx512amx, .neonbf16].contains(kernel) && Q.self == BFloat16.self
             && KV.self == BFloat16.self
         let vmax = exact.value.data.reduce(0) { max($0, abs(Double($1))) }
         let result = compareHalf(out, lse, c, ref, extra: bf16Dots ? 0x1p-8 * vmax : 0)
@@ -330,7 +329,8 @@ func checkHalfBackward<Q: HalfTestElement, KV: HalfTestElement>(
         var forward = c.reference(inputs: exact)
         forward.output = out.map { Double($0.float) }
         forward.outputTolerance = forward.outputTolerance.map { _ in 0 }
-        let bf16Dots = implementation == .flash && kernel == .avx512bf16 && Q.self == BFloat16.self
+        let bf16Dots = implementation == .flash && [.avx512bf16, .avx512amx, .neonbf16].contains(kernel)
+            && Q.self == BFloat16.self
             && KV.self == BFloat16.self
         var ref = c.referenceGradients(inputs: exact, outputGradient: dO, forward: forward,
                                        productRounding: productRounding ?? (bf16Dots ? 0x1p-8 : 0))
@@ -411,6 +411,16 @@ struct HalfBackwardTests {
             #expect(dots[0].worstRatio > 2, "\(c): \(dots[0])")
             #expect(widened[0].passed, "\(c): \(widened[0])")
         }
+    }
+
+    // Where the CPU has AMX-BF16 and Linux grants the tile state, every suite that runs "every
+    // ISA" takes .avx512amx in (the forward grid, decoding, modifiers, this backward grid, the
+    // thread-count checks); this one names it, so that a run without it says so.
+    @Test("AMX tiles (.avx512amx): the all-bf16 forward and backward against the float64 reference",
+          .enabled(if: FlashAttention.supportedKernels.contains(.avx512amx),
+                   "this CPU has no AMX-BF16 tiles (or Linux refused the tile state): make test-amx-emulated runs the AMX kernels on emulated tiles instead"))
+    func amxTiles() throws {
+        for c in Self.cases { try checkHalfBackward(c, BFloat16.self, BFloat16.self, kernels: [.avx512amx]) }
     }
 
     @Test("bitwise independent of the thread count (one pass and the two-phase split)",

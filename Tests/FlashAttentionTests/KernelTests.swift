@@ -78,6 +78,8 @@ struct KernelTests {
         #expect(kernels.contains(.avx512)
                 == have.isSuperset(of: ["avx512f", "avx512vl", "avx512bw", "avx512dq", "fma"]), "\(have)")
         #expect(kernels.contains(.avx512bf16) == (kernels.contains(.avx512) && have.contains("avx512bf16")))
+        // AMX also needs Linux's grant of the tile state, which the features do not show.
+        #expect(!kernels.contains(.avx512amx) || (kernels.contains(.avx512bf16) && have.contains("amx-bf16")))
         #expect(!have.contains("neon") && !kernels.contains(.neon) && !kernels.contains(.neonbf16))
         #elseif arch(arm64)
         #expect(have.contains("neon") && kernels.contains(.neon), "\(have)")
@@ -88,7 +90,7 @@ struct KernelTests {
 
     @Test("an ISA this CPU lacks is refused")
     func unsupported() throws {
-        let missing = [KernelISA.avx2, .avx512, .avx512bf16, .neon, .neonbf16].filter { !FlashAttention.supportedKernels.contains($0) }
+        let missing = [KernelISA.avx2, .avx512, .avx512bf16, .avx512amx, .neon, .neonbf16].filter { !FlashAttention.supportedKernels.contains($0) }
         for kernel in missing {
             #expect(throws: AttentionError.unsupportedKernel(kernel)) {
                 try FlashAttention.forward(query: [1], key: [1], value: [1],
@@ -114,6 +116,7 @@ struct KernelTests {
         case .avx2: FA_ISA_AVX2
         case .avx512: FA_ISA_AVX512
         case .avx512bf16: FA_ISA_AVX512_BF16
+        case .avx512amx: FA_ISA_AVX512_AMX
         case .neon: FA_ISA_NEON
         case .neonbf16: FA_ISA_NEON_BF16
         }

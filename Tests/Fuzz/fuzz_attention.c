@@ -529,8 +529,8 @@ static int make_problem(input *in, problem *g, int backward) {
     p->kv_split_size = split < 4 ? 0 : split == 7 ? plus(pick_count(in, 3), -1) : pick_count(in, 40);
     p->num_threads = (int32_t)(take8(in) % 4);
     if (take8(in) % 32 == 0) p->num_threads = -1;
-    const uint32_t isa = take8(in) % 16;
-    p->isa = isa < 8 ? FA_ISA_AUTO : (fa_isa)(isa - 8);  // 5, 6: ARM64's; 7: unknown
+    const uint32_t isa = take8(in) % 18;
+    p->isa = isa < 9 ? FA_ISA_AUTO : (fa_isa)(isa - 9);  // 5, 6: ARM64's; 7: AMX; 8: unknown
 
     // Values: uniform in [-2, 2], sometimes a NaN or an infinity.
     rng r = {take64(in)};

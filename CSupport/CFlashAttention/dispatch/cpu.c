@@ -6,7 +6,8 @@
 // ISA: FA_ISA_AUTO resolves once per process to the FA_ISA environment variable when it names
 // a supported ISA, else to the best the CPU supports: on x86 AVX-512 with BF16 > AVX-512 >
 // AVX2 > portable, tested with __builtin_cpu_supports (which also checks that the OS saves the
-// vector state); on ARM64 NEON, which every ARM64 CPU has.
+// vector state); on ARM64 NEON, which every ARM64 CPU has. AMX (FA_ISA_AVX512_AMX) only when
+// asked for, until measured on AMX hardware.
 //
 // Tiles: the key block BK is fixed at 64 (a multiple of every key micro-tile): it sets where
 // the online softmax rescales, so it never depends on the machine or the thread count. The
@@ -21,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
 #include "../frame/internal.h"
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
@@ -46,6 +50,39 @@ static int arm_bf16(void) {
     return 0;
 #endif
 }
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(FA_AMX_EMULATE)
+// AMX-TILE and AMX-BF16 (cpuid leaf 7: EDX bits 24 and 22), the OS saving the tile state
+// (XCR0 bits 17 and 18), and Linux's permission for this process to use it, asked for once
+// (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA; a process-wide grant). Elsewhere, or
+// refused: no AMX.
+static int amx_cpu(void) {
+    unsigned a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+    if (a < 7) return 0;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+    if (!((d >> 24) & 1) || !((d >> 22) & 1)) return 0;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    if (!((c >> 27) & 1)) return 0;  // OSXSAVE: xgetbv is there
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((lo >> 17) & 3) == 3;
+}
+static int amx_granted;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static void amx_request(void) {
+#if defined(__linux__)
+    enum { ARCH_REQ_XCOMP_PERM_ = 0x1023, XFEATURE_XTILEDATA_ = 18 };
+    amx_granted = amx_cpu() && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM_, XFEATURE_XTILEDATA_) == 0;
+#else
+    amx_granted = 0;
+#endif
+}
+static int amx_bf16_granted(void) {
+    pthread_once(&amx_once, amx_request);
+    return amx_granted;
+}
+#endif
 
 int fa_isa_supported(fa_isa isa) {
     switch (isa) {
@@ -73,6 +110,14 @@ int fa_isa_supported(fa_isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_cpu_init();
         return fa_isa_supported(FA_ISA_AVX512) && __builtin_cpu_supports("avx512bf16");
+#else
+        return 0;
+#endif
+    case FA_ISA_AVX512_AMX:
+#if defined(FA_AMX_EMULATE)
+        return 1;  // tiles emulated in plain C (amx_emulated.c)
+#elif defined(__x86_64__) || defined(__i386__)
+        return fa_isa_supported(FA_ISA_AVX512_BF16) && amx_bf16_granted();
 #else
         return 0;
 #endif
@@ -110,6 +155,9 @@ static void detect_cpu_features(void) {
     add_feature(__builtin_cpu_supports("avx512bw"), "avx512bw");
     add_feature(__builtin_cpu_supports("avx512dq"), "avx512dq");
     add_feature(__builtin_cpu_supports("avx512bf16"), "avx512bf16");
+#if !defined(FA_AMX_EMULATE)
+    add_feature(amx_cpu(), "amx-bf16");
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
     // Bit numbers of the kernel's uapi (asm/hwcap.h), which every ARM64 Linux keeps.
     const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
@@ -139,7 +187,7 @@ static fa_isa detect_auto(void) {
         const struct { const char *name; fa_isa isa; } names[] = {
             {"portable", FA_ISA_PORTABLE}, {"scalar", FA_ISA_PORTABLE},
             {"avx2", FA_ISA_AVX2}, {"avx512", FA_ISA_AVX512},
-            {"avx512bf16", FA_ISA_AVX512_BF16}, {"neon", FA_ISA_NEON},
+            {"avx512bf16", FA_ISA_AVX512_BF16}, {"avx512amx", FA_ISA_AVX512_AMX}, {"neon", FA_ISA_NEON},
             {"neonbf16", FA_ISA_NEON_BF16},
         };
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -169,6 +217,9 @@ fa_isa fa_resolve_isa(fa_isa requested) {
 
 const fa_kernels *fa_kernels_for(fa_isa isa) {
     switch (fa_resolve_isa(isa)) {
+#if defined(FA_AMX_EMULATE) || defined(__x86_64__) || defined(__i386__)
+    case FA_ISA_AVX512_AMX: return &fa_kernels_avx512_amx;
+#endif
 #if defined(__x86_64__) || defined(__i386__)  // the x86 tables exist only in x86 builds
     case FA_ISA_AVX512_BF16: return &fa_kernels_avx512_bf16;
     case FA_ISA_AVX512: return &fa_kernels_avx512;
@@ -286,7 +337,7 @@ fa_status fa_kernel_info_for(const fa_problem *p, fa_kernel_info *info) {
 fa_status fa_exp2(fa_isa isa, const float *x, float *y, int64_t n) {
     if (!x || !y) return FA_ERR_NULL_POINTER;
     if (n < 0) return FA_ERR_INVALID_EXTENT;
-    if (isa < FA_ISA_AUTO || isa > FA_ISA_NEON_BF16 || !fa_isa_supported(isa))
+    if (isa < FA_ISA_AUTO || isa > FA_ISA_AVX512_AMX || !fa_isa_supported(isa))
         return FA_ERR_UNSUPPORTED_ISA;
     fa_kernels_for(isa)->exp2(x, y, n);
     return FA_OK;

@@ -102,7 +102,7 @@ static void attend_keys_t(const fa_forward_plan *pl, const key_major_tile *t,
                 ? fa_kv_block_gather(kr, &t->src, k0, keys, dqk, dv, widen, t->kw, t->vw)
                 : fa_kv_block_at(&t->src, k0);
         const int64_t ldv2 = pl->layout.ldacc;
-        if (bf16) kr->pack_pairs_bf16(keys, dv, (const uint16_t *)blk.v, blk.ldv, t->v2, ldv2);
+        if (bf16) kr->pack_v_bf16(keys, dv, (const uint16_t *)blk.v, blk.ldv, t->v2, ldv2);
         // The next block to compute; ask for its K and V rows now: they arrive from L3 while
         // this block computes (the hardware prefetchers do not see 2·BK short row streams).
         fa_tile_kind next_tile;

@@ -419,7 +419,7 @@ fa_status fa_validate_shape_options(const fa_problem *p, fa_diagnostic *diag) {
         return fa_fail(diag, FA_ERR_INVALID_THREADS, FA_ARG_NUM_THREADS, p->num_threads, 0, 0,
                        "num_threads is %d; it must be 0 (default) or positive", (int)p->num_threads);
 
-    if (p->isa < FA_ISA_AUTO || p->isa > FA_ISA_NEON_BF16)
+    if (p->isa < FA_ISA_AUTO || p->isa > FA_ISA_AVX512_AMX)
         return fa_fail(diag, FA_ERR_UNSUPPORTED_ISA, FA_ARG_ISA, (int64_t)p->isa, 0, 0,
                        "isa is %d; it must be a fa_isa value", (int)p->isa);
     if (!fa_isa_supported(p->isa))

@@ -122,8 +122,8 @@ typedef struct fa_mask {
 } fa_mask;
 
 /// Which micro-kernels fa_forward runs. FA_ISA_AUTO picks the best the CPU supports, or what
-/// the environment variable FA_ISA (portable | avx2 | avx512 | avx512bf16 | neon | neonbf16) names, once per
-/// process.
+/// the environment variable FA_ISA (portable | avx2 | avx512 | avx512bf16 | avx512amx | neon |
+/// neonbf16) names, once per process.
 typedef enum fa_isa {
     FA_ISA_AUTO = 0,
     FA_ISA_PORTABLE = 1,  ///< plain C, any CPU
@@ -139,6 +139,12 @@ typedef enum fa_isa {
     /// Apple M2 and later), which the forward and backward use when Q, K and V are all bf16;
     /// otherwise the NEON kernels.
     FA_ISA_NEON_BF16 = 6,
+    /// FA_ISA_AVX512_BF16 with AMX-BF16 tiles (Sapphire Rapids and later Xeons) for the bf16
+    /// forward's scores and P·V and the backward's scores, where Linux grants the process the
+    /// tile state. Not chosen by FA_ISA_AUTO yet: written and tested on emulated tiles (make
+    /// test-amx-emulated), it waits for a measurement on AMX hardware — force it with
+    /// FA_ISA=avx512amx or the isa field.
+    FA_ISA_AVX512_AMX = 7,
 } fa_isa;
 
 /// Causal masking. Bottom-right (FlashAttention ≥ 2.1): query i sees keys j ≤ i + Lk − Lq.

@@ -106,10 +106,13 @@ VF_INLINE void bf16_scores_column(const int NQ, int keys, int64_t dqk, const uin
     }
 }
 
-VF_FN static void scores_t_bf16(int keys, int rows_padded, int64_t dqk, const uint16_t *k,
-                                int64_t ldk, const uint32_t *qt2, int64_t ldqt2, float scale,
-                                float *st, int64_t ldst, int masked, int64_t lo, int64_t hi,
-                                float *block_max) {
+// (unused where the AMX kernels replace it: avx512_amx.c)
+VF_FN __attribute__((unused)) static void scores_t_bf16(int keys, int rows_padded, int64_t dqk,
+                                                        const uint16_t *k, int64_t ldk,
+                                                        const uint32_t *qt2, int64_t ldqt2,
+                                                        float scale, float *st, int64_t ldst,
+                                                        int masked, int64_t lo, int64_t hi,
+                                                        float *block_max) {
     for (int i0 = 0; i0 < rows_padded; i0 += TILE_ST_Q * VF_W) {
         const int left = (rows_padded - i0) / VF_W;
         const int nq = left < TILE_ST_Q ? left : TILE_ST_Q;
@@ -287,10 +290,13 @@ VF_INLINE void bf16_gemm_all(const int SCALED, const tile_band *band, int M, int
 // acc[i, :] = α·acc[i, :] + Σ_j bf16(P[j, i]) · v[j, :] over the block (P in pt, key-major,
 // turned into bf16 pairs in place; V as pack_pairs_bf16 left it in v2, ldv2 ≥ dv rounded up
 // to 16, so every vector is whole and zero past dv).
-VF_FN static void accumulate_pv_bf16(int rows_padded, int keys, int64_t dv, float *pt,
-                                     int64_t ldpt, const uint32_t *v2, int64_t ldv2,
-                                     const float *alpha, float *acc, int64_t ldacc, int masked,
-                                     int64_t lo, int64_t hi) {
+// (unused where the AMX kernels replace it: avx512_amx.c)
+VF_FN __attribute__((unused)) static void accumulate_pv_bf16(int rows_padded, int keys,
+                                                             int64_t dv, float *pt, int64_t ldpt,
+                                                             const uint32_t *v2, int64_t ldv2,
+                                                             const float *alpha, float *acc,
+                                                             int64_t ldacc, int masked,
+                                                             int64_t lo, int64_t hi) {
     // P pairs over the scores: row jp ← (row 2jp, row 2jp + 1), lanes 0 … rows_padded − 1.
     uint32_t *p2 = (uint32_t *)pt;
     round_pairs_bf16(keys, rows_padded, pt, ldpt, p2, ldpt);

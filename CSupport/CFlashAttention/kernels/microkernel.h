@@ -118,7 +118,7 @@ typedef struct fa_row_run {
 } fa_row_run;
 
 typedef struct fa_kernels {
-    const char *name;    ///< "portable", "avx2", "avx512", "avx512bf16", "neon", "neonbf16"
+    const char *name;    ///< "portable", "avx2", "avx512", "avx512bf16", "avx512amx", "neon", "neonbf16"
     int vector_width;    ///< floats per vector: query rows are padded to a multiple of it
     int query_tile;      ///< preferred multiple for the query block (the scores micro-tile)
     int key_tile;        ///< keys per scores micro-tile: key blocks are multiples of it
@@ -238,6 +238,11 @@ typedef struct fa_kernels {
     /// out is [⌈rows/2⌉ × ldo].
     void (*pack_pairs_bf16)(int rows, int64_t n, const uint16_t *x, int64_t ldx, uint32_t *out,
                             int64_t ldo);
+    /// The forward's V block (rows = keys, n = dv) in whatever layout this table's
+    /// accumulate_pv_bf16 reads, within pack_pairs_bf16's buffer: pack_pairs_bf16 itself, or
+    /// AMX's Vᵀ tiles (amx_tile_kernels.h).
+    void (*pack_v_bf16)(int rows, int64_t n, const uint16_t *x, int64_t ldx, uint32_t *out,
+                        int64_t ldo);
     /// The same from fp32 rows rounded to bf16 (nearest even), n a multiple of 16 (the
     /// backward's dS over keys); in place allowed (out == x, ldo == ldx).
     void (*round_pairs_bf16)(int rows, int n, const float *x, int64_t ldx, uint32_t *out,
@@ -253,8 +258,8 @@ typedef struct fa_kernels {
     void (*gemm_acc_bf16)(int M, int64_t N, int pairs, const uint32_t *a2, int64_t a_rs,
                           int64_t a_ps, const uint32_t *b2, int64_t ldb2, float *c, int64_t ldc);
     /// accumulate_pv with P rounded to bf16 (to nearest even): acc[i, :] = alpha[i] · acc[i, :]
-    /// + Σ_j bf16(pt[j, i]) · v[j, :], V in key pairs (pack_pairs_bf16); pt is overwritten (its
-    /// rows become P pairs).
+    /// + Σ_j bf16(pt[j, i]) · v[j, :], V as pack_v_bf16 left it; pt is overwritten (its rows
+    /// become P pairs, and AMX's zeroes the pair rows up to its last 32-key tile).
     void (*accumulate_pv_bf16)(int rows_padded, int keys, int64_t dv, float *pt, int64_t ldpt,
                                const uint32_t *v2, int64_t ldv2, const float *alpha, float *acc,
                                int64_t ldacc, int masked, int64_t lo, int64_t hi);
@@ -281,6 +286,7 @@ extern const fa_kernels fa_kernels_portable;
 extern const fa_kernels fa_kernels_avx2;
 extern const fa_kernels fa_kernels_avx512;
 extern const fa_kernels fa_kernels_avx512_bf16;
+extern const fa_kernels fa_kernels_avx512_amx;
 extern const fa_kernels fa_kernels_neon;
 extern const fa_kernels fa_kernels_neon_bf16;
 
