@@ -635,12 +635,12 @@ HARNESS_LOOP static int visible(const fa_problem *p, int64_t lq, int64_t lk, int
 }
 
 // Row i's scores (score[j], −inf where hidden), their maximum and whether one is NaN or +inf;
-// with dcap, also ∂score/∂(q·k·scale) (the soft cap's 1 − tanh², else 1) and in sabs the sum
+// with dcap, also ∂score/∂(q·k·scale) (the soft cap's 1 − tanh², else 1), in sabs the sum
 // of the absolute values fp32 rounds on the way to each score (|scale|·Σ|q||k|, ALiBi's term,
-// the mask's value).
+// the mask's value) and in xabs that of q·k·scale alone, before the cap.
 HARNESS_LOOP static void reference_scores(const problem *g, int64_t b, int64_t h, int64_t i, int64_t lq,
                                           int64_t lk, double *score, double *dcap, double *sabs,
-                                          double *max, int *nan_row) {
+                                          double *xabs, double *max, int *nan_row) {
     const fa_problem *p = &g->p;
     const fa_shape *s = &p->shape;
     const int64_t hk = h / (s->q_heads / s->kv_heads);
@@ -650,7 +650,7 @@ HARNESS_LOOP static void reference_scores(const problem *g, int64_t b, int64_t h
     *nan_row = 0;  // a seen score is NaN or +inf (the header's non-finite semantics)
     for (int64_t j = 0; j < lk; j++) {
         score[j] = -INFINITY;
-        if (dcap) dcap[j] = 0, sabs[j] = 0;
+        if (dcap) dcap[j] = 0, sabs[j] = 0, xabs[j] = 0;
         if (!visible(p, lq, lk, i, j)) continue;
         if (p->block_mask.data) {
             const fa_block_mask *bm = &p->block_mask;
@@ -683,7 +683,11 @@ HARNESS_LOOP static void reference_scores(const problem *g, int64_t b, int64_t h
         const double base = x;
         if (p->alibi_slopes) x -= (double)p->alibi_slopes[h] * fabs((double)(i + diagonal_offset(p, lq, lk) - j));
         if (p->mask.kind == FA_MASK_ADDITIVE) x += (double)((const float *)p->mask.data)[moff];
-        if (dcap) dcap[j] = cap, sabs[j] = dot_abs * fabs(scale) * cap + fabs(base) + fabs(x - base) + fabs(x);
+        if (dcap) {
+            dcap[j] = cap;
+            sabs[j] = dot_abs * fabs(scale) * cap + fabs(base) + fabs(x - base) + fabs(x);
+            xabs[j] = dot_abs * fabs(scale);
+        }
         score[j] = x;
         if (isnan(x) || x == INFINITY) *nan_row = 1;
         if (x > m) m = x;
@@ -699,7 +703,7 @@ HARNESS_LOOP static void reference_forward(const problem *g, double *o_out, doub
     double m;
     int nan_row;
     double *score = malloc(sizeof(double) * (size_t)(lk ? lk : 1));
-    reference_scores(g, b, h, i, lq, lk, score, NULL, NULL, &m, &nan_row);
+    reference_scores(g, b, h, i, lq, lk, score, NULL, NULL, NULL, &m, &nan_row);
     for (int64_t d = 0; d < s->head_dim_v; d++) o_out[d] = nan_row ? NAN : 0;
     if (nan_row) {
         *lse_out = NAN;
@@ -724,6 +728,13 @@ HARNESS_LOOP static void reference_forward(const problem *g, double *o_out, doub
     free(score);
 }
 
+// How many units u of the rounding scale reference_backward gives a gradient element may
+// separate a correct fp32 gradient from the float64 one: the largest seen, over 520,000
+// fuzzed backward and naive backward calls, was 1.3 (a dV element); 32 leaves room for sums
+// the fuzzer has not yet drawn, and is still a millionth of what a dropped key or a wrong
+// row costs.
+#define GRAD_ROUNDINGS 32.0
+
 // The float64 backward from the same definitions (dS = P ∘ (dP − D)·cap′ with D = Σ_j P·dP,
 // dQ = scale·dS·K, dK = scale·dSᵀ·Q, dV = Pᵀ·dO), into arrays laid out as the gradient
 // buffers (element offsets), together with each element's rounding scale: the sum of the
@@ -734,9 +745,11 @@ HARNESS_LOOP static void reference_forward(const problem *g, double *o_out, doub
 // u·P·(Σ|dO||V| + Σ_j P·Σ|dO||V|), not a fraction of the result. P's relative error is u·r_j
 // with r_j = sabs_j + max sabs + log(Lk) + 1 (its score's roundings and the log-sum-exp's,
 // through exp); D reads the stored O, itself off by u·r·|V| (and by its rounding to half
-// precision, where O is stored so); and a soft cap's derivative
-// 1 − tanh² carries an absolute error of a few u (cancellation near |tanh| = 1). A wrong
-// index, a lost block or a misplaced mask is off by the gradient's own size instead.
+// precision, where O is stored so); and a soft cap's derivative 1 − tanh² carries an
+// absolute error of a few u (cancellation near |tanh| = 1) plus what its argument's rounding
+// moves it, up to 1 where the cap is smaller than that rounding (a cap of 1e-30 takes the
+// derivative from 1 to 0 for a score of 1e-8 that float64 finds to be 0). A wrong index, a
+// lost block or a misplaced mask is off by the gradient's own size instead.
 HARNESS_LOOP static void reference_backward(const problem *g, double *dq, double *dk, double *dv,
                                             double *eq, double *ek, double *ev) {
     const fa_problem *p = &g->p;
@@ -747,14 +760,15 @@ HARNESS_LOOP static void reference_backward(const problem *g, double *dq, double
     const double o_rounding = p->o_dtype == FA_DTYPE_BF16 ? 0x1p16 : p->o_dtype == FA_DTYPE_F16 ? 0x1p13 : 0;
     for (int64_t b = 0; b < s->batch; b++) {
         const int64_t lq = q_count(p, b), lk = k_count(p, b);
-        double *score = malloc(sizeof(double) * (size_t)(lk ? lk : 1) * 6);
-        double *dcap = score + lk, *sabs = dcap + lk, *dp = sabs + lk, *abs_dp = dp + lk, *pw = abs_dp + lk;
+        double *score = malloc(sizeof(double) * (size_t)(lk ? lk : 1) * 7);
+        double *dcap = score + lk, *sabs = dcap + lk, *xabs = sabs + lk, *dp = xabs + lk,
+               *abs_dp = dp + lk, *pw = abs_dp + lk;
         for (int64_t h = 0; h < s->q_heads; h++) {
             const int64_t hk = h / (s->q_heads / s->kv_heads);
             for (int64_t i = 0; i < lq; i++) {
                 double m;
                 int nan_row;
-                reference_scores(g, b, h, i, lq, lk, score, dcap, sabs, &m, &nan_row);
+                reference_scores(g, b, h, i, lq, lk, score, dcap, sabs, xabs, &m, &nan_row);
                 if (nan_row || m == -INFINITY) continue;  // no key seen: no gradient
                 const int64_t qrow = query_row(p, p->q_strides, b, h, i);
                 const int64_t orow = query_row(p, p->dout_strides, b, h, i);
@@ -786,8 +800,14 @@ HARNESS_LOOP static void reference_backward(const problem *g, double *dq, double
                     const double r = sabs[j] + lse_r;  // P's relative error, in units of u
                     const double gap = dp[j] - dsum;
                     const double ds = pw[j] * gap * dcap[j];
+                    // Under a soft cap c the derivative moves by up to (the score's rounding)/c,
+                    // 4·u·xabs/c, and by at most 1: a cap far below the score's rounding leaves
+                    // the gradient through it to the rounding, as no fp32 backward can help.
+                    const double cap_moves = p->softcap > 0
+                        ? 8.0 + fmin(0x1p24 / GRAD_ROUNDINGS, 4.0 * xabs[j] / (double)p->softcap)
+                        : 0.0;
                     const double ds_err = pw[j] * (dcap[j] * (abs_dp[j] + abs_d + r * fabs(gap)) +
-                                                   (p->softcap > 0 ? 8.0 * fabs(gap) : 0.0));
+                                                   cap_moves * fabs(gap));
                     const int64_t krow = key_row(p, p->k_strides, b, hk, j);
                     const int64_t dv_row = key_row(p, p->dv_strides, b, hk, j);
                     const int64_t dk_row = key_row(p, p->dk_strides, b, hk, j);
@@ -811,12 +831,6 @@ HARNESS_LOOP static void reference_backward(const problem *g, double *dq, double
     }
 }
 
-// How many units u of the rounding scale reference_backward gives a gradient element may
-// separate a correct fp32 gradient from the float64 one: the largest seen, over 520,000
-// fuzzed backward and naive backward calls, was 1.3 (a dV element); 32 leaves room for sums
-// the fuzzer has not yet drawn, and is still a millionth of what a dropped key or a wrong
-// row costs.
-#define GRAD_ROUNDINGS 32.0
 
 // The tolerances. fp32 arithmetic over scores bounded by smax: each score's rounding error
 // is about smax·2⁻²³ (a few ulps of the largest term), which moves a softmax weight by the
