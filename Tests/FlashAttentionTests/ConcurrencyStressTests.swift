@@ -104,7 +104,13 @@ struct ConcurrencyStressTests {
         if let before, let after {
             print("concurrency stress: \(tasks * perTask) calls; RSS \(before.current / 1024) MiB after the "
                 + "first tenth, \(after.current / 1024) MiB after all (peak \(after.peak / 1024) MiB)")
-            #expect(after.current - before.current < 64 * 1024,
+            // Under AddressSanitizer (make sanitize-test sets FA_TEST_ASAN_QUARANTINE_MIB to
+            // ASan's quarantine, 256 MiB) freed blocks stay resident until the quarantine is
+            // full, and the suites running beside this one free theirs into it too: growth by
+            // that much says nothing about the library's caches. A cache that grew per call
+            // (9,000 calls of workspaces in the tens of KiB or more) still passes it.
+            let quarantine = Int(ProcessInfo.processInfo.environment["FA_TEST_ASAN_QUARANTINE_MIB"] ?? "") ?? 0
+            #expect(after.current - before.current < (64 + quarantine) * 1024,
                     "resident set grew from \(before.current) KiB to \(after.current) KiB")
         }
     }
