@@ -2,8 +2,8 @@
 // in a build with FA_AMX_EMULATE defined (make test-amx-emulated), where FA_ISA_AVX512_AMX
 // names this table instead of avx512_amx.c's. Around amx_tile_kernels.h it is the portable
 // table with bf16 pair kernels in plain C (vec_portable_bf16.h), so the frame runs the same
-// calls — Q's pairs, the tiles' tails, the zeroed pair rows, Vᵀ's tiles, the band's skipped
-// tiles — as on a Xeon. Elsewhere this file compiles to nothing.
+// calls — Q's pairs, the tiles' tails, the zeroed pair rows, P's transposed tiles, the band's
+// skipped tiles — as on a Xeon. Elsewhere this file compiles to nothing.
 #ifdef FA_AMX_EMULATE
 #include "vec_portable.h"
 #include "tile_kernels.h"

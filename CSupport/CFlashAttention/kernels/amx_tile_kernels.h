@@ -10,11 +10,21 @@
 // - scores: C[key][query] += A · B with A = 16 rows of K as stored (32 d each: a row's
 //   consecutive elements are its pairs) and B = Q's pairs (qt2: row p holds (q[i, 2p],
 //   q[i, 2p+1]) for 16 queries), so Sᵀ comes out key-major, as the softmax reads it;
-// - P·V: C[column of V][query] += A · B with B = P's pairs along the keys (round_pairs_bf16
-//   over the scores, as the vdpbf16ps path) and A = Vᵀ, packed once per key block by
-//   pack_v_amx in 16 × 32 tiles (a column's 32 keys per row). The sums come out transposed
-//   and are added into the accumulator rows once per block: acc = α·acc + Σ (one fma), as
-//   every other path. No P transpose: P stays where the softmax left it.
+// - P·V: C[query][column of V] += A · B with B = V in key pairs (pack_pairs_bf16, as the
+//   vdpbf16ps path packs it) and A = P's pairs of one query per row: round_pairs_bf16 leaves
+//   P's pairs along the keys query by query in the scores' key-major rows, and amx_p_tile
+//   transposes 16 × 16 of them (pairs move whole) once per query tile and 32-key chunk. O
+//   comes out query-major, so each block's sums are added to the accumulator rows whole
+//   vectors at a time: acc = α·acc + Σ (one fma), as every other path.
+// What runs beside the tiles, per 64-key block of BQ queries at D = 128, where the tiles take
+// 2·BQ TDPBF16PS (BQ for the scores, BQ for P·V: 32·BQ cycles at the reference's 16 cycles
+// each): the scores' scale, band and block max and the fold into acc on vectors (4·BQ and
+// 8·BQ of them), and 32·BQ pairs moved by the P transposes. An earlier form computed
+// Oᵀ = Vᵀ·Pᵀ, which needs no P transpose but moved V element by element into Vᵀ tiles (8,192
+// per block) and folded every sum back one float at a time (128·BQ), and its scores took 64·BQ
+// scalar steps: several times the tiles' own time. Same products in the same order: the bits
+// did not change (the kernel grid's digest). The P transposes are plain C; an AVX-512 16 × 16
+// transpose is the next step if a Xeon shows them.
 // Tails: K rows past a block's keys or past 32·⌊d/32⌋ elements, Q pairs past the head dim's
 // and queries past the rows are copied into zeroed tiles (so a stale NaN or infinity never
 // meets a zero weight); whole tiles of hidden keys (causal, window) are not multiplied.
@@ -50,6 +60,37 @@ VF_INLINE void amx_configure(void) {
 static inline int amx_band_meets(int64_t j0, int nk, int64_t i0, int nq, int64_t lo, int64_t hi) {
     const int64_t least = i0 - (j0 + nk - 1), most = i0 + nq - 1 - j0;  // i − j over the tile
     return most >= lo && least < hi && lo < hi;
+}
+
+// One C tile's scores into st: c holds nk keys (rows, ldc apart) × nq queries (its first nq
+// columns); each becomes scale·c, or −inf where the tile was not multiplied (live = 0) or the
+// band hides it (query lane i sees key r iff r + lo ≤ i < r + hi, lo and hi relative to the
+// tile), and is folded into block_max with vf_max(m, s) per key in order — the bits of the
+// scalar m > s ? m : s, a NaN score winning. Whole vectors of 16 / VF_W queries, as
+// tile_scores_store, instead of 512 scalar steps per tile pair (about 6× the 128 cycles the
+// pair's eight TDPBF16PS take at D = 128, by the reference's throughput). c may be st itself
+// (a full tile stored in place).
+VF_INLINE void amx_scores_store(int nk, int nq, int live, const float *c, int64_t ldc, float scale,
+                                float *st, int64_t ldst, int masked, int64_t lo, int64_t hi,
+                                float *block_max) {
+    const vf sc = vf_set1(scale), hidden = vf_set1(-INFINITY);
+    for (int v = 0; v * VF_W < nq; v++) {
+        const int n = nq - v * VF_W < VF_W ? nq - v * VF_W : VF_W;
+        vf mx = vf_load_first_or(block_max + v * VF_W, n, -INFINITY);
+        for (int r = 0; r < nk; r++) {
+            vf x = live ? vf_mul(vf_loadu(c + r * ldc + v * VF_W), sc) : hidden;
+            if (masked) {
+                const int64_t first = lo + r - v * VF_W, last = hi + r - v * VF_W;
+                const int f = first < 0 ? 0 : (first > VF_W ? VF_W : (int)first);
+                const int l = last < 0 ? 0 : (last > VF_W ? VF_W : (int)last);
+                x = vf_fill_outside(x, f, l, -INFINITY);
+            }
+            if (n == VF_W) vf_storeu(st + r * ldst + v * VF_W, x);
+            else vf_store_first(st + r * ldst + v * VF_W, x, n);
+            mx = vf_max(mx, x);
+        }
+        vf_store_first(block_max + v * VF_W, mx, n);
+    }
 }
 
 // st[j, i] = scale · Σ_d k[j, d] · q[i, d], banded, folded into block_max (scores_t_bf16).
@@ -107,67 +148,83 @@ VF_FN static void scores_t_amx(int keys, int rows_padded, int64_t dqk, const uin
                         }
                     }
                 }
-                AMX_STORE(AMX_C0, cbuf[0], 64);
-                AMX_STORE(AMX_C1, cbuf[1], 64);
+            }
+            // A whole tile goes straight into st's rows (its 16 columns are this tile's queries
+            // and its 16 rows its keys); a tail tile through cbuf. (Tile numbers must be
+            // constants: one statement per tile.)
+            float *sq[2] = {st + (int64_t)j0 * ldst + i0, st + (int64_t)j0 * ldst + i0 + 16};
+            int direct[2];
+            for (int t = 0; t < 2; t++) direct[t] = live[t] && nk == 16 && nq[t] == 16;
+            if (live[0]) {
+                if (direct[0]) AMX_STORE(AMX_C0, sq[0], ldst * 4);
+                else AMX_STORE(AMX_C0, cbuf[0], 64);
+            }
+            if (live[1]) {
+                if (direct[1]) AMX_STORE(AMX_C1, sq[1], ldst * 4);
+                else AMX_STORE(AMX_C1, cbuf[1], 64);
             }
             for (int t = 0; t < 2; t++) {
+                if (nq[t] == 0) continue;
                 const int64_t q0 = i0 + 16 * t;
-                for (int r = 0; r < nk; r++) {
-                    float *srow = st + (int64_t)(j0 + r) * ldst + q0;
-                    for (int i = 0; i < nq[t]; i++) {
-                        float s = live[t] ? cbuf[t][r * 16 + i] * scale : -INFINITY;
-                        if (masked && !(j0 + r + lo <= q0 + i && q0 + i < j0 + r + hi)) s = -INFINITY;
-                        srow[i] = s;
-                        const float m = block_max[q0 + i];
-                        block_max[q0 + i] = m > s ? m : s;  // a NaN score wins, as vmaxps(m, s)
-                    }
-                }
+                amx_scores_store(nk, nq[t], live[t], direct[t] ? sq[t] : cbuf[t], direct[t] ? ldst : 16,
+                                 scale, sq[t], ldst, masked, lo + j0 - q0, hi + j0 - q0,
+                                 block_max + q0);
             }
         }
     }
 }
 
-// V's block as AMX A tiles of Vᵀ: tile (s, c) = columns 16s … 16s + 15 (rows) × keys
-// 32c … 32c + 31 (bf16 each), zero past the keys and past n; tile (s, c) starts at
-// out + (s·⌈keys/32⌉ + c)·256. Within the pack_pairs_bf16 buffer the frame gives V
-// (⌈BK/2⌉ × ldo pairs, ldo ≥ n rounded up to 16, BK a multiple of 32: key_tile).
+// V's block in key pairs (pack_pairs_bf16: row p holds (v[2p, c], v[2p+1, c]), 0 past n up
+// to ldo and for the missing key of an odd count) — P·V's B tiles as they are — with the pair
+// rows from ⌈keys/2⌉ to the last 32-key chunk's end zeroed: a B tile reads whole chunks, and a
+// stale NaN there would survive its zero weight. Within the buffer the frame gives V
+// (⌈BK/2⌉ × ldo pairs, BK a multiple of 32: key_tile).
 VF_FN static void pack_v_amx(int keys, int64_t n, const uint16_t *v, int64_t ldv, uint32_t *out,
                              int64_t ldo) {
-    (void)ldo;
+    pack_pairs_bf16(keys, n, v, ldv, out, ldo);
     const int chunks = (keys + 31) / 32;
-    const int64_t strips = (n + 15) / 16;
-    for (int64_t s = 0; s < strips; s++)
-        for (int c = 0; c < chunks; c++) {
-            uint16_t *tile = (uint16_t *)(out + (s * chunks + c) * 256);
-            for (int r = 0; r < 16; r++) {
-                const int64_t col = 16 * s + r;
-                for (int e = 0; e < 32; e++) {
-                    const int j = 32 * c + e;
-                    tile[r * 32 + e] = col < n && j < keys ? v[(int64_t)j * ldv + col] : 0;
-                }
-            }
-        }
+    for (int p = (keys + 1) / 2; p < 16 * chunks; p++)
+        memset(out + (int64_t)p * ldo, 0, sizeof(uint32_t) * (size_t)ldo);
 }
 
+// P's A tile for queries i0 … i0 + nq − 1 (rows; 0 past nq) over the key pairs 16c … 16c + 15:
+// a[i, r] = p2[16c + r, i0 + i], the one transpose of the P·V product (16 × 16 pairs: each
+// pair's two keys move together, already rounded by round_pairs_bf16).
+static inline void amx_p_tile(const uint32_t *p2, int64_t ldp2, int i0, int nq, int c,
+                              uint32_t *a) {
+    const uint32_t *src = p2 + (int64_t)(16 * c) * ldp2 + i0;
+    for (int i = 0; i < 16; i++)
+        for (int r = 0; r < 16; r++) a[i * 16 + r] = i < nq ? src[(int64_t)r * ldp2 + i] : 0u;
+}
+
+enum { AMX_PV_TILES_KEPT = 8 };  // P tiles kept per query tile: blocks up to 256 keys
+
 // acc[i, :] = α[i]·acc[i, :] + Σ_j bf16(pt[j, i]) · v[j, :] (accumulate_pv_bf16), V as
-// pack_v_amx left it; pt's rows become P's pairs, and the pair rows from ⌈keys/2⌉ up to the
-// last tile's end (rows of the scores buffer past this block's keys: BK is a multiple of 32)
-// are zeroed.
+// pack_v_amx left it. pt's rows become P's pairs (round_pairs_bf16, in place) and the pair rows
+// from ⌈keys/2⌉ up to the last chunk's end (rows of the scores buffer past this block's keys:
+// BK is a multiple of 32) are zeroed; each query tile's P tiles are transposed once and kept
+// for every strip of V's columns. O = P·V comes out query-major, so each block's sums are
+// added to the accumulator rows a whole vector at a time: acc = α·acc + Σ (one fma).
 VF_FN static void accumulate_pv_amx(int rows_padded, int keys, int64_t dv, float *pt, int64_t ldpt,
                                     const uint32_t *vt, int64_t ldvt, const float *alpha,
                                     float *acc, int64_t ldacc, int masked, int64_t lo, int64_t hi) {
-    (void)ldvt;
-    _Alignas(64) uint32_t pbuf[16 * 16];
-    _Alignas(64) float cbuf[AMX_PV_STRIPS][16 * 16];
+    _Alignas(64) uint32_t ptiles[AMX_PV_TILES_KEPT][16 * 16];
+    _Alignas(64) float cbuf[16 * 16];
     uint32_t *p2 = (uint32_t *)pt;
     round_pairs_bf16(keys, rows_padded, pt, ldpt, p2, ldpt);
     const int chunks = (keys + 31) / 32;
     for (int p = (keys + 1) / 2; p < 16 * chunks; p++)
         memset(p2 + (int64_t)p * ldpt, 0, sizeof(uint32_t) * (size_t)rows_padded);
     const int strips = (int)((dv + 15) / 16);
+    const int kept = chunks <= AMX_PV_TILES_KEPT;  // else each P tile is built per strip pass
+    const int64_t ldb = ldvt * 4;
     amx_configure();
     for (int i0 = 0; i0 < rows_padded; i0 += 16) {
         const int nq = rows_padded - i0 < 16 ? rows_padded - i0 : 16;
+        if (kept)
+            for (int c = 0; c < chunks; c++)
+                if (!masked || amx_band_meets(32 * c, 32, i0, nq, lo, hi))
+                    amx_p_tile(p2, ldpt, i0, nq, c, ptiles[c]);
         for (int s0 = 0; s0 < strips; s0 += AMX_PV_STRIPS) {
             const int ns = strips - s0 < AMX_PV_STRIPS ? strips - s0 : AMX_PV_STRIPS;
             AMX_ZERO(AMX_C0);
@@ -176,42 +233,38 @@ VF_FN static void accumulate_pv_amx(int rows_padded, int keys, int64_t dv, float
             AMX_ZERO(AMX_C3);
             for (int c = 0; c < chunks; c++) {
                 if (masked && !amx_band_meets(32 * c, 32, i0, nq, lo, hi)) continue;  // P = 0
-                const uint32_t *b = p2 + (int64_t)(16 * c) * ldpt + i0;
-                int64_t ldb = ldpt * 4;
-                if (nq < 16) {
-                    for (int r = 0; r < 16; r++)
-                        for (int i = 0; i < 16; i++) pbuf[r * 16 + i] = i < nq ? b[r * ldpt + i] : 0u;
-                    b = pbuf;
-                    ldb = 64;
-                }
-                AMX_LOAD(AMX_B0, b, ldb);
-                const uint32_t *a = vt + ((int64_t)s0 * chunks + c) * 256;
-                const int64_t next = (int64_t)chunks * 256;  // the same keys, 16 columns on
+                uint32_t *a = ptiles[kept ? c : 0];
+                if (!kept) amx_p_tile(p2, ldpt, i0, nq, c, a);
                 AMX_LOAD(AMX_A, a, 64);
+                const uint32_t *b = vt + (int64_t)(16 * c) * ldvt + 16 * s0;  // 16 columns a tile
+                AMX_LOAD(AMX_B0, b, ldb);
                 AMX_DP(AMX_C0, AMX_A, AMX_B0);
                 if (ns > 1) {
-                    AMX_LOAD(AMX_A, a + next, 64);
-                    AMX_DP(AMX_C1, AMX_A, AMX_B0);
+                    AMX_LOAD(AMX_B1, b + 16, ldb);
+                    AMX_DP(AMX_C1, AMX_A, AMX_B1);
                 }
                 if (ns > 2) {
-                    AMX_LOAD(AMX_A, a + 2 * next, 64);
+                    AMX_LOAD(AMX_B0, b + 32, ldb);
                     AMX_DP(AMX_C2, AMX_A, AMX_B0);
                 }
                 if (ns > 3) {
-                    AMX_LOAD(AMX_A, a + 3 * next, 64);
-                    AMX_DP(AMX_C3, AMX_A, AMX_B0);
+                    AMX_LOAD(AMX_B1, b + 48, ldb);
+                    AMX_DP(AMX_C3, AMX_A, AMX_B1);
                 }
             }
-            AMX_STORE(AMX_C0, cbuf[0], 64);
-            AMX_STORE(AMX_C1, cbuf[1], 64);
-            AMX_STORE(AMX_C2, cbuf[2], 64);
-            AMX_STORE(AMX_C3, cbuf[3], 64);
-            for (int t = 0; t < ns; t++)
+            // Tile numbers must be constants: one store per tile, each folded before the next.
+            for (int t = 0; t < ns; t++) {
+                if (t == 0) AMX_STORE(AMX_C0, cbuf, 64);
+                if (t == 1) AMX_STORE(AMX_C1, cbuf, 64);
+                if (t == 2) AMX_STORE(AMX_C2, cbuf, 64);
+                if (t == 3) AMX_STORE(AMX_C3, cbuf, 64);
                 for (int i = 0; i < nq; i++) {
-                    const float al = alpha[i0 + i];
+                    const vf al = vf_set1(alpha[i0 + i]);
                     float *row = acc + (int64_t)(i0 + i) * ldacc + 16 * (s0 + t);
-                    for (int r = 0; r < 16; r++) row[r] = fmaf(al, row[r], cbuf[t][r * 16 + i]);
+                    for (int w = 0; w < 16; w += VF_W)
+                        vf_storeu(row + w, vf_fma(al, vf_loadu(row + w), vf_loadu(cbuf + i * 16 + w)));
                 }
+            }
         }
     }
 }

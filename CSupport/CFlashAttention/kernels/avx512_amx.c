@@ -22,8 +22,8 @@
 
 #define KERNEL_TABLE fa_kernels_avx512_amx
 #define KERNEL_NAME "avx512amx"
-// Key blocks are multiples of 32: P·V's tiles take 32 keys, and pack_v_amx's tiles and the
-// zeroed pair rows past a block's keys stay inside the block's buffers.
+// Key blocks are multiples of 32: P·V's tiles take 32 keys, and the zeroed pair rows past a
+// block's keys (V's in pack_v_amx, P's in accumulate_pv_amx) stay inside the block's buffers.
 #define KERNEL_KEY_TILE 32
 #define KERNEL_BF16 1
 #define KERNEL_SCORES_T_BF16 scores_t_amx
