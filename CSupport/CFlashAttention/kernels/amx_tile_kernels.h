@@ -93,19 +93,39 @@ VF_INLINE void amx_scores_store(int nk, int nq, int live, const float *c, int64_
     }
 }
 
+enum { AMX_K_TILES_KEPT = 8 };  // K tail tiles kept per key tile: head dims up to 256
+
+// Whether the K tile of keys j0 … j0 + 15 and elements d0 … d0 + 31 is read in place: 16 keys
+// and 32 elements of the head dim.
+static inline int amx_k_direct(int nk, int64_t d0, int64_t dqk) { return nk == 16 && d0 + 32 <= dqk; }
+
+// That tile copied, zero past nk keys and past dqk elements (a stale NaN never meets a zero).
+static inline void amx_k_tile(const uint16_t *k, int64_t ldk, int j0, int nk, int64_t d0,
+                              int64_t dqk, uint16_t *out) {
+    for (int r = 0; r < 16; r++)
+        for (int e = 0; e < 32; e++)
+            out[r * 32 + e] = r < nk && d0 + e < dqk ? k[(int64_t)(j0 + r) * ldk + d0 + e] : 0;
+}
+
 // st[j, i] = scale · Σ_d k[j, d] · q[i, d], banded, folded into block_max (scores_t_bf16).
 VF_FN static void scores_t_amx(int keys, int rows_padded, int64_t dqk, const uint16_t *k,
                                int64_t ldk, const uint32_t *qt2, int64_t ldqt2, float scale,
                                float *st, int64_t ldst, int masked, int64_t lo, int64_t hi,
                                float *block_max) {
-    _Alignas(64) uint16_t kbuf[16 * 32];
+    _Alignas(64) uint16_t kbuf[AMX_K_TILES_KEPT][16 * 32];
     _Alignas(64) uint32_t qbuf[2][16 * 16];
     _Alignas(64) float cbuf[2][16 * 16];
     const int64_t pairs = (dqk + 1) / 2, chunks = (pairs + 15) / 16;
-    const int direct_k = dqk % 32 == 0;  // whole 32-element chunks of K rows, read in place
+    const int kept = chunks <= AMX_K_TILES_KEPT;  // K tail tiles built once per key tile
     amx_configure();
     for (int j0 = 0; j0 < keys; j0 += 16) {
         const int nk = keys - j0 < 16 ? keys - j0 : 16;
+        // K chunks of 16 whole rows of 32 elements are read in place; the others (a head dim's
+        // last 32 − dqk mod 32 elements, the keys past a block) are copied into zeroed tiles,
+        // once per key tile when they fit kbuf, else at each use.
+        if (kept)
+            for (int64_t c = 0; c < chunks; c++)
+                if (!amx_k_direct(nk, 32 * c, dqk)) amx_k_tile(k, ldk, j0, nk, 32 * c, dqk, kbuf[c]);
         for (int i0 = 0; i0 < rows_padded; i0 += 32) {
             int nq[2], live[2];
             for (int t = 0; t < 2; t++) {
@@ -119,13 +139,12 @@ VF_FN static void scores_t_amx(int keys, int rows_padded, int64_t dqk, const uin
                 for (int64_t c = 0; c < chunks; c++) {
                     const int64_t d0 = 32 * c, p0 = 16 * c;
                     const int np = pairs - p0 < 16 ? (int)(pairs - p0) : 16;
-                    if (direct_k && nk == 16) {
+                    if (amx_k_direct(nk, d0, dqk)) {
                         AMX_LOAD(AMX_A, k + (int64_t)j0 * ldk + d0, ldk * 2);
                     } else {
-                        for (int r = 0; r < 16; r++)
-                            for (int e = 0; e < 32; e++)
-                                kbuf[r * 32 + e] = r < nk && d0 + e < dqk ? k[(int64_t)(j0 + r) * ldk + d0 + e] : 0;
-                        AMX_LOAD(AMX_A, kbuf, 64);
+                        uint16_t *kt = kbuf[kept ? c : 0];
+                        if (!kept) amx_k_tile(k, ldk, j0, nk, d0, dqk, kt);
+                        AMX_LOAD(AMX_A, kt, 64);
                     }
                     for (int t = 0; t < 2; t++) {
                         if (!live[t]) continue;
