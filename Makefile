@@ -251,18 +251,28 @@ test-arm64: deps arm64-deps
 # reference defines them and FA_ISA_AVX512_AMX names amx_emulated.c's table (amx_tile_kernels.h
 # around the portable kernels), so the AMX kernels' own code — tiling, tails, Vᵀ's tiles, the
 # band's skipped tiles — runs here: the kernel grid (float64 reference, the same bits on 1, 2
-# and 3 threads) and the fuzz inputs replayed with FA_ISA=avx512amx (the harness's float64
-# oracle over fuzzed descriptors). Where the CPU has AMX, the Swift suites run the real tiles.
+# and 3 threads; again with AddressSanitizer over the AMX kernels' file — every other file
+# instrumented too cost minutes of compile time — where an emulated tile load or store is a
+# memcpy of each row, so a tile reaching past its buffer is an error here before it is a
+# fault on a Xeon) and the fuzz inputs replayed with FA_ISA=avx512amx (the harness's float64 oracle over
+# fuzzed descriptors). Where the CPU has AMX, the Swift suites run the real tiles.
 AMX_EMU_DIR := .build-amx-emulated
+AMX_EMU_SOURCES := $(wildcard CSupport/CFlashAttention/*/*.c) Tests/Arm64/kernel_grid.c Tests/Arm64/sgemm_reference.c
 test-amx-emulated: deps
-	@mkdir -p $(AMX_EMU_DIR)
-	gcc -O2 -fopenmp -Wall -Wextra -Werror -DFA_AMX_EMULATE -ICSupport/CFlashAttention/include \
-	  CSupport/CFlashAttention/*/*.c Tests/Arm64/kernel_grid.c Tests/Arm64/sgemm_reference.c -lm \
-	  -o $(AMX_EMU_DIR)/kernel_grid
+	@rm -rf $(AMX_EMU_DIR)/objects && mkdir -p $(AMX_EMU_DIR)/objects
+	cd $(AMX_EMU_DIR)/objects && gcc -O2 -fopenmp -Wall -Wextra -Werror -DFA_AMX_EMULATE \
+	  -I$(CURDIR)/CSupport/CFlashAttention/include -c $(addprefix $(CURDIR)/,$(AMX_EMU_SOURCES))
+	gcc -fopenmp $(AMX_EMU_DIR)/objects/*.o -lm -o $(AMX_EMU_DIR)/kernel_grid
 	$(AMX_EMU_DIR)/kernel_grid avx512amx 1 2 3
-	gcc -O2 -fopenmp -w -DFA_AMX_EMULATE -ICSupport/CFlashAttention/include CSupport/CFlashAttention/*/*.c \
-	  Tests/Fuzz/fuzz_attention.c Tests/Arm64/replay_corpus.c Tests/Arm64/sgemm_reference.c -lm \
-	  -o $(AMX_EMU_DIR)/replay_corpus
+	gcc -O1 -fsanitize=address -fno-omit-frame-pointer -fopenmp -w -DFA_AMX_EMULATE \
+	  -ICSupport/CFlashAttention/include -c CSupport/CFlashAttention/kernels/amx_emulated.c \
+	  -o $(AMX_EMU_DIR)/amx_emulated_asan.o
+	gcc -fopenmp -fsanitize=address $$(ls $(AMX_EMU_DIR)/objects/*.o | grep -v '/amx_emulated\.o$$') \
+	  $(AMX_EMU_DIR)/amx_emulated_asan.o -lm -o $(AMX_EMU_DIR)/kernel_grid_asan
+	ASAN_OPTIONS=detect_leaks=0 $(AMX_EMU_DIR)/kernel_grid_asan avx512amx 1 3
+	gcc -O2 -fopenmp -w -DFA_AMX_EMULATE -ICSupport/CFlashAttention/include \
+	  $$(ls $(AMX_EMU_DIR)/objects/*.o | grep -v '/kernel_grid\.o$$') \
+	  Tests/Fuzz/fuzz_attention.c Tests/Arm64/replay_corpus.c -lm -o $(AMX_EMU_DIR)/replay_corpus
 	for t in 1 3; do echo "FA_ISA=avx512amx (emulated), $$t thread(s):"; \
 	  FA_ISA=avx512amx OMP_NUM_THREADS=$$t $(AMX_EMU_DIR)/replay_corpus Tests/Fuzz/corpus random:20000:$$t \
 	  || exit 1; done
