@@ -249,13 +249,14 @@ test-arm64: deps arm64-deps
 # AMX tiles without an AMX CPU: the C kernel target built with FA_AMX_EMULATE, where
 # kernels/amx_tiles.h runs the tile instructions on thread-local arrays as the instruction set
 # reference defines them and FA_ISA_AVX512_AMX names amx_emulated.c's table (amx_tile_kernels.h
-# around the portable kernels), so the AMX kernels' own code — tiling, tails, Vᵀ's tiles, the
-# band's skipped tiles — runs here: the kernel grid (float64 reference, the same bits on 1, 2
-# and 3 threads; again with AddressSanitizer over the AMX kernels' file — every other file
-# instrumented too cost minutes of compile time — where an emulated tile load or store is a
-# memcpy of each row, so a tile reaching past its buffer is an error here before it is a
-# fault on a Xeon) and the fuzz inputs replayed with FA_ISA=avx512amx (the harness's float64 oracle over
-# fuzzed descriptors). Where the CPU has AMX, the Swift suites run the real tiles.
+# around the portable kernels), so the AMX kernels' own code — tiling, tails, P's transposed
+# tiles, the band's skipped tiles — runs here: the kernel grid (float64 reference, the same
+# bits on 1, 2 and 3 threads; again with AddressSanitizer over the AMX kernels' file — every
+# other file instrumented too cost minutes of compile time — where an emulated tile load or
+# store is a memcpy of each row, so a tile reaching past its buffer is an error here before
+# it is a fault on a Xeon) and the fuzz inputs replayed with FA_ISA=avx512amx (the harness's
+# float64 oracle over fuzzed descriptors). The C files are compiled once into objects that
+# the three share. Where the CPU has AMX, the Swift suites run the real tiles.
 AMX_EMU_DIR := .build-amx-emulated
 AMX_EMU_SOURCES := $(wildcard CSupport/CFlashAttention/*/*.c) Tests/Arm64/kernel_grid.c Tests/Arm64/sgemm_reference.c
 test-amx-emulated: deps

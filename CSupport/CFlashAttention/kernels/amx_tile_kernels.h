@@ -79,12 +79,7 @@ VF_INLINE void amx_scores_store(int nk, int nq, int live, const float *c, int64_
         vf mx = vf_load_first_or(block_max + v * VF_W, n, -INFINITY);
         for (int r = 0; r < nk; r++) {
             vf x = live ? vf_mul(vf_loadu(c + r * ldc + v * VF_W), sc) : hidden;
-            if (masked) {
-                const int64_t first = lo + r - v * VF_W, last = hi + r - v * VF_W;
-                const int f = first < 0 ? 0 : (first > VF_W ? VF_W : (int)first);
-                const int l = last < 0 ? 0 : (last > VF_W ? VF_W : (int)last);
-                x = vf_fill_outside(x, f, l, -INFINITY);
-            }
+            if (masked) x = tile_band_fill(x, r, v, lo, hi);
             if (n == VF_W) vf_storeu(st + r * ldst + v * VF_W, x);
             else vf_store_first(st + r * ldst + v * VF_W, x, n);
             mx = vf_max(mx, x);

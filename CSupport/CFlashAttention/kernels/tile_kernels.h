@@ -42,6 +42,15 @@ VF_FN static void tile_pack_qt(int rows, int rows_padded, int64_t dqk, const flo
 
 enum { TileStKeysMax = TILE_ST_K1 > TILE_ST_K ? TILE_ST_K1 : TILE_ST_K };
 
+// s with −inf in the lanes the band hides from key a: query i (lane + v·VF_W) sees key a iff
+// a + lo ≤ i < a + hi.
+VF_INLINE vf tile_band_fill(vf s, int64_t a, int v, int64_t lo, int64_t hi) {
+    const int64_t first = lo + a - v * VF_W, last = hi + a - v * VF_W;
+    const int f = first < 0 ? 0 : (first > VF_W ? VF_W : (int)first);
+    const int l = last < 0 ? 0 : (last > VF_W ? VF_W : (int)last);
+    return vf_fill_outside(s, f, l, -INFINITY);
+}
+
 // A finished scores tile (NK keys × NQ query vectors of sums; times `scale` when SCALED):
 // −inf outside the band, stored, folded into block_max.
 VF_INLINE void tile_scores_store(const int NK, const int NQ, const int SCALED,
@@ -54,12 +63,7 @@ VF_INLINE void tile_scores_store(const int NK, const int NQ, const int SCALED,
     for (int a = 0; a < NK; a++) {
         for (int v = 0; v < NQ; v++) {
             vf s = SCALED ? vf_mul(acc[a][v], sc) : acc[a][v];
-            if (masked) {  // query i (lane + v·VF_W) sees key a iff a + lo ≤ i < a + hi
-                const int64_t first = lo + a - v * VF_W, last = hi + a - v * VF_W;
-                const int f = first < 0 ? 0 : (first > VF_W ? VF_W : (int)first);
-                const int l = last < 0 ? 0 : (last > VF_W ? VF_W : (int)last);
-                s = vf_fill_outside(s, f, l, -INFINITY);
-            }
+            if (masked) s = tile_band_fill(s, a, v, lo, hi);
             vf_storeu(st + a * ldst + v * VF_W, s);
             mx[v] = vf_max(mx[v], s);
         }
