@@ -23,8 +23,8 @@
 // Oᵀ = Vᵀ·Pᵀ, which needs no P transpose but moved V element by element into Vᵀ tiles (8,192
 // per block) and folded every sum back one float at a time (128·BQ), and its scores took 64·BQ
 // scalar steps: several times the tiles' own time. Same products in the same order: the bits
-// did not change (the kernel grid's digest). The P transposes are plain C; an AVX-512 16 × 16
-// transpose is the next step if a Xeon shows them.
+// did not change (the kernel grid's digest). The P transposes are 64 lane shuffles a tile
+// (amx_p_tile), against the 128 cycles of the 8 TDPBF16PS that use each tile at D = 128.
 // Tails: K rows past a block's keys or past 32·⌊d/32⌋ elements, Q pairs past the head dim's
 // and queries past the rows are copied into zeroed tiles (so a stale NaN or infinity never
 // meets a zero weight); whole tiles of hidden keys (causal, window) are not multiplied.
@@ -203,12 +203,58 @@ VF_FN static void pack_v_amx(int keys, int64_t n, const uint16_t *v, int64_t ldv
 
 // P's A tile for queries i0 … i0 + nq − 1 (rows; 0 past nq) over the key pairs 16c … 16c + 15:
 // a[i, r] = p2[16c + r, i0 + i], the one transpose of the P·V product (16 × 16 pairs: each
-// pair's two keys move together, already rounded by round_pairs_bf16).
-static inline void amx_p_tile(const uint32_t *p2, int64_t ldp2, int i0, int nq, int c,
-                              uint32_t *a) {
+// pair's two keys move together, already rounded by round_pairs_bf16). Written with the
+// compilers' vector extensions (GCC 12+, clang), so the same source is 16 loads, 64 lane
+// shuffles and 16 stores of zmm registers in avx512_amx.c (the caller's target) and plain code
+// in the emulated build, where the kernel grid checks it; the scalar loop it replaces compiled
+// to 256 single moves and gathers. Four rounds, as the 16 × 16 transposes of AVX-512 code
+// usually go: 32-bit and then 64-bit interleaves of row pairs within each 128-bit lane (after
+// them lane L of x[4k + j] holds column 4L + j of rows 4k … 4k + 3), then two rounds of
+// 128-bit lane moves gather each column's four lanes.
+typedef uint32_t amx_u32x16 __attribute__((vector_size(64)));
+#define AMX_SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#define AMX_LO32 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29
+#define AMX_HI32 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31
+#define AMX_LO64 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define AMX_HI64 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define AMX_LANES01 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define AMX_LANES23 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define AMX_EVEN_LANES 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27
+#define AMX_ODD_LANES 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31
+VF_INLINE void amx_p_tile(const uint32_t *p2, int64_t ldp2, int i0, int nq, int c, uint32_t *a) {
     const uint32_t *src = p2 + (int64_t)(16 * c) * ldp2 + i0;
-    for (int i = 0; i < 16; i++)
-        for (int r = 0; r < 16; r++) a[i * 16 + r] = i < nq ? src[(int64_t)r * ldp2 + i] : 0u;
+    int64_t ld = ldp2;
+    _Alignas(64) uint32_t tail[16 * 16];
+    if (nq < 16) {  // a query tile's last rows: columns past nq are zero, and so a's rows past nq
+        memset(tail, 0, sizeof tail);
+        for (int r = 0; r < 16; r++) memcpy(tail + 16 * r, src + (int64_t)r * ldp2, sizeof(uint32_t) * (size_t)nq);
+        src = tail;
+        ld = 16;
+    }
+    amx_u32x16 x[16], s[16];
+    for (int r = 0; r < 16; r++) memcpy(&x[r], src + (int64_t)r * ld, sizeof x[r]);  // one load a row
+    for (int k = 0; k < 16; k += 2) {
+        s[k] = AMX_SHUF(x[k], x[k + 1], AMX_LO32);
+        s[k + 1] = AMX_SHUF(x[k], x[k + 1], AMX_HI32);
+    }
+    for (int k = 0; k < 16; k += 4) {
+        x[k] = AMX_SHUF(s[k], s[k + 2], AMX_LO64);
+        x[k + 1] = AMX_SHUF(s[k], s[k + 2], AMX_HI64);
+        x[k + 2] = AMX_SHUF(s[k + 1], s[k + 3], AMX_LO64);
+        x[k + 3] = AMX_SHUF(s[k + 1], s[k + 3], AMX_HI64);
+    }
+    for (int j = 0; j < 4; j++) {  // column 4L + j: lane L of x[j], x[4 + j], x[8 + j], x[12 + j]
+        const amx_u32x16 u0 = AMX_SHUF(x[j], x[4 + j], AMX_LANES01);
+        const amx_u32x16 u1 = AMX_SHUF(x[j], x[4 + j], AMX_LANES23);
+        const amx_u32x16 w0 = AMX_SHUF(x[8 + j], x[12 + j], AMX_LANES01);
+        const amx_u32x16 w1 = AMX_SHUF(x[8 + j], x[12 + j], AMX_LANES23);
+        const amx_u32x16 y0 = AMX_SHUF(u0, w0, AMX_EVEN_LANES), y1 = AMX_SHUF(u0, w0, AMX_ODD_LANES);
+        const amx_u32x16 y2 = AMX_SHUF(u1, w1, AMX_EVEN_LANES), y3 = AMX_SHUF(u1, w1, AMX_ODD_LANES);
+        memcpy(a + 16 * j, &y0, sizeof y0);
+        memcpy(a + 16 * (4 + j), &y1, sizeof y1);
+        memcpy(a + 16 * (8 + j), &y2, sizeof y2);
+        memcpy(a + 16 * (12 + j), &y3, sizeof y3);
+    }
 }
 
 enum { AMX_PV_TILES_KEPT = 8 };  // P tiles kept per query tile: blocks up to 256 keys
