@@ -205,8 +205,9 @@ VF_FN static void pack_v_amx(int keys, int64_t n, const uint16_t *v, int64_t ldv
 // a[i, r] = p2[16c + r, i0 + i], the one transpose of the P·V product (16 × 16 pairs: each
 // pair's two keys move together, already rounded by round_pairs_bf16). Written with the
 // compilers' vector extensions (GCC 12+, clang), so the same source is 16 loads, 64 lane
-// shuffles and 16 stores of zmm registers in avx512_amx.c (the caller's target) and plain code
-// in the emulated build, where the kernel grid checks it; the scalar loop it replaces compiled
+// shuffles and 16 stores of zmm registers in avx512_amx.c (the caller's target; as clang, which
+// builds the package, compiles it: gcc's code keeps the rows on the stack) and plain code in
+// the emulated build, where the kernel grid checks it; the scalar loop it replaces compiled
 // to 256 single moves and gathers. Four rounds, as the 16 × 16 transposes of AVX-512 code
 // usually go: 32-bit and then 64-bit interleaves of row pairs within each 128-bit lane (after
 // them lane L of x[4k + j] holds column 4L + j of rows 4k … 4k + 3), then two rounds of
